@@ -1,0 +1,59 @@
+"""Synesthesia Studio: `python app.py [--share] [--host H] [--port P] [--models auto|studio|paper] ...`."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import sys
+
+from pipelines.registry import MODEL_CHOICES
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Synesthesia Studio: a browser studio for making sound and image together.",
+    )
+    on_space = "SPACE_ID" in os.environ
+    parser.add_argument("--host", default="0.0.0.0" if on_space else "127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 on a Hugging Face Space)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                        help="port to listen on (default 7860)")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (workshops)")
+    parser.add_argument("--models", choices=MODEL_CHOICES, default="auto",
+                        help="weights: paper where available else studio (auto), bundled studio weights only "
+                             "(never touches the network), or paper only")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="where models run (default: best available)")
+    parser.add_argument("--offline", action="store_true",
+                        help="never contact the Hugging Face Hub; use only local files (sets HF_HUB_OFFLINE=1)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.offline or args.models == "studio":
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    from pipelines.registry import REGISTRY, choose_device
+    from studio.app import build_studio
+    from studio.config import build_config
+    from studio.context import StudioContext
+    from studio.sessions import SessionFiles
+
+    try:
+        device = choose_device(args.device) if args.device != "auto" else "auto"
+        config = build_config(models=args.models, device=device, offline=args.offline)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    REGISTRY.configure(default_variant=args.models, device=args.device, offline=args.offline or args.models == "studio")
+    files = SessionFiles()
+    atexit.register(files.remove_all)
+    demo = build_studio(StudioContext(config, files))
+    demo.queue(max_size=config.queue_size, default_concurrency_limit=1)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(files.root)],
+                max_file_size=f"{config.max_upload_mb}mb", footer_links=["api", "settings"])
+
+
+if __name__ == "__main__":
+    main()

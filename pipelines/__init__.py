@@ -1,0 +1,1 @@
+"""Synesthesia Studio's models and signal processing. Never imports gradio: everything here works without the UI."""

@@ -1,0 +1,250 @@
+"""Every audio convention of the studio, in one place.
+
+Sample rates, STFT/mel settings and the spectrogram <-> image mapping of each pipeline live in one `AudioSpec`
+each (`SPECS`). Nothing else in the project hard-codes a sample rate or a hop size.
+
+The Auffusion convention (used by Images that Sound and the Spectrogram Lab) follows the Auffusion /
+images-that-sound code exactly:
+
+- log-mel: reflect-pad by (n_fft - hop) / 2, STFT without centering (Hann window of `win_length` inside
+  `n_fft`), magnitude sqrt(re² + im² + 1e-9), librosa's Slaney mel filters, natural log clamped at 1e-5;
+- image value = (L - ln 1e-5) / (ln 200 - ln 1e-5), so black is silence (magnitude 1e-5) and white is loud
+  (magnitude 200); the frequency axis is flipped so low frequencies sit at the bottom of the picture;
+- Griffin-Lim: exp(L) -> librosa's mel inversion with the same STFT settings, centered, power 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AudioSpec:
+    """How one pipeline hears: its rate, its clip length and (if it uses one) its spectrogram."""
+
+    name: str
+    sample_rate: int
+    clip_seconds: float
+    n_fft: int | None = None
+    hop_length: int | None = None
+    win_length: int | None = None
+    n_mels: int | None = None
+    fmin: float = 0.0
+    fmax: float | None = None
+    # "auffusion": natural log, image = (L - ln floor) / (ln ceiling - ln floor).
+    # "specvqgan": 20·log10(mag) - 20 + 100, divided by 100 and clipped (SpecVQGAN / Visual Echoes).
+    image_scale: str = "auffusion"
+    magnitude_floor: float = 1e-5
+    magnitude_ceiling: float = 200.0
+    # Peak level the reference code normalises a clip to before analysis (None: leave the level alone).
+    analysis_peak: float | None = None
+
+    @property
+    def clip_samples(self) -> int:
+        return round(self.clip_seconds * self.sample_rate)
+
+    def frames_for(self, num_samples: int) -> int:
+        """Spectrogram frames the analysis gives for `num_samples` samples (padding of `log_mel` included)."""
+        return num_samples // self.hop_length
+
+    def samples_for(self, num_frames: int) -> int:
+        return num_frames * self.hop_length
+
+
+SPECS: dict[str, AudioSpec] = {
+    # Auffusion / Images that Sound: 10.24 s clips = 1024 frames at hop 160 (research/images-that-sound.md B.1).
+    "auffusion": AudioSpec(
+        "auffusion", 16000, 10.24, n_fft=2048, hop_length=160, win_length=1024, n_mels=256, fmin=0.0,
+        fmax=8000.0, analysis_peak=0.95,
+    ),
+    # MM-Diffusion: a raw 16 kHz waveform, 1.6 s = 16 frames at 10 fps (research/joint-av.md A).
+    "mm_diffusion": AudioSpec("mm_diffusion", 16000, 1.6),
+    # Physics-driven impact sound: 0.25 s at 44.1 kHz, log-magnitude STFT 2048/256 (research/echoes-and-impact.md B1).
+    "impact": AudioSpec("impact", 44100, 0.25, n_fft=2048, hop_length=256, win_length=2048),
+    # Visual Echoes: SpecVQGAN preprocessing, 80 mels 125-7600 Hz, 10 s at 22.05 kHz (echoes-and-impact.md A).
+    "visual_echoes": AudioSpec(
+        "visual_echoes", 22050, 10.0, n_fft=1024, hop_length=256, win_length=1024, n_mels=80, fmin=125.0,
+        fmax=7600.0, image_scale="specvqgan",
+    ),
+}
+
+
+class AudioDecodeError(ValueError):
+    """The file could not be read as audio, or holds no usable samples."""
+
+
+@dataclass
+class LoadedAudio:
+    """Mono float32 samples at the spec's rate, with plain-language notes on what was changed."""
+
+    samples: np.ndarray
+    sample_rate: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+def load_audio(path: str | Path, spec: AudioSpec, max_seconds: float | None = None) -> LoadedAudio:
+    """Read any file soundfile or librosa can decode; downmix, resample to `spec` and trim, noting each change."""
+    samples, rate = _decode(Path(path))
+    notes = []
+    if samples.shape[0] == 0:
+        raise AudioDecodeError("the file holds no audio samples")
+    if not np.isfinite(samples).all():
+        raise AudioDecodeError("the file holds invalid (NaN or infinite) samples")
+    if samples.ndim == 2 and samples.shape[1] > 1:
+        notes.append(f"Mixed {samples.shape[1]} channels down to mono.")
+    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+    if max_seconds is not None and len(mono) > max_seconds * rate:
+        notes.append(f"Kept the first {max_seconds:g} s of {len(mono) / rate:.1f} s.")
+        mono = mono[: int(max_seconds * rate)]
+    if rate != spec.sample_rate:
+        notes.append(f"Resampled from {rate} Hz to {spec.sample_rate} Hz.")
+        mono = resample(mono, rate, spec.sample_rate)
+    return LoadedAudio(mono.astype(np.float32), spec.sample_rate, notes)
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int]:
+    import soundfile
+
+    try:
+        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        return samples, rate
+    except Exception:  # noqa: BLE001 - soundfile cannot read it; librosa's audioread path may (mp3, m4a, ...)
+        pass
+    import librosa
+
+    try:
+        with warnings.catch_warnings():  # librosa warns on its fallback decoder; failure is reported below
+            warnings.simplefilter("ignore")
+            samples, rate = librosa.load(str(path), sr=None, mono=False)
+    except Exception as error:  # noqa: BLE001 - any decoder failure means the same thing to the user
+        raise AudioDecodeError(f"no audio decoder could read it ({type(error).__name__})") from error
+    return np.atleast_2d(samples).T.astype(np.float32), int(rate)
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    import librosa
+
+    return librosa.resample(np.asarray(samples, dtype=np.float32), orig_sr=from_rate, target_sr=to_rate)
+
+
+def peak_normalize(samples: np.ndarray, peak: float = 0.95) -> np.ndarray:
+    """Scale so the largest magnitude is `peak`; silence stays silence."""
+    top = float(np.max(np.abs(samples))) if samples.size else 0.0
+    return samples if top == 0.0 else (samples * (peak / top)).astype(np.float32)
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
+    """Write mono float samples as 16-bit PCM, clipped to [-1, 1]."""
+    import soundfile
+
+    soundfile.write(str(path), np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16")
+    return Path(path)
+
+
+@functools.lru_cache(maxsize=8)
+def mel_filters(spec: AudioSpec) -> np.ndarray:
+    """librosa's Slaney mel filter bank for `spec`, [n_mels, n_fft // 2 + 1]."""
+    import librosa
+
+    return librosa.filters.mel(
+        sr=spec.sample_rate, n_fft=spec.n_fft, n_mels=spec.n_mels, fmin=spec.fmin, fmax=spec.fmax
+    ).astype(np.float32)
+
+
+def mel_frequencies(spec: AudioSpec) -> np.ndarray:
+    """Centre frequency in Hz of each mel bin of `spec` (bin 0 is the lowest)."""
+    import librosa
+
+    return librosa.mel_frequencies(n_mels=spec.n_mels + 2, fmin=spec.fmin, fmax=spec.fmax)[1:-1]
+
+
+def mel_magnitude(samples: np.ndarray, spec: AudioSpec) -> np.ndarray:
+    """Mel magnitude [n_mels, frames] with the Auffusion analysis (reflect pad, uncentred STFT)."""
+    import librosa
+
+    pad = (spec.n_fft - spec.hop_length) // 2
+    padded = np.pad(np.asarray(samples, dtype=np.float32), pad, mode="reflect")
+    stft = librosa.stft(
+        padded, n_fft=spec.n_fft, hop_length=spec.hop_length, win_length=spec.win_length, window="hann",
+        center=False,
+    )
+    magnitude = np.sqrt(stft.real**2 + stft.imag**2 + 1e-9)
+    return mel_filters(spec) @ magnitude
+
+
+def log_mel(samples: np.ndarray, spec: AudioSpec, *, normalize: bool = True) -> np.ndarray:
+    """Natural-log mel spectrogram [n_mels, frames], clamped at the spec's magnitude floor.
+
+    With `normalize`, the clip is first scaled to the spec's analysis peak, as the reference code prepares audio.
+    """
+    if normalize and spec.analysis_peak is not None:
+        samples = peak_normalize(samples, spec.analysis_peak)
+    return np.log(np.maximum(mel_magnitude(samples, spec), spec.magnitude_floor)).astype(np.float32)
+
+
+def _unit_range(spec: AudioSpec) -> tuple[float, float]:
+    return math.log(spec.magnitude_floor), math.log(spec.magnitude_ceiling)
+
+
+def log_mel_to_unit(log_mel_spec: np.ndarray, spec: AudioSpec) -> np.ndarray:
+    """Map a natural-log magnitude to [0, 1] by the spec's image convention (clamped)."""
+    if spec.image_scale == "specvqgan":
+        decibels = 20.0 * np.maximum(log_mel_spec, math.log(spec.magnitude_floor)) / math.log(10.0)
+        return np.clip((decibels - 20.0 + 100.0) / 100.0, 0.0, 1.0).astype(np.float32)
+    low, high = _unit_range(spec)
+    return np.clip((log_mel_spec - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def unit_to_log_mel(unit: np.ndarray, spec: AudioSpec) -> np.ndarray:
+    """Inverse of `log_mel_to_unit` on [0, 1]."""
+    unit = np.clip(np.asarray(unit, dtype=np.float32), 0.0, 1.0)
+    if spec.image_scale == "specvqgan":
+        return ((unit * 100.0 - 100.0 + 20.0) / 20.0 * math.log(10.0)).astype(np.float32)
+    low, high = _unit_range(spec)
+    return (unit * (high - low) + low).astype(np.float32)
+
+
+def spectrogram_to_image(log_mel_spec: np.ndarray, spec: AudioSpec) -> np.ndarray:
+    """Log-mel [n_mels, frames] -> grayscale image in [0, 1], low frequencies at the bottom row."""
+    return np.flipud(log_mel_to_unit(log_mel_spec, spec)).copy()
+
+
+def image_to_spectrogram(image: np.ndarray, spec: AudioSpec) -> np.ndarray:
+    """Grayscale [H, W] or channels-last [H, W, C] image in [0, 1] -> log-mel [H, W] (channel mean, unflipped).
+
+    The image must already have `spec.n_mels` rows; images-that-sound averages the three decoded channels.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    gray = image.mean(axis=-1) if image.ndim == 3 else image
+    if gray.shape[0] != spec.n_mels:
+        raise ValueError(f"a {spec.name} spectrogram image needs {spec.n_mels} rows, got {gray.shape[0]}")
+    return unit_to_log_mel(np.flipud(gray), spec)
+
+
+def griffin_lim(log_mel_spec: np.ndarray, spec: AudioSpec, n_iter: int = 32, seed: int = 0) -> np.ndarray:
+    """Waveform from a log-mel spectrogram by Griffin-Lim, as images-that-sound's `mel_to_audio` call does.
+
+    exp(L) -> non-negative least-squares inverse of the mel filters -> librosa's Griffin-Lim (centred STFT,
+    power 1, seeded random initial phase). Returns `spec.samples_for(frames)` samples, not clipped: a loud
+    spectrogram can exceed full scale (the reference code clips; callers choose).
+    """
+    import librosa
+
+    magnitude = np.exp(np.asarray(log_mel_spec, dtype=np.float32))
+    linear = librosa.util.nnls(mel_filters(spec), magnitude)
+    audio = librosa.griffinlim(
+        linear, n_iter=n_iter, hop_length=spec.hop_length, win_length=spec.win_length, n_fft=spec.n_fft,
+        window="hann", center=True, random_state=seed,
+    )
+    # A centred STFT of F frames spans (F - 1) hops; pad to the analysis length, as the reference code does.
+    return np.pad(audio, (0, spec.samples_for(magnitude.shape[1]) - len(audio))).astype(np.float32)

@@ -1,0 +1,229 @@
+"""Lazy, cached, thread-safe loading of every pipeline by name and weights variant.
+
+A generator registers a `PipelineEntry` saying how to check for and load each weights variant:
+
+- `paper`: the published weights (or the paper's architecture trained at full size), used when present;
+- `studio`: small models bundled in `assets/models/`, always present, fast on a CPU.
+
+`get_pipeline(name, variant="auto")` picks `paper` when its weights are in the local cache (or the Hub is
+reachable and the registry is not offline) and `studio` otherwise, loads it once even when many users ask at
+the same moment, and records a `LoadReport` saying which variant it used and why. Entries with no weights at all
+(pure signal processing) ignore the variant.
+
+On a GPU at most `max_resident` pipelines stay on the device; when another one is needed the least recently
+used one moves to the CPU (and back when it is next asked for).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+VARIANTS = ("paper", "studio")
+MODEL_CHOICES = ("auto",) + VARIANTS
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """One variant of a pipeline's weights.
+
+    `missing(offline)` returns None when the weights can be loaded, or a plain sentence saying why not.
+    `load(device, dtype)` builds the pipeline on that device.
+    """
+
+    load: Callable[[str, Any], Any]
+    missing: Callable[[bool], str | None] = lambda offline: None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class PipelineEntry:
+    name: str
+    title: str
+    variants: dict[str, WeightsSource] = field(default_factory=dict)
+    # For pipelines without weights (signal processing only): how to build it.
+    load_without_weights: Callable[[str, Any], Any] | None = None
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    name: str
+    variant: str | None
+    device: str
+    reason: str
+
+
+class UnknownPipelineError(KeyError):
+    pass
+
+
+class WeightsUnavailableError(RuntimeError):
+    pass
+
+
+def choose_device(preference: str = "auto") -> str:
+    """'auto' -> cuda, then mps, then cpu; an explicit choice is checked against what this machine has."""
+    import torch
+
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+    }
+    if preference == "auto":
+        return next(device for device in ("cuda", "mps", "cpu") if available[device])
+    if preference not in available:
+        raise ValueError(f"device must be one of auto, cpu, cuda, mps; got {preference!r}")
+    if not available[preference]:
+        raise ValueError(f"device {preference!r} was asked for but this machine has none")
+    return preference
+
+
+def choose_dtype(device: str):
+    """fp16/bf16 on accelerators (bf16 where the GPU supports it), fp32 on the CPU."""
+    import torch
+
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "mps":
+        return torch.float16
+    return torch.float32
+
+
+class Registry:
+    """Holds the entries, the loaded pipelines and the locks. One process-wide instance: `REGISTRY`."""
+
+    def __init__(self, *, default_variant: str = "auto", device: str = "auto", offline: bool = False,
+                 max_resident: int = 2):
+        self.entries: dict[str, PipelineEntry] = {}
+        self.configure(default_variant=default_variant, device=device, offline=offline, max_resident=max_resident)
+        self._loaded: collections.OrderedDict[tuple[str, str | None], Any] = collections.OrderedDict()
+        self._reports: dict[tuple[str, str | None], LoadReport] = {}
+        self._placement: dict[tuple[str, str | None], str] = {}
+        self._locks: dict[tuple[str, str | None], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def configure(self, *, default_variant: str = "auto", device: str = "auto", offline: bool = False,
+                  max_resident: int = 2) -> None:
+        if default_variant not in MODEL_CHOICES:
+            raise ValueError(f"models must be one of {', '.join(MODEL_CHOICES)}; got {default_variant!r}")
+        self.default_variant, self.device_preference = default_variant, device
+        self.offline, self.max_resident = offline, max_resident
+
+    def register(self, entry: PipelineEntry) -> None:
+        self.entries[entry.name] = entry
+
+    def entry(self, name: str) -> PipelineEntry:
+        if name not in self.entries:
+            raise UnknownPipelineError(f"no pipeline named {name!r}; known: {', '.join(sorted(self.entries))}")
+        return self.entries[name]
+
+    def resolve(self, name: str, variant: str = "auto") -> tuple[str | None, str]:
+        """Which variant `get_pipeline` would load, and a sentence saying why. Loads nothing."""
+        entry = self.entry(name)
+        if entry.load_without_weights is not None:
+            return None, f"{entry.title} needs no weights (signal processing only)."
+        variant = self.default_variant if variant == "auto" else variant
+        if variant != "auto":
+            if variant not in entry.variants:
+                raise WeightsUnavailableError(f"{entry.title} has no {variant!r} weights")
+            missing = entry.variants[variant].missing(self.offline)
+            if missing:
+                raise WeightsUnavailableError(f"{entry.title}: {variant} weights were asked for but {missing}")
+            return variant, f"{variant} weights, as asked for."
+        reasons = []
+        for candidate in VARIANTS:
+            if candidate not in entry.variants:
+                continue
+            missing = entry.variants[candidate].missing(self.offline)
+            if missing is None:
+                why = f"{candidate} weights are available" if not reasons else "; ".join(reasons)
+                return candidate, f"{why}: using {candidate} weights." if reasons else f"{why}."
+            reasons.append(f"{candidate} weights {missing}")
+        raise WeightsUnavailableError(f"{entry.title} has no usable weights: {'; '.join(reasons)}")
+
+    def get(self, name: str, variant: str = "auto", device: str | None = None) -> Any:
+        """The pipeline, loaded on first use and cached. Thread-safe: concurrent callers share one load."""
+        chosen, reason = self.resolve(name, variant)
+        key = (name, chosen)
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            target = device or choose_device(self.device_preference)
+            if key not in self._loaded:
+                self._make_room(target)
+                entry = self.entries[name]
+                load = entry.load_without_weights or entry.variants[chosen].load
+                self._loaded[key] = load(target, choose_dtype(target))
+                self._placement[key] = target
+                self._reports[key] = LoadReport(name, chosen, target, reason)
+            elif self._placement[key] != target:
+                self._make_room(target)
+                self._move(key, target)
+            with self._guard:
+                self._loaded.move_to_end(key)
+            return self._loaded[key]
+
+    def reports(self) -> list[LoadReport]:
+        """What is loaded now: name, variant, device and why that variant."""
+        with self._guard:
+            return [self._reports[key] for key in self._loaded]
+
+    def _make_room(self, device: str) -> None:
+        if device == "cpu":
+            return
+        with self._guard:
+            resident = [key for key in self._loaded if self._placement[key] == device]
+        while len(resident) >= self.max_resident:
+            self._move(resident.pop(0), "cpu")
+
+    def _move(self, key: tuple[str, str | None], device: str) -> None:
+        pipeline = self._loaded[key]
+        if hasattr(pipeline, "to"):
+            pipeline.to(device)
+        self._placement[key] = device
+        report = self._reports[key]
+        self._reports[key] = LoadReport(report.name, report.variant, device, report.reason)
+        if device == "cpu":
+            _free_accelerator_memory()
+
+
+def _free_accelerator_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+REGISTRY = Registry()
+
+
+def get_pipeline(name: str, variant: str = "auto", device: str | None = None) -> Any:
+    """The named pipeline from the process-wide registry (see `Registry.get`)."""
+    _register_builtin_pipelines()
+    return REGISTRY.get(name, variant, device)
+
+
+def describe(name: str, variant: str = "auto") -> str:
+    """One line for the UI: which weights the named pipeline uses (or will use) and why."""
+    _register_builtin_pipelines()
+    for report in REGISTRY.reports():
+        if report.name == name:
+            return f"loaded on {report.device}: {report.reason}"
+    try:
+        return f"not loaded yet; {REGISTRY.resolve(name, variant)[1]}"
+    except WeightsUnavailableError as error:
+        return f"unavailable: {error}"
+
+
+def _register_builtin_pipelines() -> None:
+    if "spectrogram_lab" in REGISTRY.entries:
+        return
+    from pipelines.spectrogram_lab import SpectrogramLabPipeline
+
+    REGISTRY.register(PipelineEntry(
+        "spectrogram_lab", "Spectrogram Lab", load_without_weights=lambda device, dtype: SpectrogramLabPipeline(),
+    ))

@@ -1,0 +1,1 @@
+"""Synesthesia Studio's browser UI: gr.Blocks, one module per tab. Reaches models only through pipelines.registry."""

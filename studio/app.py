@@ -1,0 +1,34 @@
+"""The studio as one gr.Blocks: a header, one tab per working generator, and About."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from studio.context import StudioContext
+from studio.tabs import about, spectrogram_lab
+
+HEADER = """
+# Synesthesia Studio
+Make sound and image together: pictures you can hear, sounds you can see.
+"""
+
+# Tabs shown, in order. A generator's tab is added here once its pipeline works end to end.
+TABS = (spectrogram_lab,)
+
+
+def build_studio(context: StudioContext) -> gr.Blocks:
+    """Build the UI. Loads no model: pipelines load on first use through pipelines.registry."""
+    with gr.Blocks(title="Synesthesia Studio", delete_cache=(1800, 3600)) as demo:
+        gr.Markdown(HEADER + f"\nModels: `{context.config.models}` · device: `{context.config.device}`",
+                    elem_id="studio-header")
+        with gr.Tabs():
+            for tab in TABS:
+                tab.build(context)
+            weights = about.build(context)
+        demo.load(lambda: about.weights_table(context), None, weights)
+
+        def end_session(request: gr.Request) -> None:
+            context.files.end(request.session_hash)
+
+        demo.unload(end_session)
+    return demo

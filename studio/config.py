@@ -1,0 +1,68 @@
+"""The studio's settings: command-line flags merged with `space.yaml` (how the studio is deployed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pipelines.registry import MODEL_CHOICES
+
+SPACE_FILE = Path(__file__).resolve().parent.parent / "space.yaml"
+TAB_NAMES = ("spectrogram_lab",)
+
+
+@dataclass(frozen=True)
+class TabSettings:
+    """Deployment settings of one tab: weights variant, requests running at once, ZeroGPU seconds (0 = CPU)."""
+
+    variant: str = "auto"
+    concurrency_limit: int = 1
+    gpu_seconds: int = 0
+
+
+@dataclass(frozen=True)
+class StudioConfig:
+    models: str = "auto"
+    device: str = "auto"
+    offline: bool = False
+    queue_size: int = 32
+    max_upload_mb: int = 50
+    hardware: str = "cpu-basic"
+    tabs: dict[str, TabSettings] = field(default_factory=dict)
+
+    def tab(self, name: str) -> TabSettings:
+        """A tab's settings; `--models paper|studio` overrides the per-tab variant of space.yaml."""
+        settings = self.tabs.get(name, TabSettings())
+        if self.models != "auto":
+            return TabSettings(self.models, settings.concurrency_limit, settings.gpu_seconds)
+        return settings
+
+
+def load_space_file(path: Path = SPACE_FILE) -> dict:
+    """Read and check space.yaml; a mistake there stops start-up with a message naming the key."""
+    data = yaml.safe_load(path.read_text()) or {}
+    unknown_tabs = set(data.get("tabs", {})) - set(TAB_NAMES)
+    if unknown_tabs:
+        raise ValueError(f"{path.name}: unknown tab(s) {sorted(unknown_tabs)}; known tabs: {list(TAB_NAMES)}")
+    for name, tab in data.get("tabs", {}).items():
+        unknown_keys = set(tab) - {"variant", "concurrency_limit", "gpu_seconds"}
+        if unknown_keys:
+            raise ValueError(f"{path.name}: tabs.{name} has unknown key(s) {sorted(unknown_keys)}")
+        if tab.get("variant", "auto") not in MODEL_CHOICES:
+            raise ValueError(f"{path.name}: tabs.{name}.variant must be one of {MODEL_CHOICES}")
+        if int(tab.get("concurrency_limit", 1)) < 1 or int(tab.get("gpu_seconds", 0)) < 0:
+            raise ValueError(f"{path.name}: tabs.{name} needs concurrency_limit >= 1 and gpu_seconds >= 0")
+    return data
+
+
+def build_config(*, models: str = "auto", device: str = "auto", offline: bool = False,
+                 space_file: Path = SPACE_FILE) -> StudioConfig:
+    data = load_space_file(space_file)
+    tabs = {name: TabSettings(**values) for name, values in data.get("tabs", {}).items()}
+    queue = data.get("queue", {})
+    return StudioConfig(
+        models=models, device=device, offline=offline, queue_size=int(queue.get("max_size", 32)),
+        max_upload_mb=int(data.get("max_upload_mb", 50)), hardware=data.get("hardware", "cpu-basic"), tabs=tabs,
+    )

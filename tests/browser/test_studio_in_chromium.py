@@ -1,0 +1,100 @@
+"""The real app on a free localhost port, driven in Debian's Chromium by Playwright, as an artist would use it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import EXAMPLES, ROOT
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def studio_url():
+    port = free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--models", "studio"], cwd=ROOT,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 90
+    while not answers(url):
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail("the studio did not start serving")
+        time.sleep(0.5)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def page(studio_url):
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run tests/install_test_extras.sh")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(studio_url)
+        page.get_by_text("Picture → sound").wait_for()
+        yield page
+        browser.close()
+
+
+def upload(page, component: str, path, prompt) -> None:
+    """Upload through the component's file input and wait until the component shows the file."""
+    page.locator(f"{component} input[type=file]").set_input_files(str(path))
+    prompt.wait_for(state="hidden", timeout=30_000)
+
+
+def test_a_picture_becomes_sound_and_a_video(page):
+    page.locator("#lab-picture canvas").first.wait_for(state="attached")  # the editor drops uploads before this
+    upload(page, "#lab-picture", EXAMPLES / "rings.png", page.locator("#lab-picture").get_by_text("Upload an image"))
+    page.locator("#lab-play").click()
+    page.locator("#lab-heard-note").get_by_text("Round-trip difference").wait_for(timeout=90_000)
+    assert page.locator("#lab-heard-audio audio").count() >= 1  # the player holds the sound
+    downloads = page.locator("#lab-heard-files").inner_text()
+    assert all(suffix in downloads for suffix in (".wav", ".png", ".mp4"))
+    video = page.locator("#lab-heard-video video")
+    video.wait_for(state="attached")
+    assert video.get_attribute("src").endswith(".mp4")
+
+
+def test_a_corrupt_upload_gets_a_clear_message_and_the_studio_keeps_serving(page, tmp_path, studio_url):
+    corrupt = tmp_path / "broken.wav"
+    corrupt.write_bytes(os.urandom(6000))
+    upload(page, "#lab-sound", corrupt, page.locator("#lab-sound").get_by_text("Drop Audio Here"))
+    page.locator("#lab-draw").click()
+    page.get_by_text("We could not read 'broken.wav' as audio").wait_for(timeout=60_000)
+
+    assert answers(studio_url)
+    page.locator("#lab-sound").get_by_role("button", name="Clear").click()
+    upload(page, "#lab-sound", EXAMPLES / "chirp.wav", page.locator("#lab-sound").get_by_text("Drop Audio Here"))
+    page.locator("#lab-draw").click()
+    page.locator("#lab-seen-note").get_by_text("1.50 s at 16000 Hz").wait_for(timeout=90_000)
+    assert page.locator("#lab-seen-image img").count() == 1

@@ -1,0 +1,124 @@
+"""pipelines.registry: lazy, once, thread-safe, variant choice with reasons, LRU residency on a GPU."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from pipelines.registry import (
+    PipelineEntry, Registry, UnknownPipelineError, WeightsSource, WeightsUnavailableError, describe, get_pipeline,
+)
+
+
+class FakePipeline:
+    def __init__(self, name, device):
+        self.name, self.device, self.moves = name, device, []
+
+    def to(self, device):
+        self.moves.append(device)
+        self.device = device
+        return self
+
+
+def counting_source(counter: list, name: str, delay: float = 0.0, missing=None) -> WeightsSource:
+    def load(device, dtype):
+        time.sleep(delay)
+        counter.append(name)
+        return FakePipeline(name, device)
+
+    return WeightsSource(load=load, missing=missing or (lambda offline: None))
+
+
+def not_cached(offline):
+    return "are not in the local cache and the Hub is unreachable" if offline else "are not in the local cache"
+
+
+def test_nothing_loads_until_asked_and_then_only_once_across_threads():
+    loads = []
+    registry = Registry(device="cpu")
+    registry.register(PipelineEntry("toy", "Toy", {"studio": counting_source(loads, "toy", delay=0.2)}))
+    assert loads == [] and registry.reports() == []
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(registry.get("toy"))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert loads == ["toy"]
+    assert all(result is results[0] for result in results)
+
+
+def test_auto_uses_paper_weights_when_present():
+    registry = Registry(device="cpu")
+    registry.register(PipelineEntry("toy", "Toy", {"paper": counting_source([], "paper"),
+                                                   "studio": counting_source([], "studio")}))
+    assert registry.get("toy").name == "paper"
+    assert registry.reports()[0].variant == "paper"
+    assert "paper weights are available" in registry.reports()[0].reason
+
+
+def test_auto_falls_back_to_studio_and_says_why():
+    registry = Registry(device="cpu", offline=True)
+    registry.register(PipelineEntry("toy", "Toy", {"paper": counting_source([], "paper", missing=not_cached),
+                                                   "studio": counting_source([], "studio")}))
+    assert registry.get("toy").name == "studio"
+    (report,) = registry.reports()
+    assert report.variant == "studio" and report.device == "cpu"
+    assert report.reason == ("paper weights are not in the local cache and the Hub is unreachable: "
+                             "using studio weights.")
+
+
+def test_explicit_variant_and_global_default():
+    registry = Registry(device="cpu", default_variant="studio")
+    registry.register(PipelineEntry("toy", "Toy", {"paper": counting_source([], "paper"),
+                                                   "studio": counting_source([], "studio")}))
+    assert registry.get("toy").name == "studio"  # --models studio wins over auto
+    assert registry.get("toy", "paper").name == "paper"
+
+
+def test_missing_weights_and_unknown_names_raise_plain_errors():
+    registry = Registry(device="cpu", offline=True)
+    registry.register(PipelineEntry("toy", "Toy", {"paper": counting_source([], "paper", missing=not_cached)}))
+    with pytest.raises(WeightsUnavailableError, match="paper weights were asked for but are not in the local"):
+        registry.get("toy", "paper")
+    with pytest.raises(WeightsUnavailableError, match="no usable weights"):
+        registry.get("toy")
+    with pytest.raises(WeightsUnavailableError, match="no 'studio' weights"):
+        registry.get("toy", "studio")
+    with pytest.raises(UnknownPipelineError, match="no pipeline named 'nope'"):
+        registry.get("nope")
+    with pytest.raises(ValueError, match="models must be one of"):
+        registry.configure(default_variant="best")
+
+
+def test_least_recently_used_pipeline_leaves_the_gpu():
+    loads = []
+    registry = Registry(max_resident=2)
+    for name in ("a", "b", "c"):
+        registry.register(PipelineEntry(name, name.upper(), {"studio": counting_source(loads, name)}))
+    a = registry.get("a", device="cuda")
+    b = registry.get("b", device="cuda")
+    registry.get("a", device="cuda")  # a is now the most recently used
+    c = registry.get("c", device="cuda")
+    assert b.moves == ["cpu"] and a.moves == [] and c.device == "cuda"
+    assert {report.name: report.device for report in registry.reports()} == {"a": "cuda", "b": "cpu", "c": "cuda"}
+    assert registry.get("b", device="cuda") is b  # comes back without reloading, and a (LRU now) leaves
+    assert b.device == "cuda" and a.moves == ["cpu"]
+    assert loads == ["a", "b", "c"]
+
+
+def test_weightless_pipelines_ignore_the_variant():
+    registry = Registry(device="cpu", default_variant="studio")
+    registry.register(PipelineEntry("dsp", "DSP", load_without_weights=lambda device, dtype: FakePipeline("dsp", device)))
+    assert registry.get("dsp").name == "dsp"
+    assert registry.reports()[0].reason == "DSP needs no weights (signal processing only)."
+
+
+def test_builtin_spectrogram_lab_is_registered_and_described():
+    assert describe("spectrogram_lab").startswith(("not loaded yet; Spectrogram Lab needs no weights",
+                                                   "loaded on"))
+    lab = get_pipeline("spectrogram_lab", device="cpu")
+    assert lab is get_pipeline("spectrogram_lab", device="cpu")
+    assert describe("spectrogram_lab") == "loaded on cpu: Spectrogram Lab needs no weights (signal processing only)."

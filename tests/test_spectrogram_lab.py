@@ -1,0 +1,109 @@
+"""The Spectrogram Lab: pipeline behaviour with known answers, and the tab's handlers writing real files."""
+
+from __future__ import annotations
+
+import subprocess
+
+import gradio as gr
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+
+from pipelines.audio import SPECS, mel_frequencies
+from pipelines.spectrogram_lab import SpectrogramLabPipeline, fit_picture, round_trip_error
+from studio.config import StudioConfig
+from studio.context import StudioContext
+from studio.sessions import SessionFiles
+from studio.tabs.spectrogram_lab import LabHandlers
+from tests.conftest import EXAMPLES, FakeRequest
+
+SPEC = SPECS["auffusion"]
+
+
+@pytest.fixture(scope="module")
+def lab():
+    return SpectrogramLabPipeline()
+
+
+def test_a_horizontal_line_plays_as_a_tone_at_its_height(lab):
+    picture = np.zeros((256, 200), dtype=np.float32)
+    row = 255 - 84  # mel bin 84 is centred near 1 kHz; the image is flipped
+    picture[row - 1 : row + 2] = 0.75
+    result = lab.picture_to_sound(picture, seconds=1.0, n_iter=16)
+    assert result.audio.shape == (16000,) and result.sample_rate == 16000
+    assert np.abs(result.audio).max() <= 0.99 + 1e-6
+    spectrum = np.abs(np.fft.rfft(result.audio))
+    assert np.argmax(spectrum) * 16000 / len(result.audio) == pytest.approx(mel_frequencies(SPEC)[84], rel=0.03)
+
+
+def test_picture_is_fitted_to_mels_by_frames_and_inverted_on_request(lab):
+    gradient = np.tile(np.linspace(0, 1, 64, dtype=np.float32)[:, None], (1, 32))  # dark top, bright bottom
+    result = lab.picture_to_sound(gradient, seconds=0.8, n_iter=4)
+    assert result.image.shape == (256, 80)
+    inverted = lab.picture_to_sound(gradient, seconds=0.8, n_iter=4, invert=True)
+    np.testing.assert_allclose(inverted.image, 1.0 - result.image, atol=1e-6)
+    with pytest.raises(ValueError, match="seconds must be in"):
+        lab.picture_to_sound(gradient, seconds=20.0)
+
+
+def test_sound_to_picture_and_back_round_trips(lab, tone):
+    t = np.arange(16000) / 16000
+    sound = (tone(500, 1.0, 16000) * np.exp(-4 * (t % 0.25))).astype(np.float32)
+    seen = lab.sound_to_picture(sound)
+    assert seen.image.shape == (256, 100) and 0.0 <= seen.image.min() and seen.image.max() <= 1.0
+    played = lab.picture_to_sound(seen.image, seconds=1.0, n_iter=32)
+    assert round_trip_error(seen.image, lab.heard_again(played)) < 0.05  # measured 0.013
+    with pytest.raises(ValueError, match="too short"):
+        lab.sound_to_picture(np.zeros(10, dtype=np.float32))
+
+
+def test_fit_picture_keeps_values_in_range():
+    fitted = fit_picture(np.random.default_rng(0).random((33, 17, 3)), rows=256, columns=50)
+    assert fitted.shape == (256, 50) and fitted.min() >= 0.0 and fitted.max() <= 1.0
+
+
+@pytest.fixture
+def handlers(tmp_path):
+    return LabHandlers(StudioContext(StudioConfig(), SessionFiles(tmp_path)), "auto")
+
+
+def media_streams(path) -> str:
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(path)], capture_output=True, text=True)
+    return probe.stderr
+
+
+def test_play_picture_writes_wav_png_and_mp4_with_sound(handlers):
+    picture = np.asarray(Image.open(EXAMPLES / "rings.png").convert("RGBA"))
+    wav, mp4, png, again, note, downloads = handlers.play_picture(
+        {"composite": picture}, 1.5, 8, False, FakeRequest(), progress=lambda *a, **k: None)
+    samples, rate = soundfile.read(wav)
+    assert rate == 16000 and len(samples) == 24000
+    assert Image.open(png).size == (150, 256) and Image.open(again).size == (150, 256)
+    streams = media_streams(mp4)
+    assert "Video: h264" in streams and "Audio: aac" in streams and "Duration: 00:00:01.5" in streams
+    assert "Round-trip difference" in note and sorted(downloads) == sorted([wav, png, mp4])
+
+
+def test_draw_sound_notes_conversion_and_round_trips(handlers, tmp_path, tone):
+    path = tmp_path / "stereo-44k.wav"
+    soundfile.write(path, np.stack([tone(300, 1.0, 44100)] * 2, axis=1), 44100)
+    png, mp4, back_wav, note, downloads = handlers.draw_sound(str(path), 8, FakeRequest(),
+                                                              progress=lambda *a, **k: None)
+    assert Image.open(png).size == (100, 256)
+    assert "Mixed 2 channels down to mono." in note and "Resampled from 44100 Hz to 16000 Hz." in note
+    assert soundfile.info(back_wav).frames == 16000 and "Audio: aac" in media_streams(mp4)
+    assert len(downloads) == 3
+
+
+def test_handlers_answer_bad_input_with_messages(handlers, tmp_path):
+    corrupt = tmp_path / "song.wav"
+    corrupt.write_bytes(b"\x00garbage" * 300)
+    with pytest.raises(gr.Error, match="could not read 'song.wav' as audio"):
+        handlers.draw_sound(str(corrupt), 8, FakeRequest(), progress=lambda *a, **k: None)
+    with pytest.raises(gr.Error, match="no picture yet"):
+        handlers.play_picture(None, 2.0, 8, False, FakeRequest(), progress=lambda *a, **k: None)
+    with pytest.raises(gr.Error, match="Duration must be a finite number"):
+        handlers.play_picture({"composite": np.ones((8, 8, 3))}, float("nan"), 8, False, FakeRequest(),
+                              progress=lambda *a, **k: None)

@@ -1,0 +1,105 @@
+"""studio.validation: every bad input gets a plain-language gr.Error, and surprises never leak a traceback."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+import pytest
+import soundfile
+
+from pipelines.audio import SPECS
+from studio import validation
+
+
+@pytest.mark.parametrize("value, message", [
+    (float("nan"), "must be a finite number"), (float("inf"), "must be a finite number"), ("abc", "must be a number"),
+    (None, "must be a number"), (11.0, "between 0.5 and 10"), (0.1, "between 0.5 and 10"),
+])
+def test_bad_numbers(value, message):
+    with pytest.raises(gr.Error, match=message):
+        validation.require_number(value, "Duration", 0.5, 10.0)
+
+
+def test_good_numbers_and_whole_numbers():
+    assert validation.require_number("2.5", "Duration", 0.5, 10.0) == 2.5
+    assert validation.require_number(32.0, "Iterations", 1, 256, integer=True) == 32
+    with pytest.raises(gr.Error, match="whole number"):
+        validation.require_number(3.5, "Iterations", 1, 256, integer=True)
+
+
+def test_prompts():
+    assert validation.require_prompt("  bell ringing ", "Audio prompt") == "bell ringing"
+    with pytest.raises(gr.Error, match="Audio prompt is empty"):
+        validation.require_prompt("   ", "Audio prompt")
+    with pytest.raises(gr.Error, match="keep it under 300"):
+        validation.require_prompt("x" * 301, "Audio prompt")
+    assert validation.require_prompt(None, "Negative prompt", allow_empty=True) == ""
+
+
+def test_files(tmp_path):
+    with pytest.raises(gr.Error, match="No audio was given"):
+        validation.require_file(None, "audio", suffixes=(".wav",), max_mb=1)
+    with pytest.raises(gr.Error, match="did not arrive"):
+        validation.require_file(tmp_path / "gone.wav", "audio", suffixes=(".wav",), max_mb=1)
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(gr.Error, match="not a audio file we can read"):
+        validation.require_file(tmp_path / "notes.txt", "audio", suffixes=(".wav",), max_mb=1)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(gr.Error, match="is empty"):
+        validation.require_file(tmp_path / "empty.wav", "audio", suffixes=(".wav",), max_mb=1)
+    (tmp_path / "big.wav").write_bytes(b"0" * (2 * 1024**2))
+    with pytest.raises(gr.Error, match="the limit is 1 MB"):
+        validation.require_file(tmp_path / "big.wav", "audio", suffixes=(".wav",), max_mb=1)
+
+
+def test_read_audio_corrupt_short_and_good(tmp_path):
+    spec = SPECS["auffusion"]
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(np.random.default_rng(0).bytes(4000))
+    with pytest.raises(gr.Error, match="could not read 'corrupt.wav' as audio"):
+        validation.read_audio(corrupt, spec, max_mb=5, max_seconds=10)
+    short = tmp_path / "short.wav"
+    soundfile.write(short, np.zeros(100, dtype=np.float32), 16000)
+    with pytest.raises(gr.Error, match="only 6 ms long"):
+        validation.read_audio(short, spec, max_mb=5, max_seconds=10)
+    good = tmp_path / "good.wav"
+    soundfile.write(good, np.zeros(48000, dtype=np.float32), 48000)
+    loaded = validation.read_audio(good, spec, max_mb=5, max_seconds=10)
+    assert loaded.sample_rate == 16000 and loaded.notes == ["Resampled from 48000 Hz to 16000 Hz."]
+
+
+def test_read_picture_from_arrays_and_editor_values():
+    rgba = np.zeros((4, 6, 4), dtype=np.uint8)
+    rgba[..., :3] = 255
+    rgba[:2, ..., 3] = 255  # top half opaque white, bottom half transparent
+    picture = validation.read_picture({"background": None, "layers": [], "composite": rgba})
+    assert picture.shape == (4, 6, 3) and picture.dtype == np.float32
+    np.testing.assert_allclose(picture[:2], 1.0)
+    np.testing.assert_allclose(picture[2:], 0.0)  # transparent counts as black: silence
+    assert validation.read_picture(np.full((3, 3), 0.5, dtype=np.float32)).shape == (3, 3, 3)
+
+
+@pytest.mark.parametrize("value, message", [
+    (None, "no picture yet"), ({"composite": None}, "no picture yet"),
+    (np.zeros((4, 4, 4), dtype=np.uint8), "is empty"), (np.zeros((4, 4, 2)), "could not be read"),
+    (np.full((3, 3), np.nan, dtype=np.float32), "invalid pixel values"),
+])
+def test_read_picture_rejects(value, message):
+    with pytest.raises(gr.Error, match=message):
+        validation.read_picture(value)
+
+
+def test_user_facing_hides_surprises_but_keeps_user_errors():
+    @validation.user_facing("testing")
+    def explode():
+        raise ZeroDivisionError("internal detail")
+
+    @validation.user_facing("testing")
+    def refuse():
+        raise gr.Error("Say what to do.")
+
+    with pytest.raises(gr.Error, match="Something went wrong while testing") as caught:
+        explode()
+    assert "internal detail" not in str(caught.value)
+    with pytest.raises(gr.Error, match="Say what to do."):
+        refuse()
