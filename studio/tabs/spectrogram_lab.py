@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import gradio as gr
 
@@ -15,6 +16,7 @@ from studio.media import save_playhead_video, save_png, save_wav
 from studio.validation import read_audio, read_picture, require_number, user_facing
 
 NAME = "spectrogram_lab"
+EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
 SPEC = SPECS["auffusion"]
 MAX_ITERATIONS = 256
 
@@ -44,6 +46,8 @@ def build(context: StudioContext) -> None:
                                        info="More iterations give cleaner phase and take longer.")
                 invert = gr.Checkbox(label="Invert: dark is loud (for dark drawings on a light ground)")
                 play = gr.Button("Play the picture", variant="primary", elem_id="lab-play")
+                gr.Examples([[str(EXAMPLES / "rings.png")]], inputs=[picture], label="Example picture",
+                            cache_examples=False)
             with gr.Column():
                 heard_audio = gr.Audio(label="The picture as sound", type="filepath", elem_id="lab-heard-audio")
                 heard_video = gr.Video(label="Spectrogram with playhead (mp4)", elem_id="lab-heard-video")
@@ -57,6 +61,8 @@ def build(context: StudioContext) -> None:
                 sound = gr.Audio(label=f"Sound (up to {SPEC.clip_seconds:g} s are used)", type="filepath",
                                  sources=["upload", "microphone"], elem_id="lab-sound")
                 draw = gr.Button("Draw the sound", variant="primary", elem_id="lab-draw")
+                gr.Examples([[str(EXAMPLES / "chirp.wav")]], inputs=[sound], label="Example sound",
+                            cache_examples=False)
             with gr.Column():
                 seen_image = gr.Image(label="The sound as a picture (png)", type="filepath", format="png",
                                       elem_id="lab-seen-image")
