@@ -44,8 +44,8 @@ class PipelineEntry:
     name: str
     title: str
     variants: dict[str, WeightsSource] = field(default_factory=dict)
-    # For pipelines without weights (signal processing only): how to build it.
-    load_without_weights: Callable[[str, Any], Any] | None = None
+    # For pipelines without weights (signal processing only, run on the CPU): how to build one.
+    load_without_weights: Callable[[], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,9 +139,10 @@ class Registry:
             if candidate not in entry.variants:
                 continue
             missing = entry.variants[candidate].missing(self.offline)
+            if missing is None and not reasons:
+                return candidate, f"{candidate} weights are available."
             if missing is None:
-                why = f"{candidate} weights are available" if not reasons else "; ".join(reasons)
-                return candidate, f"{why}: using {candidate} weights." if reasons else f"{why}."
+                return candidate, f"{'; '.join(reasons)}: using {candidate} weights."
             reasons.append(f"{candidate} weights {missing}")
         raise WeightsUnavailableError(f"{entry.title} has no usable weights: {'; '.join(reasons)}")
 
@@ -152,12 +153,15 @@ class Registry:
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
-            target = device or choose_device(self.device_preference)
+            entry = self.entries[name]
+            weightless = entry.load_without_weights is not None
+            target = "cpu" if weightless else device or choose_device(self.device_preference)
             if key not in self._loaded:
                 self._make_room(target)
-                entry = self.entries[name]
-                load = entry.load_without_weights or entry.variants[chosen].load
-                self._loaded[key] = load(target, choose_dtype(target))
+                if weightless:
+                    self._loaded[key] = entry.load_without_weights()
+                else:
+                    self._loaded[key] = entry.variants[chosen].load(target, choose_dtype(target))
                 self._placement[key] = target
                 self._reports[key] = LoadReport(name, chosen, target, reason)
             elif self._placement[key] != target:
@@ -225,5 +229,5 @@ def _register_builtin_pipelines() -> None:
     from pipelines.spectrogram_lab import SpectrogramLabPipeline
 
     REGISTRY.register(PipelineEntry(
-        "spectrogram_lab", "Spectrogram Lab", load_without_weights=lambda device, dtype: SpectrogramLabPipeline(),
+        "spectrogram_lab", "Spectrogram Lab", load_without_weights=SpectrogramLabPipeline,
     ))

@@ -111,9 +111,10 @@ def test_least_recently_used_pipeline_leaves_the_gpu():
 
 def test_weightless_pipelines_ignore_the_variant():
     registry = Registry(device="cpu", default_variant="studio")
-    registry.register(PipelineEntry("dsp", "DSP", load_without_weights=lambda device, dtype: FakePipeline("dsp", device)))
-    assert registry.get("dsp").name == "dsp"
-    assert registry.reports()[0].reason == "DSP needs no weights (signal processing only)."
+    registry.register(PipelineEntry("dsp", "DSP", load_without_weights=lambda: FakePipeline("dsp", "cpu")))
+    assert registry.get("dsp", device="cuda").name == "dsp"
+    (report,) = registry.reports()
+    assert report.reason == "DSP needs no weights (signal processing only)." and report.device == "cpu"
 
 
 def test_builtin_spectrogram_lab_is_registered_and_described():
