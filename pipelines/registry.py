@@ -211,6 +211,16 @@ def get_pipeline(name: str, variant: str = "auto", device: str | None = None) ->
     return REGISTRY.get(name, variant, device)
 
 
+def available(name: str, variant: str = "auto") -> bool:
+    """Whether the named pipeline could be loaded now with that variant (loads nothing)."""
+    _register_builtin_pipelines()
+    try:
+        REGISTRY.resolve(name, variant)
+        return True
+    except WeightsUnavailableError:
+        return False
+
+
 def describe(name: str, variant: str = "auto") -> str:
     """One line for the UI: which weights the named pipeline uses (or will use) and why."""
     _register_builtin_pipelines()
@@ -226,8 +236,16 @@ def describe(name: str, variant: str = "auto") -> str:
 def _register_builtin_pipelines() -> None:
     if "spectrogram_lab" in REGISTRY.entries:
         return
+    from pipelines.audio import SPECS
+    from pipelines.hub import weights_missing
     from pipelines.spectrogram_lab import SpectrogramLabPipeline
+    from pipelines.vocoders import AUFFUSION_REPO, AUFFUSION_VOCODER_FILES, load_hifigan
 
-    REGISTRY.register(PipelineEntry(
-        "spectrogram_lab", "Spectrogram Lab", load_without_weights=SpectrogramLabPipeline,
-    ))
+    REGISTRY.register(PipelineEntry("spectrogram_lab", "Spectrogram Lab", load_without_weights=SpectrogramLabPipeline))
+    REGISTRY.register(PipelineEntry("hifigan", "HiFi-GAN vocoder", {
+        "paper": WeightsSource(
+            load=lambda device, dtype: load_hifigan(AUFFUSION_REPO, SPECS["auffusion"], device, dtype),
+            missing=lambda offline: weights_missing(AUFFUSION_REPO, AUFFUSION_VOCODER_FILES, offline),
+            description=f"Auffusion's HiFi-GAN ({AUFFUSION_REPO}, vocoder/)",
+        ),
+    }))

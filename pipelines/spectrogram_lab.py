@@ -7,6 +7,7 @@ mel bin. Sound comes back by Griffin-Lim.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,11 +42,12 @@ class SpectrogramLabPipeline:
         self.spec = spec
 
     def picture_to_sound(self, picture: np.ndarray, seconds: float = 5.12, invert: bool = False,
-                         n_iter: int = 32, seed: int = 0) -> LabResult:
+                         n_iter: int = 32, seed: int = 0, vocoder: Callable | None = None) -> LabResult:
         """Play a picture as a spectrogram lasting `seconds`.
 
         `picture`: [H, W] or [H, W, C] in [0, 1] (channels are averaged); it is resized to n_mels rows and one
         column per spectrogram frame. `invert` makes dark pixels loud, for dark drawings on a light ground.
+        `vocoder` (log-mel -> waveform, e.g. a HiFi-GAN) replaces Griffin-Lim (`n_iter`, `seed`) when given.
         """
         if not MIN_SECONDS <= seconds <= MAX_SECONDS:
             raise ValueError(f"seconds must be in [{MIN_SECONDS}, {MAX_SECONDS}], got {seconds}")
@@ -53,7 +55,11 @@ class SpectrogramLabPipeline:
         image = fit_picture(picture, rows=self.spec.n_mels, columns=frames)
         if invert:
             image = 1.0 - image
-        audio = griffin_lim(image_to_spectrogram(image, self.spec), self.spec, n_iter=n_iter, seed=seed)
+        log_mel_spec = image_to_spectrogram(image, self.spec)
+        if vocoder is None:
+            audio = griffin_lim(log_mel_spec, self.spec, n_iter=n_iter, seed=seed)
+        else:
+            audio = vocoder(log_mel_spec)
         gain = min(1.0, FULL_SCALE / max(float(np.abs(audio).max()), 1e-12))
         return LabResult(audio * gain, self.spec.sample_rate, image, gain)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from pipelines.audio import SPECS
-from pipelines.registry import get_pipeline
+from pipelines.registry import available, get_pipeline
 from pipelines.spectrogram_lab import MAX_SECONDS, MIN_SECONDS, round_trip_error
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
@@ -19,6 +19,7 @@ NAME = "spectrogram_lab"
 EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
 SPEC = SPECS["auffusion"]
 MAX_ITERATIONS = 256
+GRIFFIN_LIM, HIFIGAN = "Griffin-Lim", "HiFi-GAN (Auffusion)"
 
 INTRO = f"""
 Every picture here is a **log-mel spectrogram** in the convention Images that Sound composes in (Auffusion:
@@ -42,6 +43,9 @@ def build(context: StudioContext) -> None:
                     elem_id="lab-picture",
                 )
                 seconds = gr.Slider(MIN_SECONDS, MAX_SECONDS, value=5.12, step=0.01, label="Duration (s)")
+                vocoders = [GRIFFIN_LIM] + ([HIFIGAN] if available("hifigan", settings.variant) else [])
+                vocoder = gr.Radio(vocoders, value=GRIFFIN_LIM, label="Vocoder", visible=len(vocoders) > 1,
+                                   info="HiFi-GAN is Auffusion's neural vocoder (the paper's default).")
                 iterations = gr.Slider(8, MAX_ITERATIONS, value=32, step=1, label="Griffin-Lim iterations",
                                        info="More iterations give cleaner phase and take longer.")
                 invert = gr.Checkbox(label="Invert: dark is loud (for dark drawings on a light ground)")
@@ -73,7 +77,7 @@ def build(context: StudioContext) -> None:
 
         handlers = LabHandlers(context, settings.variant)
         play.click(
-            gpu_handler(handlers.play_picture, settings.gpu_seconds), [picture, seconds, iterations, invert],
+            gpu_handler(handlers.play_picture, settings.gpu_seconds), [picture, seconds, iterations, invert, vocoder],
             [heard_audio, heard_video, heard_image, heard_again, heard_note, heard_files],
             concurrency_limit=settings.concurrency_limit, concurrency_id=NAME, api_name="picture_to_sound",
         )
@@ -91,13 +95,18 @@ class LabHandlers:
         self.context, self.variant = context, variant
 
     @user_facing("playing the picture")
-    def play_picture(self, image, duration, n_iter, dark_is_loud, request: gr.Request, progress=gr.Progress()):
+    def play_picture(self, image, duration, n_iter, dark_is_loud, vocoder_name, request: gr.Request,
+                     progress=gr.Progress()):
         pixels = read_picture(image)
         duration = require_number(duration, "Duration", MIN_SECONDS, MAX_SECONDS)
         n_iter = require_number(n_iter, "Griffin-Lim iterations", 1, MAX_ITERATIONS, integer=True)
+        if vocoder_name not in (GRIFFIN_LIM, HIFIGAN):
+            raise gr.Error(f"Unknown vocoder {vocoder_name!r}: choose {GRIFFIN_LIM} or {HIFIGAN}.")
         lab = get_pipeline(NAME, self.variant)
-        progress(0.1, desc="Recovering phase (Griffin-Lim)")
-        result = lab.picture_to_sound(pixels, seconds=duration, invert=bool(dark_is_loud), n_iter=n_iter)
+        vocoder = get_pipeline("hifigan", self.variant) if vocoder_name == HIFIGAN else None
+        progress(0.1, desc=f"Turning the picture into sound ({vocoder_name})")
+        result = lab.picture_to_sound(pixels, seconds=duration, invert=bool(dark_is_loud), n_iter=n_iter,
+                                      vocoder=vocoder)
         progress(0.6, desc="Analysing the sound again")
         again = lab.heard_again(result)
         progress(0.75, desc="Writing files")

@@ -1,0 +1,101 @@
+"""Vocoders: our HiFi-GAN loads Auffusion's vocoder format exactly; the registry finds it in the local cache."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines.audio import SPECS
+from pipelines.registry import REGISTRY, available, describe, get_pipeline
+from pipelines.spectrogram_lab import SpectrogramLabPipeline
+from pipelines.vocoders import AUFFUSION_REPO, GriffinLimVocoder, load_hifigan
+from pipelines.vocoders.hifigan import HiFiGAN, HiFiGANConfig
+
+# Auffusion's layout (256 mels, hop 5·4·4·2 = 160) with tiny channel counts.
+TINY = {"resblock": "1", "num_mels": 256, "upsample_rates": [5, 4, 4, 2], "upsample_kernel_sizes": [11, 8, 8, 4],
+        "upsample_initial_channel": 32, "resblock_kernel_sizes": [3, 7], "resblock_dilation_sizes": [[1, 3, 5],
+                                                                                                    [1, 3, 5]],
+        "sampling_rate": 16000, "segment_size": 8192}
+
+
+def weight_normed_reference(config: dict) -> HiFiGAN:
+    """A HiFi-GAN whose convs carry torch's old-style weight norm (`weight_g`, `weight_v`), as in training."""
+    torch.manual_seed(0)
+    model = HiFiGAN(HiFiGANConfig.from_dict(config))
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
+            with torch.no_grad():  # random gains, so folding g·v/‖v‖ is really tested
+                module.weight.mul_(torch.rand(module.weight.shape[0], *[1] * (module.weight.dim() - 1)) + 0.5)
+            torch.nn.utils.weight_norm(module)
+    return model.eval()
+
+
+def write_auffusion_vocoder(folder, config: dict) -> HiFiGAN:
+    """Save a reference model as Auffusion does: vocoder/config.json + vocoder/vocoder.pt {'generator': ...}."""
+    reference = weight_normed_reference(config)
+    vocoder = folder / "vocoder"
+    vocoder.mkdir(parents=True)
+    (vocoder / "config.json").write_text(json.dumps(config))
+    state = reference.state_dict()
+    assert any(key.endswith("weight_g") for key in state)
+    torch.save({"generator": state}, vocoder / "vocoder.pt")
+    return reference
+
+
+def test_hifigan_loads_auffusion_format_and_matches_the_weight_normed_model(tmp_path):
+    reference = write_auffusion_vocoder(tmp_path, TINY)
+    vocoder = load_hifigan(tmp_path, SPECS["auffusion"])
+    log_mel = torch.randn(256, 12) - 4
+    expected = reference(log_mel[None])[0]
+    audio = vocoder(log_mel.numpy())
+    assert audio.shape == (12 * 160,) and audio.dtype == np.float32
+    np.testing.assert_allclose(audio, expected.detach().numpy(), atol=1e-5)
+    assert np.abs(audio).max() <= 1.0
+
+
+def test_hifigan_resblock_2_and_config_checks():
+    config = dict(TINY, resblock="2", resblock_dilation_sizes=[[1, 3], [1, 3]])
+    model = HiFiGAN(HiFiGANConfig.from_dict(config)).eval()
+    assert model.vocode(torch.zeros(256, 3)).shape == (480,)
+    with pytest.raises(ValueError, match="resblock must be"):
+        HiFiGANConfig.from_dict(dict(TINY, resblock="3"))
+
+
+def test_hifigan_refuses_a_spectrogram_it_was_not_trained_for(tmp_path):
+    write_auffusion_vocoder(tmp_path, TINY)
+    with pytest.raises(ValueError, match="expects 256 mels at hop 160"):
+        load_hifigan(tmp_path, SPECS["visual_echoes"])
+
+
+def fake_hub_cache(root, repo_id: str) -> None:
+    """The Hugging Face cache layout: models--org--name/{refs/main, snapshots/<commit>/...}."""
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    write_auffusion_vocoder(repo / "snapshots" / commit, TINY)
+
+
+def test_registry_uses_paper_hifigan_from_the_local_cache_offline(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    assert not available("hifigan")
+    assert "not in the local cache and the studio is offline" in describe("hifigan")
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    fake_hub_cache(tmp_path / "hub", AUFFUSION_REPO)
+    assert available("hifigan")
+    vocoder = get_pipeline("hifigan", device="cpu")
+    assert [report.variant for report in REGISTRY.reports() if report.name == "hifigan"] == ["paper"]
+    played = SpectrogramLabPipeline().picture_to_sound(np.full((256, 50), 0.4), seconds=0.5, vocoder=vocoder)
+    assert played.audio.shape == (8000,) and np.isfinite(played.audio).all()
+
+
+def test_griffin_lim_vocoder_is_the_audio_convention():
+    log_mel = np.full((256, 20), -6.0, dtype=np.float32)
+    audio = GriffinLimVocoder(SPECS["auffusion"], n_iter=4)(log_mel)
+    assert audio.shape == (3200,)
