@@ -112,6 +112,14 @@ class HiFiGAN(nn.Module):
                 self.resblocks.append(block(out_channels, size, dilations))
         self.conv_post = nn.Conv1d(channels // 2 ** len(config.upsample_rates), 1, 7, padding=3)
 
+    @property
+    def device(self) -> torch.device:
+        return self.conv_pre.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.conv_pre.weight.dtype
+
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         kernels = len(self.config.resblock_kernel_sizes)
         x = self.conv_pre(mel)
@@ -125,8 +133,7 @@ class HiFiGAN(nn.Module):
     def vocode(self, log_mel: torch.Tensor) -> torch.Tensor:
         """Waveform(s) from log-mel [num_mels, T] or [B, num_mels, T], as float32 on the model's device."""
         batched = log_mel if log_mel.dim() == 3 else log_mel[None]
-        parameter = next(self.parameters())
-        audio = self(batched.to(parameter.device, parameter.dtype)).float()
+        audio = self(batched.to(self.device, self.dtype)).float()
         return audio if log_mel.dim() == 3 else audio[0]
 
     def load_weight_norm_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:

@@ -1,0 +1,148 @@
+"""Images that Sound on tiny random components: the paper's loop (Eqs. 1–6) pinned against a reference loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
+
+from pipelines.images_that_sound import ImagesThatSoundPipeline
+from tests.test_vocoders import TINY, write_auffusion_vocoder
+
+WORDS = ["[PAD]", "[UNK]", "a", "castle", "with", "bell", "towers", "ringing", "dog", "barking", "tiger"]
+LATENT_WIDTH = 16  # 128 pixels = 1.28 s
+
+
+def tiny_model_folder(folder, seed: int) -> None:
+    """A Stable-Diffusion-layout folder of tiny random components (unet, vae, text encoder, tokenizer, scheduler)."""
+    torch.manual_seed(seed)
+    UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=8, norm_num_groups=4, attention_head_dim=2,
+    ).save_pretrained(folder / "unet")
+    AutoencoderKL(  # four blocks: 8× down-sampling, as Stable Diffusion's VAE
+        block_out_channels=(4, 4, 4, 4), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=2, layers_per_block=1,
+    ).save_pretrained(folder / "vae")
+    CLIPTextModel(CLIPTextConfig(hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=2,
+                                 vocab_size=len(WORDS), max_position_embeddings=8)).save_pretrained(
+        folder / "text_encoder")
+    word_level = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
+    word_level.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=word_level, pad_token="[PAD]", unk_token="[UNK]",
+                            model_max_length=8).save_pretrained(folder / "tokenizer")
+    DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                  set_alpha_to_one=False, steps_offset=1).save_pretrained(folder / "scheduler")  # SD v1.5's config
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory):
+    root = tmp_path_factory.mktemp("its")
+    tiny_model_folder(root / "image_model", seed=0)
+    tiny_model_folder(root / "audio_model", seed=1)
+    write_auffusion_vocoder(root / "audio_model", TINY)
+    return ImagesThatSoundPipeline.from_pretrained(str(root / "image_model"), str(root / "audio_model"),
+                                                   vocoder=str(root / "audio_model"))
+
+
+def run(pipe, **kwargs):
+    arguments = dict(image_prompt="a castle with bell towers", audio_prompt="bell ringing", num_inference_steps=4,
+                     latent_width=LATENT_WIDTH, vocoder="griffinlim", griffin_lim_iterations=2,
+                     generator=torch.Generator().manual_seed(0))
+    return pipe(**(arguments | kwargs))
+
+
+def reference_latents(pipe, weights, steps, scales=(10.0, 10.0), seed=0):
+    """The paper's loop written out plainly: per-model CFG (unbatched), weighted average, DDIM (eta 0)."""
+    scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(steps)
+    latents = torch.randn((1, 4, 32, LATENT_WIDTH), generator=torch.Generator().manual_seed(seed))
+    streams = [(pipe.image_unet, pipe.image_text_encoder, pipe.image_tokenizer, "a castle with bell towers"),
+               (pipe.audio_unet, pipe.audio_text_encoder, pipe.audio_tokenizer, "bell ringing")]
+    with torch.no_grad():
+        for index, t in enumerate(scheduler.timesteps):
+            total = torch.zeros_like(latents)
+            for (unet, encoder, tokenizer, prompt), scale, weight in zip(streams, scales, weights(index, int(t))):
+                if weight == 0:
+                    continue
+                embed = lambda text: encoder(tokenizer([text], padding="max_length", max_length=8,
+                                                       return_tensors="pt").input_ids)[0]
+                uncond = unet(latents, t, encoder_hidden_states=embed("")).sample
+                cond = unet(latents, t, encoder_hidden_states=embed(prompt)).sample
+                total += weight * (uncond + scale * (cond - uncond))
+            latents = scheduler.step(total, t, latents).prev_sample
+    return latents
+
+
+def test_full_composition_is_the_weighted_average_of_both_guided_models(pipe):
+    out = run(pipe, warm_start_image=1.0, warm_start_audio=1.0)
+    expected = reference_latents(pipe, lambda i, t: (0.5, 0.5), steps=4)
+    torch.testing.assert_close(out.latents, expected, atol=2e-4, rtol=1e-3)
+
+
+def test_warm_start_switches_the_image_model_on_at_t_v_times_T(pipe):
+    # 10 DDIM steps on SD's schedule: t = 901, 801, …, 1. With t_v = 0.9 the image model is off while t > 900.
+    out = run(pipe, num_inference_steps=10, warm_start_image=0.9)
+    expected = reference_latents(pipe, lambda i, t: (0.0, 1.0) if t > 900 else (0.5, 0.5), steps=10)
+    torch.testing.assert_close(out.latents, expected, atol=2e-4, rtol=1e-3)
+    audio_only = run(pipe, warm_start_image=0.0)
+    torch.testing.assert_close(audio_only.latents, reference_latents(pipe, lambda i, t: (0.0, 1.0), steps=4),
+                               atol=2e-4, rtol=1e-3)
+
+
+def test_each_unet_runs_once_per_active_step_with_both_branches_batched(pipe, monkeypatch):
+    calls = {"image": [], "audio": []}
+    for name in calls:
+        unet = getattr(pipe, f"{name}_unet")
+        original = unet.forward
+        monkeypatch.setattr(unet, "forward", lambda x, *a, _o=original, _n=name, **k: (calls[_n].append(x.shape[0]),
+                                                                                     _o(x, *a, **k))[1])
+    run(pipe, num_inference_steps=10, warm_start_image=0.9, num_samples=3)
+    assert calls["audio"] == [6] * 10  # cond + uncond for 3 samples in one batch, every step
+    assert calls["image"] == [6] * 9  # skipped entirely while its weight is 0
+
+
+def test_samples_in_a_batch_equal_the_same_samples_run_alone(pipe):
+    seeds = [torch.Generator().manual_seed(s) for s in (5, 6)]
+    batched = run(pipe, num_samples=2, generator=seeds)
+    for index, seed in enumerate((5, 6)):
+        alone = run(pipe, generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(batched.latents[index : index + 1], alone.latents, atol=2e-4, rtol=1e-3)
+
+
+def test_given_latents_are_the_initial_noise_and_results_reproduce(pipe):
+    noise = torch.randn((1, 4, 32, LATENT_WIDTH), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(run(pipe, latents=noise).latents, run(pipe).latents)
+
+
+def test_outputs_are_cropped_spectrograms_images_and_audio(pipe):
+    out = run(pipe, num_samples=2)
+    width = LATENT_WIDTH * 8 - 4  # 32/1024 of 128 columns cropped, as the authors crop 32 of 1024
+    assert out.spectrogram.shape == (2, 256, width) and out.spectrogram.dtype == np.float32
+    assert 0.0 <= out.spectrogram.min() and out.spectrogram.max() <= 1.0
+    assert out.audio.shape == (2, width * 160) and out.sample_rate == 16000
+    assert [image.size for image in out.image] == [(width, 256)] * 2 and out.image[0].mode == "L"
+    hifigan = run(pipe, vocoder="hifigan")
+    assert hifigan.audio.shape == (1, width * 160) and np.abs(hifigan.audio).max() <= 1.0
+
+
+def test_previews_stream_through_the_callback(pipe):
+    previews = []
+    run(pipe, num_inference_steps=6, callback=lambda step, t, preview: previews.append((step, preview.shape)),
+        callback_steps=2)
+    assert previews == [(1, (1, 256, 128)), (3, (1, 256, 128)), (5, (1, 256, 128))]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"num_inference_steps": 0}, "num_inference_steps"), ({"image_guidance_scale": float("nan")}, "finite"),
+    ({"warm_start_image": 1.5}, "in \\[0, 1\\]"), ({"warm_start_image": 0.5, "warm_start_audio": 0.8}, "must be 1.0"),
+    ({"latent_width": 12}, "multiple of 8"), ({"vocoder": "wavenet"}, "'hifigan' or 'griffinlim'"),
+    ({"latents": torch.zeros(1, 4, 32, 8)}, "must have shape"),
+])
+def test_bad_settings_are_refused_with_the_rule(pipe, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        run(pipe, **kwargs)
