@@ -171,6 +171,14 @@ class Registry:
                 self._loaded.move_to_end(key)
             return self._loaded[key]
 
+    def clear(self) -> None:
+        """Drop every loaded pipeline (they load again on next use) and free accelerator memory."""
+        with self._guard:
+            self._loaded.clear()
+            self._reports.clear()
+            self._placement.clear()
+        _free_accelerator_memory()
+
     def reports(self) -> list[LoadReport]:
         """What is loaded now: name, variant, device and why that variant."""
         with self._guard:
@@ -236,10 +244,12 @@ def describe(name: str, variant: str = "auto") -> str:
 def _register_builtin_pipelines() -> None:
     if "spectrogram_lab" in REGISTRY.entries:
         return
+    from pipelines import images_that_sound as its
     from pipelines.audio import SPECS
     from pipelines.hub import weights_missing
     from pipelines.spectrogram_lab import SpectrogramLabPipeline
     from pipelines.vocoders import AUFFUSION_REPO, AUFFUSION_VOCODER_FILES, load_hifigan
+
 
     REGISTRY.register(PipelineEntry("spectrogram_lab", "Spectrogram Lab", load_without_weights=SpectrogramLabPipeline))
     REGISTRY.register(PipelineEntry("hifigan", "HiFi-GAN vocoder", {
@@ -249,3 +259,20 @@ def _register_builtin_pipelines() -> None:
             description=f"Auffusion's HiFi-GAN ({AUFFUSION_REPO}, vocoder/)",
         ),
     }))
+    REGISTRY.register(PipelineEntry("images_that_sound", "Images that Sound", {
+        "paper": WeightsSource(
+            load=_load_paper_images_that_sound,
+            missing=lambda offline: (weights_missing(its.PAPER_IMAGE_MODEL, its.PAPER_IMAGE_FILES, offline)
+                                     or weights_missing(its.PAPER_AUDIO_MODEL, its.PAPER_AUDIO_FILES, offline)),
+            description="Stable Diffusion v1.5 + Auffusion + Auffusion's HiFi-GAN",
+        ),
+    }))
+
+
+def _load_paper_images_that_sound(device: str, dtype):
+    from pipelines.images_that_sound import PAPER_AUDIO_MODEL, PAPER_IMAGE_MODEL
+    from pipelines.images_that_sound.pipeline_images_that_sound import ImagesThatSoundPipeline
+
+    pipe = ImagesThatSoundPipeline.from_pretrained(PAPER_IMAGE_MODEL, PAPER_AUDIO_MODEL, vocoder=PAPER_AUDIO_MODEL,
+                                                   torch_dtype=dtype)
+    return pipe.to(device)

@@ -5,15 +5,20 @@ from __future__ import annotations
 import gradio as gr
 
 from studio.context import StudioContext
-from studio.tabs import about, spectrogram_lab
+from pipelines.registry import available
+from studio.tabs import about, images_that_sound, spectrogram_lab
 
 HEADER = """
 # Synesthesia Studio
 Make sound and image together: pictures you can hear, sounds you can see.
 """
 
-# Tabs shown, in order. A generator's tab is added here once its pipeline works end to end.
-TABS = (spectrogram_lab,)
+# Tabs, in order. A tab is shown only when every pipeline it needs can be loaded (weights present or reachable).
+TABS = (images_that_sound, spectrogram_lab)
+
+
+def working_tabs(context: StudioContext) -> list:
+    return [tab for tab in TABS if all(available(name, context.config.tab(tab.NAME).variant) for name in tab.REQUIRES)]
 
 
 def build_studio(context: StudioContext) -> gr.Blocks:
@@ -22,7 +27,7 @@ def build_studio(context: StudioContext) -> gr.Blocks:
         gr.Markdown(HEADER + f"\nModels: `{context.config.models}` · device: `{context.config.device}`",
                     elem_id="studio-header")
         with gr.Tabs():
-            for tab in TABS:
+            for tab in working_tabs(context):
                 tab.build(context)
             weights = about.build(context)
         demo.load(lambda: about.weights_table(context), None, weights)

@@ -7,6 +7,7 @@ logged and shown as a short apology instead of a stack trace, and the server kee
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import math
 from collections.abc import Callable
@@ -110,7 +111,25 @@ def read_picture(value, label: str = "picture") -> np.ndarray:
 def user_facing(action: str) -> Callable[[Callable], Callable]:
     """Let `gr.Error` through; turn anything else into a short message (logged with its traceback)."""
 
+    def apology() -> gr.Error:
+        log.exception("%s failed", action)
+        return gr.Error(f"Something went wrong while {action}. Please try again; if it keeps happening, try another "
+                        "file or smaller settings.")
+
     def decorate(handler: Callable) -> Callable:
+        if inspect.isgeneratorfunction(handler):  # handlers that stream previews
+
+            @functools.wraps(handler)
+            def streaming(*args, **kwargs):
+                try:
+                    yield from handler(*args, **kwargs)
+                except gr.Error:
+                    raise
+                except Exception:  # noqa: BLE001 - the user gets a message, the log gets the traceback
+                    raise apology() from None
+
+            return streaming
+
         @functools.wraps(handler)
         def wrapped(*args, **kwargs):
             try:
@@ -118,9 +137,7 @@ def user_facing(action: str) -> Callable[[Callable], Callable]:
             except gr.Error:
                 raise
             except Exception:  # noqa: BLE001 - the user gets a message, the log gets the traceback
-                log.exception("%s failed", action)
-                raise gr.Error(f"Something went wrong while {action}. Please try again; if it keeps happening, "
-                               "try another file or smaller settings.") from None
+                raise apology() from None
 
         return wrapped
 

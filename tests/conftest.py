@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+# No test touches the network or the developer's own model cache: the Hub is offline and the cache is a fresh,
+# empty folder (set before anything imports huggingface_hub, which reads these once).
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="synesthesia-test-hub-")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "assets" / "examples"
@@ -23,6 +28,29 @@ def tone():
         return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
     return make
+
+
+@pytest.fixture
+def hub_cache():
+    """The test session's Hugging Face cache folder; emptied, and loaded pipelines dropped, after the test."""
+    from pipelines.registry import REGISTRY
+
+    cache = Path(os.environ["HF_HUB_CACHE"])
+    yield cache
+    for entry in cache.iterdir():
+        shutil.rmtree(entry, ignore_errors=True)
+    REGISTRY.clear()
+
+
+def cached_repo(cache: Path, repo_id: str) -> Path:
+    """An entry for `repo_id` in the Hugging Face cache layout (refs/main -> snapshot); returns the empty snapshot."""
+    commit = "89abcdef0123456789abcdef0123456789abcdef"
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    return snapshot
 
 
 class FakeRequest:

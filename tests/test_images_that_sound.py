@@ -9,7 +9,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
-from pipelines.images_that_sound import ImagesThatSoundPipeline
+from pipelines.images_that_sound.pipeline_images_that_sound import ImagesThatSoundPipeline
 from tests.test_vocoders import TINY, write_auffusion_vocoder
 
 WORDS = ["[PAD]", "[UNK]", "a", "castle", "with", "bell", "towers", "ringing", "dog", "barking", "tiger"]

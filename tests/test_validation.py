@@ -103,3 +103,13 @@ def test_user_facing_hides_surprises_but_keeps_user_errors():
     assert "internal detail" not in str(caught.value)
     with pytest.raises(gr.Error, match="Say what to do."):
         refuse()
+
+    @validation.user_facing("streaming")
+    def stream():
+        yield 1
+        raise KeyError("internal detail")
+
+    streamed = stream()
+    assert next(streamed) == 1
+    with pytest.raises(gr.Error, match="Something went wrong while streaming"):
+        next(streamed)

@@ -13,6 +13,7 @@ from pipelines.registry import REGISTRY, available, describe, get_pipeline
 from pipelines.spectrogram_lab import SpectrogramLabPipeline
 from pipelines.vocoders import AUFFUSION_REPO, GriffinLimVocoder, load_hifigan
 from pipelines.vocoders.hifigan import HiFiGAN, HiFiGANConfig
+from tests.conftest import cached_repo
 
 # Auffusion's layout (256 mels, hop 5·4·4·2 = 160) with tiny channel counts.
 TINY = {"resblock": "1", "num_mels": 256, "upsample_rates": [5, 4, 4, 2], "upsample_kernel_sizes": [11, 8, 8, 4],
@@ -70,24 +71,11 @@ def test_hifigan_refuses_a_spectrogram_it_was_not_trained_for(tmp_path):
         load_hifigan(tmp_path, SPECS["visual_echoes"])
 
 
-def fake_hub_cache(root, repo_id: str) -> None:
-    """The Hugging Face cache layout: models--org--name/{refs/main, snapshots/<commit>/...}."""
-    repo = root / f"models--{repo_id.replace('/', '--')}"
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    write_auffusion_vocoder(repo / "snapshots" / commit, TINY)
-
-
-def test_registry_uses_paper_hifigan_from_the_local_cache_offline(tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+def test_registry_uses_paper_hifigan_from_the_local_cache_offline(hub_cache):
     assert not available("hifigan")
     assert "not in the local cache and the studio is offline" in describe("hifigan")
 
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    fake_hub_cache(tmp_path / "hub", AUFFUSION_REPO)
+    write_auffusion_vocoder(cached_repo(hub_cache, AUFFUSION_REPO), TINY)
     assert available("hifigan")
     vocoder = get_pipeline("hifigan", device="cpu")
     assert [report.variant for report in REGISTRY.reports() if report.name == "hifigan"] == ["paper"]

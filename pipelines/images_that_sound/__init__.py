@@ -1,5 +1,13 @@
-"""Images that Sound (paper 003): spectrograms that look like an image prompt and sound like an audio prompt."""
+"""Images that Sound (paper 003): spectrograms that look like an image prompt and sound like an audio prompt.
 
-from pipelines.images_that_sound.pipeline_images_that_sound import ImagesThatSoundOutput, ImagesThatSoundPipeline
+`pipeline_images_that_sound.ImagesThatSoundPipeline` is the sampler; this package's top level stays light (no torch
+import) so the registry can check for weights at start-up.
+"""
 
-__all__ = ["ImagesThatSoundOutput", "ImagesThatSoundPipeline"]
+PAPER_IMAGE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+PAPER_AUDIO_MODEL = "auffusion/auffusion-full-no-adapter"
+# Files whose presence in the local cache means the paper weights can load offline.
+PAPER_IMAGE_FILES = ("unet/config.json", "text_encoder/config.json", "tokenizer/tokenizer_config.json",
+                     "scheduler/scheduler_config.json")
+PAPER_AUDIO_FILES = ("vae/config.json", "unet/config.json", "text_encoder/config.json",
+                     "tokenizer/tokenizer_config.json", "vocoder/config.json", "vocoder/vocoder.pt")

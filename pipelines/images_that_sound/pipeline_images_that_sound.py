@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,10 +27,9 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from pipelines.audio import SPECS, griffin_lim, image_to_spectrogram
+from pipelines.images_that_sound import PAPER_AUDIO_MODEL, PAPER_IMAGE_MODEL
 
 AUFFUSION = SPECS["auffusion"]
-PAPER_IMAGE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-PAPER_AUDIO_MODEL = "auffusion/auffusion-full-no-adapter"
 CROP_FRACTION = 32 / 1024  # the authors' `crop_image`: the last 32 of 1024 columns are Auffusion's padding
 
 
@@ -82,22 +82,21 @@ class ImagesThatSoundPipeline(DiffusionPipeline):
         The VAE comes from the audio model (it decodes spectrograms); the DDIM scheduler from the image model, as in
         the authors' code. `vocoder`: a folder or Hub id holding `vocoder/` (Auffusion layout), or None for none.
         """
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
         from pipelines.vocoders import load_hifigan
 
         def load(source, subfolder, loader):
-            return loader.from_pretrained(source, subfolder=subfolder, **({"torch_dtype": torch_dtype}
-                                                                            if loader is not AutoTokenizer else {}))
+            return loader.from_pretrained(source, subfolder=subfolder, torch_dtype=torch_dtype)
 
         return cls(
             vae=load(audio_model, "vae", AutoencoderKL),
             image_unet=load(image_model, "unet", UNet2DConditionModel),
             image_text_encoder=load(image_model, "text_encoder", AutoModel),
-            image_tokenizer=load(image_model, "tokenizer", AutoTokenizer),
+            image_tokenizer=load_tokenizer(image_model),
             audio_unet=load(audio_model, "unet", UNet2DConditionModel),
             audio_text_encoder=load(audio_model, "text_encoder", AutoModel),
-            audio_tokenizer=load(audio_model, "tokenizer", AutoTokenizer),
+            audio_tokenizer=load_tokenizer(audio_model),
             scheduler=DDIMScheduler.from_pretrained(image_model, subfolder="scheduler"),
             vocoder=load_hifigan(vocoder, AUFFUSION).model if vocoder else None,
         )
@@ -228,6 +227,27 @@ class ImagesThatSoundPipeline(DiffusionPipeline):
         if vocoder == "griffinlim":
             return griffin_lim(log_mel, AUFFUSION, n_iter=iterations)
         return self.vocoder.vocode(torch.from_numpy(log_mel)).cpu().numpy()
+
+
+def load_tokenizer(source: str):
+    """The tokenizer in `source`'s `tokenizer/` folder, built from the class its tokenizer_config.json names.
+
+    AutoTokenizer would first look for a model config.json, which diffusers-layout repos do not have at the root.
+    """
+    import json
+
+    import transformers
+
+    local = Path(source) / "tokenizer" / "tokenizer_config.json"
+    if local.is_file():
+        config_file = local
+    else:
+        from pipelines.hub import download
+
+        config_file = download(source, "tokenizer/tokenizer_config.json")
+    class_name = json.loads(config_file.read_text()).get("tokenizer_class", "AutoTokenizer")
+    return getattr(transformers, class_name, transformers.AutoTokenizer).from_pretrained(source,
+                                                                                        subfolder="tokenizer")
 
 
 def to_viewable_image(spectrogram: np.ndarray) -> Image.Image:

@@ -16,6 +16,7 @@ from studio.media import save_playhead_video, save_png, save_wav
 from studio.validation import read_audio, read_picture, require_number, user_facing
 
 NAME = "spectrogram_lab"
+REQUIRES = (NAME,)
 EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
 SPEC = SPECS["auffusion"]
 MAX_ITERATIONS = 256

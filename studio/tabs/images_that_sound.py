@@ -1,0 +1,145 @@
+"""Images that Sound: two prompts -> a spectrogram that looks like the picture and sounds like the sound.
+
+The picture forms live (previews of the clean estimate stream in while sampling); every sample is kept as png,
+wav and a playhead mp4.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import gradio as gr
+import numpy as np
+
+from pipelines.registry import get_pipeline
+from studio.context import StudioContext
+from studio.gpu import gpu_handler
+from studio.media import save_playhead_video, save_wav, to_uint8
+from studio.validation import require_number, require_prompt, user_facing
+
+NAME = "images_that_sound"
+REQUIRES = (NAME,)
+MAX_SAMPLES = 8
+SECONDS_PER_LATENT_BLOCK = 8 * 8 * 160 / 16000  # 8 latent columns = 64 pixels = 64 hops of 10 ms = 0.64 s
+PREVIEW_EVERY = 5
+
+INTRO = """
+Spectrograms that are also pictures (Chen, Geng, Owens 2024): an image model and an audio model denoise **one**
+latent together, so the result looks like the image prompt and, played as a spectrogram, sounds like the audio
+prompt. Prompts such as *"grayscale, lithograph style"* or *"black background"* leave silent space and sound
+better. Success varies with the seed: make several samples and keep the best.
+"""
+
+
+def build(context: StudioContext) -> None:
+    settings = context.config.tab(NAME)
+    with gr.Tab("Images that Sound", id=NAME):
+        gr.Markdown(INTRO)
+        with gr.Row():
+            image_prompt = gr.Textbox(label="Image prompt", value="a castle with bell towers, grayscale, lithograph style")
+            audio_prompt = gr.Textbox(label="Audio prompt", value="bell ringing")
+        with gr.Accordion("Settings", open=False):
+            negative_prompt = gr.Textbox(label="Negative prompt", value="")
+            with gr.Row():
+                steps = gr.Slider(1, 200, value=100, step=1, label="Steps (DDIM)")
+                image_scale = gr.Slider(0, 30, value=10, step=0.5, label="Image guidance γ_v")
+                audio_scale = gr.Slider(0, 30, value=10, step=0.5, label="Audio guidance γ_a")
+            with gr.Row():
+                warm_image = gr.Slider(0, 1, value=0.9, step=0.01, label="Image model active for (t_v)",
+                                       info="Fraction of the reverse process; 0.9 lets audio shape the first 10 %.")
+                warm_audio = gr.Slider(0, 1, value=1.0, step=0.01, label="Audio model active for (t_a)")
+            with gr.Row():
+                seconds = gr.Slider(SECONDS_PER_LATENT_BLOCK, 16 * SECONDS_PER_LATENT_BLOCK, value=10.24,
+                                    step=SECONDS_PER_LATENT_BLOCK, label="Length before cropping (s)")
+                samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples")
+                seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+                vocoder = gr.Radio(["hifigan", "griffinlim"], value="hifigan", label="Vocoder")
+        with gr.Row():
+            generate = gr.Button("Generate", variant="primary", elem_id="its-generate")
+            stop = gr.Button("Stop")
+        preview = gr.Image(label="Forming…", type="numpy", elem_id="its-preview")
+        gallery = gr.Gallery(label="Samples (spectrograms as seen)", columns=2, elem_id="its-gallery")
+        with gr.Row():
+            sound = gr.Audio(label="First sample as sound", type="filepath")
+            video = gr.Video(label="First sample with playhead")
+        note = gr.Markdown(elem_id="its-note")
+        files = gr.File(label="Downloads", file_count="multiple")
+
+        handlers = ImagesThatSoundHandlers(context, settings.variant)
+        event = generate.click(
+            gpu_handler(handlers.generate, settings.gpu_seconds),
+            [image_prompt, audio_prompt, negative_prompt, steps, image_scale, audio_scale, warm_image, warm_audio,
+             seconds, samples, seed, vocoder],
+            [preview, gallery, sound, video, note, files],
+            concurrency_limit=settings.concurrency_limit, concurrency_id=NAME, api_name="images_that_sound",
+        )
+        stop.click(None, None, None, cancels=[event])
+
+
+class ImagesThatSoundHandlers:
+    def __init__(self, context: StudioContext, variant: str):
+        self.context, self.variant = context, variant
+
+    @user_facing("composing the picture and the sound")
+    def generate(self, image_prompt, audio_prompt, negative_prompt, steps, image_scale, audio_scale, warm_image,
+                 warm_audio, seconds, samples, seed, vocoder, request: gr.Request):
+        """Yields (preview, …) while sampling, then the samples as files."""
+        from pipelines.seeds import generators_for
+
+        arguments = dict(
+            image_prompt=require_prompt(image_prompt, "Image prompt"),
+            audio_prompt=require_prompt(audio_prompt, "Audio prompt"),
+            negative_prompt=require_prompt(negative_prompt, "Negative prompt", allow_empty=True),
+            num_inference_steps=require_number(steps, "Steps", 1, 200, integer=True),
+            image_guidance_scale=require_number(image_scale, "Image guidance", 0, 30),
+            audio_guidance_scale=require_number(audio_scale, "Audio guidance", 0, 30),
+            warm_start_image=require_number(warm_image, "Image model active for", 0, 1),
+            warm_start_audio=require_number(warm_audio, "Audio model active for", 0, 1),
+            latent_width=8 * round(require_number(seconds, "Length", 0.64, 10.24) / SECONDS_PER_LATENT_BLOCK),
+            num_samples=require_number(samples, "Samples", 1, MAX_SAMPLES, integer=True),
+            vocoder=vocoder if vocoder in ("hifigan", "griffinlim") else "hifigan",
+        )
+        if max(arguments["warm_start_image"], arguments["warm_start_audio"]) < 1.0:
+            raise gr.Error("One of the two models must be active from the start: set t_v or t_a to 1.")
+        generators, seed_used = generators_for(require_number(seed, "Seed", -1, 2**31 - 1, integer=True),
+                                               arguments["num_samples"])
+        pipe = get_pipeline(NAME, self.variant)
+        if arguments["vocoder"] == "hifigan" and pipe.vocoder is None:
+            arguments["vocoder"] = "griffinlim"
+        updates: queue.Queue = queue.Queue()
+        worker = threading.Thread(target=_run, args=(pipe, arguments, generators, updates), daemon=True)
+        worker.start()
+        while True:
+            kind, payload = updates.get()
+            if kind == "preview":
+                yield to_uint8(payload[0]), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            elif kind == "error":
+                raise payload
+            else:
+                break
+        yield (None,) + self._save(payload, seed_used, request)
+
+    def _save(self, output, seed_used: int, request: gr.Request) -> tuple:
+        session = request.session_hash
+        paths, images = [], []
+        for index, (picture, audio) in enumerate(zip(output.image, output.audio)):
+            png = self.context.files.new_path(session, f"image-that-sounds-{seed_used + index}", ".png")
+            picture.save(png)
+            wav = save_wav(audio, output.sample_rate, self.context.files.new_path(session, png.stem, ".wav"))
+            images.append((str(png), f"seed {seed_used + index}"))
+            paths += [str(png), str(wav)]
+        first_video = save_playhead_video(np.asarray(output.image[0]) / 255.0, output.audio[0], output.sample_rate,
+                                          self.context.files.new_path(session, "image-that-sounds", ".mp4"))
+        note = f"Seeds {seed_used}…{seed_used + len(images) - 1} (sample *i* uses seed + *i*)."
+        return images, paths[1], str(first_video), note, paths + [str(first_video)]
+
+
+def _run(pipe, arguments: dict, generators, updates: queue.Queue) -> None:
+    """Sampling in a worker thread; previews and the result go back through `updates`."""
+    try:
+        output = pipe(**arguments, generator=generators, callback_steps=PREVIEW_EVERY,
+                      callback=lambda step, t, preview: updates.put(("preview", preview)))
+        updates.put(("done", output))
+    except Exception as error:  # noqa: BLE001 - re-raised in the handler's thread, where user_facing handles it
+        updates.put(("error", error))

@@ -1,0 +1,53 @@
+"""The Images that Sound tab appears when its weights can load, streams previews, and writes every sample as files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+
+from pipelines.images_that_sound import PAPER_AUDIO_MODEL, PAPER_IMAGE_MODEL
+from pipelines.registry import REGISTRY, available
+from studio.app import working_tabs
+from studio.config import build_config
+from studio.context import StudioContext
+from studio.sessions import SessionFiles
+from studio.tabs import images_that_sound
+from studio.tabs.images_that_sound import ImagesThatSoundHandlers
+from tests.conftest import FakeRequest, cached_repo
+from tests.test_images_that_sound import tiny_model_folder
+from tests.test_vocoders import TINY, write_auffusion_vocoder
+
+@pytest.fixture
+def paper_weights_cached(hub_cache):
+    """Tiny random stand-ins for Stable Diffusion v1.5 and Auffusion, in the local cache under their paper ids."""
+    tiny_model_folder(cached_repo(hub_cache, PAPER_IMAGE_MODEL), seed=0)
+    audio = cached_repo(hub_cache, PAPER_AUDIO_MODEL)
+    tiny_model_folder(audio, seed=1)
+    write_auffusion_vocoder(audio, TINY)
+
+
+def context(tmp_path, models="auto"):
+    return StudioContext(build_config(models=models), SessionFiles(tmp_path / "files"))
+
+
+def test_tab_is_absent_without_weights(tmp_path, hub_cache):
+    assert not available("images_that_sound")
+    assert images_that_sound not in working_tabs(context(tmp_path))
+
+
+def test_tab_streams_previews_and_writes_samples(tmp_path, paper_weights_cached):
+    assert images_that_sound in working_tabs(context(tmp_path))
+    assert images_that_sound not in working_tabs(context(tmp_path, models="studio"))  # no studio weights yet
+    handlers = ImagesThatSoundHandlers(context(tmp_path), "auto")
+    updates = list(handlers.generate("a castle", "bell ringing", "", 10, 7.5, 7.5, 0.9, 1.0, 0.64, 2, 7, "hifigan",
+                                     FakeRequest()))
+    previews, final = updates[:-1], updates[-1]
+    assert len(previews) == 2 and previews[0][0].shape == (256, 64) and previews[0][0].dtype == np.uint8
+    _, gallery, wav, mp4, note, downloads = final
+    assert [caption for _, caption in gallery] == ["seed 7", "seed 8"]
+    assert Image.open(gallery[0][0]).size == (62, 256)
+    assert soundfile.info(wav).samplerate == 16000 and soundfile.info(wav).frames == 62 * 160
+    assert mp4.endswith(".mp4") and "Seeds 7…8" in note and len(downloads) == 5
+    assert [r.variant for r in REGISTRY.reports() if r.name == "images_that_sound"] == ["paper"]
