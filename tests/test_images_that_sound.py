@@ -146,3 +146,19 @@ def test_previews_stream_through_the_callback(pipe):
 def test_bad_settings_are_refused_with_the_rule(pipe, kwargs, message):
     with pytest.raises(ValueError, match=message):
         run(pipe, **kwargs)
+
+
+def test_imprint_multiplies_the_audio_models_spectrogram_by_the_image_mask(pipe):
+    out = pipe.imprint("a castle", "bell ringing", image_steps=2, audio_steps=3, rho=0.5, latent_width=LATENT_WIDTH,
+                       vocoder="griffinlim", griffin_lim_iterations=2, generator=torch.Generator().manual_seed(0))
+    # Rebuild both single-model samples from the same noise draws and apply the paper's mask by hand.
+    generator = torch.Generator().manual_seed(0)
+    image_noise = torch.randn((1, 4, 32, LATENT_WIDTH), generator=generator)
+    audio_noise = torch.randn((1, 4, 32, LATENT_WIDTH), generator=generator)
+    image = run(pipe, image_prompt="a castle", warm_start_audio=0.0, warm_start_image=1.0, latents=image_noise,
+                num_inference_steps=2)
+    sound = run(pipe, audio_prompt="bell ringing", warm_start_image=0.0, latents=audio_noise, num_inference_steps=3)
+    expected = sound.spectrogram * (1 - 0.5 * (1 - image.spectrogram))
+    np.testing.assert_allclose(out.spectrogram, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="rho"):
+        pipe.imprint("a", "b", rho=2.0, latent_width=LATENT_WIDTH)

@@ -42,7 +42,7 @@ def test_tab_streams_previews_and_writes_samples(tmp_path, paper_weights_cached)
     assert images_that_sound not in working_tabs(context(tmp_path, models="studio"))  # no studio weights yet
     handlers = ImagesThatSoundHandlers(context(tmp_path), "auto")
     updates = list(handlers.generate("a castle", "bell ringing", "", 10, 7.5, 7.5, 0.9, 1.0, 0.64, 2, 7, "hifigan",
-                                     FakeRequest()))
+                                     images_that_sound.COMPOSED, FakeRequest()))
     previews, final = updates[:-1], updates[-1]
     assert len(previews) == 2 and previews[0][0].shape == (256, 64) and previews[0][0].dtype == np.uint8
     _, gallery, wav, mp4, note, downloads = final
@@ -51,3 +51,22 @@ def test_tab_streams_previews_and_writes_samples(tmp_path, paper_weights_cached)
     assert soundfile.info(wav).samplerate == 16000 and soundfile.info(wav).frames == 62 * 160
     assert mp4.endswith(".mp4") and "Seeds 7…8" in note and len(downloads) == 5
     assert [r.variant for r in REGISTRY.reports() if r.name == "images_that_sound"] == ["paper"]
+
+
+def test_tab_runs_the_imprint_baseline(tmp_path, paper_weights_cached):
+    handlers = ImagesThatSoundHandlers(context(tmp_path), "auto")
+    *_, final = handlers.generate("a castle", "bell ringing", "", 4, 7.5, 7.5, 0.9, 1.0, 0.64, 1, 3, "griffinlim",
+                                  images_that_sound.IMPRINT, FakeRequest())
+    assert Image.open(final[1][0][0]).size == (62, 256) and "Seeds 3…3" in final[4]
+
+
+def test_tab_refuses_settings_with_no_model_at_the_start(tmp_path, paper_weights_cached):
+    import gradio as gr
+
+    handlers = ImagesThatSoundHandlers(context(tmp_path), "auto")
+    with pytest.raises(gr.Error, match="must be active from the start"):
+        list(handlers.generate("a", "b", "", 4, 7.5, 7.5, 0.5, 0.5, 0.64, 1, 3, "hifigan", images_that_sound.COMPOSED,
+                               FakeRequest()))
+    with pytest.raises(gr.Error, match="Image prompt is empty"):
+        list(handlers.generate(" ", "b", "", 4, 7.5, 7.5, 1, 1, 0.64, 1, 3, "hifigan", images_that_sound.COMPOSED,
+                               FakeRequest()))

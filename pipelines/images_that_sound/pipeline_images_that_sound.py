@@ -194,14 +194,24 @@ class ImagesThatSoundPipeline(DiffusionPipeline):
                                                          negative_prompt, num_samples),
                      audio_guidance_scale, warm_start_audio),
         ]
-        # 3. Timesteps and initial noise z_T
-        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        # 3. Initial noise z_T
+        latents = self.prepare_latents(num_samples, latent_width, generator, latents)
+        # 4. Denoising loop
+        latents = self.denoise(models, latents, num_inference_steps, eta, generator, callback, callback_steps)
+        # 5. Decode, crop the padding, vocode
+        return self.finish(self.decode_spectrograms(latents), latents, vocoder, griffin_lim_iterations)
+
+    def prepare_latents(self, num_samples: int, latent_width: int, generator, latents: torch.Tensor | None):
         shape = (num_samples, self.vae.config.latent_channels, self.latent_height, latent_width)
         dtype = self.image_unet.dtype
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=self.device, dtype=dtype)
-        latents = latents.to(self.device, dtype) * self.scheduler.init_noise_sigma
-        # 4. Denoising loop: a model whose weight is 0 at a step is not evaluated
+        return latents.to(self.device, dtype) * self.scheduler.init_noise_sigma
+
+    def denoise(self, models: list[Guidance], latents: torch.Tensor, num_inference_steps: int, eta: float, generator,
+                callback=None, callback_steps: int = 10) -> torch.Tensor:
+        """DDIM from z_T to z_0 with the weighted average of the active models; inactive ones are not evaluated."""
+        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         for step, timestep in enumerate(self.progress_bar(self.scheduler.timesteps)):
             estimates = [self.guided_noise(m, latents, timestep) for m in models if self.active(m.warm_start, timestep)]
             noise = sum(estimates) / len(estimates)  # Eqs. 5–6: equal weights λ = w / Σw over the active models
@@ -209,13 +219,43 @@ class ImagesThatSoundPipeline(DiffusionPipeline):
             latents = stepped.prev_sample
             if callback is not None and (step + 1) % callback_steps == 0:
                 callback(step, int(timestep), self.decode_spectrograms(stepped.pred_original_sample))
-        # 5. Decode, crop the padding, vocode
-        spectrograms = self.decode_spectrograms(latents)
+        return latents
+
+    def finish(self, spectrograms: np.ndarray, latents: torch.Tensor, vocoder: str, iterations: int):
+        """Crop the trailing padding (32/1024 of the width, as the authors), then vocode every sample."""
         keep = spectrograms.shape[-1] - round(spectrograms.shape[-1] * CROP_FRACTION)
         spectrograms = spectrograms[..., :keep]
-        audio = np.stack([self.spectrogram_to_audio(s, vocoder, griffin_lim_iterations) for s in spectrograms])
+        audio = np.stack([self.spectrogram_to_audio(s, vocoder, iterations) for s in spectrograms])
         return ImagesThatSoundOutput(spectrograms, [to_viewable_image(s) for s in spectrograms], audio,
                                      AUFFUSION.sample_rate, latents)
+
+    @torch.no_grad()
+    def imprint(self, image_prompt: str, audio_prompt: str, negative_prompt: str = "", image_steps: int = 50,
+                audio_steps: int = 100, image_guidance_scale: float = 10.0, audio_guidance_scale: float = 10.0,
+                rho: float = 0.5, generator=None, num_samples: int = 1, latent_width: int = 128,
+                vocoder: str = "hifigan", griffin_lim_iterations: int = 32) -> ImagesThatSoundOutput:
+        """The paper's imprint baseline: an image from the image model alone multiplies a spectrogram from the
+        audio model alone, spectrogram · (1 − ρ · (1 − image)), on the normalised log-mel image (ρ = 0.5).
+
+        The two samples start from independent noise (image first, then spectrogram, from the same generators).
+        """
+        self.check_inputs(max(image_steps, audio_steps), image_guidance_scale, audio_guidance_scale, 1.0, 1.0, 0.0,
+                          num_samples, latent_width, None, vocoder)
+        if not 0.0 <= rho <= 1.0:
+            raise ValueError(f"`rho` is the imprint strength, in [0, 1]; got {rho}")
+        image_model = Guidance(self.image_unet, self.encode_prompt(self.image_text_encoder, self.image_tokenizer,
+                                                                   image_prompt, negative_prompt, num_samples),
+                               image_guidance_scale, 1.0)
+        audio_model = Guidance(self.audio_unet, self.encode_prompt(self.audio_text_encoder, self.audio_tokenizer,
+                                                                   audio_prompt, negative_prompt, num_samples),
+                               audio_guidance_scale, 1.0)
+        image_latents = self.denoise([image_model], self.prepare_latents(num_samples, latent_width, generator, None),
+                                     image_steps, 0.0, generator)
+        audio_latents = self.denoise([audio_model], self.prepare_latents(num_samples, latent_width, generator, None),
+                                     audio_steps, 0.0, generator)
+        mask = 1.0 - rho * (1.0 - self.decode_spectrograms(image_latents))
+        return self.finish(self.decode_spectrograms(audio_latents) * mask, audio_latents, vocoder,
+                           griffin_lim_iterations)
 
     def decode_spectrograms(self, latents: torch.Tensor) -> np.ndarray:
         """VAE decode -> [0, 1] image -> channel mean: spectrogram images [N, n_mels, W] (float32)."""

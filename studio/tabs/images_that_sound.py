@@ -23,6 +23,7 @@ REQUIRES = (NAME,)
 MAX_SAMPLES = 8
 SECONDS_PER_LATENT_BLOCK = 8 * 8 * 160 / 16000  # 8 latent columns = 64 pixels = 64 hops of 10 ms = 0.64 s
 PREVIEW_EVERY = 5
+COMPOSED, IMPRINT = "Composed (the paper's method)", "Imprint baseline"
 
 INTRO = """
 Spectrograms that are also pictures (Chen, Geng, Owens 2024): an image model and an audio model denoise **one**
@@ -39,6 +40,9 @@ def build(context: StudioContext) -> None:
         with gr.Row():
             image_prompt = gr.Textbox(label="Image prompt", value="a castle with bell towers, grayscale, lithograph style")
             audio_prompt = gr.Textbox(label="Audio prompt", value="bell ringing")
+        method = gr.Radio([COMPOSED, IMPRINT], value=COMPOSED, label="Method",
+                          info="Imprint is the paper's baseline: an image from the image model stamped onto a "
+                               "spectrogram from the audio model.")
         with gr.Accordion("Settings", open=False):
             negative_prompt = gr.Textbox(label="Negative prompt", value="")
             with gr.Row():
@@ -70,7 +74,7 @@ def build(context: StudioContext) -> None:
         event = generate.click(
             gpu_handler(handlers.generate, settings.gpu_seconds),
             [image_prompt, audio_prompt, negative_prompt, steps, image_scale, audio_scale, warm_image, warm_audio,
-             seconds, samples, seed, vocoder],
+             seconds, samples, seed, vocoder, method],
             [preview, gallery, sound, video, note, files],
             concurrency_limit=settings.concurrency_limit, concurrency_id=NAME, api_name="images_that_sound",
         )
@@ -83,7 +87,7 @@ class ImagesThatSoundHandlers:
 
     @user_facing("composing the picture and the sound")
     def generate(self, image_prompt, audio_prompt, negative_prompt, steps, image_scale, audio_scale, warm_image,
-                 warm_audio, seconds, samples, seed, vocoder, request: gr.Request):
+                 warm_audio, seconds, samples, seed, vocoder, method, request: gr.Request):
         """Yields (preview, …) while sampling, then the samples as files."""
         from pipelines.seeds import generators_for
 
@@ -108,7 +112,10 @@ class ImagesThatSoundHandlers:
         if arguments["vocoder"] == "hifigan" and pipe.vocoder is None:
             arguments["vocoder"] = "griffinlim"
         updates: queue.Queue = queue.Queue()
-        worker = threading.Thread(target=_run, args=(pipe, arguments, generators, updates), daemon=True)
+        if method == IMPRINT:
+            worker = threading.Thread(target=_run_imprint, args=(pipe, arguments, generators, updates), daemon=True)
+        else:
+            worker = threading.Thread(target=_run, args=(pipe, arguments, generators, updates), daemon=True)
         worker.start()
         while True:
             kind, payload = updates.get()
@@ -133,6 +140,21 @@ class ImagesThatSoundHandlers:
                                           self.context.files.new_path(session, "image-that-sounds", ".mp4"))
         note = f"Seeds {seed_used}…{seed_used + len(images) - 1} (sample *i* uses seed + *i*)."
         return images, paths[1], str(first_video), note, paths + [str(first_video)]
+
+
+def _run_imprint(pipe, arguments: dict, generators, updates: queue.Queue) -> None:
+    """The imprint baseline with the paper's step counts (image model 50, audio model 100 at the default 100)."""
+    try:
+        steps = arguments["num_inference_steps"]
+        output = pipe.imprint(
+            arguments["image_prompt"], arguments["audio_prompt"], arguments["negative_prompt"],
+            image_steps=max(1, steps // 2), audio_steps=steps, image_guidance_scale=arguments["image_guidance_scale"],
+            audio_guidance_scale=arguments["audio_guidance_scale"], generator=generators,
+            num_samples=arguments["num_samples"], latent_width=arguments["latent_width"], vocoder=arguments["vocoder"],
+        )
+        updates.put(("done", output))
+    except Exception as error:  # noqa: BLE001 - re-raised in the handler's thread, where user_facing handles it
+        updates.put(("error", error))
 
 
 def _run(pipe, arguments: dict, generators, updates: queue.Queue) -> None:
