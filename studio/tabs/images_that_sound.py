@@ -12,7 +12,7 @@ import threading
 import gradio as gr
 import numpy as np
 
-from pipelines.registry import get_pipeline
+from pipelines.registry import describe, get_pipeline
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
 from studio.media import save_playhead_video, save_wav, to_uint8
@@ -36,7 +36,7 @@ better. Success varies with the seed: make several samples and keep the best.
 def build(context: StudioContext) -> None:
     settings = context.config.tab(NAME)
     with gr.Tab("Images that Sound", id=NAME):
-        gr.Markdown(INTRO)
+        gr.Markdown(INTRO + f"\n*Weights: {describe(NAME, settings.variant)}*")
         with gr.Row():
             image_prompt = gr.Textbox(label="Image prompt", value="a castle with bell towers, grayscale, lithograph style")
             audio_prompt = gr.Textbox(label="Audio prompt", value="bell ringing")
@@ -63,7 +63,7 @@ def build(context: StudioContext) -> None:
             generate = gr.Button("Generate", variant="primary", elem_id="its-generate")
             stop = gr.Button("Stop")
         preview = gr.Image(label="Forming…", type="numpy", elem_id="its-preview")
-        gallery = gr.Gallery(label="Samples (spectrograms as seen)", columns=2, elem_id="its-gallery")
+        gallery = gr.Gallery(label="Samples (spectrograms as seen)", columns=2, height=320, elem_id="its-gallery")
         with gr.Row():
             sound = gr.Audio(label="First sample as sound", type="filepath")
             video = gr.Video(label="First sample with playhead")
