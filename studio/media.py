@@ -1,56 +1,5 @@
-"""Files an artist keeps: wav, png, and an mp4 of a spectrogram with a moving playhead and its sound muxed in."""
+"""Media writing lives in `pipelines.media` (the command-line tools write the same files); re-exported for tabs."""
 
-from __future__ import annotations
+from pipelines.media import save_playhead_video, save_png, save_wav, to_uint8
 
-from pathlib import Path
-
-import numpy as np
-from PIL import Image
-
-from pipelines.audio import write_wav
-
-PLAYHEAD_RGB = (255, 60, 40)
-
-
-def save_png(image: np.ndarray, path: Path) -> Path:
-    """A [0, 1] grayscale or RGB image as an 8-bit PNG."""
-    Image.fromarray(to_uint8(image)).save(path, format="PNG")
-    return path
-
-
-def save_wav(audio: np.ndarray, sample_rate: int, path: Path) -> Path:
-    return write_wav(path, audio, sample_rate)
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def save_playhead_video(image: np.ndarray, audio: np.ndarray, sample_rate: int, path: Path, *, fps: int = 15) -> Path:
-    """An H.264/AAC mp4 showing the spectrogram image with a playhead sweeping left to right as the sound plays."""
-    from moviepy import AudioArrayClip, VideoClip
-
-    still = _even_sized_rgb(to_uint8(image))
-    width = still.shape[1]
-    seconds = len(audio) / sample_rate
-
-    def frame_at(t: float) -> np.ndarray:
-        frame = still.copy()
-        x = min(int(t / seconds * width), width - 1)
-        frame[:, max(x - 1, 0) : x + 1] = PLAYHEAD_RGB
-        return frame
-
-    stereo = np.repeat(np.clip(audio, -1.0, 1.0).astype(np.float32)[:, None], 2, axis=1)
-    sound = AudioArrayClip(stereo, fps=sample_rate)
-    clip = VideoClip(frame_at, duration=seconds).with_audio(sound)
-    clip.write_videofile(str(path), fps=fps, codec="libx264", audio_codec="aac", preset="veryfast", logger=None,
-                         ffmpeg_params=["-pix_fmt", "yuv420p"])
-    clip.close()
-    return path
-
-
-def _even_sized_rgb(image: np.ndarray) -> np.ndarray:
-    """RGB with even height and width (yuv420p needs both), padding the bottom/right edge by one pixel if odd."""
-    rgb = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
-    pad_h, pad_w = rgb.shape[0] % 2, rgb.shape[1] % 2
-    return np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+__all__ = ["save_playhead_video", "save_png", "save_wav", "to_uint8"]

@@ -162,3 +162,14 @@ def test_imprint_multiplies_the_audio_models_spectrogram_by_the_image_mask(pipe)
     np.testing.assert_allclose(out.spectrogram, expected, atol=1e-5)
     with pytest.raises(ValueError, match="rho"):
         pipe.imprint("a", "b", rho=2.0, latent_width=LATENT_WIDTH)
+
+
+def test_guidance_one_returns_the_conditional_estimate(pipe):
+    guidance = pipe.encode_prompt(pipe.audio_text_encoder, pipe.audio_tokenizer, "bell ringing", "", 1)
+    from pipelines.images_that_sound.pipeline_images_that_sound import Guidance
+
+    latents = torch.randn((1, 4, 32, LATENT_WIDTH), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        guided = pipe.guided_noise(Guidance(pipe.audio_unet, guidance, 1.0, 1.0), latents, 500)
+        conditional = pipe.audio_unet(latents, 500, encoder_hidden_states=guidance[1:]).sample
+    torch.testing.assert_close(guided, conditional, atol=1e-5, rtol=1e-4)

@@ -15,7 +15,7 @@ import numpy as np
 from pipelines.registry import describe, get_pipeline
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
-from studio.media import save_playhead_video, save_wav, to_uint8
+from pipelines.media import save_playhead_video, save_wav, to_uint8
 from studio.validation import require_number, require_prompt, user_facing
 
 NAME = "images_that_sound"

@@ -12,7 +12,7 @@ from pipelines.registry import available, get_pipeline
 from pipelines.spectrogram_lab import MAX_SECONDS, MIN_SECONDS, round_trip_error
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
-from studio.media import save_playhead_video, save_png, save_wav
+from pipelines.media import save_playhead_video, save_png, save_wav
 from studio.validation import read_audio, read_picture, require_number, user_facing
 
 NAME = "spectrogram_lab"
