@@ -23,6 +23,14 @@ REQUIRES = (NAME,)
 MAX_SAMPLES = 8
 SECONDS_PER_LATENT_BLOCK = 8 * 8 * 160 / 16000  # 8 latent columns = 64 pixels = 64 hops of 10 ms = 0.64 s
 PREVIEW_EVERY = 5
+# Prompt pairs from the paper's figures and examples (research/images-that-sound.md).
+PAPER_PROMPTS = [
+    ["a castle with bell towers, grayscale, lithograph style", "bell ringing"],
+    ["tigers, grayscale, black background", "tiger growling"],
+    ["a painting of corgis, grayscale, black background", "dog barking"],
+    ["a painting of furry kittens, grayscale", "a kitten meowing for attention"],
+    ["a pond full of water lilies, grayscale, lithograph style", "frog croaking"],
+]
 COMPOSED, IMPRINT = "Composed (the paper's method)", "Imprint baseline"
 
 INTRO = """
@@ -38,8 +46,12 @@ def build(context: StudioContext) -> None:
     with gr.Tab("Images that Sound", id=NAME):
         gr.Markdown(INTRO + f"\n*Weights: {describe(NAME, settings.variant)}*")
         with gr.Row():
-            image_prompt = gr.Textbox(label="Image prompt", value="a castle with bell towers, grayscale, lithograph style")
-            audio_prompt = gr.Textbox(label="Audio prompt", value="bell ringing")
+            image_prompt = gr.Textbox(label="Image prompt", value=PAPER_PROMPTS[0][0], max_lines=2,
+                                      info="Tip: 'grayscale', 'lithograph style' or 'black background' help the "
+                                           "picture leave silence, which makes the sound cleaner.")
+            audio_prompt = gr.Textbox(label="Audio prompt", value=PAPER_PROMPTS[0][1], max_lines=2,
+                                      info="Name one clear sound, e.g. 'bell ringing', 'dog barking'.")
+        gr.Examples(PAPER_PROMPTS, inputs=[image_prompt, audio_prompt], label="The paper's prompt pairs")
         method = gr.Radio([COMPOSED, IMPRINT], value=COMPOSED, label="Method",
                           info="Imprint is the paper's baseline: an image from the image model stamped onto a "
                                "spectrogram from the audio model.")
