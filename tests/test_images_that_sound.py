@@ -173,3 +173,33 @@ def test_guidance_one_returns_the_conditional_estimate(pipe):
         guided = pipe.guided_noise(Guidance(pipe.audio_unet, guidance, 1.0, 1.0), latents, 500)
         conditional = pipe.audio_unet(latents, 500, encoder_hidden_states=guidance[1:]).sample
     torch.testing.assert_close(guided, conditional, atol=1e-5, rtol=1e-4)
+
+
+def test_sds_loss_gradient_is_the_weighted_noise_residual(pipe):
+    from pipelines.images_that_sound.pipeline_images_that_sound import Guidance
+    from pipelines.images_that_sound.sds import sds_loss
+
+    guidance = Guidance(pipe.audio_unet, pipe.encode_prompt(pipe.audio_text_encoder, pipe.audio_tokenizer,
+                                                            "bell ringing", "", 1), 10.0, 1.0)
+    latents = torch.randn((1, 4, 32, 8), generator=torch.Generator().manual_seed(0)).requires_grad_()
+    sds_loss(pipe, guidance, latents, 500, torch.Generator().manual_seed(1)).backward()
+    noise = torch.randn((1, 4, 32, 8), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        noisy = pipe.scheduler.add_noise(latents, noise, torch.tensor([500]))
+        expected = (1 - pipe.scheduler.alphas_cumprod[500]) * (pipe.guided_noise(guidance, noisy, 500) - noise)
+    torch.testing.assert_close(latents.grad, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_score_distillation_optimises_a_picture_and_reports_progress(pipe):
+    from pipelines.images_that_sound.sds import score_distillation
+
+    progress = []
+    out = score_distillation(pipe, "a castle", "bell ringing", iterations=4, latent_width=8, vocoder="griffinlim",
+                             griffin_lim_iterations=2, generator=torch.Generator().manual_seed(0),
+                             callback=lambda i, picture: progress.append((i, picture.shape)), callback_steps=2,
+                             learning_rate=1e-2)
+    assert progress == [(1, (1, 256, 64)), (3, (1, 256, 64))]
+    assert out.spectrogram.shape == (1, 256, 62) and out.audio.shape == (1, 62 * 160)
+    assert all(p.grad is None for p in pipe.vae.parameters())
+    with pytest.raises(ValueError, match="between 1 and 40000"):
+        score_distillation(pipe, "a", "b", iterations=0, latent_width=8)

@@ -109,3 +109,16 @@ def test_cli_writes_samples_and_scores(tmp_path, scorer_folders):
         for name in sample["files"]:
             assert (out / name).stat().st_size > 0
     assert soundfile.info(out / "sample-000.wav").frames == 62 * 160
+
+
+def test_cli_sds_writes_one_optimised_sample_per_seed(tmp_path):
+    tiny_model_folder(tmp_path / "image", seed=0)
+    tiny_model_folder(tmp_path / "audio", seed=1)
+    out = tmp_path / "out"
+    main(["--image-prompt", "a castle", "--audio-prompt", "bell", "--method", "sds", "--sds-iterations", "2",
+          "--num-samples", "2", "--latent-width", "8", "--vocoder", "griffinlim", "--image-model",
+          str(tmp_path / "image"), "--audio-model", str(tmp_path / "audio"), "--clip-model", "none",
+          "--clap-model", "none", "--device", "cpu", "--out", str(out)])
+    report = json.loads((out / "scores.json").read_text())
+    assert [s["seed"] for s in report["samples"]] == [2024, 2025] and report["ranking"] is None
+    assert (out / "sample-001.mp4").exists()

@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-prompt", required=True)
     parser.add_argument("--audio-prompt", required=True)
     parser.add_argument("--negative-prompt", default="")
-    parser.add_argument("--method", choices=("composed", "imprint"), default="composed")
+    parser.add_argument("--method", choices=("composed", "imprint", "sds"), default="composed")
+    parser.add_argument("--sds-iterations", type=int, default=2000, help="SDS optimisation steps (paper: 40000)")
     parser.add_argument("--num-samples", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=4, help="samples generated at once")
     parser.add_argument("--steps", type=int, default=100)
@@ -67,6 +68,14 @@ def generate(pipe, args: argparse.Namespace, seed: int):
     from pipelines.seeds import generators_for
 
     generators, _ = generators_for(seed, args.num_samples)
+    if args.method == "sds":  # one optimisation per sample
+        from pipelines.images_that_sound.sds import score_distillation
+
+        for index, generator in enumerate(generators):
+            yield index, score_distillation(pipe, args.image_prompt, args.audio_prompt,
+                                            negative_prompt=args.negative_prompt, iterations=args.sds_iterations,
+                                            latent_width=args.latent_width, generator=generator, vocoder=args.vocoder)
+        return
     for start in range(0, args.num_samples, args.batch_size):
         batch = generators[start : start + args.batch_size]
         common = dict(generator=batch, num_samples=len(batch), latent_width=args.latent_width, vocoder=args.vocoder)

@@ -31,7 +31,8 @@ PAPER_PROMPTS = [
     ["a painting of furry kittens, grayscale", "a kitten meowing for attention"],
     ["a pond full of water lilies, grayscale, lithograph style", "frog croaking"],
 ]
-COMPOSED, IMPRINT = "Composed (the paper's method)", "Imprint baseline"
+COMPOSED, IMPRINT, SDS = "Composed (the paper's method)", "Imprint baseline", "SDS baseline (slow)"
+MAX_SDS_ITERATIONS = 5000
 
 INTRO = """
 Spectrograms that are also pictures (Chen, Geng, Owens 2024): an image model and an audio model denoise **one**
@@ -52,9 +53,9 @@ def build(context: StudioContext) -> None:
             audio_prompt = gr.Textbox(label="Audio prompt", value=PAPER_PROMPTS[0][1], max_lines=2,
                                       info="Name one clear sound, e.g. 'bell ringing', 'dog barking'.")
         gr.Examples(PAPER_PROMPTS, inputs=[image_prompt, audio_prompt], label="The paper's prompt pairs")
-        method = gr.Radio([COMPOSED, IMPRINT], value=COMPOSED, label="Method",
-                          info="Imprint is the paper's baseline: an image from the image model stamped onto a "
-                               "spectrogram from the audio model.")
+        method = gr.Radio([COMPOSED, IMPRINT, SDS], value=COMPOSED, label="Method",
+                          info="Baselines from the paper: imprint stamps an image onto a spectrogram; SDS optimises "
+                               "one picture with both models' scores (slow: one sample, many iterations).")
         with gr.Accordion("Settings", open=False):
             negative_prompt = gr.Textbox(label="Negative prompt", value="")
             with gr.Row():
@@ -71,6 +72,9 @@ def build(context: StudioContext) -> None:
                 samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples")
                 seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
                 vocoder = gr.Radio(["hifigan", "griffinlim"], value="hifigan", label="Vocoder")
+            sds_iterations = gr.Slider(10, MAX_SDS_ITERATIONS, value=500, step=10, label="SDS iterations",
+                                       info=f"The paper runs 40,000 (about 2 h on a GPU); this tab allows up to "
+                                            f"{MAX_SDS_ITERATIONS:,}.")
         with gr.Row():
             generate = gr.Button("Generate", variant="primary", elem_id="its-generate")
             stop = gr.Button("Stop")
@@ -86,7 +90,7 @@ def build(context: StudioContext) -> None:
         event = generate.click(
             gpu_handler(handlers.generate, settings.gpu_seconds),
             [image_prompt, audio_prompt, negative_prompt, steps, image_scale, audio_scale, warm_image, warm_audio,
-             seconds, samples, seed, vocoder, method],
+             seconds, samples, seed, vocoder, method, sds_iterations],
             [preview, gallery, sound, video, note, files],
             concurrency_limit=settings.concurrency_limit, concurrency_id=NAME, api_name="images_that_sound",
         )
@@ -99,7 +103,7 @@ class ImagesThatSoundHandlers:
 
     @user_facing("composing the picture and the sound")
     def generate(self, image_prompt, audio_prompt, negative_prompt, steps, image_scale, audio_scale, warm_image,
-                 warm_audio, seconds, samples, seed, vocoder, method, request: gr.Request):
+                 warm_audio, seconds, samples, seed, vocoder, method, sds_iterations, request: gr.Request):
         """Yields (preview, …) while sampling, then the samples as files."""
         from pipelines.seeds import generators_for
 
@@ -124,10 +128,11 @@ class ImagesThatSoundHandlers:
         if arguments["vocoder"] == "hifigan" and pipe.vocoder is None:
             arguments["vocoder"] = "griffinlim"
         updates: queue.Queue = queue.Queue()
-        if method == IMPRINT:
-            worker = threading.Thread(target=_run_imprint, args=(pipe, arguments, generators, updates), daemon=True)
-        else:
-            worker = threading.Thread(target=_run, args=(pipe, arguments, generators, updates), daemon=True)
+        if method == SDS:
+            arguments["iterations"] = require_number(sds_iterations, "SDS iterations", 1, MAX_SDS_ITERATIONS,
+                                                     integer=True)
+        run = {IMPRINT: _run_imprint, SDS: _run_sds}.get(method, _run)
+        worker = threading.Thread(target=run, args=(pipe, arguments, generators, updates), daemon=True)
         worker.start()
         while True:
             kind, payload = updates.get()
@@ -163,6 +168,22 @@ def _run_imprint(pipe, arguments: dict, generators, updates: queue.Queue) -> Non
             image_steps=max(1, steps // 2), audio_steps=steps, image_guidance_scale=arguments["image_guidance_scale"],
             audio_guidance_scale=arguments["audio_guidance_scale"], generator=generators,
             num_samples=arguments["num_samples"], latent_width=arguments["latent_width"], vocoder=arguments["vocoder"],
+        )
+        updates.put(("done", output))
+    except Exception as error:  # noqa: BLE001 - re-raised in the handler's thread, where user_facing handles it
+        updates.put(("error", error))
+
+
+def _run_sds(pipe, arguments: dict, generators, updates: queue.Queue) -> None:
+    """The SDS baseline: one picture, optimised for the chosen number of iterations, with previews."""
+    from pipelines.images_that_sound.sds import score_distillation
+
+    try:
+        output = score_distillation(
+            pipe, arguments["image_prompt"], arguments["audio_prompt"], negative_prompt=arguments["negative_prompt"],
+            iterations=arguments["iterations"], latent_width=arguments["latent_width"], generator=generators[0],
+            vocoder=arguments["vocoder"], callback_steps=max(1, arguments["iterations"] // 20),
+            callback=lambda iteration, picture: updates.put(("preview", picture)),
         )
         updates.put(("done", output))
     except Exception as error:  # noqa: BLE001 - re-raised in the handler's thread, where user_facing handles it
