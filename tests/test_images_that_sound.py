@@ -203,3 +203,27 @@ def test_score_distillation_optimises_a_picture_and_reports_progress(pipe):
     assert all(p.grad is None for p in pipe.vae.parameters())
     with pytest.raises(ValueError, match="between 1 and 40000"):
         score_distillation(pipe, "a", "b", iterations=0, latent_width=8)
+
+
+def test_grayscale_projection_is_exact_and_stays_in_range():
+    from pipelines.images_that_sound.colorization import project_grayscale
+
+    generator = torch.Generator().manual_seed(0)
+    rgb, gray = torch.rand((2, 3, 16, 16), generator=generator), torch.rand((2, 16, 16), generator=generator)
+    projected = project_grayscale(rgb * 3 - 1, gray)  # wild colours, far outside [0, 1]
+    torch.testing.assert_close(projected.mean(dim=1), gray, atol=1e-6, rtol=0)
+    assert projected.min() >= -1e-6 and projected.max() <= 1 + 1e-6
+    inside = torch.full((1, 3, 2, 2), 0.5) + torch.tensor([0.1, 0.0, -0.1])[None, :, None, None]
+    torch.testing.assert_close(project_grayscale(inside, torch.full((1, 2, 2), 0.5)), inside)  # already fits
+
+
+def test_colorized_result_has_the_spectrogram_as_its_grayscale(pipe):
+    from pipelines.images_that_sound.colorization import colorize
+
+    spectrograms = run(pipe, num_samples=2).spectrogram
+    colour = colorize(pipe, spectrograms, "a colorful photo of a castle", num_inference_steps=3,
+                      generator=torch.Generator().manual_seed(0))
+    assert colour.shape == (2, 256, 124, 3)
+    np.testing.assert_allclose(colour.mean(axis=-1), spectrograms, atol=1e-5)
+    assert colour.min() >= -1e-6 and colour.max() <= 1 + 1e-6
+    assert np.abs(colour - colour.mean(axis=-1, keepdims=True)).max() > 0  # it does carry colour

@@ -100,7 +100,8 @@ def test_cli_writes_samples_and_scores(tmp_path, scorer_folders):
     main(["--image-prompt", "a castle", "--audio-prompt", "bell ringing", "--num-samples", "3", "--batch-size", "2",
           "--steps", "2", "--latent-width", "8", "--seed", "10", "--image-model", str(tmp_path / "image"),
           "--audio-model", str(tmp_path / "audio"), "--clip-model", str(scorer_folders / "clip"),
-          "--clap-model", str(scorer_folders / "clap"), "--device", "cpu", "--out", str(out)])
+          "--clap-model", str(scorer_folders / "clap"), "--colorize", "a colorful castle", "--device", "cpu",
+          "--out", str(out)])
     report = json.loads((out / "scores.json").read_text())
     assert [s["seed"] for s in report["samples"]] == [10, 11, 12] and report["scorers"] == ["clap", "clip"]
     assert sorted(report["ranking"]) == [0, 1, 2] and isinstance(report["authors_selection"], list)
@@ -109,6 +110,7 @@ def test_cli_writes_samples_and_scores(tmp_path, scorer_folders):
         for name in sample["files"]:
             assert (out / name).stat().st_size > 0
     assert soundfile.info(out / "sample-000.wav").frames == 62 * 160
+    assert report["samples"][2]["files"][-1] == "sample-002-color.png"
 
 
 def test_cli_sds_writes_one_optimised_sample_per_seed(tmp_path):

@@ -42,10 +42,11 @@ def test_tab_streams_previews_and_writes_samples(tmp_path, paper_weights_cached)
     assert images_that_sound not in working_tabs(context(tmp_path, models="studio"))  # no studio weights yet
     handlers = ImagesThatSoundHandlers(context(tmp_path), "auto")
     updates = list(handlers.generate("a castle", "bell ringing", "", 10, 7.5, 7.5, 0.9, 1.0, 0.64, 2, 7, "hifigan",
-                                     images_that_sound.COMPOSED, 10, FakeRequest()))
+                                     images_that_sound.COMPOSED, 10, "", FakeRequest()))
     previews, final = updates[:-1], updates[-1]
     assert len(previews) == 2 and previews[0][0].shape == (256, 64) and previews[0][0].dtype == np.uint8
-    _, gallery, wav, mp4, note, downloads = final
+    _, gallery, wav, mp4, note, downloads, coloured = final
+    assert coloured is None
     assert [caption for _, caption in gallery] == ["seed 7", "seed 8"]
     assert Image.open(gallery[0][0]).size == (62, 256)
     assert soundfile.info(wav).samplerate == 16000 and soundfile.info(wav).frames == 62 * 160
@@ -55,9 +56,12 @@ def test_tab_streams_previews_and_writes_samples(tmp_path, paper_weights_cached)
 
 def test_tab_runs_the_imprint_baseline(tmp_path, paper_weights_cached):
     handlers = ImagesThatSoundHandlers(context(tmp_path), "auto")
-    *_, final = handlers.generate("a castle", "bell ringing", "", 4, 7.5, 7.5, 0.9, 1.0, 0.64, 1, 3, "griffinlim",
-                                  images_that_sound.IMPRINT, 10, FakeRequest())
+    *_, final, coloured = handlers.generate("a castle", "bell ringing", "", 4, 7.5, 7.5, 0.9, 1.0, 0.64, 1, 3,
+                                            "griffinlim", images_that_sound.IMPRINT, 10, "a colorful castle",
+                                            FakeRequest())
     assert Image.open(final[1][0][0]).size == (62, 256) and "Seeds 3…3" in final[4]
+    colour = np.asarray(Image.open(coloured[-1]).convert("RGB"), dtype=np.float32)
+    assert colour.shape == (256, 62, 3) and colour.std(axis=-1).max() > 0
 
 
 def test_tab_refuses_settings_with_no_model_at_the_start(tmp_path, paper_weights_cached):
@@ -66,15 +70,15 @@ def test_tab_refuses_settings_with_no_model_at_the_start(tmp_path, paper_weights
     handlers = ImagesThatSoundHandlers(context(tmp_path), "auto")
     with pytest.raises(gr.Error, match="must be active from the start"):
         list(handlers.generate("a", "b", "", 4, 7.5, 7.5, 0.5, 0.5, 0.64, 1, 3, "hifigan", images_that_sound.COMPOSED,
-                               10, FakeRequest()))
+                               10, "", FakeRequest()))
     with pytest.raises(gr.Error, match="Image prompt is empty"):
         list(handlers.generate(" ", "b", "", 4, 7.5, 7.5, 1, 1, 0.64, 1, 3, "hifigan", images_that_sound.COMPOSED,
-                               10, FakeRequest()))
+                               10, "", FakeRequest()))
 
 
 def test_tab_runs_the_sds_baseline_with_previews(tmp_path, paper_weights_cached):
     handlers = ImagesThatSoundHandlers(context(tmp_path), "auto")
     updates = list(handlers.generate("a castle", "bell ringing", "", 4, 7.5, 7.5, 0.9, 1.0, 0.64, 3, 1, "griffinlim",
-                                     images_that_sound.SDS, 20, FakeRequest()))
+                                     images_that_sound.SDS, 20, "", FakeRequest()))
     assert len(updates) == 21  # a preview every iteration // 20, then the result (SDS makes one sample)
     assert len(updates[-1][1]) == 1

@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--audio-prompt", required=True)
     parser.add_argument("--negative-prompt", default="")
     parser.add_argument("--method", choices=("composed", "imprint", "sds"), default="composed")
+    parser.add_argument("--colorize", default="", metavar="PROMPT",
+                        help="also write sample-XXX-color.png, coloured by this prompt with the spectrogram kept as "
+                             "its grayscale (e.g. 'a colorful photo of a castle')")
     parser.add_argument("--sds-iterations", type=int, default=2000, help="SDS optimisation steps (paper: 40000)")
     parser.add_argument("--num-samples", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=4, help="samples generated at once")
@@ -96,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_samples < 1 or args.batch_size < 1:
         raise SystemExit("error: --num-samples and --batch-size must be at least 1")
     from pipelines.images_that_sound.pipeline_images_that_sound import ImagesThatSoundPipeline
-    from pipelines.media import save_playhead_video, save_wav
+    from pipelines.images_that_sound.colorization import colorize
+    from pipelines.media import save_playhead_video, save_png, save_wav
     from pipelines.registry import choose_device, choose_dtype
     from pipelines.seeds import generators_for
 
@@ -117,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
             save_playhead_video(np.asarray(picture) / 255.0, audio, output.sample_rate, stem.with_suffix(".mp4"))
             samples.append({"index": index, "seed": seed + index, "files": [f"{stem.name}.png", f"{stem.name}.wav",
                                                                              f"{stem.name}.mp4"]})
+            if args.colorize:
+                colour = colorize(pipe, output.spectrogram[offset : offset + 1], args.colorize,
+                                  generator=generators_for(seed + index, 1)[0])[0]
+                save_png(colour, args.out / f"{stem.name}-color.png")
+                samples[-1]["files"].append(f"{stem.name}-color.png")
         spectrograms.append(output.spectrogram)
         sounds.append(output.audio)
     report = score_report(args, load_scorers(args), samples, np.concatenate(spectrograms), np.concatenate(sounds),

@@ -15,7 +15,7 @@ import numpy as np
 from pipelines.registry import describe, get_pipeline
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
-from pipelines.media import save_playhead_video, save_wav, to_uint8
+from pipelines.media import save_playhead_video, save_png, save_wav, to_uint8
 from studio.validation import require_number, require_prompt, user_facing
 
 NAME = "images_that_sound"
@@ -76,10 +76,16 @@ def build(context: StudioContext) -> None:
                                        info=f"The paper runs 40,000 (about 2 h on a GPU); this tab allows up to "
                                             f"{MAX_SDS_ITERATIONS:,}.")
         with gr.Row():
+            colour_prompt = gr.Textbox(label="Colorize (optional): describe the colours",
+                                       placeholder="a colorful photo of a castle", scale=3,
+                                       info="Colours the first sample without changing its grayscale, so it still "
+                                            "sounds the same.")
+        with gr.Row():
             generate = gr.Button("Generate", variant="primary", elem_id="its-generate")
             stop = gr.Button("Stop")
         preview = gr.Image(label="Forming…", type="numpy", elem_id="its-preview")
         gallery = gr.Gallery(label="Samples (spectrograms as seen)", columns=2, height=320, elem_id="its-gallery")
+        coloured = gr.Image(label="First sample, colorized", type="filepath", format="png")
         with gr.Row():
             sound = gr.Audio(label="First sample as sound", type="filepath")
             video = gr.Video(label="First sample with playhead")
@@ -90,8 +96,8 @@ def build(context: StudioContext) -> None:
         event = generate.click(
             gpu_handler(handlers.generate, settings.gpu_seconds),
             [image_prompt, audio_prompt, negative_prompt, steps, image_scale, audio_scale, warm_image, warm_audio,
-             seconds, samples, seed, vocoder, method, sds_iterations],
-            [preview, gallery, sound, video, note, files],
+             seconds, samples, seed, vocoder, method, sds_iterations, colour_prompt],
+            [preview, gallery, sound, video, note, files, coloured],
             concurrency_limit=settings.concurrency_limit, concurrency_id=NAME, api_name="images_that_sound",
         )
         stop.click(None, None, None, cancels=[event])
@@ -103,7 +109,8 @@ class ImagesThatSoundHandlers:
 
     @user_facing("composing the picture and the sound")
     def generate(self, image_prompt, audio_prompt, negative_prompt, steps, image_scale, audio_scale, warm_image,
-                 warm_audio, seconds, samples, seed, vocoder, method, sds_iterations, request: gr.Request):
+                 warm_audio, seconds, samples, seed, vocoder, method, sds_iterations, colour_prompt,
+                 request: gr.Request):
         """Yields (preview, …) while sampling, then the samples as files."""
         from pipelines.seeds import generators_for
 
@@ -128,6 +135,7 @@ class ImagesThatSoundHandlers:
         if arguments["vocoder"] == "hifigan" and pipe.vocoder is None:
             arguments["vocoder"] = "griffinlim"
         updates: queue.Queue = queue.Queue()
+        colour_prompt = require_prompt(colour_prompt, "Colorize prompt", allow_empty=True)
         if method == SDS:
             arguments["iterations"] = require_number(sds_iterations, "SDS iterations", 1, MAX_SDS_ITERATIONS,
                                                      integer=True)
@@ -137,12 +145,23 @@ class ImagesThatSoundHandlers:
         while True:
             kind, payload = updates.get()
             if kind == "preview":
-                yield to_uint8(payload[0]), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                yield (to_uint8(payload[0]),) + (gr.skip(),) * 6
             elif kind == "error":
                 raise payload
             else:
                 break
-        yield (None,) + self._save(payload, seed_used, request)
+        saved = self._save(payload, seed_used, request)
+        if not colour_prompt:
+            yield (None,) + saved + (None,)
+            return
+        yield (None,) + saved + (gr.skip(),)
+        yield (gr.skip(),) * 7 + (self._colorize(pipe, payload.spectrogram[:1], colour_prompt, generators[0], request),)
+
+    def _colorize(self, pipe, spectrogram, prompt: str, generator, request: gr.Request) -> str:
+        from pipelines.images_that_sound.colorization import colorize
+
+        colour = colorize(pipe, spectrogram, prompt, generator=generator)[0]
+        return str(save_png(colour, self.context.files.new_path(request.session_hash, "colorized", ".png")))
 
     def _save(self, output, seed_used: int, request: gr.Request) -> tuple:
         session = request.session_hash
