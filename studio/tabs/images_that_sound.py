@@ -59,7 +59,7 @@ def build(context: StudioContext) -> None:
         with gr.Accordion("Settings", open=False):
             negative_prompt = gr.Textbox(label="Negative prompt", value="")
             with gr.Row():
-                steps = gr.Slider(1, 200, value=100, step=1, label="Steps (DDIM)")
+                steps = gr.Slider(1, 200, value=100, step=1, label="Steps (DDIM)", elem_id="its-steps")
                 image_scale = gr.Slider(0, 30, value=10, step=0.5, label="Image guidance γ_v")
                 audio_scale = gr.Slider(0, 30, value=10, step=0.5, label="Audio guidance γ_a")
             with gr.Row():
@@ -68,7 +68,8 @@ def build(context: StudioContext) -> None:
                 warm_audio = gr.Slider(0, 1, value=1.0, step=0.01, label="Audio model active for (t_a)")
             with gr.Row():
                 seconds = gr.Slider(SECONDS_PER_LATENT_BLOCK, 16 * SECONDS_PER_LATENT_BLOCK, value=10.24,
-                                    step=SECONDS_PER_LATENT_BLOCK, label="Length before cropping (s)")
+                                    step=SECONDS_PER_LATENT_BLOCK, label="Length before cropping (s)",
+                                    elem_id="its-seconds")
                 samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples")
                 seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
                 vocoder = gr.Radio(["hifigan", "griffinlim"], value="hifigan", label="Vocoder")

@@ -34,12 +34,12 @@ def answers(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def studio_url():
+def serve(*flags: str, **env: str):
+    """Start `python app.py` on a free port; yields its URL, stops it afterwards."""
     port = free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
-    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--models", "studio"], cwd=ROOT,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    environment = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", **env)
+    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *flags], cwd=ROOT, env=environment,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 90
     while not answers(url):
@@ -53,17 +53,28 @@ def studio_url():
 
 
 @pytest.fixture(scope="module")
-def page(studio_url):
+def studio_url():
+    yield from serve("--models", "studio")
+
+
+@pytest.fixture(scope="module")
+def browser():
     playwright_api = pytest.importorskip("playwright.sync_api")
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: run tests/install_test_extras.sh")
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.goto(studio_url)
-        page.get_by_text("Picture → sound").wait_for()
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, studio_url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(studio_url)
+    page.get_by_role("tab", name="Spectrogram Lab").click()
+    page.get_by_text("Picture → sound").wait_for()
+    return page
 
 
 def upload(page, component: str, path, prompt) -> None:
@@ -98,3 +109,34 @@ def test_a_corrupt_upload_gets_a_clear_message_and_the_studio_keeps_serving(page
     page.locator("#lab-draw").click()
     page.locator("#lab-seen-note").get_by_text("1.50 s at 16000 Hz").wait_for(timeout=90_000)
     assert page.locator("#lab-seen-image img").count() == 1
+
+
+@pytest.fixture(scope="module")
+def paper_weights_url(tmp_path_factory):
+    """The studio with tiny random stand-ins for the paper's Images that Sound weights in its Hugging Face cache."""
+    from pipelines.images_that_sound import PAPER_AUDIO_MODEL, PAPER_IMAGE_MODEL
+    from tests.conftest import cached_repo
+    from tests.test_images_that_sound import tiny_model_folder
+    from tests.test_vocoders import TINY, write_auffusion_vocoder
+
+    cache = tmp_path_factory.mktemp("hub")
+    tiny_model_folder(cached_repo(cache, PAPER_IMAGE_MODEL), seed=0)
+    audio = cached_repo(cache, PAPER_AUDIO_MODEL)
+    tiny_model_folder(audio, seed=1)
+    write_auffusion_vocoder(audio, TINY)
+    yield from serve("--offline", HF_HUB_CACHE=str(cache))
+
+
+def test_images_that_sound_forms_live_and_returns_files(browser, paper_weights_url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(paper_weights_url)
+    page.get_by_role("tab", name="Images that Sound").wait_for()
+    page.get_by_role("button", name="Settings").first.click()
+    for slider, value in (("#its-steps", "20"), ("#its-seconds", "1.28")):
+        number = page.locator(f"{slider} input[type=number]")
+        number.fill(value)
+        number.press("Enter")
+    page.locator("#its-generate").click()
+    page.locator("#its-note").get_by_text("Seeds").wait_for(timeout=120_000)
+    assert page.locator("#its-gallery img").count() >= 1
+    page.close()
