@@ -1,0 +1,437 @@
+"""MM-Diffusion sampling: joint audio-video generation and zero-shot A2V / V2A (paper §3.1, §3.4; joint-av.md §A6-A7).
+
+One coupled U-Net predicts (ε_video, ε_audio) from (video_t, audio_t, t). Joint generation denoises both from
+Gaussian noise with DDPM, DDIM or DPM-Solver (`scheduling_mm_diffusion`). Zero-shot conditional generation uses the
+same unconditional model:
+
+- replacement: before every model evaluation the given modality is replaced by its forward-diffused ground truth
+  q(c_t | c) = √ᾱ_t c + √(1 − ᾱ_t) ε_c. As the official code, ε_c is one fixed draw for the whole loop: the initial
+  noise of the conditioning modality.
+- gradient guidance (Eqs. 10-12): the joint step gives (c_{t-1}, x_{t-1}) from (ĉ_t, x_t); the target is corrected by
+  x̃_{t-1} = x_{t-1} − λ · w · ∇_{x_t} ‖c_{t-1} − ĉ_{t-1}‖², with ĉ_{t-1} = q(c_{t-1} | c) on the same ε_c and the
+  squared error averaged over the elements of each sample. w = √(1 − ᾱ_{t-1}) ("paper", Eq. 12's factor at the
+  step's output t-1) or w = √ᾱ_t ("code", the released `conditional_p_sample_loop_progressive_scale`, at the step's
+  input t). Eq. 12 writes the gradient w.r.t. a_t, which the step's output v_t does not depend on; like the released
+  code (and the reconstruction guidance it follows) it is taken w.r.t. the target's *input* x_t. No guidance on the
+  final step (the code's `t != 0` mask). λ = 0 is exactly the replacement sampler.
+
+Departures from the official code (research/joint-av.md §A7 lists its pitfalls):
+- the official guided loop with `use_fp16=True` multiplies the loss by `loss_scale = 2**20` and never divides it back
+  out (effective λ = 3·2^20); here λ is the weight on the true gradient, whatever the precision;
+- the official loss is `mean_flat(...).mean()` over the batch, which divides each sample's gradient by N; here the
+  per-sample losses are summed, so a sample's guidance does not depend on the batch size;
+- at the end, the conditioning modality in the output is the given input itself (the official loop returns the
+  model's last replacement step for it);
+- noise comes from per-sample `torch.Generator`s (a batch equals single runs with the same generators while the
+  U-Net's random shift is off; with `cross_attention_shift=True` one shift per RS-MMA block and call is shared by the
+  batch, as in the official code, drawn from a generator seeded by the first sample's generator);
+- video is rounded to uint8 (the official cast truncates, a −0.5 level bias; rounding makes a given uint8 clip come
+  back bit-identical);
+- DPM-Solver steps with an order-1 group use the correct DPM-Solver-1 for audio (the official noise-prediction
+  `dpm_solver_first_update` applies the data-prediction formula to audio; the default 20 steps never use it).
+Gradient guidance needs a one-evaluation-per-step sampler: it is offered with DDPM and DDIM, not DPM-Solver.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal
+
+import numpy as np
+import torch
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from pipelines.audio import SPECS
+
+from .attention import RSMMABlock
+from .modeling_mm_diffusion import MMDiffusionUNet
+from .scheduling_mm_diffusion import (
+    SAMPLERS,
+    DiffusionProcess,
+    Sampler,
+    make_sampler,
+    space_timesteps,
+    split_model_output,
+)
+
+MM_DIFFUSION = SPECS["mm_diffusion"]
+FPS = 10  # paper §4.1: 16 frames at 10 fps with 1.6 s of 16 kHz audio
+DEFAULT_STEPS = {"ddpm": 1000, "ddim": 25, "dpm_solver": 20}  # full DDPM ("Ours*"), the SR's ddim25, DPM-Solver-20
+
+Generator = torch.Generator | list[torch.Generator] | None
+
+
+@dataclass
+class MMDiffusionPipelineOutput(BaseOutput):
+    """Sounding videos.
+
+    video: `[N, F, H, W, 3]`, uint8 numpy (`output_type="np"`: `((x + 1)·127.5).clamp(0, 255)`, rounded) or
+        float32 torch in [0, 1] (`output_type="pt"`).
+    audio: `[N, L]` float32 waveform (numpy or torch as `video`), nominally in [-1, 1], at `sample_rate`.
+    """
+
+    video: np.ndarray | torch.Tensor
+    audio: np.ndarray | torch.Tensor
+    sample_rate: int
+    fps: int
+
+
+@dataclass(frozen=True)
+class Condition:
+    """The given modality for zero-shot generation: which one, its clean value in [-1, 1], and its slice in the packed
+    state."""
+
+    name: Literal["video", "audio"]
+    clean: torch.Tensor  # packed [N, D_c]
+    part: slice
+    target: slice
+
+
+class MMDiffusionPipeline:
+    """Joint audio-video generation and zero-shot A2V / V2A with MM-Diffusion's coupled U-Net.
+
+    Args:
+        unet: the coupled U-Net (`MMDiffusionUNet`); its `diffusion_flags` (official diffusion flags) define the
+            process, its output channels whether sigma is learned.
+        sampler: the default sampler, "dpm_solver" (official unconditional default), "ddpm" or "ddim".
+    """
+
+    _callback_tensor_inputs = ["video", "audio", "denoised_video", "denoised_audio"]
+
+    def __init__(self, unet: MMDiffusionUNet, sampler: str = "dpm_solver"):
+        if sampler not in SAMPLERS:
+            raise ValueError(f"`sampler` must be one of {SAMPLERS}, got {sampler!r}.")
+        self.unet = unet
+        self.sampler = sampler
+        self.learn_sigma = unet.config["video_out_channels"] == 2 * unet.config["video_size"][1]
+        self.process = DiffusionProcess.from_flags(unet.diffusion_flags, learn_sigma=self.learn_sigma)
+        self._interrupt = False
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def interrupt(self) -> bool:
+        """Set `pipe._interrupt = True` (e.g. from a callback) to stop after the current step."""
+        return self._interrupt
+
+    def to(self, device: torch.device | str) -> MMDiffusionPipeline:
+        self.unet.to(device)
+        return self
+
+    # 1. Inputs
+    def default_size(self) -> tuple[int, int, int]:
+        frames, _, height, width = self.unet.config["video_size"]
+        return frames, height, width
+
+    def audio_length(self, num_frames: int) -> int:
+        """Audio samples for `num_frames` frames, at the U-Net's training ratio (1,600 per frame in the paper)."""
+        frames, length = self.unet.config["video_size"][0], self.unet.config["audio_size"][1]
+        return num_frames * length // frames
+
+    def check_inputs(self, video, audio, num_frames: int, height: int, width: int, sampler: str,
+                     num_inference_steps: int, eta: float, timestep_respacing: str | None, guidance_scale: float,
+                     guidance_scale_form: str,
+                     num_samples: int, generator: Generator, latents, output_type: str, callback_steps: int) -> None:
+        if video is not None and audio is not None:
+            raise ValueError("Give at most one of `video` (video-to-audio) and `audio` (audio-to-video): the other "
+                             "modality is generated. For joint generation give neither.")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"`sampler` must be one of {SAMPLERS}, got {sampler!r}.")
+        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"`num_inference_steps` must be an integer >= 1, got {num_inference_steps!r}.")
+        if num_inference_steps > self.process.num_timesteps:
+            raise ValueError(f"`num_inference_steps` must be at most the {self.process.num_timesteps} training "
+                             f"steps, got {num_inference_steps}.")
+        for name, value in (("eta", eta), ("guidance_scale", guidance_scale)):
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"`{name}` must be a finite number >= 0, got {value}.")
+        if eta > 0 and sampler != "ddim":
+            raise ValueError(f"`eta` only applies to sampler='ddim', got eta={eta} with sampler={sampler!r}; "
+                             f"leave eta at 0 or use sampler='ddim'.")
+        if timestep_respacing is not None:
+            if sampler == "dpm_solver":
+                raise ValueError(f"`timestep_respacing`={timestep_respacing!r} applies to 'ddpm' and 'ddim' only; "
+                                 f"DPM-Solver spaces its {num_inference_steps} steps uniformly in logSNR.")
+            try:
+                space_timesteps(self.process.num_timesteps, timestep_respacing)
+            except ValueError as error:
+                raise ValueError(f"`timestep_respacing`={timestep_respacing!r} is not an official respacing string "
+                                 f"('250', '10,15,20' or 'ddim25'): {error}") from None
+        if guidance_scale_form not in ("paper", "code"):
+            raise ValueError(f"`guidance_scale_form` must be 'paper' (√(1−ᾱ), Eq. 12) or 'code' (√ᾱ, the released "
+                             f"code), got {guidance_scale_form!r}.")
+        if guidance_scale > 0 and (video is not None or audio is not None) and sampler == "dpm_solver":
+            raise ValueError(f"Gradient guidance (`guidance_scale`={guidance_scale} > 0) needs sampler='ddpm' or "
+                             f"'ddim' (one model evaluation per step); use one of those, or guidance_scale=0 for the "
+                             f"replacement method with DPM-Solver.")
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"`num_samples` must be an integer >= 1, got {num_samples!r}.")
+        if isinstance(generator, list) and len(generator) != num_samples:
+            raise ValueError(f"`generator` is a list of {len(generator)} generators but `num_samples` is "
+                             f"{num_samples}; pass one generator per sample, or a single generator.")
+        if output_type not in ("np", "pt"):
+            raise ValueError(f"`output_type` must be 'np' (uint8 video) or 'pt' (float video in [0, 1]), got "
+                             f"{output_type!r}.")
+        if not isinstance(callback_steps, int) or callback_steps < 1:
+            raise ValueError(f"`callback_steps` must be an integer >= 1, got {callback_steps!r}.")
+        self.check_size(num_frames, height, width)
+        shapes = self.shapes(num_samples, num_frames, height, width)
+        if latents is not None:
+            if not (isinstance(latents, (tuple, list)) and len(latents) == 2):
+                raise ValueError("`latents` must be a pair (video noise, audio noise) of tensors.")
+            for name, tensor, shape in zip(("video", "audio"), latents, shapes):
+                if tuple(tensor.shape) != shape or not torch.isfinite(tensor).all():
+                    raise ValueError(f"`latents` {name} noise must be a finite tensor of shape {shape}, got "
+                                     f"{tuple(tensor.shape)}.")
+
+    def check_size(self, num_frames: int, height: int, width: int) -> None:
+        for name, value in (("num_frames", num_frames), ("height", height), ("width", width)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        windows = [m.window for m in self.unet.modules() if isinstance(m, RSMMABlock)]
+        if windows and num_frames < max(windows):
+            raise ValueError(f"`num_frames`={num_frames} is smaller than the U-Net's largest RS-MMA window "
+                             f"({max(windows)} frames); use at least {max(windows)} frames.")
+        video_shape, audio_shape = self.shapes(1, num_frames, height, width)
+        try:
+            self.unet.check_inputs(torch.empty(video_shape, device="meta"), torch.empty(audio_shape, device="meta"))
+        except ValueError as error:
+            raise ValueError(f"`num_frames`={num_frames}, `height`={height}, `width`={width} (audio length "
+                             f"{audio_shape[-1]}) do not fit the U-Net: {error}") from None
+
+    def shapes(self, num_samples: int, num_frames: int, height: int, width: int) -> tuple[tuple[int, ...], ...]:
+        channels, audio_channels = self.unet.config["video_size"][1], self.unet.config["audio_size"][0]
+        return ((num_samples, num_frames, channels, height, width),
+                (num_samples, audio_channels, self.audio_length(num_frames)))
+
+    # 2. Conditioning
+    def encode_video(self, video, num_samples: int, shape: tuple[int, ...]) -> torch.Tensor:
+        """uint8 (or float in [0, 1]) `[F, H, W, 3]` / `[N, F, H, W, 3]` -> `[N, F, 3, H, W]` in [-1, 1] (official
+        `x / 127.5 − 1`)."""
+        tensor = torch.as_tensor(np.asarray(video) if not isinstance(video, torch.Tensor) else video)
+        if tensor.dim() == 4:
+            tensor = tensor[None]
+        expected = (shape[1], shape[3], shape[4], shape[2])
+        if tensor.dim() != 5 or tuple(tensor.shape[1:]) != expected or tensor.shape[0] not in (1, num_samples):
+            raise ValueError(f"`video` must have shape {expected} or (N, *{expected}) with N = 1 or `num_samples` "
+                             f"({num_samples}), got {tuple(tensor.shape)}; resize and trim the clip first.")
+        if tensor.dtype == torch.uint8:
+            tensor = tensor.float() / 127.5 - 1.0
+        elif tensor.is_floating_point():
+            if not torch.isfinite(tensor).all() or tensor.min() < 0 or tensor.max() > 1:
+                raise ValueError("A float `video` must be finite and in [0, 1] (or pass uint8 frames in 0..255).")
+            tensor = tensor.float() * 2.0 - 1.0
+        else:
+            raise ValueError(f"`video` must be uint8 in 0..255 or float in [0, 1], got dtype {tensor.dtype}.")
+        return tensor.permute(0, 1, 4, 2, 3).expand(num_samples, -1, -1, -1, -1)
+
+    def encode_audio(self, audio, num_samples: int, shape: tuple[int, ...]) -> torch.Tensor:
+        """Waveform `[L]` / `[N, L]` at the pipeline's rate, in [-1, 1] -> `[N, 1, L]`."""
+        tensor = torch.as_tensor(np.asarray(audio) if not isinstance(audio, torch.Tensor) else audio)
+        if tensor.dim() == 1:
+            tensor = tensor[None]
+        length = shape[-1]
+        if tensor.dim() != 2 or tensor.shape[1] != length or tensor.shape[0] not in (1, num_samples):
+            rate = MM_DIFFUSION.sample_rate
+            raise ValueError(f"`audio` must be a mono waveform of {length} samples ({length / rate} s at {rate} Hz), "
+                             f"shape ({length},) or (N, {length}) with N = 1 or "
+                             f"`num_samples` ({num_samples}); got {tuple(tensor.shape)}. Resample, pad or trim it.")
+        if not tensor.is_floating_point() or not torch.isfinite(tensor).all() or tensor.abs().max() > 1:
+            raise ValueError("`audio` must be a finite float waveform in [-1, 1].")
+        return tensor.float()[:, None].expand(num_samples, shape[1], -1)
+
+    # 3. Latents
+    def prepare_latents(self, shapes, generator: Generator, latents) -> tuple[torch.Tensor, torch.Tensor]:
+        """x_T for video then audio; with a list of generators each sample draws its own (video, then audio)."""
+        if latents is not None:
+            return tuple(t.to(self.device, torch.float32) for t in latents)
+        if isinstance(generator, list):  # per sample: video then audio, exactly as a single run draws them
+            pairs = [self.prepare_latents(((1, *shapes[0][1:]), (1, *shapes[1][1:])), g, None) for g in generator]
+            return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+        return tuple(randn_tensor(shape, generator=generator, device=self.device, dtype=torch.float32)
+                     for shape in shapes)
+
+    def shift_generator(self, generator: Generator) -> torch.Generator | None:
+        """RS-MMA random shifts (drawn on every call when the U-Net shifts): a generator seeded from the first
+        sample's, so a seeded run is reproducible; None (global RNG) without generators or without shift."""
+        shifting = any(m.random_shift for m in self.unet.modules() if isinstance(m, RSMMABlock))
+        first = generator[0] if isinstance(generator, list) else generator
+        if not shifting or first is None:
+            return None
+        seed = int(torch.randint(0, 2**62, (1,), generator=first))
+        return torch.Generator().manual_seed(seed)
+
+    # 4. Model
+    def predict_noise(self, x: torch.Tensor, timestep: torch.Tensor, split: int, shapes,
+                      shift_generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Packed x_t -> packed (ε, variance values) from one U-Net call on both modalities (Eq. 6)."""
+        video, audio = unpack(x, split, shapes)
+        out_video, out_audio = self.unet(video, audio, timestep.to(x.device), generator=shift_generator)
+        eps_video, var_video = split_model_output(out_video.to(x.dtype), 2, self.learn_sigma)  # fp16 U-Net: back to
+        eps_audio, var_audio = split_model_output(out_audio.to(x.dtype), 1, self.learn_sigma)  # the state's float32
+        return pack(eps_video, eps_audio), pack(var_video, var_audio)
+
+    def guided_step(self, sampler: Sampler, x: torch.Tensor, i: int, cond: Condition, eps_c: torch.Tensor,
+                    guidance_scale: float, form: str, generator: Generator, model) -> tuple[torch.Tensor, ...]:
+        """One joint step, then Eq. 12 on the target: x̃_{t-1} = x_{t-1} − λ w ∇_{x_t} Σ_n mean‖c_{t-1} − ĉ_{t-1}‖²."""
+        with torch.enable_grad():
+            target = x[:, cond.target].detach().requires_grad_(True)
+            x_in = torch.cat([x[:, cond.part], target], 1) if cond.part.start == 0 else \
+                torch.cat([target, x[:, cond.part]], 1)
+            eps, var = model(x_in)
+            prev, denoised = sampler.step(eps, var, i, x_in, generator)
+            alpha_prev, sigma_prev = sampler.next_noise_level(i)
+            reference = alpha_prev * cond.clean + sigma_prev * eps_c  # ĉ_{t-1} ~ q(c_{t-1} | c), same ε_c
+            loss = (prev[:, cond.part] - reference).pow(2).mean(dim=1).sum()  # per-sample mean, summed (no 1/N)
+            (grad,) = torch.autograd.grad(loss, target)
+        weight = sampler.noise_level(i)[0] if form == "code" else sigma_prev  # √ᾱ_t (code) or √(1 − ᾱ_{t-1}) (paper)
+        prev = prev.detach()
+        prev[:, cond.target] -= guidance_scale * weight * grad
+        return prev, denoised.detach()
+
+    @staticmethod
+    def uses_guidance(cond: Condition | None, guidance_scale: float) -> bool:
+        """Gradient guidance (Eq. 12) runs for a zero-shot call with λ > 0; λ = 0 is the replacement method."""
+        return cond is not None and guidance_scale > 0
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        video: np.ndarray | torch.Tensor | None = None,
+        audio: np.ndarray | torch.Tensor | None = None,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int | None = None,
+        sampler: str | None = None,
+        eta: float = 0.0,
+        timestep_respacing: str | None = None,
+        guidance_scale: float = 0.0,
+        guidance_scale_form: Literal["paper", "code"] = "paper",
+        num_samples: int = 1,
+        generator: Generator = None,
+        latents: tuple[torch.Tensor, torch.Tensor] | None = None,
+        output_type: Literal["np", "pt"] = "np",
+        return_dict: bool = True,
+        callback: Callable[[int, int, dict[str, torch.Tensor]], None] | None = None,
+        callback_steps: int = 1,
+    ) -> MMDiffusionPipelineOutput | tuple:
+        """Generate `num_samples` sounding videos; with `video` (V2A) or `audio` (A2V), generate the other modality.
+
+        Args:
+            video: uint8 `[F, H, W, 3]` or `[N, F, H, W, 3]` frames (or float in [0, 1]) to generate audio for.
+            audio: `[L]` or `[N, L]` float waveform in [-1, 1] at `sample_rate` to generate video for.
+            num_frames, height, width: clip size (default: the U-Net's training size); the audio length follows
+                from the frame count at the training ratio.
+            num_inference_steps: model evaluations (default 20 for DPM-Solver, 1000 for DDPM, 25 for DDIM).
+            sampler: "dpm_solver" (singlestep, order 3, logSNR), "ddpm" or "ddim"; default: the pipeline's.
+            eta: DDIM's η (0 = deterministic).
+            timestep_respacing: official respacing string for DDPM/DDIM ("250", "ddim25", "10,15,20"); default: DDPM
+                `str(num_inference_steps)`, DDIM `f"ddim{num_inference_steps}"`.
+            guidance_scale: λ of Eq. 12 for zero-shot generation; 0 = the replacement method. (The released scripts use
+                λ = 3 with 1000 DDPM steps.)
+            guidance_scale_form: "paper" (w = √(1 − ᾱ_{t-1}), Eq. 12) or "code" (w = √ᾱ_t, the released code).
+            generator: one `torch.Generator`, or one per sample (then a batch equals single runs).
+            latents: initial noise (video `[N, F, C, H, W]`, audio `[N, C, L]`); for zero-shot generation the
+                conditioning modality's noise is its fixed replacement noise ε_c.
+            output_type: "np" (uint8 video, numpy audio) or "pt" (float video in [0, 1], torch audio).
+            callback: `callback(step, timestep, tensors)` every `callback_steps` steps; tensors holds "video",
+                "audio" (the current state) and "denoised_video", "denoised_audio" (x̂_0), unpacked, in [-1, 1].
+        """
+        # 1. Check inputs
+        default_frames, default_height, default_width = self.default_size()
+        num_frames = default_frames if num_frames is None else num_frames
+        height = default_height if height is None else height
+        width = default_width if width is None else width
+        sampler = sampler or self.sampler
+        if num_inference_steps is None:
+            num_inference_steps = DEFAULT_STEPS.get(sampler, 1)
+        self.check_inputs(video, audio, num_frames, height, width, sampler, num_inference_steps, eta,
+                          timestep_respacing, guidance_scale, guidance_scale_form, num_samples, generator, latents,
+                          output_type, callback_steps)
+        self._interrupt = False
+        shapes = self.shapes(num_samples, num_frames, height, width)
+        split = math.prod(shapes[0][1:])
+        # 2. Encode the condition and prepare the sampler
+        cond = self.encode_condition(video, audio, num_samples, shapes, split)
+        schedule = make_sampler(self.process, sampler, num_inference_steps, timestep_respacing, eta)
+        # 3. Initial noise x_T (and ε_c, the conditioning modality's share of it)
+        x = pack(*self.prepare_latents(shapes, generator, latents))
+        shift_generator = self.shift_generator(generator)
+        eps_c = x[:, cond.part].clone() if cond is not None else None
+        # 4. Denoising loop
+        x = self.denoise(schedule, x, cond, eps_c, guidance_scale, guidance_scale_form, generator, shift_generator,
+                         split, shapes, callback, callback_steps)
+        if cond is not None:  # the given modality is returned as given
+            x[:, cond.part] = cond.clean
+        # 5. Decode
+        return self.decode(*unpack(x, split, shapes), output_type, return_dict)
+
+    def encode_condition(self, video, audio, num_samples: int, shapes, split: int) -> Condition | None:
+        if video is not None:
+            clean = self.encode_video(video, num_samples, shapes[0]).to(self.device)
+            return Condition("video", clean.reshape(num_samples, -1), slice(0, split), slice(split, None))
+        if audio is not None:
+            clean = self.encode_audio(audio, num_samples, shapes[1]).to(self.device)
+            return Condition("audio", clean.reshape(num_samples, -1), slice(split, None), slice(0, split))
+        return None
+
+    def denoise(self, schedule: Sampler, x: torch.Tensor, cond: Condition | None, eps_c: torch.Tensor | None,
+                guidance_scale: float, form: str, generator: Generator, shift_generator, split: int, shapes,
+                callback, callback_steps: int) -> torch.Tensor:
+        """The reverse process; the conditioning modality is replaced by q(c_t | c) before every model call."""
+        for i in range(schedule.num_steps):
+            if self.interrupt:
+                break
+            timestep = schedule.model_timesteps[i].expand(x.shape[0])
+            model = partial(self.predict_noise, timestep=timestep, split=split, shapes=shapes,
+                            shift_generator=shift_generator)
+
+            if cond is not None:  # replacement: ĉ_t = √ᾱ_t c + √(1 − ᾱ_t) ε_c
+                alpha, sigma = schedule.noise_level(i)
+                x = x.clone()
+                x[:, cond.part] = alpha * cond.clean + sigma * eps_c
+            if self.uses_guidance(cond, guidance_scale) and i < schedule.num_steps - 1:
+                x, denoised = self.guided_step(schedule, x, i, cond, eps_c, guidance_scale, form, generator, model)
+            else:
+                eps, var = model(x)
+                x, denoised = schedule.step(eps, var, i, x, generator)
+            if callback is not None and (i + 1) % callback_steps == 0:
+                video, audio = unpack(x, split, shapes)
+                denoised_video, denoised_audio = unpack(denoised, split, shapes)
+                callback(i, int(timestep[0]), {"video": video, "audio": audio, "denoised_video": denoised_video,
+                                               "denoised_audio": denoised_audio})
+        return x
+
+    @staticmethod
+    def decode(video: torch.Tensor, audio: torch.Tensor, output_type: str, return_dict: bool):
+        """`[N, F, C, H, W]` in [-1, 1] -> `[N, F, H, W, C]` (uint8 or float in [0, 1]); audio -> `[N, L]` float32."""
+        video = video.permute(0, 1, 3, 4, 2)
+        audio = audio[:, 0].float()
+        if output_type == "np":
+            video = ((video + 1) * 127.5).clamp(0, 255).round().to(torch.uint8).cpu().numpy()
+            audio = audio.cpu().numpy()
+        else:
+            video = ((video + 1) / 2).clamp(0, 1).float()
+        if not return_dict:
+            return video, audio, MM_DIFFUSION.sample_rate, FPS
+        return MMDiffusionPipelineOutput(video=video, audio=audio, sample_rate=MM_DIFFUSION.sample_rate, fps=FPS)
+
+
+def pack(video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    """(`[N, F, C, H, W]`, `[N, C, L]`) -> `[N, D]`: both modalities of a sample in one row (they share t, Eq. 5)."""
+    return torch.cat([video.reshape(video.shape[0], -1), audio.reshape(audio.shape[0], -1)], dim=1)
+
+
+def unpack(x: torch.Tensor, split: int, shapes) -> tuple[torch.Tensor, torch.Tensor]:
+    n = x.shape[0]
+    return x[:, :split].reshape(n, *shapes[0][1:]), x[:, split:].reshape(n, *shapes[1][1:])
+
+
+__all__ = ["FPS", "MMDiffusionPipeline", "MMDiffusionPipelineOutput", "pack", "unpack"]
