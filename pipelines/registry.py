@@ -247,11 +247,14 @@ def _register_builtin_pipelines() -> None:
     from pipelines import images_that_sound as its
     from pipelines.audio import SPECS
     from pipelines.hub import weights_missing
+    from pipelines.impact_sound.pipeline_physics import ImpactPhysicsPipeline
     from pipelines.spectrogram_lab import SpectrogramLabPipeline
     from pipelines.vocoders import AUFFUSION_REPO, AUFFUSION_VOCODER_FILES, load_hifigan
 
 
     REGISTRY.register(PipelineEntry("spectrogram_lab", "Spectrogram Lab", load_without_weights=SpectrogramLabPipeline))
+    REGISTRY.register(PipelineEntry("impact_sound", "Impact Sound (physics)",
+                                    load_without_weights=ImpactPhysicsPipeline))
     REGISTRY.register(PipelineEntry("hifigan", "HiFi-GAN vocoder", {
         "paper": WeightsSource(
             load=lambda device, dtype: load_hifigan(AUFFUSION_REPO, SPECS["auffusion"], device, dtype),

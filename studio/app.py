@@ -6,7 +6,7 @@ import gradio as gr
 
 from studio.context import StudioContext
 from pipelines.registry import available
-from studio.tabs import about, images_that_sound, spectrogram_lab
+from studio.tabs import about, images_that_sound, impact_sound, spectrogram_lab
 
 HEADER = """
 # Synesthesia Studio
@@ -14,7 +14,7 @@ Make sound and image together: pictures you can hear, sounds you can see.
 """
 
 # Tabs, in order. A tab is shown only when every pipeline it needs can be loaded (weights present or reachable).
-TABS = (images_that_sound, spectrogram_lab)
+TABS = (images_that_sound, impact_sound, spectrogram_lab)
 
 
 def working_tabs(context: StudioContext) -> list:

@@ -10,7 +10,7 @@ import yaml
 from pipelines.registry import MODEL_CHOICES
 
 SPACE_FILE = Path(__file__).resolve().parent.parent / "space.yaml"
-TAB_NAMES = ("spectrogram_lab",)
+TAB_NAMES = ("impact_sound", "spectrogram_lab")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from pipelines.audio import AudioDecodeError, AudioSpec, LoadedAudio, load_audio
 log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".aiff", ".aif", ".opus", ".webm")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v")
 MAX_PICTURE_PIXELS = 40_000_000
 
 
@@ -106,6 +107,86 @@ def read_picture(value, label: str = "picture") -> np.ndarray:
     if np.all(image == 0):
         raise gr.Error(f"The {label} is empty (all black or transparent): draw or upload something first.")
     return np.clip(np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image, 0.0, 1.0)
+
+
+def require_mode_table(table, *, nyquist: float, max_rows: int, max_decay_s: float = 60.0,
+                       power_range_db: tuple[float, float] = (-200.0, 40.0)) -> tuple[np.ndarray, ...]:
+    """A table of modes (rows of frequency Hz, power dB, decay s) as three float arrays; blank rows are skipped.
+
+    Accepts what a gr.Dataframe gives (a pandas DataFrame), a list of rows, or a {"data": rows} dict.
+    """
+    rows = _table_rows(table)
+    filled = [(number, row) for number, row in enumerate(rows, start=1) if not all(_blank(cell) for cell in row)]
+    if not filled:
+        raise gr.Error("The mode table is empty: estimate the physics of a hit, pick a material, or type in at "
+                       "least one mode (frequency, power, decay).")
+    if len(filled) > max_rows:
+        raise gr.Error(f"The mode table has {len(filled)} rows; the limit is {max_rows}. Delete some modes.")
+    columns = [("frequency (Hz)", 0.0, nyquist), ("power (dB)", *power_range_db), ("decay (s)", 0.0, max_decay_s)]
+    values = np.zeros((len(filled), 3))
+    for index, (number, row) in enumerate(filled):
+        if len(row) < 3 or any(_blank(cell) for cell in row[:3]):
+            raise gr.Error(f"Row {number} of the mode table is incomplete: give a frequency, a power and a decay, "
+                           "or delete the row.")
+        for column, (label, low, high) in enumerate(columns):
+            values[index, column] = _table_number(row[column], number, label, low, high, open_low=column != 1,
+                                                  open_high=column == 0)
+    return values[:, 0], values[:, 1], values[:, 2]
+
+
+def _table_rows(table) -> list[list]:
+    if table is None:
+        return []
+    if hasattr(table, "values") and hasattr(table, "columns"):  # pandas DataFrame
+        return [list(row) for row in table.values.tolist()]
+    if isinstance(table, dict):
+        table = table.get("data") or []
+    try:
+        return [list(row) if isinstance(row, (list, tuple, np.ndarray)) else [row] for row in table]
+    except TypeError:
+        raise gr.Error("The mode table could not be read; reload the page and try again.") from None
+
+
+def _blank(cell) -> bool:
+    if cell is None:
+        return True
+    if isinstance(cell, str):
+        return not cell.strip()
+    return isinstance(cell, float) and math.isnan(cell)
+
+
+def _table_number(cell, row: int, label: str, low: float, high: float, *, open_low: bool, open_high: bool) -> float:
+    """One cell as a finite number within its range (bounds excluded where `open_*`)."""
+    try:
+        number = float(str(cell).strip()) if isinstance(cell, str) else float(cell)
+    except (TypeError, ValueError):
+        raise gr.Error(f"Row {row}: {label} must be a number; got {cell!r}.") from None
+    too_low = number <= low if open_low else number < low
+    too_high = number >= high if open_high else number > high
+    if not math.isfinite(number) or too_low or too_high:
+        bounds = f"{'above' if open_low else 'at least'} {low:g} and {'below' if open_high else 'at most'} {high:g}"
+        raise gr.Error(f"Row {row}: {label} must be {bounds}; got {cell!r}.")
+    return number
+
+
+def require_times(text, label: str, *, maximum: float, max_count: int) -> list[float]:
+    """A list of times in seconds typed as numbers separated by commas, spaces or new lines, each in [0, maximum].
+
+    Returned sorted; empty text gives an empty list.
+    """
+    parts = [part for part in str(text or "").replace(",", " ").replace(";", " ").split() if part]
+    if len(parts) > max_count:
+        raise gr.Error(f"There are {len(parts)} {label}; the limit is {max_count}. Remove some.")
+    times = []
+    for part in parts:
+        try:
+            time = float(part.rstrip("s"))
+        except ValueError:
+            raise gr.Error(f"'{part}' in the {label} is not a time: write seconds like 0.5, 1.25, 3.") from None
+        if not math.isfinite(time) or not 0.0 <= time <= maximum:
+            raise gr.Error(f"The time {part} in the {label} is outside the video: use 0 to {maximum:.2f} s.")
+        times.append(time)
+    return sorted(times)
 
 
 def user_facing(action: str) -> Callable[[Callable], Callable]:

@@ -9,6 +9,11 @@ from studio.context import StudioContext
 
 # (registry name, tab title, what it does) for every tab the studio shows.
 TABS = [
+    ("impact_sound", "Impact Sound",
+     "Estimates the physics of a recorded hit (each ringing mode's frequency, power and decay; the paper's extractor "
+     "or a refined one), or starts from a material; edit the modes or pitch, damping and brightness and hear each "
+     "edit at once; finds the hits in a silent video and scores it with one impact per hit. Physics only for now: "
+     "the paper's diffusion model is not in the studio yet. Outputs wav, modes JSON and mp4."),
     ("spectrogram_lab", "Spectrogram Lab",
      "Plays any picture as a spectrogram and draws any sound as one, in the exact spectrogram convention that "
      "Images that Sound composes in; each direction shows its round trip. Outputs wav, png and a playhead mp4."),

@@ -111,6 +111,30 @@ def test_a_corrupt_upload_gets_a_clear_message_and_the_studio_keeps_serving(page
     assert page.locator("#lab-seen-image img").count() == 1
 
 
+def test_a_reference_hit_fills_the_impact_mode_table(browser, studio_url, tmp_path):
+    import re
+
+    import numpy as np
+    import soundfile
+
+    from pipelines.impact_sound.modal import Modes, synthesize
+
+    hit = tmp_path / "hit.wav"  # two ringing modes, struck 0.1 s into the recording
+    modes = Modes(frequencies=[440.0, 1187.0], powers=[0.0, -6.0], decays=[0.15, 0.08])
+    soundfile.write(hit, np.concatenate([np.zeros(4410), synthesize(modes, duration=0.5)]), 44100)
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(studio_url)
+    page.get_by_role("tab", name="Impact Sound").click()
+    upload(page, "#impact-reference", hit, page.locator("#impact-reference").get_by_text("Drop Audio Here"))
+    page.locator("#impact-estimate").click()
+    page.locator("#impact-note").get_by_text("2 modes estimated (refined)").wait_for(timeout=60_000)
+    page.locator("#impact-modes").get_by_text(re.compile(r"^1187\.")).filter(visible=True).first.wait_for()
+    downloads = page.locator("#impact-downloads")
+    downloads.get_by_text(".json").wait_for()
+    assert ".wav" in downloads.inner_text()
+    page.close()
+
+
 @pytest.fixture(scope="module")
 def paper_weights_url(tmp_path_factory):
     """The studio with tiny random stand-ins for the paper's Images that Sound weights in its Hugging Face cache."""

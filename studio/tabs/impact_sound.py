@@ -1,0 +1,266 @@
+"""Impact Sound (physics only): hear a hit's physics, edit it mode by mode or all at once, and score a silent video.
+
+Start from a recorded hit (modes estimated with the paper's extractor or the refined one), a material preset, or a
+modes JSON file. The modes fill an editable table; global edits (pitch, damping, brightness, low cut, band
+removal) apply on top of it, and every edit plays the new sound at once. A silent video gets one impact per
+detected (and editable) hit, muxed into an mp4. The paper's diffusion model is not available yet, so there is no
+"render with the model" button.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from pipelines.audio import SPECS
+from pipelines.impact_sound.pipeline_physics import (
+    MATERIAL_CHOICES, MAX_MODES, MAX_SECONDS, METHODS, MIN_SECONDS, GlobalEdits,
+)
+from pipelines.registry import get_pipeline
+from studio.context import StudioContext
+from studio.media import save_png, save_wav
+from studio.validation import (
+    VIDEO_SUFFIXES, read_audio, require_file, require_mode_table, require_number, require_times, user_facing,
+)
+
+NAME = "impact_sound"
+REQUIRES = (NAME,)
+SPEC = SPECS["impact"]
+NYQUIST = SPEC.sample_rate / 2.0
+COLUMNS = ["frequency (Hz)", "power (dB)", "decay (s)"]
+MAX_REFERENCE_SECONDS = 10.0
+MAX_VIDEO_SECONDS = 60.0
+MAX_HITS = 240
+MAX_MODES_FILE_MB = 5.0
+METHOD_CHOICES = [("Refined: a few clean modes with fitted decays", "refined"),
+                  ("Paper: the published extractor (one mode per spectrogram bin)", "paper")]
+EDIT_DEFAULTS = (0.0, 1.0, 0.0, 0.0, 0.0, 0.0)  # pitch, damping, brightness, low cut, band from, band to
+
+INTRO = f"""
+An impact sound is a sum of ringing **modes** (Su et al., CVPR 2023): each has a frequency, a starting power and a
+decay time (how long it takes to fade by 60 dB). Estimate them from a recorded hit or start from a material, then
+edit the table or the sliders: every change plays the new sound at once ({SPEC.sample_rate / 1000:g} kHz,
+modal synthesis, no model). The paper's diffusion model is not in the studio yet.
+"""
+
+
+def build(context: StudioContext) -> None:
+    settings = context.config.tab(NAME)
+    handlers = ImpactHandlers(context, settings.variant)
+    with gr.Tab("Impact Sound", id=NAME):
+        gr.Markdown(INTRO)
+        source = gr.State("")
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                gr.Markdown("### 1. Start from a sound")
+                reference = gr.Audio(label="A reference hit: upload or record one knock, tap or clang",
+                                     type="filepath", sources=["upload", "microphone"], elem_id="impact-reference")
+                method = gr.Radio(METHOD_CHOICES, value="refined", label="How to find the modes")
+                estimate = gr.Button("Estimate physics", variant="primary", elem_id="impact-estimate")
+                material = gr.Dropdown(MATERIAL_CHOICES, value=None, elem_id="impact-material",
+                                       label="…or start from a material (a struck plate)")
+                modes_file = gr.File(label="…or load modes (JSON)", file_types=[".json"], type="filepath",
+                                     height=120, elem_id="impact-modes-file")
+                gr.Markdown("### 2. Shape it")
+                seconds = gr.Slider(MIN_SECONDS, MAX_SECONDS, value=SPEC.clip_seconds, step=0.05,
+                                    label="Length of the sound (s)", info="The paper's clips last 0.25 s.")
+                pitch = gr.Slider(-24, 24, value=0, step=0.5, label="Pitch (semitones)",
+                                  info="+12 is an octave up: every mode's frequency doubles.")
+                damping = gr.Slider(0.1, 5, value=1, step=0.05, label="Damping (× decay rate)",
+                                    info="Below 1 rings longer (metal-like), above 1 dies sooner (wood-like).")
+                brightness = gr.Slider(-12, 12, value=0, step=0.5, label="Brightness (dB per octave)",
+                                       info="Tilts the powers around 1 kHz: positive is brighter, negative duller.")
+                low_cut = gr.Slider(0, 5000, value=0, step=10, label="Remove modes below (Hz)")
+                with gr.Row():
+                    band_low = gr.Slider(0, NYQUIST, value=0, step=10, label="Remove a band: from (Hz)")
+                    band_high = gr.Slider(0, NYQUIST, value=0, step=10, label="to (Hz)",
+                                          info="Off while 'to' is not above 'from'.")
+                reset = gr.Button("Reset the sliders", size="sm")
+            with gr.Column():
+                sound = gr.Audio(label="The sound (plays after every edit)", type="filepath", autoplay=True,
+                                 interactive=False, elem_id="impact-sound")
+                picture = gr.Image(label="Spectrogram and modes", type="filepath", format="png", interactive=False,
+                                   elem_id="impact-picture")
+                note = gr.Markdown(elem_id="impact-note")
+                table = gr.Dataframe(headers=COLUMNS, datatype=["number"] * 3, column_count=3, interactive=True,
+                                     label="Modes, before the sliders: edit any number, add or delete rows",
+                                     max_height=420, elem_id="impact-modes")
+                downloads = gr.File(label="Downloads: the sound (wav) and its modes (JSON)", file_count="multiple",
+                                    elem_id="impact-downloads")
+        gr.Markdown("### 3. Score a silent video")
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                video = gr.Video(label="A silent video with hits in it", sources=["upload"], elem_id="impact-video")
+                sensitivity = gr.Slider(0, 1, value=0.5, step=0.05, label="Hit detection sensitivity",
+                                        info="Higher finds gentler hits (and more false ones).")
+                find = gr.Button("Find the hits", elem_id="impact-find")
+                hits = gr.Textbox(label="Hit times (s): one impact each; edit freely", lines=2,
+                                  placeholder="e.g. 0.5, 1.25, 3", elem_id="impact-hits")
+                score = gr.Button("Make the soundtrack", variant="primary", elem_id="impact-score")
+            with gr.Column():
+                scored_video = gr.Video(label="The video with its impact soundtrack (mp4)", elem_id="impact-scored")
+                scored_audio = gr.Audio(label="The soundtrack alone (wav)", type="filepath", interactive=False)
+                video_note = gr.Markdown(elem_id="impact-video-note")
+
+        edit_inputs = [seconds, pitch, damping, brightness, low_cut, band_low, band_high]
+        render_inputs = [table, source] + edit_inputs
+        render_outputs = [sound, picture, note, downloads]
+        edit_options = dict(concurrency_limit=settings.concurrency_limit, concurrency_id=f"{NAME}-edit")
+
+        def then_render(event) -> None:
+            event.success(handlers.render, render_inputs, render_outputs, api_visibility="private", **edit_options)
+
+        then_render(estimate.click(handlers.estimate, [reference, method], [table, source],
+                                   api_name="impact_estimate", **edit_options))
+        then_render(material.input(handlers.load_preset, [material], [table, source], api_name="impact_preset",
+                                   **edit_options))
+        then_render(modes_file.upload(handlers.load_modes, [modes_file], [table, source],
+                                      api_name="impact_load_modes", **edit_options))
+        gr.on([table.input] + [slider.release for slider in edit_inputs], handlers.render, render_inputs,
+              render_outputs, api_name="impact_render", trigger_mode="always_last", **edit_options)
+        then_render(reset.click(lambda: EDIT_DEFAULTS, None, edit_inputs[1:], api_visibility="private"))
+        find.click(handlers.find_hits, [video, sensitivity], [hits, video_note], api_name="impact_find_hits",
+                   concurrency_limit=settings.concurrency_limit, concurrency_id=f"{NAME}-video")
+        score.click(handlers.score_video, [video, hits, table] + edit_inputs, [scored_video, scored_audio, video_note],
+                    api_name="impact_soundtrack", concurrency_limit=settings.concurrency_limit,
+                    concurrency_id=f"{NAME}-video")
+
+
+class ImpactHandlers:
+    """The tab's event handlers (plain methods, so tests can call them without a browser)."""
+
+    def __init__(self, context: StudioContext, variant: str):
+        self.context, self.variant = context, variant
+
+    @property
+    def pipe(self):
+        return get_pipeline(NAME, self.variant)
+
+    @user_facing("estimating the physics")
+    def estimate(self, path, method) -> tuple[pd.DataFrame, str]:
+        """Modes of a recorded hit -> (the mode table, a note on where they came from)."""
+        if method not in METHODS:
+            raise gr.Error(f"Unknown method {method!r}: choose refined or paper.")
+        loaded = read_audio(path, SPEC, max_mb=self.context.config.max_upload_mb, max_seconds=MAX_REFERENCE_SECONDS,
+                            label="reference hit")
+        try:
+            estimate = self.pipe.estimate(loaded.samples, loaded.sample_rate, method)
+        except ValueError as error:
+            raise gr.Error(f"No physics could be estimated: {error}.") from None
+        notes = loaded.notes + estimate.notes
+        return modes_table(estimate.modes), " ".join([f"{len(estimate.modes)} modes estimated ({method})."] + notes)
+
+    @user_facing("loading the material")
+    def load_preset(self, material) -> tuple[pd.DataFrame, str]:
+        names = dict((value, label) for label, value in MATERIAL_CHOICES)
+        if material not in names:
+            raise gr.Error(f"Unknown material {material!r}: pick one from the list.")
+        modes = self.pipe.preset(material)
+        plate = f"a struck {names[material].lower()} plate (20 × 15 cm, 5 mm)"
+        return modes_table(modes), f"{len(modes)} modes of {plate}."
+
+    @user_facing("loading the modes file")
+    def load_modes(self, path) -> tuple[pd.DataFrame, str]:
+        path = require_file(path, "modes", suffixes=(".json",), max_mb=MAX_MODES_FILE_MB)
+        try:
+            modes = self.pipe.load_modes(path)
+        except ValueError as error:
+            raise gr.Error(f"'{path.name}' is not a modes file we can use: {error}.") from None
+        if not len(modes):
+            raise gr.Error(f"'{path.name}' holds no audible modes.")
+        if len(modes) > MAX_MODES:
+            raise gr.Error(f"'{path.name}' holds {len(modes)} modes; the limit is {MAX_MODES}.")
+        return modes_table(modes), f"{len(modes)} modes loaded from {path.name}."
+
+    @user_facing("playing the edit")
+    def render(self, table, source, seconds, pitch, damping, brightness, low_cut, band_low, band_high,
+               request: gr.Request) -> tuple[str, str, str, list[str]]:
+        """The edited sound: (wav, picture png, note, [wav, modes json])."""
+        seconds = require_number(seconds, "Length", MIN_SECONDS, MAX_SECONDS)
+        edits = read_edits(pitch, damping, brightness, low_cut, band_low, band_high)
+        pipe = self.pipe
+        base = pipe.modes(*require_mode_table(table, nyquist=NYQUIST, max_rows=MAX_MODES))
+        modes = pipe.edit(base, edits)
+        audio = pipe.synthesize(modes, seconds)
+        session = request.session_hash
+        wav = save_wav(audio, SPEC.sample_rate, self.context.files.new_path(session, "impact", ".wav"))
+        png = save_png(pipe.picture(audio, modes) / 255.0,
+                       self.context.files.new_path(session, "impact-modes", ".png"))
+        json = modes.save(self.context.files.new_path(session, "impact-modes", ".json"))
+        return str(wav), str(png), render_note(source, base, modes, edits, seconds), [str(wav), str(json)]
+
+    @user_facing("finding the hits")
+    def find_hits(self, video, sensitivity) -> tuple[str, str]:
+        """Hit times in a silent video -> (the times as editable text, a note)."""
+        path = require_file(video, "video", suffixes=VIDEO_SUFFIXES, max_mb=self.context.config.max_upload_mb)
+        sensitivity = require_number(sensitivity, "Sensitivity", 0.0, 1.0)
+        try:
+            found = self.pipe.detect_hits(path, max_seconds=MAX_VIDEO_SECONDS, sensitivity=sensitivity)
+        except ValueError as error:
+            raise gr.Error(f"We could not read '{path.name}' as a video: {error}. Try an MP4 file.") from None
+        times = found.times[:MAX_HITS]
+        text = ", ".join(f"{t:.3f}" for t in times)
+        words = f"{len(times)} hit{'s' if len(times) != 1 else ''} found in {found.seconds:.2f} s of video " \
+                f"({found.fps:g} frames per second)."
+        if not len(times):
+            words += " Raise the sensitivity, or type the times in yourself."
+        return text, " ".join([words] + found.notes)
+
+    @user_facing("making the soundtrack")
+    def score_video(self, video, hit_text, table, seconds, pitch, damping, brightness, low_cut, band_low, band_high,
+                    request: gr.Request, progress=gr.Progress()) -> tuple[str, str, str]:
+        """One impact per hit, muxed into the video -> (mp4, soundtrack wav, note)."""
+        path = require_file(video, "video", suffixes=VIDEO_SUFFIXES, max_mb=self.context.config.max_upload_mb)
+        seconds = require_number(seconds, "Length", MIN_SECONDS, MAX_SECONDS)
+        edits = read_edits(pitch, damping, brightness, low_cut, band_low, band_high)
+        pipe = self.pipe
+        modes = pipe.edit(pipe.modes(*require_mode_table(table, nyquist=NYQUIST, max_rows=MAX_MODES)), edits)
+        progress(0.1, desc="Reading the video")
+        try:
+            full_length = pipe.video_seconds(path)
+        except ValueError as error:
+            raise gr.Error(f"We could not read '{path.name}' as a video: {error}. Try an MP4 file.") from None
+        length = min(full_length, MAX_VIDEO_SECONDS)
+        times = require_times(hit_text, "hit times", maximum=length, max_count=MAX_HITS)
+        if not times:
+            raise gr.Error("There are no hit times: click 'Find the hits' or type times in seconds, like 0.5, 1.2.")
+        progress(0.3, desc="Placing the impacts")
+        soundtrack = pipe.soundtrack(times, pipe.synthesize(modes, seconds), length)
+        session = request.session_hash
+        wav = save_wav(soundtrack, SPEC.sample_rate, self.context.files.new_path(session, "soundtrack", ".wav"))
+        progress(0.5, desc="Writing the video with its sound")
+        mp4 = pipe.mux(path, soundtrack, self.context.files.new_path(session, "soundtrack", ".mp4"))
+        note = f"{len(times)} impacts in {length:.2f} s of video."
+        if length < full_length:
+            note += f" Only the first {MAX_VIDEO_SECONDS:g} s were scored."
+        return str(mp4), str(wav), note
+
+
+def modes_table(modes) -> pd.DataFrame:
+    """The mode table as shown: one row per mode, rounded to 0.01 Hz, 0.01 dB and 0.1 ms."""
+    return pd.DataFrame({COLUMNS[0]: modes.frequencies.round(2), COLUMNS[1]: modes.powers.round(2),
+                         COLUMNS[2]: modes.decays.round(4)})
+
+
+def read_edits(pitch, damping, brightness, low_cut, band_low, band_high) -> GlobalEdits:
+    """Checked slider values as GlobalEdits (the band is off while its upper edge is not above its lower one)."""
+    band_low = require_number(band_low, "Band 'from'", 0.0, NYQUIST)
+    band_high = require_number(band_high, "Band 'to'", 0.0, NYQUIST)
+    return GlobalEdits(
+        pitch_semitones=require_number(pitch, "Pitch", -48.0, 48.0),
+        damping=require_number(damping, "Damping", 0.01, 100.0),
+        brightness_db_per_octave=require_number(brightness, "Brightness", -48.0, 48.0),
+        low_cut_hz=require_number(low_cut, "Low cut", 0.0, NYQUIST),
+        band_hz=(band_low, band_high) if band_high > band_low else None,
+    )
+
+
+def render_note(source: str, base, modes, edits: GlobalEdits, seconds: float) -> str:
+    words = [source] if source else []
+    words.append(f"Playing {len(modes)} of {len(base)} modes for {seconds:g} s at {SPEC.sample_rate} Hz.")
+    if edits.describe():
+        words.append("Edits: " + ", ".join(edits.describe()) + ".")
+    if not len(modes):
+        words.append("Every mode was removed by the edits, so the sound is silent.")
+    return " ".join(words)
+
