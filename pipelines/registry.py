@@ -262,6 +262,8 @@ def _register_builtin_pipelines() -> None:
             description=f"Auffusion's HiFi-GAN ({AUFFUSION_REPO}, vocoder/)",
         ),
     }))
+    REGISTRY.register(_scorer_entry("clip_scorer", "CLIP scorer", its.CLIP_MODEL, "ClipWindowScorer"))
+    REGISTRY.register(_scorer_entry("clap_scorer", "CLAP scorer", its.CLAP_MODEL, "ClapScorer"))
     REGISTRY.register(PipelineEntry("images_that_sound", "Images that Sound", {
         "paper": WeightsSource(
             load=_load_paper_images_that_sound,
@@ -270,6 +272,20 @@ def _register_builtin_pipelines() -> None:
             description="Stable Diffusion v1.5 + Auffusion + Auffusion's HiFi-GAN",
         ),
     }))
+
+
+def _scorer_entry(name: str, title: str, repo_id: str, class_name: str) -> PipelineEntry:
+    """A paper-weights entry for a re-ranking scorer of pipelines.images_that_sound.ranking."""
+    from pipelines.hub import weights_missing
+
+    def load(device: str, dtype):
+        from pipelines.images_that_sound import ranking
+
+        return getattr(ranking, class_name).from_pretrained(repo_id)
+
+    files = ("config.json", "preprocessor_config.json", "tokenizer_config.json")
+    return PipelineEntry(name, title, {"paper": WeightsSource(
+        load=load, missing=lambda offline: weights_missing(repo_id, files, offline), description=repo_id)})
 
 
 def _load_paper_images_that_sound(device: str, dtype):

@@ -82,3 +82,18 @@ def test_tab_runs_the_sds_baseline_with_previews(tmp_path, paper_weights_cached)
                                      images_that_sound.SDS, 20, "", FakeRequest()))
     assert len(updates) == 21  # a preview every iteration // 20, then the result (SDS makes one sample)
     assert len(updates[-1][1]) == 1
+
+
+def test_tab_ranks_samples_by_clip_and_clap_when_the_scorers_are_cached(tmp_path, paper_weights_cached, hub_cache):
+    from pipelines.images_that_sound import CLAP_MODEL, CLIP_MODEL
+    from tests.test_images_that_sound_ranking import tiny_clap, tiny_clip
+
+    tiny_clip(cached_repo(hub_cache, CLIP_MODEL))
+    tiny_clap(cached_repo(hub_cache, CLAP_MODEL))
+    handlers = ImagesThatSoundHandlers(context(tmp_path), "auto")
+    *_, final = handlers.generate("a castle", "bell ringing", "", 4, 7.5, 7.5, 0.9, 1.0, 0.64, 3, 5, "griffinlim",
+                                  images_that_sound.COMPOSED, 10, "", FakeRequest())
+    captions = [caption for _, caption in final[1]]
+    assert all("CLIP" in caption and "CLAP" in caption for caption in captions)
+    assert sorted(int(caption.split(" ")[1]) for caption in captions) == [5, 6, 7]
+    assert "Ranked best first by CLIP and CLAP" in final[4]

@@ -6,6 +6,8 @@ import) so the registry can check for weights at start-up.
 
 PAPER_IMAGE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 PAPER_AUDIO_MODEL = "auffusion/auffusion-full-no-adapter"
+CLIP_MODEL = "openai/clip-vit-base-patch16"  # the authors' image-prompt scorer
+CLAP_MODEL = "laion/clap-htsat-unfused"  # the authors' audio-prompt scorer
 # Files whose presence in the local cache means the paper weights can load offline.
 PAPER_IMAGE_FILES = ("unet/config.json", "text_encoder/config.json", "tokenizer/tokenizer_config.json",
                      "scheduler/scheduler_config.json")

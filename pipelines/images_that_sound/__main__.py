@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.images_that_sound import PAPER_AUDIO_MODEL, PAPER_IMAGE_MODEL
-from pipelines.images_that_sound.ranking import CLAP_MODEL, CLIP_MODEL, authors_selection, rank
+from pipelines.images_that_sound import CLAP_MODEL, CLIP_MODEL, PAPER_AUDIO_MODEL, PAPER_IMAGE_MODEL
+from pipelines.images_that_sound.ranking import authors_selection, rank
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,9 +19,8 @@ import torch
 from PIL import Image
 
 from pipelines.audio import peak_normalize, resample
+from pipelines.images_that_sound import CLAP_MODEL, CLIP_MODEL
 
-CLIP_MODEL = "openai/clip-vit-base-patch16"
-CLAP_MODEL = "laion/clap-htsat-unfused"
 CLAP_SAMPLE_RATE = 48000
 
 ImageScorer = Callable[[str, np.ndarray], np.ndarray]

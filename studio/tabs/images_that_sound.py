@@ -12,7 +12,7 @@ import threading
 import gradio as gr
 import numpy as np
 
-from pipelines.registry import describe, get_pipeline
+from pipelines.registry import available, describe, get_pipeline
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
 from pipelines.media import save_playhead_video, save_png, save_wav, to_uint8
@@ -79,17 +79,17 @@ def build(context: StudioContext) -> None:
         with gr.Row():
             colour_prompt = gr.Textbox(label="Colorize (optional): describe the colours",
                                        placeholder="a colorful photo of a castle", scale=3,
-                                       info="Colours the first sample without changing its grayscale, so it still "
+                                       info="Colours the best sample without changing its grayscale, so it still "
                                             "sounds the same.")
         with gr.Row():
             generate = gr.Button("Generate", variant="primary", elem_id="its-generate")
             stop = gr.Button("Stop")
         preview = gr.Image(label="Forming…", type="numpy", elem_id="its-preview")
         gallery = gr.Gallery(label="Samples (spectrograms as seen)", columns=2, height=320, elem_id="its-gallery")
-        coloured = gr.Image(label="First sample, colorized", type="filepath", format="png")
+        coloured = gr.Image(label="Best sample, colorized", type="filepath", format="png")
         with gr.Row():
-            sound = gr.Audio(label="First sample as sound", type="filepath")
-            video = gr.Video(label="First sample with playhead")
+            sound = gr.Audio(label="Best sample as sound", type="filepath")
+            video = gr.Video(label="Best sample with playhead")
         note = gr.Markdown(elem_id="its-note")
         files = gr.File(label="Downloads", file_count="multiple")
 
@@ -151,12 +151,13 @@ class ImagesThatSoundHandlers:
                 raise payload
             else:
                 break
-        saved = self._save(payload, seed_used, request)
+        saved, best = self._save(payload, seed_used, request, (arguments["image_prompt"], arguments["audio_prompt"]))
         if not colour_prompt:
             yield (None,) + saved + (None,)
             return
         yield (None,) + saved + (gr.skip(),)
-        yield (gr.skip(),) * 7 + (self._colorize(pipe, payload.spectrogram[:1], colour_prompt, generators[0], request),)
+        yield (gr.skip(),) * 7 + (self._colorize(pipe, payload.spectrogram[best : best + 1], colour_prompt,
+                                                 generators[best], request),)
 
     def _colorize(self, pipe, spectrogram, prompt: str, generator, request: gr.Request) -> str:
         from pipelines.images_that_sound.colorization import colorize
@@ -164,19 +165,39 @@ class ImagesThatSoundHandlers:
         colour = colorize(pipe, spectrogram, prompt, generator=generator)[0]
         return str(save_png(colour, self.context.files.new_path(request.session_hash, "colorized", ".png")))
 
-    def _save(self, output, seed_used: int, request: gr.Request) -> tuple:
+    def _save(self, output, seed_used: int, request: gr.Request, prompts: tuple[str, str]) -> tuple[tuple, int]:
+        """Files for every sample, the gallery best-first with scores when the paper's scorers can be loaded;
+        returns the outputs and the best sample's index."""
         session = request.session_hash
+        scores, order = self._scores(output, prompts)
         paths, images = [], []
-        for index, (picture, audio) in enumerate(zip(output.image, output.audio)):
+        for index in order:
             png = self.context.files.new_path(session, f"image-that-sounds-{seed_used + index}", ".png")
-            picture.save(png)
-            wav = save_wav(audio, output.sample_rate, self.context.files.new_path(session, png.stem, ".wav"))
-            images.append((str(png), f"seed {seed_used + index}"))
+            output.image[index].save(png)
+            wav = save_wav(output.audio[index], output.sample_rate,
+                           self.context.files.new_path(session, png.stem, ".wav"))
+            caption = " · ".join([f"seed {seed_used + index}"] +
+                                 [f"{name.upper()} {values[index]:.3f}" for name, values in scores.items()])
+            images.append((str(png), caption))
             paths += [str(png), str(wav)]
-        first_video = save_playhead_video(np.asarray(output.image[0]) / 255.0, output.audio[0], output.sample_rate,
-                                          self.context.files.new_path(session, "image-that-sounds", ".mp4"))
+        best = order[0]
+        video = save_playhead_video(np.asarray(output.image[best]) / 255.0, output.audio[best], output.sample_rate,
+                                    self.context.files.new_path(session, "image-that-sounds", ".mp4"))
         note = f"Seeds {seed_used}…{seed_used + len(images) - 1} (sample *i* uses seed + *i*)."
-        return images, paths[1], str(first_video), note, paths + [str(first_video)]
+        if scores:
+            note += f" Ranked best first by {' and '.join(name.upper() for name in scores)} (mean rank)."
+        return (images, paths[1], str(video), note, paths + [str(video)]), best
+
+    def _scores(self, output, prompts: tuple[str, str]) -> tuple[dict, list[int]]:
+        """CLIP/CLAP scores of several samples and their order, best first (no scores: generation order)."""
+        from pipelines.images_that_sound.ranking import rank
+
+        scores = {}
+        if len(output.audio) > 1 and available("clip_scorer", self.variant):
+            scores["clip"] = get_pipeline("clip_scorer", self.variant)(prompts[0], output.spectrogram)
+        if len(output.audio) > 1 and available("clap_scorer", self.variant):
+            scores["clap"] = get_pipeline("clap_scorer", self.variant)(prompts[1], output.audio, output.sample_rate)
+        return scores, (rank(scores).tolist() if scores else list(range(len(output.audio))))
 
 
 def _run_imprint(pipe, arguments: dict, generators, updates: queue.Queue) -> None:
