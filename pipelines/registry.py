@@ -179,6 +179,12 @@ class Registry:
             self._placement.clear()
         _free_accelerator_memory()
 
+    def forget(self, name: str) -> None:
+        """Drop the loaded copies of one pipeline (e.g. its weights file changed); it loads again on next use."""
+        with self._guard:
+            for key in [key for key in self._loaded if key[0] == name]:
+                del self._loaded[key], self._reports[key], self._placement[key]
+
     def reports(self) -> list[LoadReport]:
         """What is loaded now: name, variant, device and why that variant."""
         with self._guard:
@@ -241,6 +247,28 @@ def describe(name: str, variant: str = "auto") -> str:
         return f"unavailable: {error}"
 
 
+# MM-Diffusion's released checkpoints are local files (not on the Hub): space.yaml `checkpoints.mm_diffusion` names
+# them and start-up hands the paths over with `register_local_checkpoints`. One entry per base checkpoint.
+MM_DIFFUSION_CHECKPOINTS = {"landscape": "Landscape", "aist": "AIST++"}  # config key -> released model
+MM_DIFFUSION_CHECKPOINT_KEYS = tuple(MM_DIFFUSION_CHECKPOINTS) + tuple(f"{k}_sr" for k in MM_DIFFUSION_CHECKPOINTS)
+_LOCAL_CHECKPOINTS: dict[str, str] = {}
+
+
+def register_local_checkpoints(paths: dict[str, str | None]) -> None:
+    """Point the `mm_diffusion_<key>` entries at local checkpoint files ({"landscape": path, "aist_sr": path, ...};
+    None or "" = not configured). Loads nothing; a pipeline already loaded from other files is dropped."""
+    unknown = sorted(set(paths) - set(MM_DIFFUSION_CHECKPOINT_KEYS))
+    if unknown:
+        raise ValueError(f"unknown MM-Diffusion checkpoint(s) {unknown}; known: {list(MM_DIFFUSION_CHECKPOINT_KEYS)}")
+    _register_builtin_pipelines()
+    configured = {key: str(path) for key, path in paths.items() if path}
+    if configured != _LOCAL_CHECKPOINTS:
+        _LOCAL_CHECKPOINTS.clear()
+        _LOCAL_CHECKPOINTS.update(configured)
+        for key in MM_DIFFUSION_CHECKPOINTS:
+            REGISTRY.forget(f"mm_diffusion_{key}")
+
+
 def _register_builtin_pipelines() -> None:
     if "spectrogram_lab" in REGISTRY.entries:
         return
@@ -253,6 +281,8 @@ def _register_builtin_pipelines() -> None:
 
 
     REGISTRY.register(PipelineEntry("spectrogram_lab", "Spectrogram Lab", load_without_weights=SpectrogramLabPipeline))
+    for key in MM_DIFFUSION_CHECKPOINTS:
+        REGISTRY.register(_mm_diffusion_entry(key))
     REGISTRY.register(PipelineEntry("impact_sound", "Impact Sound (physics)",
                                     load_without_weights=ImpactPhysicsPipeline))
     REGISTRY.register(PipelineEntry("hifigan", "HiFi-GAN vocoder", {
@@ -271,6 +301,11 @@ def _register_builtin_pipelines() -> None:
                                      or weights_missing(its.PAPER_AUDIO_MODEL, its.PAPER_AUDIO_FILES, offline)),
             description="Stable Diffusion v1.5 + Auffusion + Auffusion's HiFi-GAN",
         ),
+        "studio": WeightsSource(
+            load=_load_studio_images_that_sound,
+            missing=_studio_images_that_sound_missing,
+            description="small toy-world models in assets/models/images_that_sound (Griffin-Lim, no HiFi-GAN)",
+        ),
     }))
 
 
@@ -286,6 +321,55 @@ def _scorer_entry(name: str, title: str, repo_id: str, class_name: str) -> Pipel
     files = ("config.json", "preprocessor_config.json", "tokenizer_config.json")
     return PipelineEntry(name, title, {"paper": WeightsSource(
         load=load, missing=lambda offline: weights_missing(repo_id, files, offline), description=repo_id)})
+
+
+def _mm_diffusion_entry(key: str) -> PipelineEntry:
+    """`mm_diffusion_<key>`: a released base checkpoint (+ its `<key>_sr` up-sampler when configured), paper variant."""
+    from pathlib import Path
+
+    model = MM_DIFFUSION_CHECKPOINTS[key]
+
+    def missing(offline: bool) -> str | None:
+        path = _LOCAL_CHECKPOINTS.get(key)
+        if not path:
+            return f"have no checkpoint path configured (space.yaml `checkpoints.mm_diffusion.{key}`)"
+        return None if Path(path).is_file() else f"are missing: file {path} not found"
+
+    def load(device: str, dtype):
+        from pipelines.sounding_video import load_sounding_video
+
+        return load_sounding_video(_LOCAL_CHECKPOINTS[key], _LOCAL_CHECKPOINTS.get(f"{key}_sr"), device, dtype)
+
+    return PipelineEntry(f"mm_diffusion_{key}", f"MM-Diffusion ({model})", {"paper": WeightsSource(
+        load=load, missing=missing, description=f"the released {model} checkpoint (local file)")})
+
+
+STUDIO_IMAGES_THAT_SOUND = "assets/models/images_that_sound"  # relative to the repository root
+
+
+def _studio_images_that_sound_folder():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent / STUDIO_IMAGES_THAT_SOUND
+
+
+def _studio_images_that_sound_missing(offline: bool) -> str | None:
+    root = _studio_images_that_sound_folder()
+    needed = [f"{model}/{part}" for model in ("image_model", "audio_model")
+              for part in ("unet/config.json", "text_encoder/config.json", "tokenizer/tokenizer_config.json")]
+    needed += ["audio_model/vae/config.json", "image_model/scheduler/scheduler_config.json"]
+    absent = [name for name in needed if not (root / name).is_file()]
+    return f"are missing: {', '.join(absent)} not found in {root}" if absent else None
+
+
+def _load_studio_images_that_sound(device: str, dtype):
+    """The bundled toy-world models (fp16 safetensors, loaded in `dtype`: float32 on the CPU), vocoder Griffin-Lim."""
+    from pipelines.images_that_sound.pipeline_images_that_sound import ImagesThatSoundPipeline
+
+    root = _studio_images_that_sound_folder()
+    pipe = ImagesThatSoundPipeline.from_pretrained(str(root / "image_model"), str(root / "audio_model"), vocoder=None,
+                                                   torch_dtype=dtype)
+    return pipe.to(device)
 
 
 def _load_paper_images_that_sound(device: str, dtype):

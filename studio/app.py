@@ -5,20 +5,27 @@ from __future__ import annotations
 import gradio as gr
 
 from studio.context import StudioContext
-from pipelines.registry import available
-from studio.tabs import about, images_that_sound, impact_sound, spectrogram_lab
+from pipelines.registry import available, register_local_checkpoints
+from studio.tabs import about, images_that_sound, impact_sound, sounding_video, spectrogram_lab
 
 HEADER = """
 # Synesthesia Studio
 Make sound and image together: pictures you can hear, sounds you can see.
 """
 
-# Tabs, in order. A tab is shown only when every pipeline it needs can be loaded (weights present or reachable).
-TABS = (images_that_sound, impact_sound, spectrogram_lab)
+# Tabs, in order. A tab is shown only when every pipeline it needs can be loaded (weights present or reachable);
+# a tuple in REQUIRES means "any one of these".
+TABS = (images_that_sound, impact_sound, sounding_video, spectrogram_lab)
 
 
 def working_tabs(context: StudioContext) -> list:
-    return [tab for tab in TABS if all(available(name, context.config.tab(tab.NAME).variant) for name in tab.REQUIRES)]
+    register_local_checkpoints(context.config.checkpoints.get("mm_diffusion", {}))
+    return [tab for tab in TABS if all(_can_load(names, context.config.tab(tab.NAME).variant) for names in tab.REQUIRES)]
+
+
+def _can_load(names: str | tuple[str, ...], variant: str) -> bool:
+    """A pipeline name, or a tuple of names of which any one will do."""
+    return any(available(name, variant) for name in ((names,) if isinstance(names, str) else names))
 
 
 def build_studio(context: StudioContext) -> gr.Blocks:

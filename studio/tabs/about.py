@@ -14,6 +14,11 @@ TABS = [
      "or a refined one), or starts from a material; edit the modes or pitch, damping and brightness and hear each "
      "edit at once; finds the hits in a silent video and scores it with one impact per hit. Physics only for now: "
      "the paper's diffusion model is not in the studio yet. Outputs wav, modes JSON and mp4."),
+    ("mm_diffusion_landscape", "Sounding Video (Landscape)",
+     "MM-Diffusion makes a 1.6 s video and its sound together, or a video for your sound, or a sound for your video "
+     "(zero-shot, by replacement or gradient guidance); DPM-Solver, DDIM or DDPM; optional 64→256 super-resolution. "
+     "Needs the released checkpoints as local files (space.yaml `checkpoints`). Outputs mp4 with sound and wav."),
+    ("mm_diffusion_aist", "Sounding Video (AIST++)", "The same with the dance model."),
     ("spectrogram_lab", "Spectrogram Lab",
      "Plays any picture as a spectrogram and draws any sound as one, in the exact spectrogram convention that "
      "Images that Sound composes in; each direction shows its round trip. Outputs wav, png and a playhead mp4."),

@@ -1,0 +1,171 @@
+"""The Sounding Video tab: shown only with a configured MM-Diffusion checkpoint; joint, audio→video and video→audio
+through the handlers with a tiny model; mp4 with sound, 16 kHz wav, plain errors; space.yaml `checkpoints`."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import gradio as gr
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from pipelines.mm_diffusion import MMDiffusionSuperResModel, MMDiffusionUNet
+from pipelines.audio import SPECS, load_audio
+from pipelines.registry import REGISTRY, available, get_pipeline, register_local_checkpoints
+from pipelines.sounding_video import fit_audio, save_sounding_video
+from studio.app import working_tabs
+from studio.config import build_config, load_space_file
+from studio.context import StudioContext
+from studio.sessions import SessionFiles
+from studio.tabs import sounding_video
+from studio.tabs.sounding_video import AUDIO_TO_VIDEO, JOINT, VIDEO_TO_AUDIO, SoundingVideoHandlers
+from tests.conftest import ROOT, FakeRequest
+
+DATA = ROOT / "tests" / "data" / "mm_diffusion"
+TINY_SR_FLAGS = dict(large_size=64, small_size=16, sr_num_channels=32, sr_num_res_blocks=1,
+                     sr_attention_resolutions="8")
+LANDSCAPE = "mm_diffusion_landscape"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    register_local_checkpoints({})
+    REGISTRY.forget(LANDSCAPE)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """A tiny base checkpoint (golden-config U-Net, 8 frames 16×16, 2048 samples) and a tiny 16→64 SR checkpoint,
+    each with a `<name>.json` holding its flags."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    flags = {**json.loads((DATA / "mm_diffusion_tiny_golden_config.json").read_text())["official_flags_equivalent"],
+             "num_heads": 1}
+    torch.manual_seed(0)
+    for name, model, model_flags in (("Landscape", MMDiffusionUNet.from_official_flags(**flags), flags),
+                                     ("Landscape_SR", MMDiffusionSuperResModel.from_official_flags(**TINY_SR_FLAGS),
+                                      TINY_SR_FLAGS)):
+        torch.save(model.state_dict(), folder / f"{name}.pt")
+        (folder / f"{name}.json").write_text(json.dumps({"flags": model_flags}))
+    return folder
+
+
+def context(tmp_path, checkpoints_yaml: str = "", models: str = "auto") -> StudioContext:
+    space = tmp_path / "space.yaml"
+    space.write_text((ROOT / "space.yaml").read_text().split("checkpoints:")[0] + checkpoints_yaml + "\ntabs: {}\n")
+    return StudioContext(build_config(models=models, space_file=space), SessionFiles(tmp_path / "files"))
+
+
+@pytest.fixture
+def handlers(tmp_path, checkpoints) -> SoundingVideoHandlers:
+    ctx = context(tmp_path, f"checkpoints: {{mm_diffusion: {{landscape: {checkpoints / 'Landscape.pt'}, "
+                            f"landscape_sr: {checkpoints / 'Landscape_SR.pt'}}}}}")
+    assert sounding_video in working_tabs(ctx)  # registers the configured files
+    return SoundingVideoHandlers(ctx, "auto")
+
+
+def run(handlers, mode=JOINT, audio=None, video=None, sampler="DDIM", steps=2, guidance=0, samples=1, seed=3,
+        super_res=False) -> list:
+    return list(handlers.generate(LANDSCAPE, mode, audio, video, sampler, steps, guidance,
+                                  "Paper (Eq. 12: √(1 − ᾱ))", seed, samples, super_res, FakeRequest()))
+
+
+def streams(path: str) -> str:
+    from imageio_ffmpeg import get_ffmpeg_exe
+
+    result = subprocess.run([get_ffmpeg_exe(), "-hide_banner", "-i", path], capture_output=True, text=True)
+    return result.stderr
+
+
+def test_tab_shows_only_with_a_configured_checkpoint_file(tmp_path, checkpoints):
+    assert sounding_video not in working_tabs(context(tmp_path))
+    assert not available(LANDSCAPE)
+    assert sounding_video not in working_tabs(context(tmp_path, "checkpoints: {mm_diffusion: {aist: nowhere.pt}}"))
+    configured = f"checkpoints: {{mm_diffusion: {{landscape: {checkpoints / 'Landscape.pt'}}}}}"
+    assert sounding_video in working_tabs(context(tmp_path, configured))
+    assert sounding_video not in working_tabs(context(tmp_path, configured, models="studio"))
+
+
+def test_joint_generation_streams_frames_and_writes_mp4_with_sound(handlers):
+    updates = run(handlers, samples=2, seed=5, steps=4)
+    previews, (_, mp4, wav, files, note) = updates[:-1], updates[-1]
+    assert len(previews) == 2 and previews[0][0].dtype == np.uint8 and previews[0][0].shape == (64, 512, 3)
+    info = streams(mp4)
+    assert "Video: h264" in info and "Audio: aac" in info and "16000 Hz" in info, info
+    assert soundfile.info(wav).samplerate == 16000 and soundfile.info(wav).frames == 2048
+    assert len(files) == 4 and "Seeds 5…6" in note and "8 frames of 16×16 at 10 fps" in note
+
+
+def test_audio_to_video_keeps_the_given_sound_and_says_what_was_converted(handlers, tmp_path, tone):
+    stereo = np.stack([tone(440, 0.5, 44100), tone(660, 0.5, 44100)], axis=1)
+    source = tmp_path / "sound.wav"
+    soundfile.write(source, stereo, 44100, subtype="PCM_16")
+    *_, (_, mp4, wav, _, note) = run(handlers, AUDIO_TO_VIDEO, audio=str(source), guidance=1.0)
+    assert "Mixed 2 channels" in note and "Resampled from 44100 Hz to 16000 Hz" in note
+    expected = fit_audio(load_audio(source, SPECS["mm_diffusion"], max_seconds=0.128).samples,
+                         get_pipeline(LANDSCAPE).clip_format()).value  # the handler's conversion, repeated here
+    returned, rate = soundfile.read(wav, dtype="float32")
+    assert rate == 16000 and np.abs(returned - np.clip(expected, -1, 1)).max() <= 1 / 32767
+    assert "Video: h264" in streams(mp4)
+
+
+def test_video_to_audio_converts_the_upload_and_super_resolution_only_upsamples_generated_video(handlers, tmp_path):
+    frames = np.random.default_rng(0).integers(0, 255, (30, 48, 80, 3), dtype=np.uint8)
+    source = save_sounding_video(frames, np.zeros(16000, np.float32), 16000, 30, tmp_path / "clip.mp4")
+    *_, (_, mp4, wav, _, note) = run(handlers, VIDEO_TO_AUDIO, video=str(source), sampler="DPM-Solver", steps=3)
+    assert "10 frames per second from the video's 30" in note and "80×48 frames were centre-cropped" in note
+    assert "Audio: aac" in streams(mp4) and soundfile.info(wav).frames == 2048
+    *_, (_, mp4, _, _, note) = run(handlers, super_res=True)
+    assert "8 frames of 64×64" in note and re.search(r"64x64", streams(mp4))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(mode=AUDIO_TO_VIDEO), "needs a sound"),
+    (dict(mode=VIDEO_TO_AUDIO), "needs a video"),
+    (dict(mode=AUDIO_TO_VIDEO, sampler="DPM-Solver", guidance=3), "needs the DDIM or DDPM"),
+    (dict(steps=0), "Steps must be between"),
+    (dict(samples=float("nan")), "Samples must be a finite number"),
+    (dict(mode=VIDEO_TO_AUDIO, video="corrupt"), "could not read 'clip.mp4' as a video"),
+    (dict(mode=VIDEO_TO_AUDIO, video="notes.txt"), "not a video file"),
+    (dict(mode=AUDIO_TO_VIDEO, audio="corrupt-audio"), "could not read 'sound.wav' as audio"),
+])
+def test_bad_uploads_and_settings_get_plain_errors(handlers, tmp_path, kwargs, message):
+    if kwargs.get("video") == "corrupt":
+        (tmp_path / "clip.mp4").write_text("not a video at all")
+        kwargs["video"] = str(tmp_path / "clip.mp4")
+    if kwargs.get("video") == "notes.txt":
+        (tmp_path / "notes.txt").write_text("hello")
+        kwargs["video"] = str(tmp_path / "notes.txt")
+    if kwargs.get("audio") == "corrupt-audio":
+        (tmp_path / "sound.wav").write_bytes(b"RIFF0000WAVEjunk" * 10)
+        kwargs["audio"] = str(tmp_path / "sound.wav")
+    with pytest.raises(gr.Error, match=message):
+        run(handlers, **kwargs)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("checkpoints: {mm_diffusion: {landscap: a.pt}}", "unknown key 'landscap'"),
+    ("checkpoints: {mm_ldm: {}}", "unknown key 'mm_ldm'"),
+    ("checkpoints: {mm_diffusion: {aist: 3}}", "checkpoints.mm_diffusion.aist must be a file path"),
+    ("checkpoints: [a.pt]", "checkpoints must be a mapping"),
+])
+def test_space_file_checkpoints_are_checked(tmp_path, text, message):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_space_file(path)
+
+
+def test_space_file_checkpoint_paths_are_carried_relative_to_the_file(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("checkpoints: {mm_diffusion: {landscape: weights/Landscape.pt, aist: null}}")
+    config = build_config(space_file=path)
+    assert config.checkpoints == {"mm_diffusion": {"landscape": str(tmp_path / "weights" / "Landscape.pt")}}
+    assert build_config().checkpoints == {}
