@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.context import StudioContext
 from pipelines.registry import available, register_local_checkpoints
+from studio.context import StudioContext
 from studio.tabs import about, images_that_sound, impact_sound, sounding_video, spectrogram_lab
 
 HEADER = """

@@ -9,6 +9,10 @@ from studio.context import StudioContext
 
 # (registry name, tab title, what it does) for every tab the studio shows.
 TABS = [
+    ("images_that_sound", "Images that Sound",
+     "Two prompts make one spectrogram that looks like the image prompt and sounds like the audio prompt: an image "
+     "model and an audio model denoise one latent together (or the paper's imprint and SDS baselines); watch it "
+     "form, rank several samples by CLIP and CLAP, colorize the best. Outputs png, wav and a playhead mp4."),
     ("impact_sound", "Impact Sound",
      "Estimates the physics of a recorded hit (each ringing mode's frequency, power and decay; the paper's extractor "
      "or a refined one), or starts from a material; edit the modes or pitch, damping and brightness and hear each "
