@@ -32,14 +32,15 @@ def context(tmp_path, models="auto"):
     return StudioContext(build_config(models=models), SessionFiles(tmp_path / "files"))
 
 
-def test_tab_is_absent_without_weights(tmp_path, hub_cache):
-    assert not available("images_that_sound")
-    assert images_that_sound not in working_tabs(context(tmp_path))
+def test_without_paper_weights_the_tab_runs_on_the_bundled_studio_weights(tmp_path, hub_cache):
+    assert available("images_that_sound") and REGISTRY.resolve("images_that_sound")[0] == "studio"
+    assert images_that_sound in working_tabs(context(tmp_path))
+    assert not available("images_that_sound", "paper")
+    assert images_that_sound not in working_tabs(context(tmp_path, models="paper"))
 
 
 def test_tab_streams_previews_and_writes_samples(tmp_path, paper_weights_cached):
-    assert images_that_sound in working_tabs(context(tmp_path))
-    assert images_that_sound not in working_tabs(context(tmp_path, models="studio"))  # no studio weights yet
+    assert available("images_that_sound") and REGISTRY.resolve("images_that_sound")[0] == "paper"  # paper wins
     handlers = ImagesThatSoundHandlers(context(tmp_path), "auto")
     updates = list(handlers.generate("a castle", "bell ringing", "", 10, 7.5, 7.5, 0.9, 1.0, 0.64, 2, 7, "hifigan",
                                      images_that_sound.COMPOSED, 10, "", FakeRequest()))

@@ -1,0 +1,162 @@
+"""Pieces every trainer shares: step counter, EMA, checkpoints, loss log and the loss-curve picture (PIL only)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+
+
+class TrainState:
+    """The step counter, checkpointed with `accelerator.register_for_checkpointing`."""
+
+    def __init__(self) -> None:
+        self.step = 0
+
+    def state_dict(self) -> dict:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+
+
+class EMA:
+    """Exponential moving average of a model's parameters: shadow ← d·shadow + (1 − d)·param.
+
+    The decay warms up as in diffusers' `EMAModel`: d_n = min(decay, (1 + n) / (10 + n)) at update n, so early
+    random weights fade fast. `decay=0` keeps the shadow equal to the live weights.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        if not 0.0 <= decay <= 1.0:
+            raise ValueError(f"EMA decay must be in [0, 1], got {decay}")
+        self.decay, self.updates = decay, 0
+        self.shadow = {name: p.detach().clone().float() for name, p in model.named_parameters()}
+
+    def current_decay(self) -> float:
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        d = self.current_decay()
+        for name, p in model.named_parameters():
+            self.shadow[name].mul_(d).add_(p.detach().float(), alpha=1.0 - d)
+        self.updates += 1
+
+    @torch.no_grad()
+    def copy_to(self, model: torch.nn.Module) -> None:
+        for name, p in model.named_parameters():
+            p.copy_(self.shadow[name].to(p.dtype))
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay, self.updates = float(state["decay"]), int(state["updates"])
+        self.shadow = {name: tensor.clone().float() for name, tensor in state["shadow"].items()}
+
+
+# Checkpoints -------------------------------------------------------------------------------------------------------
+
+
+def checkpoint_dirs(root: Path) -> list[Path]:
+    """`root/step-N` folders, oldest first."""
+    found = [p for p in root.glob("step-*") if p.is_dir() and re.fullmatch(r"step-\d+", p.name)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def save_checkpoint(accelerator, root: Path, step: int, keep: int = 2) -> Path:
+    """`accelerator.save_state` into `root/step-N`; keeps the newest `keep` checkpoints."""
+    folder = root / f"step-{step}"
+    accelerator.save_state(str(folder))
+    if accelerator.is_main_process:
+        for old in checkpoint_dirs(root)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def resume_latest(accelerator, root: Path) -> Path | None:
+    """Load the newest checkpoint under `root` (if any) with `accelerator.load_state`."""
+    found = checkpoint_dirs(root)
+    if not found:
+        return None
+    accelerator.load_state(str(found[-1]))
+    return found[-1]
+
+
+# Loss log and picture ----------------------------------------------------------------------------------------------
+
+
+class LossLog:
+    """Append-only JSONL of {"stage", "step", <losses>}; on resume, entries after the resumed step are dropped."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def truncate(self, stage: str, step: int) -> None:
+        kept = [r for r in self.read() if not (r["stage"] == stage and r["step"] > step)]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def write(self, stage: str, step: int, losses: dict[str, float]) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"stage": stage, "step": step, **losses}) + "\n")
+
+    def read(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+def series(records: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """{"stage/loss": [(step, value), ...]} from log records."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for record in records:
+        for key, value in record.items():
+            if key not in ("stage", "step"):
+                out.setdefault(f"{record['stage']}/{key}", []).append((record["step"], float(value)))
+    return out
+
+
+def smooth(values: list[float], window: int) -> list[float]:
+    out, total = [], 0.0
+    for index, value in enumerate(values):
+        total += value - (values[index - window] if index >= window else 0.0)
+        out.append(total / min(index + 1, window))
+    return out
+
+
+def plot_losses(records: list[dict], path: Path, panel: tuple[int, int] = (420, 220)) -> Path:
+    """One panel per loss (log₁₀ y-axis): raw values in light grey, a moving average in blue. Drawn with PIL."""
+    curves = series(records)
+    w, h = panel
+    canvas = Image.new("RGB", (w, max(1, len(curves)) * h), "white")
+    draw = ImageDraw.Draw(canvas)
+    for row, (name, points) in enumerate(sorted(curves.items())):
+        top = row * h
+        left, right, upper, lower = 50, w - 10, top + 22, top + h - 22
+        steps = [s for s, _ in points]
+        logs = [math.log10(max(v, 1e-8)) for _, v in points]
+        lo, hi = min(logs), max(logs)
+        hi = hi if hi > lo else lo + 1.0
+        x0, x1 = min(steps), max(max(steps), min(steps) + 1)
+
+        def xy(step: float, value: float) -> tuple[float, float]:
+            return (left + (right - left) * (step - x0) / (x1 - x0), lower - (lower - upper) * (value - lo) / (hi - lo))
+
+        draw.rectangle((left, upper, right, lower), outline="black")
+        draw.text((left, top + 4), f"{name}  last {points[-1][1]:.4g} (step {steps[-1]})", fill="black")
+        draw.text((2, upper), f"{10 ** hi:.2g}", fill="black")
+        draw.text((2, lower - 10), f"{10 ** lo:.2g}", fill="black")
+        draw.text((left, lower + 4), str(x0), fill="black")
+        draw.text((right - 40, lower + 4), str(x1), fill="black")
+        if len(points) > 1:
+            draw.line([xy(s, v) for s, v in zip(steps, logs)], fill=(200, 200, 200))
+            draw.line([xy(s, v) for s, v in zip(steps, smooth(logs, max(1, len(logs) // 30)))], fill=(30, 80, 200),
+                      width=2)
+    canvas.save(path)
+    return path
