@@ -16,9 +16,9 @@ from pipelines.audio import SPECS
 from pipelines.impact_sound.pipeline_physics import (
     MATERIAL_CHOICES, MAX_MODES, MAX_SECONDS, METHODS, MIN_SECONDS, GlobalEdits,
 )
+from pipelines.media import save_png, save_wav
 from pipelines.registry import get_pipeline
 from studio.context import StudioContext
-from studio.media import save_png, save_wav
 from studio.validation import (
     VIDEO_SUFFIXES, read_audio, require_file, require_mode_table, require_number, require_times, user_facing,
 )

@@ -12,13 +12,13 @@ import threading
 import gradio as gr
 
 from pipelines.audio import SPECS
+from pipelines.media import save_wav
 from pipelines.registry import available, describe, get_pipeline
 from pipelines.sounding_video import (
     ClipDecodeError, ClipFormat, fit_audio, preview_grid, read_video_clip, save_sounding_video,
 )
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
-from studio.media import save_wav
 from studio.validation import VIDEO_SUFFIXES, read_audio, require_file, require_number, user_facing
 
 NAME = "sounding_video"
