@@ -235,6 +235,15 @@ def available(name: str, variant: str = "auto") -> bool:
         return False
 
 
+def chosen_variant(name: str, variant: str = "auto") -> str | None:
+    """The variant `get_pipeline` would load now (None: no weights needed, or none available). Loads nothing."""
+    _register_builtin_pipelines()
+    try:
+        return REGISTRY.resolve(name, variant)[0]
+    except WeightsUnavailableError:
+        return None
+
+
 def describe(name: str, variant: str = "auto") -> str:
     """One line for the UI: which weights the named pipeline uses (or will use) and why."""
     _register_builtin_pipelines()
