@@ -303,6 +303,8 @@ def _register_builtin_pipelines() -> None:
     }))
     REGISTRY.register(_scorer_entry("clip_scorer", "CLIP scorer", its.CLIP_MODEL, "ClipWindowScorer"))
     REGISTRY.register(_scorer_entry("clap_scorer", "CLAP scorer", its.CLAP_MODEL, "ClapScorer"))
+    REGISTRY.register(_judge_entry("judge_image", "Toy picture-class judge", "JudgeImageScorer"))
+    REGISTRY.register(_judge_entry("judge_sound", "Toy sound-class judge", "JudgeSoundScorer"))
     REGISTRY.register(PipelineEntry("images_that_sound", "Images that Sound", {
         "paper": WeightsSource(
             load=_load_paper_images_that_sound,
@@ -332,6 +334,26 @@ def _scorer_entry(name: str, title: str, repo_id: str, class_name: str) -> Pipel
         load=load, missing=lambda offline: weights_missing(repo_id, files, offline), description=repo_id)})
 
 
+def _judge_entry(name: str, title: str, class_name: str) -> PipelineEntry:
+    """A studio-weights entry for a toy-world judge scorer of pipelines.metrics.judges (assets/models/judges)."""
+
+    def load(device: str, dtype):
+        from pipelines.metrics import judges
+
+        return getattr(judges, class_name).from_pretrained(judges.STUDIO_JUDGES).to(device)
+
+    def missing(offline: bool) -> str | None:  # no torch import: start-up checks stay light
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parent.parent / STUDIO_JUDGES
+        absent = [f for f in (f"{name.removeprefix('judge_')}.{ext}" for ext in ("json", "safetensors"))
+                  if not (root / f).is_file()]
+        return f"are missing: {', '.join(absent)} not found in {root}" if absent else None
+
+    return PipelineEntry(name, title, {"studio": WeightsSource(
+        load=load, missing=missing, description="small CNN judge trained on the toy world (assets/models/judges)")})
+
+
 def _mm_diffusion_entry(key: str) -> PipelineEntry:
     """`mm_diffusion_<key>`: a released base checkpoint (+ its `<key>_sr` up-sampler when configured), paper variant."""
     from pathlib import Path
@@ -354,6 +376,7 @@ def _mm_diffusion_entry(key: str) -> PipelineEntry:
 
 
 STUDIO_IMAGES_THAT_SOUND = "assets/models/images_that_sound"  # relative to the repository root
+STUDIO_JUDGES = "assets/models/judges"  # relative to the repository root
 
 
 def _studio_images_that_sound_folder():

@@ -12,6 +12,9 @@ Generators:
   small `UNet2DConditionModel`s (image, audio) with ε-prediction and 10 % caption dropout. The output folder is
   what `ImagesThatSoundPipeline.from_pretrained(OUT/image_model, OUT/audio_model)` loads.
 
+- `judges` (`pipelines.train.judges`): the toy-world CNN judges of `pipelines.metrics.judges` (picture class,
+  sound class), toy world only; OUT holds `image.safetensors`/`.json` and `sound.safetensors`/`.json`.
+
 Real-data folder format for `images_that_sound` (`--data FOLDER`): the folder holds a `captions.jsonl`, one JSON
 object a line::
 
@@ -26,4 +29,4 @@ bottom). Both kinds are needed: the VAE trains on all of them, the image UNet on
 sounds.
 """
 
-GENERATORS = ("images_that_sound",)
+GENERATORS = ("images_that_sound", "judges")

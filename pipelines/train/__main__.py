@@ -1,4 +1,4 @@
-"""CLI: `python -m pipelines.train images_that_sound --data toyworld --out DIR [options]` (see `--help`)."""
+"""CLI: `python -m pipelines.train images_that_sound|judges --data toyworld --out DIR [options]` (see `--help`)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=64, help="pixel columns (multiple of 64); rows are always 256")
     parser.add_argument("--pool", type=int, default=1024, help="toy-world samples generated per kind")
     parser.add_argument("--classes", default="core", choices=("core", "all"), help="toy-world classes")
+    parser.add_argument("--held-out", type=int, default=256, help="judges: fresh toy samples per kind to test on")
     parser.add_argument("--save-dtype", default="fp32", choices=("fp32", "fp16"), help="dtype of exported weights")
     return parser.parse_args(argv)
 
@@ -39,6 +40,10 @@ def main(argv: list[str] | None = None) -> None:
         from pipelines.train.images_that_sound import train
 
         train(args)
+    elif args.generator == "judges":
+        from pipelines.train.judges import train as train_judges
+
+        train_judges(args)
 
 
 if __name__ == "__main__":
