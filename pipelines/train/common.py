@@ -1,15 +1,19 @@
-"""Pieces every trainer shares: step counter, EMA, checkpoints, loss log and the loss-curve picture (PIL only)."""
+"""Pieces every trainer shares: the accelerate loop, step counter, EMA, checkpoints, loss log and loss-curve picture."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
+from accelerate import Accelerator
 from PIL import Image, ImageDraw
+from tqdm.auto import tqdm
 
 
 class TrainState:
@@ -160,3 +164,62 @@ def plot_losses(records: list[dict], path: Path, panel: tuple[int, int] = (420, 
                       width=2)
     canvas.save(path)
     return path
+
+
+# The loop ----------------------------------------------------------------------------------------------------------
+
+
+def batch_indices(seed: int, step: int, size: int, count: int) -> torch.Tensor:
+    """The batch of step `step`: a function of (seed, step) only, so a resumed run sees the same data."""
+    return torch.randint(0, count, (size,), generator=torch.Generator().manual_seed(seed * 1_000_003 + step))
+
+
+def make_accelerator(args: argparse.Namespace) -> Accelerator:
+    return Accelerator(mixed_precision=args.mixed_precision, project_dir=args.out)
+
+
+def stage_done(out: Path, stage: str) -> bool:
+    return (out / "checkpoints" / stage / "DONE").is_file()
+
+
+def run_loop(accelerator: Accelerator, args: argparse.Namespace, stage: str, total: int, state: TrainState,
+             step_fn, log: LossLog) -> None:
+    """The shared loop: resume, step, log, checkpoint every K steps and at the end, mark the stage done."""
+    root = Path(args.out) / "checkpoints" / stage
+    if args.resume and (resumed := resume_latest(accelerator, root)) is not None:
+        accelerator.print(f"[{stage}] resumed from {resumed} at step {state.step}")
+        log.truncate(stage, state.step)
+    bar = tqdm(total=total, initial=state.step, desc=stage, disable=not accelerator.is_main_process)
+    while state.step < total:
+        losses = step_fn(state.step)
+        state.step += 1
+        if accelerator.is_main_process:
+            log.write(stage, state.step, losses)
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()})
+        if state.step % args.checkpoint_every == 0 or state.step == total:
+            save_checkpoint(accelerator, root, state.step)
+    bar.close()
+    (root / "DONE").write_text(str(state.step))
+
+
+def update(accelerator: Accelerator, optimizer, loss: torch.Tensor, models: list[torch.nn.Module]) -> None:
+    accelerator.backward(loss)
+    if accelerator.sync_gradients:
+        accelerator.clip_grad_norm_([p for m in models for p in m.parameters()], 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def save_module(module, folder: Path, dtype: torch.dtype) -> None:
+    """save_pretrained as safetensors in `dtype`, leaving the module itself in float32."""
+    module.to(dtype)
+    try:
+        module.save_pretrained(folder, safe_serialization=True)
+    finally:
+        module.to(torch.float32)
+
+
+def final_losses(records: list[dict], window: int = 50) -> dict[str, float]:
+    """Mean of the last `window` logged values of every loss."""
+    return {name: float(np.mean([v for _, v in points[-window:]])) for name, points in series(records).items()}

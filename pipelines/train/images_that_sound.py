@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
-from tqdm.auto import tqdm
 
-from pipelines.train.common import EMA, LossLog, TrainState, plot_losses, resume_latest, save_checkpoint
+from pipelines.train.common import (
+    EMA, LossLog, TrainState, batch_indices, final_losses, make_accelerator, plot_losses, run_loop, save_module,
+    stage_done, update,
+)
 from pipelines.train.data import CaptionedPool, folder_pools, toyworld_pools
 
 CAPTION_DROPOUT = 0.1
@@ -130,9 +131,21 @@ def crop_rows(x: torch.Tensor, rows: int, seed: int, step: int) -> torch.Tensor:
     return x[..., top : top + rows, :]
 
 
-def batch_indices(seed: int, step: int, size: int, count: int) -> torch.Tensor:
-    """The batch of step `step`: a function of (seed, step) only, so a resumed run sees the same data."""
-    return torch.randint(0, count, (size,), generator=torch.Generator().manual_seed(seed * 1_000_003 + step))
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This trainer's options (the common ones come from `pipelines.train.__main__`)."""
+    parser.add_argument("--size", default="studio", choices=("studio", "tiny"), help="model size preset")
+    parser.add_argument("--steps", type=int, default=1000, help="UNet training steps")
+    parser.add_argument("--vae-steps", type=int, default=None, help="VAE training steps (default: --steps)")
+    parser.add_argument("--batch-size", type=int, default=64, help="UNet batch (per model)")
+    parser.add_argument("--vae-batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3, help="UNet learning rate (AdamW)")
+    parser.add_argument("--vae-crop-rows", type=int, default=128,
+                        help="the VAE trains on random bands of this many rows (0: whole 256-row images)")
+    parser.add_argument("--vae-lr", type=float, default=5e-4)
+    parser.add_argument("--width", type=int, default=64, help="pixel columns (multiple of 64); rows are always 256")
+    parser.add_argument("--pool", type=int, default=1024, help="toy-world samples generated per kind")
+    parser.add_argument("--classes", default="core", choices=("core", "all"), help="toy-world classes")
 
 
 # Training -----------------------------------------------------------------------------------------------------------
@@ -169,33 +182,7 @@ def load_pools(args: argparse.Namespace) -> tuple[CaptionedPool, CaptionedPool]:
     return folder_pools(args.data, args.width)
 
 
-def make_accelerator(args: argparse.Namespace) -> Accelerator:
-    return Accelerator(mixed_precision=args.mixed_precision, project_dir=args.out)
 
-
-def stage_done(out: Path, stage: str) -> bool:
-    return (out / "checkpoints" / stage / "DONE").is_file()
-
-
-def run_loop(accelerator: Accelerator, args: argparse.Namespace, stage: str, total: int, state: TrainState,
-             step_fn, log: LossLog) -> None:
-    """The shared loop: resume, step, log, checkpoint every K steps and at the end, mark the stage done."""
-    root = Path(args.out) / "checkpoints" / stage
-    if args.resume and (resumed := resume_latest(accelerator, root)) is not None:
-        accelerator.print(f"[{stage}] resumed from {resumed} at step {state.step}")
-        log.truncate(stage, state.step)
-    bar = tqdm(total=total, initial=state.step, desc=stage, disable=not accelerator.is_main_process)
-    while state.step < total:
-        losses = step_fn(state.step)
-        state.step += 1
-        if accelerator.is_main_process:
-            log.write(stage, state.step, losses)
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()})
-        if state.step % args.checkpoint_every == 0 or state.step == total:
-            save_checkpoint(accelerator, root, state.step)
-    bar.close()
-    (root / "DONE").write_text(str(state.step))
 
 
 def train_vae(args, sizes: Sizes, pictures: CaptionedPool, sounds: CaptionedPool, log: LossLog) -> AutoencoderKL:
@@ -246,13 +233,6 @@ class VAEObjective(torch.nn.Module):
         reconstruction = self.vae.decode(posterior.sample()).sample
         return F.l1_loss(reconstruction.float(), x), posterior.kl().mean() / x[0].numel()
 
-
-def update(accelerator: Accelerator, optimizer, loss: torch.Tensor, models: list[torch.nn.Module]) -> None:
-    accelerator.backward(loss)
-    if accelerator.sync_gradients:
-        accelerator.clip_grad_norm_([p for m in models for p in m.parameters()], 1.0)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
 
 
 @torch.no_grad()
@@ -345,18 +325,3 @@ def export(out: Path, args, vae, text_encoder, tokenizer, unets) -> None:
         tokenizer.save_pretrained(root / "tokenizer")
         scheduler.save_pretrained(root / "scheduler")
 
-
-def save_module(module, folder: Path, dtype: torch.dtype) -> None:
-    """save_pretrained as safetensors in `dtype`, leaving the module itself in float32."""
-    module.to(dtype)
-    try:
-        module.save_pretrained(folder, safe_serialization=True)
-    finally:
-        module.to(torch.float32)
-
-
-def final_losses(records: list[dict], window: int = 50) -> dict[str, float]:
-    """Mean of the last `window` logged values of every loss."""
-    from pipelines.train.common import series
-
-    return {name: float(np.mean([v for _, v in points[-window:]])) for name, points in series(records).items()}

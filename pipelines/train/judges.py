@@ -15,14 +15,14 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
 
 from pipelines.metrics.judges import JudgeCNN, JudgeConfig, default_classes, save_judge, to_input
-from pipelines.train.common import EMA, LossLog, TrainState, plot_losses
-from pipelines.train.images_that_sound import batch_indices, final_losses, make_accelerator, run_loop, update
+from pipelines.train.common import (
+    EMA, LossLog, TrainState, batch_indices, final_losses, make_accelerator, plot_losses, run_loop, update,
+)
 
 HELD_OUT_SEED = 10_000  # held-out toy samples: seeds HELD_OUT_SEED (pictures) and HELD_OUT_SEED + 1 (sounds)
 
@@ -63,6 +63,17 @@ def accuracy(judge: JudgeCNN, x: torch.Tensor, labels: torch.Tensor) -> float:
     predicted = torch.cat([judge(x[i : i + 128]).argmax(dim=1) for i in range(0, len(x), 128)])
     judge.train()
     return float((predicted == labels).float().mean())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This trainer's options (the common ones come from `pipelines.train.__main__`)."""
+    parser.add_argument("--steps", type=int, default=1000, help="training steps")
+    parser.add_argument("--batch-size", type=int, default=64, help="batch per judge")
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (AdamW)")
+    parser.add_argument("--width", type=int, default=64, help="spectrogram/picture columns; rows are always 256")
+    parser.add_argument("--pool", type=int, default=1024, help="toy-world samples generated per kind")
+    parser.add_argument("--classes", default="core", choices=("core", "all"), help="toy-world classes")
+    parser.add_argument("--held-out", type=int, default=256, help="fresh toy samples per kind to test on")
 
 
 def train(args: argparse.Namespace) -> Path:
