@@ -149,3 +149,19 @@ def run(out: str | Path, *, samples_per_pair: int = 4, steps: int = 50, guidance
 
 
 CORE_PAIRS = list(itertools.product(CORE_IMAGE_CLASSES, CORE_SOUND_CLASSES))
+
+
+def add_arguments(parser) -> None:
+    """Options of `python -m pipelines.metrics images_that_sound` (`--out` and `--seed` are common)."""
+    parser.add_argument("--samples-per-pair", type=int, default=4, help="samples per (image, sound) class pair")
+    parser.add_argument("--steps", type=int, default=50, help="DDIM steps (imprint: per model)")
+    parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance, both models")
+    parser.add_argument("--warm-start", type=float, default=0.9, help="composed: image warm start t_v")
+    parser.add_argument("--pairs", type=int, default=None, help="only the first K of the 16 class pairs")
+    parser.add_argument("--judges", default=None, help="judges folder (default: assets/models/judges)")
+
+
+def main(args) -> dict:
+    return run(args.out, samples_per_pair=args.samples_per_pair, steps=args.steps, guidance=args.guidance,
+               warm_start=args.warm_start, seed=args.seed, pairs=CORE_PAIRS[: args.pairs] if args.pairs else None,
+               judges=args.judges)
