@@ -212,6 +212,10 @@ def test_impacts_land_on_the_exact_sample_and_stay_below_full_scale():
     assert np.abs(loud).max() == pytest.approx(0.99) and loud[4410] / loud[4411] == pytest.approx(2.0)
     with pytest.raises(ValueError, match="between 0 and"):
         place_impacts([0.5], impact, SR, 0.3)
+    per_hit = place_impacts([0.0, 0.1], np.array([[0.5, 0.0], [0.0, -0.25]]), SR, 0.3)  # one sound per hit
+    assert per_hit[0] == 0.5 and per_hit[4411] == -0.25 and np.count_nonzero(per_hit) == 2
+    with pytest.raises(ValueError, match="got 3 impact sounds for 2 hits"):
+        place_impacts([0.0, 0.1], np.ones((3, 4)), SR, 0.3)
 
 
 @pytest.fixture(scope="module")
@@ -239,6 +243,25 @@ def test_a_silent_video_is_scored_into_an_mp4_with_sound(handlers, silent_video)
     assert np.abs(track[round(1.6 * SR) - 50 : round(1.6 * SR)]).max() < 1e-3 < np.abs(track[round(1.6 * SR):]).max()
     probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", mp4], capture_output=True, text=True).stderr
     assert "Video: h264" in probe and "Audio: aac" in probe
+
+
+def test_cli_scores_a_silent_video_with_a_preset_at_found_or_given_hits(silent_video, tmp_path, capsys):
+    from pipelines.impact_sound.__main__ import main
+
+    out, wav = tmp_path / "scored.mp4", tmp_path / "track.wav"
+    assert main(["soundtrack", silent_video, "--preset", "glass", "--out", str(out), "--wav", str(wav)]) == 0
+    assert "2 hits (0.40, 1.60 s)" in capsys.readouterr().out
+    track, rate = soundfile.read(wav)
+    assert rate == SR and len(track) == round(2.4 * SR)
+    assert np.flatnonzero(np.abs(track) > 1e-4)[0] == pytest.approx(round(0.4 * SR), abs=12)
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(out)], capture_output=True, text=True).stderr
+    assert "Video: h264" in probe and "Audio: aac" in probe
+    assert main(["soundtrack", silent_video, "--preset", "wood", "--hits", "1.0", "--out", str(out),
+                 "--wav", str(wav)]) == 0
+    assert np.flatnonzero(np.abs(soundfile.read(wav)[0]) > 1e-4)[0] == pytest.approx(SR, abs=12)
+    with pytest.raises(SystemExit):
+        main(["soundtrack", silent_video, "--preset", "wood", "--hits", "9", "--out", str(out)])
+    assert "between 0 and 2.4 s" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("hits, message", [

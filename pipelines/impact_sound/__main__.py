@@ -4,6 +4,7 @@
     python -m pipelines.impact_sound edit modes.json --pitch 2 --damping 0.5 --brightness 3 --out edited.json
     python -m pipelines.impact_sound synthesize modes.json --out hit.wav [--duration 0.25]
     python -m pipelines.impact_sound preset metal --out metal.json
+    python -m pipelines.impact_sound soundtrack silent.mp4 --preset glass --out scored.mp4 [--hits 0.4 1.3]
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from pipelines.audio import SPECS, load_audio, write_wav
 from pipelines.impact_sound import edits
 from pipelines.impact_sound.materials import MATERIALS, material_preset
 from pipelines.impact_sound.modal import Modes, estimate_modes, synthesize
+from pipelines.impact_sound.pipeline_physics import ImpactPhysicsPipeline
 
 IMPACT = SPECS["impact"]
+MAX_VIDEO_SECONDS = 600.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     preset = commands.add_parser("preset", help="write a physics-derived material preset (struck plate)")
     preset.add_argument("material", choices=sorted(MATERIALS))
     preset.add_argument("--out", required=True, help="modes JSON file to write")
+
+    track = commands.add_parser("soundtrack", help="give a silent video one impact per hit (detected or given)")
+    track.add_argument("video", help="video file (its own sound, if any, is replaced)")
+    track.add_argument("--out", required=True, help="mp4 file to write (the video with the new soundtrack)")
+    sound = track.add_mutually_exclusive_group(required=True)
+    sound.add_argument("--modes", help="modes JSON file to synthesize at every hit")
+    sound.add_argument("--preset", choices=sorted(MATERIALS), help="a material preset to synthesize at every hit")
+    track.add_argument("--hits", type=float, nargs="+", metavar="SECONDS",
+                       help="hit times in seconds (default: found from the video's motion)")
+    track.add_argument("--sensitivity", type=float, default=0.5, help="hit detection, 0 (few) to 1 (many)")
+    track.add_argument("--duration", type=float, default=IMPACT.clip_seconds, help="seconds of each impact")
+    track.add_argument("--wav", help="also write the soundtrack alone to this wav file")
     return parser
 
 
@@ -107,7 +122,25 @@ def run_preset(args: argparse.Namespace) -> str:
     return f"{len(modes)} modes of {MATERIALS[args.material].name} -> {args.out}"
 
 
-COMMANDS = {"estimate": run_estimate, "edit": run_edit, "synthesize": run_synthesize, "preset": run_preset}
+def run_soundtrack(args: argparse.Namespace) -> str:
+    physics = ImpactPhysicsPipeline()
+    modes = physics.preset(args.preset) if args.preset else physics.load_modes(args.modes)
+    if args.hits:
+        times, seconds = sorted(args.hits), physics.video_seconds(args.video)
+    else:
+        hits = physics.detect_hits(args.video, max_seconds=MAX_VIDEO_SECONDS, sensitivity=args.sensitivity)
+        for note in hits.notes:
+            print(note, file=sys.stderr)
+        times, seconds = list(hits.times), hits.seconds
+    track = physics.soundtrack(times, physics.synthesize(modes, args.duration), seconds)
+    if args.wav:
+        write_wav(args.wav, track, physics.sample_rate)
+    physics.mux(args.video, track, args.out)
+    return f"{len(times)} hits ({', '.join(f'{t:.2f}' for t in times) or 'none found'} s) -> {args.out}"
+
+
+COMMANDS = {"estimate": run_estimate, "edit": run_edit, "synthesize": run_synthesize, "preset": run_preset,
+            "soundtrack": run_soundtrack}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -181,9 +181,9 @@ class ImpactPhysicsPipeline:
         """A video's length in seconds (ValueError when it cannot be read)."""
         return video_seconds(video_path)
 
-    def soundtrack(self, hit_times, impact: np.ndarray, seconds: float) -> np.ndarray:
-        """`impact` placed at each hit time in a soundtrack of `seconds`, peak-safe (`soundtrack.py`)."""
-        return place_impacts(hit_times, impact, self.sample_rate, seconds)
+    def soundtrack(self, hit_times, impacts: np.ndarray, seconds: float) -> np.ndarray:
+        """An impact (one for all, or one per hit) at each hit time in `seconds` of sound, peak-safe."""
+        return place_impacts(hit_times, impacts, self.sample_rate, seconds)
 
     def mux(self, video_path: str | Path, soundtrack: np.ndarray, out_path: str | Path) -> Path:
         """The video with `soundtrack` as its sound (H.264/AAC mp4)."""

@@ -1,4 +1,4 @@
-"""An impact soundtrack: one impact sound placed at every hit time, summed, kept below full scale.
+"""An impact soundtrack: an impact sound placed at every hit time, summed, kept below full scale.
 
 Hit at t seconds -> the impact's first sample lands on sample round(t · sample_rate) of the soundtrack; impacts
 that run past the end are cut there. If overlapping impacts sum above `ceiling`, the whole soundtrack is scaled
@@ -20,16 +20,17 @@ def hit_samples(hit_times: Sequence[float], sample_rate: int) -> np.ndarray:
 
 def place_impacts(
     hit_times: Sequence[float],
-    impact: np.ndarray,
+    impacts: np.ndarray,
     sample_rate: int,
     duration_s: float,
     *,
     gains: Sequence[float] | None = None,
     ceiling: float = 0.99,
 ) -> np.ndarray:
-    """Float32 soundtrack of `duration_s` seconds with `impact` (mono, at `sample_rate`) starting at each hit.
+    """Float32 soundtrack of `duration_s` seconds with an impact (mono, at `sample_rate`) starting at each hit.
 
-    `gains` (linear, one per hit) scale individual impacts; default 1 for all.
+    `impacts`: one sound [S] used for every hit, or one per hit [N, S]. `gains` (linear, one per hit) scale
+    individual impacts; default 1 for all.
     """
     if not (duration_s > 0 and math.isfinite(duration_s)):
         raise ValueError(f"the soundtrack duration must be positive, got {duration_s}")
@@ -39,9 +40,13 @@ def place_impacts(
     gains = np.ones(len(times)) if gains is None else np.asarray(gains, dtype=np.float64).reshape(-1)
     if len(gains) != len(times):
         raise ValueError(f"got {len(gains)} gains for {len(times)} hits: give one per hit")
-    impact = np.asarray(impact, dtype=np.float64).reshape(-1)
+    impacts = np.asarray(impacts, dtype=np.float64)
+    if impacts.ndim == 1:
+        impacts = np.broadcast_to(impacts, (len(times), impacts.size))
+    if impacts.ndim != 2 or len(impacts) != len(times):
+        raise ValueError(f"got {len(impacts)} impact sounds for {len(times)} hits: give one, or one per hit")
     out = np.zeros(round(duration_s * sample_rate), dtype=np.float64)
-    for start, gain in zip(hit_samples(times, sample_rate), gains):
+    for start, gain, impact in zip(hit_samples(times, sample_rate), gains, impacts):
         length = min(len(impact), len(out) - int(start))
         if length > 0:
             out[start : start + length] += gain * impact[:length]
