@@ -174,6 +174,12 @@ def batch_indices(seed: int, step: int, size: int, count: int) -> torch.Tensor:
     return torch.randint(0, count, (size,), generator=torch.Generator().manual_seed(seed * 1_000_003 + step))
 
 
+def data_seed(accelerator: Accelerator, seed: int) -> int:
+    """The seed of this process's batches: `seed` on one process; under `accelerate launch` every process draws
+    different batches (process k adds 7919·k), so N processes see N times the data per step."""
+    return seed + 7919 * accelerator.process_index
+
+
 def make_accelerator(args: argparse.Namespace) -> Accelerator:
     return Accelerator(mixed_precision=args.mixed_precision, project_dir=args.out)
 

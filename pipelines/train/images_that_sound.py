@@ -30,7 +30,7 @@ from accelerate.utils import set_seed
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
 from pipelines.train.common import (
-    EMA, LossLog, TrainState, batch_indices, final_losses, make_accelerator, plot_losses, run_loop, save_module,
+    EMA, LossLog, TrainState, batch_indices, data_seed, final_losses, make_accelerator, plot_losses, run_loop, save_module,
     stage_done, update,
 )
 from pipelines.train.data import CaptionedPool, folder_pools, toyworld_pools
@@ -203,8 +203,9 @@ def train_vae(args, sizes: Sizes, pictures: CaptionedPool, sounds: CaptionedPool
     half = max(1, args.vae_batch_size // 2)
 
     def step(index: int) -> dict[str, float]:
-        chosen = [pool[batch_indices(args.seed + k, index, half, len(pool)).numpy()] for k, pool in enumerate(pools)]
-        x = crop_rows(data[np.concatenate(chosen)], args.vae_crop_rows, args.seed, index).to(accelerator.device)
+        seed = data_seed(accelerator, args.seed)
+        chosen = [pool[batch_indices(seed + k, index, half, len(pool)).numpy()] for k, pool in enumerate(pools)]
+        x = crop_rows(data[np.concatenate(chosen)], args.vae_crop_rows, seed, index).to(accelerator.device)
         with accelerator.autocast():
             reconstruction, kl = vae(x)
         loss = reconstruction + KL_WEIGHT * kl
@@ -299,7 +300,8 @@ def train_unets(args, sizes: Sizes, vae: AutoencoderKL, tokenizer, text_encoder,
     accelerator.register_for_checkpointing(state, *emas)
 
     def step(index: int) -> dict[str, float]:
-        batches = [noisy_batch(latents[k], texts[k], empty, scheduler, args.seed + 10 * (k + 1), index,
+        seed = data_seed(accelerator, args.seed)
+        batches = [noisy_batch(latents[k], texts[k], empty, scheduler, seed + 10 * (k + 1), index,
                                args.batch_size, accelerator.device) for k in (0, 1)]
         with accelerator.autocast():
             image_loss, audio_loss = model(*batches)
