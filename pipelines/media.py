@@ -1,6 +1,7 @@
-"""Files an artist keeps: wav, png, and an mp4 of a spectrogram with a moving playhead and its sound muxed in.
+"""Files in and out: wav, png, an mp4 of a spectrogram with a moving playhead and its sound muxed in, and video
+frames read at chosen times.
 
-Used by the studio tabs and by the pipelines' command-line tools alike."""
+Used by the studio tabs, the pipelines' command-line tools and the trainers alike."""
 
 from __future__ import annotations
 
@@ -22,6 +23,36 @@ def save_png(image: np.ndarray, path: Path) -> Path:
 
 def save_wav(audio: np.ndarray, sample_rate: int, path: Path) -> Path:
     return write_wav(path, audio, sample_rate)
+
+
+class VideoDecodeError(ValueError):
+    """The file could not be read as a video, or holds no frames."""
+
+
+def frames_at(path: str | Path, times_s: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """RGB uint8 frames [N, H, W, 3] of a video at the given times (each clamped into the video), with the
+    video's frame rate and length in seconds. VideoDecodeError, in words, when it cannot be read."""
+    from moviepy import VideoFileClip
+
+    try:
+        clip = VideoFileClip(str(path), audio=False)
+    except Exception as error:  # noqa: BLE001 - any decoder failure means the same thing to the user
+        raise VideoDecodeError(f"no video decoder could read it ({type(error).__name__})") from error
+    try:
+        fps, seconds = float(clip.fps or 0.0), float(clip.duration or 0.0)
+        if not (fps > 0 and seconds > 0):
+            raise VideoDecodeError("it holds no video frames")
+        last = max(0.0, seconds - 1.0 / fps)
+        times = np.clip(np.asarray(times_s, dtype=np.float64).reshape(-1), 0.0, last)
+        frames = np.stack([np.asarray(clip.get_frame(t))[..., :3] for t in times]).astype(np.uint8) \
+            if len(times) else np.zeros((0, *clip.size[::-1], 3), np.uint8)
+    except VideoDecodeError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a broken stream fails part-way through decoding
+        raise VideoDecodeError(f"the video stream is damaged ({type(error).__name__})") from error
+    finally:
+        clip.close()
+    return frames, fps, seconds
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

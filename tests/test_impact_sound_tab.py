@@ -1,5 +1,5 @@
-"""The Impact Sound tab (physics only): handlers called directly, hit detection and soundtrack placement with known
-answers, and a silent video scored into an mp4 with sound."""
+"""The Impact Sound tab: handlers called directly, hit detection and soundtrack placement with known answers, a
+silent video scored into an mp4 with sound from the modes or from the bundled diffusion model."""
 
 from __future__ import annotations
 
@@ -233,7 +233,7 @@ def silent_video(tmp_path_factory):
 def test_a_silent_video_is_scored_into_an_mp4_with_sound(handlers, silent_video):
     text, note = handlers.find_hits(silent_video, 0.5)
     assert text == "0.400, 1.600" and "2 hits found in 2.40 s of video (25 frames per second)" in note
-    mp4, wav, note = handlers.score_video(silent_video, "0.4, 1.6", table_of(FIVE), *NO_EDITS, FakeRequest(),
+    mp4, wav, note = handlers.score_video(silent_video, "0.4, 1.6", table_of(FIVE), *NO_EDITS, request=FakeRequest(),
                                           progress=quiet)
     assert note == "2 impacts in 2.40 s of video."
     track, rate = soundfile.read(wav)
@@ -270,7 +270,7 @@ def test_cli_scores_a_silent_video_with_a_preset_at_found_or_given_hits(silent_v
 ])
 def test_bad_hit_lists_and_videos_get_clear_messages(handlers, silent_video, tmp_path, hits, message):
     with pytest.raises(gr.Error, match=message):
-        handlers.score_video(silent_video, hits, table_of(FIVE), *NO_EDITS, FakeRequest(), progress=quiet)
+        handlers.score_video(silent_video, hits, table_of(FIVE), *NO_EDITS, request=FakeRequest(), progress=quiet)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(np.random.default_rng(1).bytes(5000))
     with pytest.raises(gr.Error, match="We could not read 'broken.mp4' as a video"):
@@ -279,3 +279,70 @@ def test_bad_hit_lists_and_videos_get_clear_messages(handlers, silent_video, tmp
     text.write_text("0.4")
     with pytest.raises(gr.Error, match="hits.txt.* is not a video file we can read"):
         handlers.find_hits(str(text), 0.5)
+
+
+# The diffusion model (bundled studio weights) -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def glass_video(tmp_path_factory):
+    """A toy-world glass object hitting the floor, as an mp4 (30 fps), and the time of the hit."""
+    from moviepy import ImageSequenceClip
+
+    from pipelines.toyworld import sample
+
+    clip = sample("impact", 1, seed=123, materials=("glass",))
+    path = tmp_path_factory.mktemp("toy") / "glass.mp4"
+    frames = [(frame * 255).astype(np.uint8) for frame in clip.frames[0]]
+    ImageSequenceClip(frames, fps=clip.fps).write_videofile(str(path), codec="libx264", audio=False, logger=None,
+                                                            preset="ultrafast", ffmpeg_params=["-pix_fmt", "yuv420p"])
+    return str(path), float(clip.hit_time_s[0])
+
+
+def test_the_diffusion_model_scores_a_video_with_retrieved_or_given_physics(handlers, glass_video):
+    path, hit = glass_video
+    assert handlers.has_diffusion and "studio weights" in handlers.diffusion_note
+    mp4, wav, note = handlers.score_video(path, f"{hit:.3f}", table_of(FIVE), *NO_EDITS, "retrieved", 10, 0,
+                                          request=FakeRequest(), progress=quiet)
+    assert note.endswith("Diffusion model (10 steps): physics retrieved from training clips of glass.")
+    track, rate = soundfile.read(wav)
+    loud = np.flatnonzero(np.abs(track) > 0.05)
+    assert rate == SR and loud[0] >= round(hit * SR) - 1 and 0.5 < np.abs(track).max() <= 0.99
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", mp4], capture_output=True, text=True).stderr
+    assert "Video: h264" in probe and "Audio: aac" in probe
+    _, _, note = handlers.score_video(path, f"{hit:.3f}", table_of(FIVE), *NO_EDITS, "diffusion_modes", 10, 0,
+                                      request=FakeRequest(), progress=quiet)
+    assert note.endswith("Diffusion model (10 steps), with the table's modes as its physics.")
+
+
+def test_the_retrieved_physics_fills_the_table(handlers, glass_video):
+    path, hit = glass_video
+    table, note = handlers.retrieve_physics(path, f"{hit:.3f}")
+    assert list(table.columns) == COLUMNS and 1 <= len(table) <= 64
+    assert "(a glass clip), retrieved for the hit at" in note
+    assert (table[COLUMNS[0]] > 0).all() and (table[COLUMNS[2]] > 0).all()
+
+
+@pytest.mark.parametrize("source, steps, seed, message", [
+    ("guess", 10, 0, "Unknown sound source 'guess'"), ("retrieved", 0, 0, "Diffusion steps must be"),
+    ("retrieved", 10, -1, "Seed must be"),
+])
+def test_bad_diffusion_settings_get_clear_messages(handlers, glass_video, source, steps, seed, message):
+    path, hit = glass_video
+    with pytest.raises(gr.Error, match=message):
+        handlers.score_video(path, f"{hit:.3f}", table_of(FIVE), *NO_EDITS, source, steps, seed,
+                             request=FakeRequest(), progress=quiet)
+
+
+def test_cli_renders_a_video_with_the_diffusion_model(glass_video, tmp_path, capsys):
+    from pipelines.impact_sound.__main__ import main
+
+    path, hit = glass_video
+    out, wav = tmp_path / "scored.mp4", tmp_path / "track.wav"
+    assert main(["render", path, "--hits", f"{hit:.3f}", "--steps", "10", "--out", str(out), "--wav", str(wav)]) == 0
+    assert "physics from retrieved clips of glass" in capsys.readouterr().out
+    track, rate = soundfile.read(wav)
+    assert rate == SR and np.flatnonzero(np.abs(track) > 0.05)[0] >= round(hit * SR) - 1 and out.stat().st_size
+    with pytest.raises(SystemExit):
+        main(["render", path, "--hits", "1.0", "--model", str(tmp_path), "--out", str(out)])
+    assert "is not an impact diffusion model folder" in capsys.readouterr().err

@@ -1,10 +1,12 @@
-"""Command line for modal impact sounds (no model weights needed).
+"""Command line for impact sounds: modal analysis and synthesis (no weights), and the diffusion model (`render`).
 
     python -m pipelines.impact_sound estimate hit.wav --out modes.json [--method paper|refined] [--seconds 0.25]
     python -m pipelines.impact_sound edit modes.json --pitch 2 --damping 0.5 --brightness 3 --out edited.json
     python -m pipelines.impact_sound synthesize modes.json --out hit.wav [--duration 0.25]
     python -m pipelines.impact_sound preset metal --out metal.json
     python -m pipelines.impact_sound soundtrack silent.mp4 --preset glass --out scored.mp4 [--hits 0.4 1.3]
+    python -m pipelines.impact_sound render silent.mp4 --out scored.mp4 [--hits 0.4 1.3] [--modes modes.json]
+        [--model assets/models/impact_sound] [--steps 50] [--seed 0]
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pipelines.audio import SPECS, load_audio, write_wav
 from pipelines.impact_sound import edits
@@ -21,6 +24,7 @@ from pipelines.impact_sound.pipeline_physics import ImpactPhysicsPipeline
 
 IMPACT = SPECS["impact"]
 MAX_VIDEO_SECONDS = 600.0
+STUDIO_MODEL = Path(__file__).resolve().parents[2] / "assets" / "models" / "impact_sound"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("--sensitivity", type=float, default=0.5, help="hit detection, 0 (few) to 1 (many)")
     track.add_argument("--duration", type=float, default=IMPACT.clip_seconds, help="seconds of each impact")
     track.add_argument("--wav", help="also write the soundtrack alone to this wav file")
+
+    render = commands.add_parser("render", help="score a silent video with the physics-driven diffusion model")
+    render.add_argument("video", help="video file (its own sound, if any, is replaced)")
+    render.add_argument("--out", required=True, help="mp4 file to write (the video with the new soundtrack)")
+    render.add_argument("--hits", type=float, nargs="+", metavar="SECONDS",
+                        help="hit times in seconds (default: found from the video's motion)")
+    render.add_argument("--sensitivity", type=float, default=0.5, help="hit detection, 0 (few) to 1 (many)")
+    render.add_argument("--modes", help="modes JSON file to use as the physics (default: retrieved, as the paper)")
+    render.add_argument("--model", default=str(STUDIO_MODEL), help="model folder (pipelines.train impact_sound)")
+    render.add_argument("--steps", type=int, default=50, help="sampler steps (the paper: all 1000)")
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--wav", help="also write the soundtrack alone to this wav file")
     return parser
 
 
@@ -125,13 +141,7 @@ def run_preset(args: argparse.Namespace) -> str:
 def run_soundtrack(args: argparse.Namespace) -> str:
     physics = ImpactPhysicsPipeline()
     modes = physics.preset(args.preset) if args.preset else physics.load_modes(args.modes)
-    if args.hits:
-        times, seconds = sorted(args.hits), physics.video_seconds(args.video)
-    else:
-        hits = physics.detect_hits(args.video, max_seconds=MAX_VIDEO_SECONDS, sensitivity=args.sensitivity)
-        for note in hits.notes:
-            print(note, file=sys.stderr)
-        times, seconds = list(hits.times), hits.seconds
+    times, seconds = hit_times(physics, args)
     track = physics.soundtrack(times, physics.synthesize(modes, args.duration), seconds)
     if args.wav:
         write_wav(args.wav, track, physics.sample_rate)
@@ -139,8 +149,36 @@ def run_soundtrack(args: argparse.Namespace) -> str:
     return f"{len(times)} hits ({', '.join(f'{t:.2f}' for t in times) or 'none found'} s) -> {args.out}"
 
 
+def run_render(args: argparse.Namespace) -> str:
+    from pipelines.impact_sound.pipeline_diffusion import ImpactDiffusionPipeline
+
+    physics = ImpactPhysicsPipeline()
+    model = ImpactDiffusionPipeline.from_pretrained(args.model)
+    times, seconds = hit_times(physics, args)
+    modes = physics.load_modes(args.modes) if args.modes else None
+    out = model.render_video(args.video, times, duration_s=seconds, modes=modes, num_inference_steps=args.steps,
+                             generator=args.seed)
+    if args.wav:
+        write_wav(args.wav, out.soundtrack, out.sample_rate)
+    physics.mux(args.video, out.soundtrack, args.out)
+    source = "the given modes" if modes is not None else \
+        "retrieved clips of " + ", ".join(sorted({model.bank.labels[i] for i in out.retrieved})) \
+        if model.bank.labels else "retrieved clips"
+    return f"{len(times)} hits ({', '.join(f'{t:.2f}' for t in times)} s), physics from {source} -> {args.out}"
+
+
+def hit_times(physics: ImpactPhysicsPipeline, args: argparse.Namespace) -> tuple[list[float], float]:
+    """The hit times given on the command line, or found in the video; and the video's length."""
+    if args.hits:
+        return sorted(args.hits), physics.video_seconds(args.video)
+    hits = physics.detect_hits(args.video, max_seconds=MAX_VIDEO_SECONDS, sensitivity=args.sensitivity)
+    for note in hits.notes:
+        print(note, file=sys.stderr)
+    return list(hits.times), hits.seconds
+
+
 COMMANDS = {"estimate": run_estimate, "edit": run_edit, "synthesize": run_synthesize, "preset": run_preset,
-            "soundtrack": run_soundtrack}
+            "soundtrack": run_soundtrack, "render": run_render}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

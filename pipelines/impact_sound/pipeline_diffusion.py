@@ -144,6 +144,25 @@ def hit_windows(frames: torch.Tensor, hit_frame: int | Sequence[int] | None, num
     return frames[torch.arange(n)[:, None], index]
 
 
+def window_times(hit_times: Sequence[float], config: ImpactDiffusionConfig) -> np.ndarray:
+    """[H, num_frames] times of the frames around each hit, at the model's frame rate."""
+    offsets = (np.arange(config.num_frames) - config.num_frames // 2) / config.fps
+    return np.asarray(hit_times, dtype=np.float64).reshape(-1, 1) + offsets[None, :]
+
+
+def read_hit_windows(video_path: str | Path, hit_times: Sequence[float],
+                     config: ImpactDiffusionConfig) -> tuple[np.ndarray, float]:
+    """uint8 frames [H, num_frames, S, S, 3] around each hit of a video file (nearest frames to `window_times`,
+    clamped into the video, resized to the model's square), and the video's length in seconds.
+    `media.VideoDecodeError` when it cannot be read."""
+    from pipelines.media import frames_at
+
+    times = window_times(hit_times, config)
+    frames, _, seconds = frames_at(video_path, times.reshape(-1))
+    windows = torch.from_numpy(frames.astype(np.float32) / 255.0).reshape(*times.shape, *frames.shape[1:])
+    return (resize_frames(windows, config.frame_size) * 255.0 + 0.5).to(torch.uint8).numpy(), seconds
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Physics priors, as training computes them
 # --------------------------------------------------------------------------------------------------------------
@@ -405,22 +424,36 @@ class ImpactDiffusionPipeline:
         if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
             raise ValueError(f"`fps` must be a positive number, got {fps!r}")
         length = video.shape[1]
-        seconds = length / fps if duration_s is None else float(duration_s)
+        times = self.check_hit_times(hit_times, length / fps)
+        index = np.clip(np.round(window_times(times, self.config) * fps), 0, length - 1).astype(int)
+        windows = video[0][torch.from_numpy(index)]  # [H, num_frames, height, width, 3]
+        return self.score_windows(windows, times, length / fps if duration_s is None else float(duration_s),
+                                  modes=modes, residual=residual, num_inference_steps=num_inference_steps,
+                                  generator=generator, callback=callback)
+
+    def render_video(self, video_path: str | Path, hit_times: Sequence[float], *, duration_s: float | None = None,
+                     modes: Modes | None = None, residual: ResidualParams | None = None,
+                     num_inference_steps: int | None = None, generator: torch.Generator | int | None = None,
+                     callback: ProgressCallback | None = None) -> ImpactHitsOutput:
+        """`render_hits` for a video file, decoding only the frames around the hits (`read_hit_windows`)."""
+        windows, seconds = read_hit_windows(video_path, hit_times, self.config)
+        times = self.check_hit_times(hit_times, seconds)
+        return self.score_windows(torch.from_numpy(windows.astype(np.float32) / 255.0), times,
+                                  seconds if duration_s is None else float(duration_s), modes=modes,
+                                  residual=residual, num_inference_steps=num_inference_steps, generator=generator,
+                                  callback=callback)
+
+    @staticmethod
+    def check_hit_times(hit_times: Sequence[float], seconds: float) -> np.ndarray:
         times = np.asarray(hit_times, dtype=np.float64).reshape(-1)
         if not 1 <= len(times) <= MAX_HITS:
             raise ValueError(f"give between 1 and {MAX_HITS} hit times, got {len(times)}")
-        if not np.isfinite(times).all() or times.min() < 0 or times.max() > length / fps:
-            raise ValueError(f"hit times must lie inside the video (0 to {length / fps:.2f} s), got {times.tolist()}")
-        offsets = (np.arange(self.config.num_frames) - self.config.num_frames // 2) / self.config.fps
-        index = np.clip(np.round((times[:, None] + offsets[None, :]) * fps), 0, length - 1).astype(int)
-        windows = video[0][torch.from_numpy(index)]  # [H, num_frames, height, width, 3]
-        windows = resize_frames(windows, self.config.frame_size)
-        out = self(windows, hit_frame=self.config.num_frames // 2, modes=modes, residual=residual,
-                   num_inference_steps=num_inference_steps, generator=generator, callback=callback)
-        soundtrack = np.zeros(round(seconds * self.sample_rate), dtype=np.float64)
-        for time, impact in zip(times, out.audio):
-            soundtrack += place_impacts([time], impact, self.sample_rate, seconds, ceiling=math.inf)
-        peak = float(np.max(np.abs(soundtrack))) if soundtrack.size else 0.0
-        if peak > 0.99:
-            soundtrack *= 0.99 / peak
-        return ImpactHitsOutput(out.audio, soundtrack.astype(np.float32), times, self.sample_rate, out.retrieved)
+        if not np.isfinite(times).all() or times.min() < 0 or times.max() > seconds:
+            raise ValueError(f"hit times must lie inside the video (0 to {seconds:.2f} s), got {times.tolist()}")
+        return times
+
+    def score_windows(self, windows: torch.Tensor, times: np.ndarray, seconds: float, **options) -> ImpactHitsOutput:
+        """Impacts for the frame windows [H, num_frames, h, w, 3] of hits at `times`, placed in `seconds` of sound."""
+        out = self(resize_frames(windows, self.config.frame_size), hit_frame=self.config.num_frames // 2, **options)
+        soundtrack = place_impacts(times, out.audio, self.sample_rate, seconds)
+        return ImpactHitsOutput(out.audio, soundtrack, times, self.sample_rate, out.retrieved)

@@ -62,11 +62,11 @@ from pipelines.impact_sound.modeling_diffusion import (
 )
 from pipelines.impact_sound.modeling_residual import ResidualPredictor, ResidualPredictorConfig, residual_loss
 from pipelines.impact_sound.pipeline_diffusion import (
-    ImpactDiffusionPipeline, physics_priors_of, resize_frames, window_indices,
+    ImpactDiffusionPipeline, physics_priors_of, read_hit_windows, resize_frames, window_indices,
 )
 from pipelines.train.common import (
-    EMA, LossLog, TrainState, batch_indices, final_losses, make_accelerator, plot_losses, run_loop, stage_done,
-    update,
+    EMA, LossLog, TrainState, batch_indices, data_seed, final_losses, make_accelerator, plot_losses, run_loop,
+    stage_done, update,
 )
 
 RESIDUAL_SIZES = {
@@ -157,22 +157,6 @@ def video_soundtrack(path: Path) -> np.ndarray:
     return np.asarray(sound, dtype=np.float32).reshape(len(sound), -1).mean(axis=1)
 
 
-def video_windows(path: Path, times: list[float], config: ImpactDiffusionConfig) -> np.ndarray:
-    """[len(times), num_frames, S, S, 3] uint8: the frames nearest the model's frame times around each hit."""
-    from moviepy import VideoFileClip
-
-    offsets = (np.arange(config.num_frames) - config.num_frames // 2) / config.fps
-    with VideoFileClip(str(path), audio=False) as clip:
-        fps, duration = float(clip.fps), float(clip.duration)
-        last = max(0.0, duration - 1.0 / fps)
-        windows = []
-        for hit in times:
-            frames = [clip.get_frame(min(max(hit + offset, 0.0), last)) for offset in offsets]
-            stacked = torch.from_numpy(np.stack(frames)[..., :3].astype(np.float32) / 255.0)
-            windows.append(to_uint8(resize_frames(stacked, config.frame_size)))
-    return np.stack(windows)
-
-
 def folder_clips(folder: str | Path, config: ImpactDiffusionConfig) -> ImpactClips:
     """Clips of a Greatest Hits-style folder (format in the module docstring), in `hits.jsonl` order."""
     from pipelines.audio import SPECS, load_audio
@@ -186,7 +170,7 @@ def folder_clips(folder: str | Path, config: ImpactDiffusionConfig) -> ImpactCli
     audio: list[np.ndarray | None] = [None] * len(hits)
     sounds: dict[str, np.ndarray] = {}
     for video, numbers in by_video.items():
-        windows = video_windows(folder / video, [hits[n]["time"] for n in numbers], config)
+        windows, _ = read_hit_windows(folder / video, [hits[n]["time"] for n in numbers], config)
         for n, window in zip(numbers, windows):
             frames[n] = window
             source = hits[n].get("audio")
@@ -339,7 +323,7 @@ def train_residual(args, clips: ImpactClips, modes: list[Modes], log: LossLog) -
     accelerator.register_for_checkpointing(state, ema)
 
     def step(index: int) -> dict[str, float]:
-        chosen = batch_indices(args.seed + 1, index, args.residual_batch_size, len(clips))
+        chosen = batch_indices(data_seed(accelerator, args.seed) + 1, index, args.residual_batch_size, len(clips))
         with accelerator.autocast():
             loss = residual_loss(model, audio[chosen].to(accelerator.device), modal[chosen].to(accelerator.device))
         update(accelerator, optimizer, loss, [model])
@@ -387,8 +371,8 @@ def train_visual(args, config: ImpactDiffusionConfig, clips: ImpactClips, log: L
     accelerator.register_for_checkpointing(state, ema)
 
     def step(index: int) -> dict[str, float]:
-        chosen = batch_indices(args.seed + 2, index, args.visual_batch_size, len(clips))
-        generator = torch.Generator().manual_seed(args.seed * 1_000_003 + index)
+        chosen = batch_indices(data_seed(accelerator, args.seed) + 2, index, args.visual_batch_size, len(clips))
+        generator = torch.Generator().manual_seed(data_seed(accelerator, args.seed) * 1_000_003 + index)
         frames = augment_frames(frames_tensor(clips.frames[chosen.numpy()]), generator)
         with accelerator.autocast():
             loss = F.cross_entropy(model(frames.to(accelerator.device)), labels[chosen].to(accelerator.device))
@@ -461,8 +445,8 @@ def train_diffusion(args, config: ImpactDiffusionConfig, clips: ImpactClips, pri
     accelerator.register_for_checkpointing(state, ema)
 
     def step(index: int) -> dict[str, float]:
-        chosen = batch_indices(args.seed + 3, index, args.batch_size, len(clips))
-        generator = torch.Generator().manual_seed(args.seed * 7919 + index)
+        chosen = batch_indices(data_seed(accelerator, args.seed) + 3, index, args.batch_size, len(clips))
+        generator = torch.Generator().manual_seed(data_seed(accelerator, args.seed) * 7919 + index)
         t = torch.randint(0, len(schedule), (len(chosen),), generator=generator)
         noise = torch.randn((len(chosen), *spectrograms.shape[1:]), generator=generator)
         device = accelerator.device

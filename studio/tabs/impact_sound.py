@@ -1,29 +1,33 @@
-"""Impact Sound (physics only): hear a hit's physics, edit it mode by mode or all at once, and score a silent video.
+"""Impact Sound: hear a hit's physics, edit it mode by mode or all at once, and score a silent video.
 
 Start from a recorded hit (modes estimated with the paper's extractor or the refined one), a material preset, or a
 modes JSON file. The modes fill an editable table; global edits (pitch, damping, brightness, low cut, band
-removal) apply on top of it, and every edit plays the new sound at once. A silent video gets one impact per
-detected (and editable) hit, muxed into an mp4. The paper's diffusion model is not available yet, so there is no
-"render with the model" button.
+removal) apply on top of it, and every edit plays the new sound at once (modal synthesis, no model). A silent
+video gets one impact per detected (and editable) hit, muxed into an mp4: synthesised from the table, or rendered
+by the paper's physics-driven diffusion model from the frames around each hit, with the physics retrieved from
+its training clips (the paper's rule) or taken from the table. The model's retrieved physics can also be pulled
+into the table to hear and edit.
 """
 
 from __future__ import annotations
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 
 from pipelines.audio import SPECS
 from pipelines.impact_sound.pipeline_physics import (
     MATERIAL_CHOICES, MAX_MODES, MAX_SECONDS, METHODS, MIN_SECONDS, GlobalEdits,
 )
-from pipelines.media import save_png, save_wav
-from pipelines.registry import get_pipeline
+from pipelines.media import VideoDecodeError, save_png, save_wav
+from pipelines.registry import available, describe, get_pipeline
 from studio.context import StudioContext
 from studio.validation import (
     VIDEO_SUFFIXES, read_audio, require_file, require_mode_table, require_number, require_times, user_facing,
 )
 
 NAME = "impact_sound"
+DIFFUSION = "impact_diffusion"
 REQUIRES = (NAME,)
 SPEC = SPECS["impact"]
 NYQUIST = SPEC.sample_rate / 2.0
@@ -35,12 +39,17 @@ MAX_MODES_FILE_MB = 5.0
 METHOD_CHOICES = [("Refined: a few clean modes with fitted decays", "refined"),
                   ("Paper: the published extractor (one mode per spectrogram bin)", "paper")]
 EDIT_DEFAULTS = (0.0, 1.0, 0.0, 0.0, 0.0, 0.0)  # pitch, damping, brightness, low cut, band from, band to
+SOUND_SOURCES = [("The modes above (modal synthesis)", "modes"),
+                 ("Diffusion model, physics retrieved from the video (the paper)", "retrieved"),
+                 ("Diffusion model, with the modes above as its physics", "diffusion_modes")]
+MAX_DIFFUSION_STEPS = 1000
 
 INTRO = f"""
 An impact sound is a sum of ringing **modes** (Su et al., CVPR 2023): each has a frequency, a starting power and a
 decay time (how long it takes to fade by 60 dB). Estimate them from a recorded hit or start from a material, then
 edit the table or the sliders: every change plays the new sound at once ({SPEC.sample_rate / 1000:g} kHz,
-modal synthesis, no model). The paper's diffusion model is not in the studio yet.
+modal synthesis, no model). A silent video can also be scored by the paper's diffusion model, which hears each hit
+from the frames around it.
 """
 
 
@@ -96,6 +105,16 @@ def build(context: StudioContext) -> None:
                 find = gr.Button("Find the hits", elem_id="impact-find")
                 hits = gr.Textbox(label="Hit times (s): one impact each; edit freely", lines=2,
                                   placeholder="e.g. 0.5, 1.25, 3", elem_id="impact-hits")
+                with gr.Group(visible=handlers.has_diffusion):
+                    sound_source = gr.Radio(SOUND_SOURCES, value="modes", label="Sound of each hit",
+                                            elem_id="impact-sound-source")
+                    with gr.Row():
+                        steps = gr.Slider(10, 200, value=50, step=10, label="Diffusion steps",
+                                          info="The paper samples all 1000; fewer is faster.")
+                        seed = gr.Number(value=0, precision=0, label="Seed", minimum=0)
+                    gr.Markdown(handlers.diffusion_note)
+                    retrieve = gr.Button("Put the physics the model retrieves for the first hit in the table",
+                                         size="sm", elem_id="impact-retrieve")
                 score = gr.Button("Make the soundtrack", variant="primary", elem_id="impact-score")
             with gr.Column():
                 scored_video = gr.Video(label="The video with its impact soundtrack (mp4)", elem_id="impact-scored")
@@ -121,9 +140,12 @@ def build(context: StudioContext) -> None:
         then_render(reset.click(lambda: EDIT_DEFAULTS, None, edit_inputs[1:], api_visibility="private"))
         find.click(handlers.find_hits, [video, sensitivity], [hits, video_note], api_name="impact_find_hits",
                    concurrency_limit=settings.concurrency_limit, concurrency_id=f"{NAME}-video")
-        score.click(handlers.score_video, [video, hits, table] + edit_inputs, [scored_video, scored_audio, video_note],
-                    api_name="impact_soundtrack", concurrency_limit=settings.concurrency_limit,
-                    concurrency_id=f"{NAME}-video")
+        score.click(handlers.score_video, [video, hits, table] + edit_inputs + [sound_source, steps, seed],
+                    [scored_video, scored_audio, video_note], api_name="impact_soundtrack",
+                    concurrency_limit=settings.concurrency_limit, concurrency_id=f"{NAME}-video")
+        then_render(retrieve.click(handlers.retrieve_physics, [video, hits], [table, source],
+                                   api_name="impact_retrieve_physics", concurrency_limit=settings.concurrency_limit,
+                                   concurrency_id=f"{NAME}-video"))
 
 
 class ImpactHandlers:
@@ -135,6 +157,20 @@ class ImpactHandlers:
     @property
     def pipe(self):
         return get_pipeline(NAME, self.variant)
+
+    @property
+    def has_diffusion(self) -> bool:
+        return available(DIFFUSION, self.variant)
+
+    @property
+    def diffusion_note(self) -> str:
+        return f"Diffusion model: {describe(DIFFUSION, self.variant)}"
+
+    def diffusion(self):
+        if not self.has_diffusion:
+            raise gr.Error(f"The diffusion model is not available here ({describe(DIFFUSION, self.variant)}). "
+                           "Use the modes above instead.")
+        return get_pipeline(DIFFUSION, self.variant)
 
     @user_facing("estimating the physics")
     def estimate(self, path, method) -> tuple[pd.DataFrame, str]:
@@ -208,32 +244,86 @@ class ImpactHandlers:
 
     @user_facing("making the soundtrack")
     def score_video(self, video, hit_text, table, seconds, pitch, damping, brightness, low_cut, band_low, band_high,
-                    request: gr.Request, progress=gr.Progress()) -> tuple[str, str, str]:
-        """One impact per hit, muxed into the video -> (mp4, soundtrack wav, note)."""
+                    sound_source="modes", steps=50, seed=0, request: gr.Request = None,
+                    progress=gr.Progress()) -> tuple[str, str, str]:
+        """One impact per hit, muxed into the video -> (mp4, soundtrack wav, note). The impacts come from the table
+        (modal synthesis) or from the diffusion model (physics retrieved, or the table's)."""
         path = require_file(video, "video", suffixes=VIDEO_SUFFIXES, max_mb=self.context.config.max_upload_mb)
+        if sound_source not in dict((value, label) for label, value in SOUND_SOURCES):
+            raise gr.Error(f"Unknown sound source {sound_source!r}: pick one from the list.")
         seconds = require_number(seconds, "Length", MIN_SECONDS, MAX_SECONDS)
         edits = read_edits(pitch, damping, brightness, low_cut, band_low, band_high)
         pipe = self.pipe
         modes = pipe.edit(pipe.modes(*require_mode_table(table, nyquist=NYQUIST, max_rows=MAX_MODES)), edits)
         progress(0.1, desc="Reading the video")
+        length, full_length, times = self.video_hits(path, hit_text)
+        if sound_source == "modes":
+            progress(0.3, desc="Placing the impacts")
+            soundtrack, words = pipe.soundtrack(times, pipe.synthesize(modes, seconds), length), ""
+        else:
+            soundtrack, words = self.diffusion_soundtrack(path, times, length, modes, sound_source, steps, seed,
+                                                          progress)
+        session = request.session_hash
+        wav = save_wav(soundtrack, SPEC.sample_rate, self.context.files.new_path(session, "soundtrack", ".wav"))
+        progress(0.9, desc="Writing the video with its sound")
+        mp4 = pipe.mux(path, soundtrack, self.context.files.new_path(session, "soundtrack", ".mp4"))
+        note = f"{len(times)} impacts in {length:.2f} s of video.{words}"
+        if length < full_length:
+            note += f" Only the first {MAX_VIDEO_SECONDS:g} s were scored."
+        return str(mp4), str(wav), note
+
+    def video_hits(self, path, hit_text) -> tuple[float, float, list[float]]:
+        """(seconds scored, the video's length, the checked hit times) of an uploaded video."""
         try:
-            full_length = pipe.video_seconds(path)
+            full_length = self.pipe.video_seconds(path)
         except ValueError as error:
             raise gr.Error(f"We could not read '{path.name}' as a video: {error}. Try an MP4 file.") from None
         length = min(full_length, MAX_VIDEO_SECONDS)
         times = require_times(hit_text, "hit times", maximum=length, max_count=MAX_HITS)
         if not times:
             raise gr.Error("There are no hit times: click 'Find the hits' or type times in seconds, like 0.5, 1.2.")
-        progress(0.3, desc="Placing the impacts")
-        soundtrack = pipe.soundtrack(times, pipe.synthesize(modes, seconds), length)
-        session = request.session_hash
-        wav = save_wav(soundtrack, SPEC.sample_rate, self.context.files.new_path(session, "soundtrack", ".wav"))
-        progress(0.5, desc="Writing the video with its sound")
-        mp4 = pipe.mux(path, soundtrack, self.context.files.new_path(session, "soundtrack", ".mp4"))
-        note = f"{len(times)} impacts in {length:.2f} s of video."
-        if length < full_length:
-            note += f" Only the first {MAX_VIDEO_SECONDS:g} s were scored."
-        return str(mp4), str(wav), note
+        return length, full_length, times
+
+    def diffusion_soundtrack(self, path, times, length, modes, sound_source, steps, seed,
+                             progress) -> tuple[np.ndarray, str]:
+        """The diffusion model's impacts placed at the hits, and a sentence on where their physics came from."""
+        model = self.diffusion()
+        steps = int(require_number(steps, "Diffusion steps", 1, MAX_DIFFUSION_STEPS))
+        seed = int(require_number(seed, "Seed", 0, 2**31 - 1))
+        if sound_source == "diffusion_modes" and not len(modes):
+            raise gr.Error("The edits removed every mode: the model needs some physics. Undo an edit.")
+        progress(0.2, desc="Sampling the impacts")
+        try:
+            out = model.render_video(path, times, duration_s=length, num_inference_steps=steps, generator=seed,
+                                     modes=modes if sound_source == "diffusion_modes" else None,
+                                     callback=lambda step, total, _: progress(0.2 + 0.6 * step / total,
+                                                                             desc="Sampling the impacts"))
+        except VideoDecodeError as error:
+            raise gr.Error(f"We could not read '{path.name}' as a video: {error}. Try an MP4 file.") from None
+        if out.retrieved is None:
+            return out.soundtrack, f" Diffusion model ({steps} steps), with the table's modes as its physics."
+        labels = model.bank.labels
+        found = sorted({labels[i] for i in out.retrieved}) if labels else []
+        materials = f": physics retrieved from training clips of {', '.join(found)}" if found else ""
+        return out.soundtrack, f" Diffusion model ({steps} steps){materials}."
+
+    @user_facing("retrieving the physics")
+    def retrieve_physics(self, video, hit_text) -> tuple[pd.DataFrame, str]:
+        """The physics the diffusion model retrieves for the first hit -> (the mode table, a note)."""
+        path = require_file(video, "video", suffixes=VIDEO_SUFFIXES, max_mb=self.context.config.max_upload_mb)
+        from pipelines.impact_sound.pipeline_diffusion import read_hit_windows
+
+        model = self.diffusion()
+        _, _, times = self.video_hits(path, hit_text)
+        try:
+            windows, _ = read_hit_windows(path, times[:1], model.config)
+        except VideoDecodeError as error:
+            raise gr.Error(f"We could not read '{path.name}' as a video: {error}. Try an MP4 file.") from None
+        entry = model.retrieve(model.visual_features(windows, hit_frame=model.config.num_frames // 2))[0]
+        modes = self.pipe.modes(entry.modes.frequencies, entry.modes.powers, entry.modes.decays)
+        kind = f" (a {entry.label} clip)" if entry.label else ""
+        return modes_table(modes), (f"{len(modes)} modes of training clip {entry.index}{kind}, retrieved for the hit "
+                                    f"at {times[0]:.2f} s by its look.")
 
 
 def modes_table(modes) -> pd.DataFrame:
