@@ -24,6 +24,19 @@ def weights_missing(repo_id: str, filenames: tuple[str, ...], offline: bool) -> 
     return None
 
 
+def token_configured() -> bool:
+    """Whether a Hugging Face token is set: HF_TOKEN (or HUGGING_FACE_HUB_TOKEN), or the one `hf auth login` stored.
+
+    Read locally: `huggingface_hub.get_token` may refresh an OAuth token over the network.
+    """
+    if any(os.environ.get(name, "").strip() for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")):
+        return True
+    from huggingface_hub import constants
+
+    stored = Path(constants.HF_TOKEN_PATH)
+    return stored.is_file() and bool(stored.read_text().strip())
+
+
 def cached_file(repo_id: str, filename: str) -> Path | None:
     from huggingface_hub import try_to_load_from_cache
 

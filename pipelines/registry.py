@@ -292,8 +292,10 @@ def _register_builtin_pipelines() -> None:
     REGISTRY.register(PipelineEntry("spectrogram_lab", "Spectrogram Lab", load_without_weights=SpectrogramLabPipeline))
     for key in MM_DIFFUSION_CHECKPOINTS:
         REGISTRY.register(_mm_diffusion_entry(key))
+    REGISTRY.register(_mm_diffusion_studio_entry())
     REGISTRY.register(PipelineEntry("impact_sound", "Impact Sound (physics)",
                                     load_without_weights=ImpactPhysicsPipeline))
+    REGISTRY.register(_impact_diffusion_entry())
     REGISTRY.register(PipelineEntry("hifigan", "HiFi-GAN vocoder", {
         "paper": WeightsSource(
             load=lambda device, dtype: load_hifigan(AUFFUSION_REPO, SPECS["auffusion"], device, dtype),
@@ -305,6 +307,7 @@ def _register_builtin_pipelines() -> None:
     REGISTRY.register(_scorer_entry("clap_scorer", "CLAP scorer", its.CLAP_MODEL, "ClapScorer"))
     REGISTRY.register(_judge_entry("judge_image", "Toy picture-class judge", "JudgeImageScorer"))
     REGISTRY.register(_judge_entry("judge_sound", "Toy sound-class judge", "JudgeSoundScorer"))
+    REGISTRY.register(_colorizer_if_entry())
     REGISTRY.register(PipelineEntry("images_that_sound", "Images that Sound", {
         "paper": WeightsSource(
             load=_load_paper_images_that_sound,
@@ -375,6 +378,31 @@ def _mm_diffusion_entry(key: str) -> PipelineEntry:
         load=load, missing=missing, description=f"the released {model} checkpoint (local file)")})
 
 
+STUDIO_MM_DIFFUSION = "assets/models/mm_diffusion"  # relative to the repository root
+
+
+def _mm_diffusion_studio_entry() -> PipelineEntry:
+    """`mm_diffusion_toyworld`: the bundled MM-Diffusion trained on toy-world bounces (`pipelines.train mm_diffusion`,
+    a shrunken clip), studio variant; works offline."""
+    from pathlib import Path
+
+    def folder() -> Path:
+        return Path(__file__).resolve().parent.parent / STUDIO_MM_DIFFUSION
+
+    def missing(offline: bool) -> str | None:  # no torch import: start-up checks stay light
+        absent = [name for name in ("model.safetensors", "model.json") if not (folder() / name).is_file()]
+        return f"are missing: {', '.join(absent)} not found in {folder()}" if absent else None
+
+    def load(device: str, dtype):
+        from pipelines.train.mm_diffusion import load_trained
+
+        return load_trained(folder(), device, dtype)
+
+    return PipelineEntry("mm_diffusion_toyworld", "MM-Diffusion (toy world)", {"studio": WeightsSource(
+        load=load, missing=missing,
+        description=f"a small model trained on toy-world bounces ({STUDIO_MM_DIFFUSION})")})
+
+
 STUDIO_IMAGES_THAT_SOUND = "assets/models/images_that_sound"  # relative to the repository root
 STUDIO_JUDGES = "assets/models/judges"  # relative to the repository root
 
@@ -411,3 +439,52 @@ def _load_paper_images_that_sound(device: str, dtype):
     pipe = ImagesThatSoundPipeline.from_pretrained(PAPER_IMAGE_MODEL, PAPER_AUDIO_MODEL, vocoder=PAPER_AUDIO_MODEL,
                                                    torch_dtype=dtype)
     return pipe.to(device)
+
+
+def _colorizer_if_entry() -> PipelineEntry:
+    """`colorizer_if`: the paper's colorization on DeepFloyd IF I + II, paper variant. IF is gated, so it is used only
+    with a Hugging Face token and its weights in the local cache or reachable."""
+    from pipelines import images_that_sound as its
+    from pipelines.hub import token_configured, weights_missing
+
+    def missing(offline: bool) -> str | None:
+        if not token_configured():
+            return ("need a Hugging Face token (DeepFloyd IF is gated): accept its licence on the model page, then "
+                    "set HF_TOKEN or run `hf auth login`")
+        return (weights_missing(its.PAPER_IF_STAGE_I, its.PAPER_IF_STAGE_I_FILES, offline)
+                or weights_missing(its.PAPER_IF_STAGE_II, its.PAPER_IF_STAGE_II_FILES, offline))
+
+    def load(device: str, dtype):
+        from pipelines.images_that_sound.colorization_if import IFColorizationPipeline
+
+        return IFColorizationPipeline.from_pretrained(dtype=dtype).to(device)
+
+    return PipelineEntry("colorizer_if", "Colorization (DeepFloyd IF)", {"paper": WeightsSource(
+        load=load, missing=missing, description=f"{its.PAPER_IF_STAGE_I} + {its.PAPER_IF_STAGE_II} with T5 (gated)")})
+
+
+STUDIO_IMPACT_SOUND = "assets/models/impact_sound"  # relative to the repository root
+
+
+def _impact_diffusion_entry() -> PipelineEntry:
+    """Impact Sound's physics-driven diffusion model: the bundled toy-world model (studio variant).
+
+    The paper published no weights; its architecture at full size is `pipelines.train impact_sound --size paper`,
+    loaded in Python with `ImpactDiffusionPipeline.from_pretrained(folder)`."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / STUDIO_IMPACT_SOUND
+
+    def missing(offline: bool) -> str | None:  # no torch import: start-up checks stay light
+        needed = ("config.json", "denoiser.safetensors", "visual_encoder.safetensors", "bank.safetensors",
+                  "residual/config.json")
+        absent = [name for name in needed if not (root / name).is_file()]
+        return f"are missing: {', '.join(absent)} not found in {root}" if absent else None
+
+    def load(device: str, dtype):
+        from pipelines.impact_sound.pipeline_diffusion import ImpactDiffusionPipeline
+
+        return ImpactDiffusionPipeline.from_pretrained(root, device=device, dtype=dtype)
+
+    return PipelineEntry("impact_diffusion", "Impact Sound (diffusion)", {"studio": WeightsSource(
+        load=load, missing=missing, description=f"small toy-world model in {STUDIO_IMPACT_SOUND}")})

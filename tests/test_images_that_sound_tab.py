@@ -14,7 +14,7 @@ from studio.config import build_config
 from studio.context import StudioContext
 from studio.sessions import SessionFiles
 from studio.tabs import images_that_sound
-from studio.tabs.images_that_sound import ImagesThatSoundHandlers
+from studio.tabs.images_that_sound import ImagesThatSoundHandlers, colorization_paths
 from tests.conftest import FakeRequest, cached_repo
 from tests.test_images_that_sound import tiny_model_folder
 from tests.test_vocoders import TINY, write_auffusion_vocoder
@@ -98,3 +98,87 @@ def test_tab_ranks_samples_by_clip_and_clap_when_the_scorers_are_cached(tmp_path
     assert all("CLIP" in caption and "CLAP" in caption for caption in captions)
     assert sorted(int(caption.split(" ")[1]) for caption in captions) == [5, 6, 7]
     assert "Ranked best first by CLIP and CLAP" in final[4]
+
+
+def test_colorization_says_which_path_it_uses_and_why(tmp_path, hub_cache, monkeypatch):
+    from tests.test_colorization_if import place_in_cache, tiny_if_folders
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    paths, reason = colorization_paths("auto")  # studio weights only: neither colorizer can run
+    assert paths == [] and reason.startswith("Colorization is unavailable.")
+    assert "need a Hugging Face token" in reason and "only draw in grayscale" in reason
+
+    tiny_model_folder(cached_repo(hub_cache, PAPER_IMAGE_MODEL), seed=0)
+    tiny_model_folder(cached_repo(hub_cache, PAPER_AUDIO_MODEL), seed=1)
+    write_auffusion_vocoder(hub_cache / f"models--{PAPER_AUDIO_MODEL.replace('/', '--')}" / "snapshots" /
+                            "89abcdef0123456789abcdef0123456789abcdef", TINY)
+    paths, reason = colorization_paths("auto")
+    assert paths == [images_that_sound.SD_COLORIZER]
+    assert reason.startswith("Colorization uses **Stable Diffusion 1.5 (ungated)**. DeepFloyd IF (paper) is off: "
+                             "paper weights need a Hugging Face token")
+
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    paths, reason = colorization_paths("auto")
+    assert paths == [images_that_sound.SD_COLORIZER] and "not in the local cache and the studio is offline" in reason
+
+    tiny_if_folders(tmp_path / "if_1", tmp_path / "if_2")
+    place_in_cache(hub_cache, (tmp_path / "if_1", tmp_path / "if_2"))
+    paths, reason = colorization_paths("auto")
+    assert paths == [images_that_sound.IF_COLORIZER, images_that_sound.SD_COLORIZER]
+    assert reason.startswith("Colorization uses **DeepFloyd IF (paper)**: a Hugging Face token is set")
+
+
+def test_tab_colorizes_on_deepfloyd_if_when_its_gate_is_open(tmp_path, paper_weights_cached, hub_cache, monkeypatch):
+    from tests.test_colorization_if import place_in_cache, tiny_if_folders
+
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    tiny_if_folders(tmp_path / "if_1", tmp_path / "if_2")
+    place_in_cache(hub_cache, (tmp_path / "if_1", tmp_path / "if_2"))
+    handlers = ImagesThatSoundHandlers(context(tmp_path), "auto")
+    *_, coloured = handlers.generate("a castle", "bell ringing", "", 3, 7.5, 7.5, 0.9, 1.0, 0.64, 1, 3, "griffinlim",
+                                     images_that_sound.COMPOSED, 10, "a colorful photo of a castle", FakeRequest())
+    colour = np.asarray(Image.open(coloured[-1]).convert("RGB"), dtype=np.float32)
+    assert colour.shape == (256, 62, 3) and colour.std(axis=-1).max() > 0
+    assert {r.name for r in REGISTRY.reports()} >= {"images_that_sound", "colorizer_if"}
+
+
+def test_a_colorizer_that_cannot_run_is_refused_with_the_reason(tmp_path, paper_weights_cached, monkeypatch):
+    import gradio as gr
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    handlers = ImagesThatSoundHandlers(context(tmp_path), "auto")
+    with pytest.raises(gr.Error, match="DeepFloyd IF \\(paper\\) cannot colorize now.*Hugging Face token"):
+        list(handlers.generate("a", "b", "", 2, 7.5, 7.5, 0.9, 1.0, 0.64, 1, 3, "griffinlim",
+                               images_that_sound.COMPOSED, 10, "a colorful castle", FakeRequest(),
+                               images_that_sound.IF_COLORIZER))
+
+
+def test_paper_examples_are_made_on_first_click_then_served_from_the_store(tmp_path, paper_weights_cached,
+                                                                            monkeypatch):
+    import tempfile
+
+    import gradio as gr
+
+    monkeypatch.delenv("GRADIO_EXAMPLES_CACHE", raising=False)
+    handlers = ImagesThatSoundHandlers(context(tmp_path), "auto", steps_default=3, seconds_default=0.64)
+    made, generate = [], handlers.generate
+
+    def counting_generate(*args, **kwargs):
+        made.append(args[:2])
+        yield from generate(*args, **kwargs)
+
+    monkeypatch.setattr(handlers, "generate", counting_generate)
+    with gr.Blocks():
+        prompts = [gr.Textbox(), gr.Textbox()]
+        outputs = images_that_sound.output_components()
+        examples = images_that_sound.paper_examples(handlers, prompts, outputs, gpu_seconds=0)
+        for component in outputs:
+            component.render()
+    assert made == [] and str(examples.cached_folder).startswith(tempfile.gettempdir())  # lazy; not in the repo
+    first = examples.load_from_cache(1, FakeRequest())
+    second = examples.load_from_cache(1, FakeRequest())
+    assert made == [tuple(images_that_sound.PAPER_PROMPTS[1])]  # generated once, then served
+    assert first == second and "Seeds 0…0" in first[3]
+    assert Image.open(first[0].root[0].image.path).size == (62, 256)  # the gallery, read back from the store

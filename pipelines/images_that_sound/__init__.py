@@ -13,3 +13,10 @@ PAPER_IMAGE_FILES = ("unet/config.json", "text_encoder/config.json", "tokenizer/
                      "scheduler/scheduler_config.json")
 PAPER_AUDIO_FILES = ("vae/config.json", "unet/config.json", "text_encoder/config.json",
                      "tokenizer/tokenizer_config.json", "vocoder/config.json", "vocoder/vocoder.pt")
+# The paper's colorizer (Factorized Diffusion on DeepFloyd IF, gated: needs a token and the licence accepted).
+PAPER_IF_STAGE_I = "DeepFloyd/IF-I-M-v1.0"
+PAPER_IF_STAGE_II = "DeepFloyd/IF-II-M-v1.0"
+PAPER_IF_STAGE_I_FILES = ("model_index.json", "unet/config.json", "scheduler/scheduler_config.json",
+                          "text_encoder/config.json", "tokenizer/tokenizer_config.json")
+PAPER_IF_STAGE_II_FILES = ("model_index.json", "unet/config.json", "scheduler/scheduler_config.json",
+                           "image_noising_scheduler/scheduler_config.json")

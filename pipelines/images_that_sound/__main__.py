@@ -29,6 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--colorize", default="", metavar="PROMPT",
                         help="also write sample-XXX-color.png, coloured by this prompt with the spectrogram kept as "
                              "its grayscale (e.g. 'a colorful photo of a castle')")
+    parser.add_argument("--colorizer", choices=("auto", "deepfloyd-if", "sd"), default="auto",
+                        help="deepfloyd-if: the paper's (gated: needs a Hugging Face token and DeepFloyd IF-I/II-M "
+                             "cached or reachable; meant for a GPU); sd: Stable Diffusion 1.5, ungated; "
+                             "auto (default): deepfloyd-if when it can load, else sd")
+    parser.add_argument("--colorize-steps", type=int, default=30,
+                        help="colorization steps (paper: 30; DeepFloyd IF's stage I restarts from the noisy "
+                             "spectrogram at 7/30 of them)")
     parser.add_argument("--sds-iterations", type=int, default=2000, help="SDS optimisation steps (paper: 40000)")
     parser.add_argument("--num-samples", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=4, help="samples generated at once")
@@ -99,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_samples < 1 or args.batch_size < 1:
         raise SystemExit("error: --num-samples and --batch-size must be at least 1")
     from pipelines.images_that_sound.pipeline_images_that_sound import ImagesThatSoundPipeline
-    from pipelines.images_that_sound.colorization import colorize
     from pipelines.media import save_playhead_video, save_png, save_wav
     from pipelines.registry import choose_device, choose_dtype
     from pipelines.seeds import generators_for
@@ -109,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         args.image_model, args.audio_model, vocoder=None if args.vocoder == "griffinlim" else
         (args.vocoder_model or args.audio_model), torch_dtype=choose_dtype(device)).to(device)
     seed = generators_for(args.seed, 1)[1]
+    colorizer, colorize = load_colorizer(args, pipe, device) if args.colorize else (None, None)
     args.out.mkdir(parents=True, exist_ok=True)
     samples, spectrograms, sounds, sample_rate = [], [], [], None
     for start, output in generate(pipe, args, seed):
@@ -122,17 +129,37 @@ def main(argv: list[str] | None = None) -> int:
             samples.append({"index": index, "seed": seed + index, "files": [f"{stem.name}.png", f"{stem.name}.wav",
                                                                              f"{stem.name}.mp4"]})
             if args.colorize:
-                colour = colorize(pipe, output.spectrogram[offset : offset + 1], args.colorize,
-                                  generator=generators_for(seed + index, 1)[0])[0]
+                colour = colorize(output.spectrogram[offset : offset + 1], generators_for(seed + index, 1)[0])[0]
                 save_png(colour, args.out / f"{stem.name}-color.png")
                 samples[-1]["files"].append(f"{stem.name}-color.png")
         spectrograms.append(output.spectrogram)
         sounds.append(output.audio)
     report = score_report(args, load_scorers(args), samples, np.concatenate(spectrograms), np.concatenate(sounds),
-                          sample_rate)
+                          sample_rate) | {"colorizer": colorizer}
     (args.out / "scores.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {len(samples)} samples and scores.json to {args.out}")
     return 0
+
+
+def load_colorizer(args: argparse.Namespace, pipe, device: str):
+    """(name, colorize(spectrograms [N, H, W], generator) -> colour [N, H, W, 3]) for `--colorize`, as `--colorizer`
+    asks; with auto, DeepFloyd IF when its gate opens, else Stable Diffusion 1.5 (saying why on stderr)."""
+    from pipelines.registry import WeightsUnavailableError, get_pipeline
+
+    if args.colorizer != "sd":
+        try:
+            colorizer = get_pipeline("colorizer_if", "paper", device)
+            return "DeepFloyd IF", lambda spectrograms, generator: colorizer(
+                spectrograms, args.colorize, num_inference_steps=args.colorize_steps,
+                start_step=round(7 / 30 * args.colorize_steps), generator=generator)  # the paper: 7 of 30
+        except WeightsUnavailableError as error:
+            if args.colorizer == "deepfloyd-if":
+                raise SystemExit(f"error: {error}") from None
+            print(f"Colorizing with Stable Diffusion 1.5 instead of DeepFloyd IF: {error}", file=sys.stderr)
+    from pipelines.images_that_sound.colorization import colorize
+
+    return "Stable Diffusion 1.5", lambda spectrograms, generator: colorize(
+        pipe, spectrograms, args.colorize, num_inference_steps=args.colorize_steps, generator=generator)
 
 
 def score_report(args, scorers: dict, samples: list[dict], spectrograms, audio, sample_rate: int) -> dict:

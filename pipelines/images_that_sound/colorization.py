@@ -6,7 +6,7 @@ estimate has its grayscale component replaced by the spectrogram, so only the co
 after Geng et al.'s Factorized Diffusion).
 
 This is the ungated path on the Stable Diffusion image model we already hold. It differs from the paper's DeepFloyd
-IF path: SD works on VAE latents, so each projection decodes the clean estimate, projects it in pixel space and
+IF path (`colorization_if.py`, gated): SD works on VAE latents, so each projection decodes the clean estimate, projects it in pixel space and
 encodes it back (slower, and the VAE round trip loosens the constraint during sampling); the final projection is
 exact. The projection keeps pixel values in [0, 1] by shrinking the colour component where it would overflow, so the
 result's channel mean equals the spectrogram exactly.
@@ -18,6 +18,14 @@ import numpy as np
 import torch
 
 from pipelines.images_that_sound.pipeline_images_that_sound import Guidance, ImagesThatSoundPipeline
+
+
+def replace_grayscale(rgb: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
+    """RGB [N, 3, H, W] with its grayscale component (channel mean) swapped for `gray` [N, H, W]: G(x) := gray.
+
+    The colour component C(x) = x − G(x) is kept as it is; no range limit (noisy images live outside [0, 1]).
+    """
+    return gray[:, None] + (rgb - rgb.mean(dim=1, keepdim=True))
 
 
 def project_grayscale(rgb: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:

@@ -210,15 +210,20 @@ class ImagesThatSoundPipeline(DiffusionPipeline):
 
     def denoise(self, models: list[Guidance], latents: torch.Tensor, num_inference_steps: int, eta: float, generator,
                 callback=None, callback_steps: int = 10) -> torch.Tensor:
-        """DDIM from z_T to z_0 with the weighted average of the active models; inactive ones are not evaluated."""
+        """DDIM from z_T to z_0 with the weighted average of the active models; inactive ones are not evaluated.
+
+        The warm-start test and the scheduler read the timestep as a Python int (`t`): reading a GPU tensor there
+        would make the host wait for the GPU at every step.
+        """
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
-        for step, timestep in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            estimates = [self.guided_noise(m, latents, timestep) for m in models if self.active(m.warm_start, timestep)]
+        timesteps = self.scheduler.timesteps
+        for step, (timestep, t) in enumerate(zip(self.progress_bar(timesteps), timesteps.tolist())):
+            estimates = [self.guided_noise(m, latents, timestep) for m in models if self.active(m.warm_start, t)]
             noise = sum(estimates) / len(estimates)  # Eqs. 5–6: equal weights λ = w / Σw over the active models
-            stepped = self.scheduler.step(noise, timestep, latents, eta=eta, generator=generator)
+            stepped = self.scheduler.step(noise, t, latents, eta=eta, generator=generator)
             latents = stepped.prev_sample
             if callback is not None and (step + 1) % callback_steps == 0:
-                callback(step, int(timestep), self.decode_spectrograms(stepped.pred_original_sample))
+                callback(step, t, self.decode_spectrograms(stepped.pred_original_sample))
         return latents
 
     def finish(self, spectrograms: np.ndarray, latents: torch.Tensor, vocoder: str, iterations: int):

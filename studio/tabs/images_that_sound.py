@@ -1,18 +1,27 @@
 """Images that Sound: two prompts -> a spectrogram that looks like the picture and sounds like the sound.
 
 The picture forms live (previews of the clean estimate stream in while sampling); every sample is kept as png,
-wav and a playhead mp4.
+wav and a playhead mp4. The paper's prompt pairs are examples, generated on first click and then served from a
+store kept for this run. The best sample can be colorized: on DeepFloyd IF (the paper's way; gated) when a Hugging
+Face token is set and its weights are at hand, otherwise on Stable Diffusion 1.5.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import io
+import os
 import queue
+import shutil
+import tempfile
 import threading
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
 
-from pipelines.registry import available, chosen_variant, describe, get_pipeline
+from pipelines.registry import REGISTRY, WeightsUnavailableError, available, chosen_variant, describe, get_pipeline
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
 from pipelines.media import save_playhead_video, save_png, save_wav, to_uint8
@@ -33,6 +42,9 @@ PAPER_PROMPTS = [
 ]
 COMPOSED, IMPRINT, SDS = "Composed (the paper's method)", "Imprint baseline", "SDS baseline (slow)"
 MAX_SDS_ITERATIONS = 5000
+IF_COLORIZER, SD_COLORIZER = "DeepFloyd IF (paper)", "Stable Diffusion 1.5 (ungated)"
+EXAMPLE_SEED = 0
+EXAMPLES_REQUEST = SimpleNamespace(session_hash="paper-examples")  # stands in for gr.Request: one shared folder
 
 INTRO = """
 Spectrograms that are also pictures (Chen, Geng, Owens 2024): an image model and an audio model denoise **one**
@@ -47,6 +59,8 @@ def build(context: StudioContext) -> None:
     # The studio models were trained on 0.64 s spectrograms; the paper's on 10.24 s. Start where each is at home.
     seconds_default, steps_default = ((4 * SECONDS_PER_LATENT_BLOCK, 50) if chosen_variant(NAME, settings.variant)
                                       == "studio" else (10.24, 100))
+    handlers = ImagesThatSoundHandlers(context, settings.variant, steps_default, seconds_default)
+    colour_paths, colour_reason = colorization_paths(settings.variant)
     with gr.Tab("Images that Sound", id=NAME):
         gr.Markdown(INTRO + f"\n*Weights: {describe(NAME, settings.variant)}*")
         with gr.Row():
@@ -55,7 +69,8 @@ def build(context: StudioContext) -> None:
                                            "picture leave silence, which makes the sound cleaner.")
             audio_prompt = gr.Textbox(label="Audio prompt", value=PAPER_PROMPTS[0][1], max_lines=2,
                                       info="Name one clear sound, e.g. 'bell ringing', 'dog barking'.")
-        gr.Examples(PAPER_PROMPTS, inputs=[image_prompt, audio_prompt], label="The paper's prompt pairs")
+        outputs = output_components()  # placed further down; the examples need them first
+        paper_examples(handlers, [image_prompt, audio_prompt], outputs, settings.gpu_seconds)
         method = gr.Radio([COMPOSED, IMPRINT, SDS], value=COMPOSED, label="Method",
                           info="Baselines from the paper: imprint stamps an image onto a spectrogram; SDS optimises "
                                "one picture with both models' scores (slow: one sample, many iterations).")
@@ -82,40 +97,127 @@ def build(context: StudioContext) -> None:
         with gr.Row():
             colour_prompt = gr.Textbox(label="Colorize (optional): describe the colours",
                                        placeholder="a colorful photo of a castle", scale=3,
+                                       interactive=bool(colour_paths),
                                        info="Colours the best sample without changing its grayscale, so it still "
                                             "sounds the same.")
+            colour_with = gr.Radio(colour_paths, value=colour_paths[0] if colour_paths else None,
+                                   label="Colorize with", scale=2, visible=bool(colour_paths),
+                                   elem_id="its-colour-with")
+        gr.Markdown(colour_reason, elem_id="its-colour-note")
         with gr.Row():
             generate = gr.Button("Generate", variant="primary", elem_id="its-generate")
             stop = gr.Button("Stop")
-        preview = gr.Image(label="Forming…", type="numpy", elem_id="its-preview")
-        gallery = gr.Gallery(label="Samples (spectrograms as seen)", columns=2, height=320, elem_id="its-gallery")
-        coloured = gr.Image(label="Best sample, colorized", type="filepath", format="png")
+        preview, gallery, sound, video, note, files, coloured = outputs
+        preview.render()
+        gallery.render()
+        coloured.render()
         with gr.Row():
-            sound = gr.Audio(label="Best sample as sound", type="filepath")
-            video = gr.Video(label="Best sample with playhead")
-        note = gr.Markdown(elem_id="its-note")
-        files = gr.File(label="Downloads", file_count="multiple")
+            sound.render()
+            video.render()
+        note.render()
+        files.render()
 
-        handlers = ImagesThatSoundHandlers(context, settings.variant)
         event = generate.click(
             gpu_handler(handlers.generate, settings.gpu_seconds),
             [image_prompt, audio_prompt, negative_prompt, steps, image_scale, audio_scale, warm_image, warm_audio,
-             seconds, samples, seed, vocoder, method, sds_iterations, colour_prompt],
-            [preview, gallery, sound, video, note, files, coloured],
-            concurrency_limit=settings.concurrency_limit, concurrency_id=NAME, api_name="images_that_sound",
+             seconds, samples, seed, vocoder, method, sds_iterations, colour_prompt, colour_with],
+            outputs, concurrency_limit=settings.concurrency_limit, concurrency_id=NAME, api_name="images_that_sound",
         )
         stop.click(None, None, None, cancels=[event])
 
 
+def output_components() -> list:
+    """preview, gallery, sound, video, note, files, colorized: created unrendered, `render()`ed where they go."""
+    return [
+        gr.Image(label="Forming…", type="numpy", elem_id="its-preview", render=False),
+        gr.Gallery(label="Samples (spectrograms as seen)", columns=2, height=320, elem_id="its-gallery",
+                   render=False),
+        gr.Audio(label="Best sample as sound", type="filepath", render=False),
+        gr.Video(label="Best sample with playhead", render=False),
+        gr.Markdown(elem_id="its-note", render=False),
+        gr.File(label="Downloads", file_count="multiple", render=False),
+        gr.Image(label="Best sample, colorized", type="filepath", format="png", render=False),
+    ]
+
+
+def paper_examples(handlers: ImagesThatSoundHandlers, prompts: list, outputs: list, gpu_seconds: int) -> gr.Examples:
+    """The paper's prompt pairs, generated at the tab's defaults on first click, then served from the store.
+
+    `outputs`: the tab's outputs (`output_components`); the examples fill gallery, sound, video, note and files.
+
+    The store is a folder for this run (removed at exit) unless GRADIO_EXAMPLES_CACHE names one: gradio's default,
+    .gradio/cached_examples in the working directory, outlives the run and would keep serving results made with
+    other weights after they change.
+    """
+    previous = os.environ.get("GRADIO_EXAMPLES_CACHE")
+    os.environ["GRADIO_EXAMPLES_CACHE"] = previous or _run_folder()  # read once, by the constructor
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # gradio prints the store's folder; start-up stays quiet
+            return gr.Examples(PAPER_PROMPTS, inputs=prompts, outputs=outputs[1:6],
+                               fn=gpu_handler(handlers.example, gpu_seconds), cache_examples=True,
+                               cache_mode="lazy", label="The paper's prompt pairs (made on first click at the "
+                                                        "default settings, then shown at once)")
+    finally:
+        if previous is None:
+            os.environ.pop("GRADIO_EXAMPLES_CACHE")
+
+
+def _run_folder() -> str:
+    folder = tempfile.mkdtemp(prefix="synesthesia-examples-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+def colorization_paths(variant: str) -> tuple[list[str], str]:
+    """The colorizers that can run now, best first, and a plain sentence saying which one is used and why."""
+    paths, reasons = [], []
+    if available("colorizer_if", variant):
+        paths.append(IF_COLORIZER)
+    else:
+        reasons.append(f"{IF_COLORIZER} is off: {_unavailable_reason('colorizer_if', variant)}")
+    if chosen_variant(NAME, variant) == "paper":
+        paths.append(SD_COLORIZER)
+    else:
+        reasons.append(f"{SD_COLORIZER} is off: it needs the paper weights, and the studio's small models only draw "
+                       f"in grayscale")
+    if not paths:
+        return paths, "Colorization is unavailable. " + " ".join(f"{reason}." for reason in reasons)
+    if paths[0] == IF_COLORIZER:
+        return paths, f"Colorization uses **{IF_COLORIZER}**: a Hugging Face token is set and its weights are at hand."
+    return paths, f"Colorization uses **{paths[0]}**. {reasons[0]}."
+
+
+def _unavailable_reason(name: str, variant: str) -> str:
+    try:
+        REGISTRY.resolve(name, variant)
+    except WeightsUnavailableError as error:
+        return str(error).split(": ", 1)[-1]  # without the lead "<title> has no usable weights"
+    return "it became available just now"
+
+
 class ImagesThatSoundHandlers:
-    def __init__(self, context: StudioContext, variant: str):
+    def __init__(self, context: StudioContext, variant: str, steps_default: int = 100, seconds_default: float = 10.24):
         self.context, self.variant = context, variant
+        self.steps_default, self.seconds_default = steps_default, seconds_default
+
+    def example(self, image_prompt, audio_prompt) -> tuple:
+        """One of the paper's prompt pairs at the tab's default settings, one sample, a fixed seed (for gr.Examples):
+        (gallery, sound, video, note, files).
+
+        Takes no gr.Request (gradio passes none when it caches an example): the result is shared by all visitors,
+        so its files go to one shared folder before gradio copies them into its store. The preview and colour
+        images are left out: they are empty here, and gradio's store cannot give back an empty image.
+        """
+        *_, final = self.generate(image_prompt, audio_prompt, "", self.steps_default, 10.0, 10.0, 0.9, 1.0,
+                                  self.seconds_default, 1, EXAMPLE_SEED, "hifigan", COMPOSED, 10, "", EXAMPLES_REQUEST)
+        return final[1:6]
 
     @user_facing("composing the picture and the sound")
     def generate(self, image_prompt, audio_prompt, negative_prompt, steps, image_scale, audio_scale, warm_image,
                  warm_audio, seconds, samples, seed, vocoder, method, sds_iterations, colour_prompt,
-                 request: gr.Request):
-        """Yields (preview, …) while sampling, then the samples as files."""
+                 request: gr.Request, colour_with: str | None = None):
+        """Yields (preview, …) while sampling, then the samples as files. `colour_with`: a colorizer from
+        `colorization_paths` (None: the best available)."""
         from pipelines.seeds import generators_for
 
         arguments = dict(
@@ -142,6 +244,8 @@ class ImagesThatSoundHandlers:
             vocoder_note = " These weights come without a HiFi-GAN, so Griffin-Lim made the sound."
         updates: queue.Queue = queue.Queue()
         colour_prompt = require_prompt(colour_prompt, "Colorize prompt", allow_empty=True)
+        if colour_prompt:
+            colour_with = _require_colorizer(colour_with, self.variant)
         if method == SDS:
             arguments["iterations"] = require_number(sds_iterations, "SDS iterations", 1, MAX_SDS_ITERATIONS,
                                                      integer=True)
@@ -163,12 +267,16 @@ class ImagesThatSoundHandlers:
             return
         yield (None,) + saved + (gr.skip(),)
         yield (gr.skip(),) * 7 + (self._colorize(pipe, payload.spectrogram[best : best + 1], colour_prompt,
-                                                 generators[best], request),)
+                                                 colour_with, generators[best], request),)
 
-    def _colorize(self, pipe, spectrogram, prompt: str, generator, request: gr.Request) -> str:
-        from pipelines.images_that_sound.colorization import colorize
+    def _colorize(self, pipe, spectrogram, prompt: str, colorizer: str, generator, request: gr.Request) -> str:
+        """The paper's IF colorizer (30 steps, guidance 10, restart at step 7) or the SD 1.5 one (30 steps)."""
+        if colorizer == IF_COLORIZER:
+            colour = get_pipeline("colorizer_if", self.variant)(spectrogram, prompt, generator=generator)[0]
+        else:
+            from pipelines.images_that_sound.colorization import colorize
 
-        colour = colorize(pipe, spectrogram, prompt, generator=generator)[0]
+            colour = colorize(pipe, spectrogram, prompt, generator=generator)[0]
         return str(save_png(colour, self.context.files.new_path(request.session_hash, "colorized", ".png")))
 
     def _save(self, output, seed_used: int, request: gr.Request, prompts: tuple[str, str]) -> tuple[tuple, int]:
@@ -245,3 +353,15 @@ def _run(pipe, arguments: dict, generators, updates: queue.Queue) -> None:
         updates.put(("done", output))
     except Exception as error:  # noqa: BLE001 - re-raised in the handler's thread, where user_facing handles it
         updates.put(("error", error))
+
+
+def _require_colorizer(choice: str | None, variant: str) -> str:
+    """The chosen colorizer if it can run now (None: the best that can); otherwise a plain error saying why not."""
+    paths, reason = colorization_paths(variant)
+    if not paths:
+        raise gr.Error(reason.replace("**", ""))
+    if choice is None:
+        return paths[0]
+    if choice not in paths:
+        raise gr.Error(f"{choice} cannot colorize now. {reason.replace('**', '')}")
+    return choice
