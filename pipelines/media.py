@@ -5,6 +5,8 @@ Used by the studio tabs, the pipelines' command-line tools and the trainers alik
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,29 +31,36 @@ class VideoDecodeError(ValueError):
     """The file could not be read as a video, or holds no frames."""
 
 
-def frames_at(path: str | Path, times_s: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """RGB uint8 frames [N, H, W, 3] of a video at the given times (each clamped into the video), with the
-    video's frame rate and length in seconds. VideoDecodeError, in words, when it cannot be read."""
+@contextmanager
+def opened_video(path: str | Path, **options) -> Iterator:
+    """A moviepy `VideoFileClip` (no audio) with a positive frame rate and length, closed afterwards. Any decoder
+    failure, on opening or part-way through a broken stream, becomes a VideoDecodeError in words."""
     from moviepy import VideoFileClip
 
     try:
-        clip = VideoFileClip(str(path), audio=False)
+        clip = VideoFileClip(str(path), audio=False, **options)
     except Exception as error:  # noqa: BLE001 - any decoder failure means the same thing to the user
         raise VideoDecodeError(f"no video decoder could read it ({type(error).__name__})") from error
     try:
-        fps, seconds = float(clip.fps or 0.0), float(clip.duration or 0.0)
-        if not (fps > 0 and seconds > 0):
+        if not (float(clip.fps or 0.0) > 0 and float(clip.duration or 0.0) > 0):
             raise VideoDecodeError("it holds no video frames")
-        last = max(0.0, seconds - 1.0 / fps)
-        times = np.clip(np.asarray(times_s, dtype=np.float64).reshape(-1), 0.0, last)
-        frames = np.stack([np.asarray(clip.get_frame(t))[..., :3] for t in times]).astype(np.uint8) \
-            if len(times) else np.zeros((0, *clip.size[::-1], 3), np.uint8)
+        yield clip
     except VideoDecodeError:
         raise
     except Exception as error:  # noqa: BLE001 - a broken stream fails part-way through decoding
         raise VideoDecodeError(f"the video stream is damaged ({type(error).__name__})") from error
     finally:
         clip.close()
+
+
+def frames_at(path: str | Path, times_s: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """RGB uint8 frames [N, H, W, 3] of a video at the given times (each clamped into the video), with the
+    video's frame rate and length in seconds. VideoDecodeError, in words, when it cannot be read."""
+    with opened_video(path) as clip:
+        fps, seconds = float(clip.fps), float(clip.duration)
+        times = np.clip(np.asarray(times_s, dtype=np.float64).reshape(-1), 0.0, max(0.0, seconds - 1.0 / fps))
+        frames = np.stack([np.asarray(clip.get_frame(t))[..., :3] for t in times]).astype(np.uint8) \
+            if len(times) else np.zeros((0, *clip.size[::-1], 3), np.uint8)
     return frames, fps, seconds
 
 

@@ -11,11 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.media import VideoDecodeError, opened_video
+
 ANALYSIS_WIDTH = 160  # pixels: plenty to see motion, fast to decode
-
-
-class VideoDecodeError(ValueError):
-    """The file could not be read as a video, or holds no frames."""
 
 
 @dataclass
@@ -30,27 +28,13 @@ class VideoFrames:
 
 def read_frames(path: str | Path, *, max_seconds: float, width: int = ANALYSIS_WIDTH) -> VideoFrames:
     """Decode up to `max_seconds` of a video at its own frame rate, scaled to `width` pixels wide, as grayscale."""
-    from moviepy import VideoFileClip
-
-    try:
-        clip = VideoFileClip(str(path), audio=False, target_resolution=(None, width))
-    except Exception as error:  # noqa: BLE001 - any decoder failure means the same thing to the user
-        raise VideoDecodeError(f"no video decoder could read it ({type(error).__name__})") from error
-    try:
-        fps, seconds = float(clip.fps or 0.0), float(clip.duration or 0.0)
-        if not (fps > 0 and seconds > 0):
-            raise VideoDecodeError("it holds no video frames")
+    with opened_video(path, target_resolution=(None, width)) as clip:
+        fps, seconds = float(clip.fps), float(clip.duration)
         notes = []
         if seconds > max_seconds:
             notes.append(f"Used the first {max_seconds:g} s of {seconds:.1f} s of video.")
             clip, seconds = clip.subclipped(0, max_seconds), max_seconds
         frames = [frame.astype(np.float32).mean(axis=2) / 255.0 for frame in clip.iter_frames(fps=fps)]
-    except VideoDecodeError:
-        raise
-    except Exception as error:  # noqa: BLE001 - a broken stream fails part-way through decoding
-        raise VideoDecodeError(f"the video stream is damaged ({type(error).__name__})") from error
-    finally:
-        clip.close()
     if not frames:
         raise VideoDecodeError("it holds no video frames")
     return VideoFrames(np.stack(frames), fps, seconds, notes)
@@ -58,16 +42,8 @@ def read_frames(path: str | Path, *, max_seconds: float, width: int = ANALYSIS_W
 
 def video_seconds(path: str | Path) -> float:
     """The video's length in seconds (VideoDecodeError when it cannot be read)."""
-    from moviepy import VideoFileClip
-
-    try:
-        with VideoFileClip(str(path), audio=False) as clip:
-            seconds = float(clip.duration or 0.0)
-    except Exception as error:  # noqa: BLE001 - any decoder failure means the same thing to the user
-        raise VideoDecodeError(f"no video decoder could read it ({type(error).__name__})") from error
-    if not seconds > 0:
-        raise VideoDecodeError("it holds no video frames")
-    return seconds
+    with opened_video(path) as clip:
+        return float(clip.duration)
 
 
 def mux(video_path: str | Path, audio: np.ndarray, sample_rate: int, out_path: str | Path) -> Path:
