@@ -1,9 +1,12 @@
-"""Small CNN judges of the toy world: which picture class a 256×W image shows, which sound class a spectrogram holds.
+"""Small CNN judges of the toy world: which picture class a 256×W image shows, which sound class a spectrogram holds,
+which material an impact sound was struck from.
 
-Both judges read a grayscale [N, H, W] array in [0, 1]: the image judge the picture, the sound judge the Auffusion
-spectrogram image (`pipelines.audio`: 256 mel rows, low frequencies at the bottom). Rows are resized to 256; any
-width works (the features are averaged over the columns, per row band, so where in time a sound sits does not
-matter but which frequency band does).
+All judges read a grayscale [N, H, W] array in [0, 1]: the image judge the picture, the sound judge the Auffusion
+spectrogram image (`pipelines.audio`: 256 mel rows, low frequencies at the bottom), the material judge the impact
+spectrogram image of `impact_spectrogram_images` (the paper's material classifier reads the clip's log-magnitude
+STFT 2048/256; Su et al. 2023, Sec. 4, research notes B5). Rows are resized to 256; any width works (the features
+are averaged over the columns, per row band, so where in time a sound sits does not matter but which frequency
+band does).
 
 Saved as `<kind>.safetensors` + `<kind>.json` (the config: classes, channels) in a folder (the bundled ones:
 `assets/models/judges/`). `JudgeImageScorer` and `JudgeSoundScorer` wrap them in the ranking interface of
@@ -24,19 +27,26 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from pipelines.audio import SPECS, log_mel, resample, spectrogram_to_image
+from pipelines.impact_sound.materials import MATERIALS
 from pipelines.toyworld.captioned import (CORE_IMAGE_CLASSES, CORE_SOUND_CLASSES, IMAGE_CAPTIONS, IMAGE_CLASSES,
                                           SOUND_CAPTIONS, SOUND_CLASSES)
 
 AUFFUSION = SPECS["auffusion"]
+IMPACT = SPECS["impact"]
 ROWS = 256
-KINDS = ("image", "sound")
+KINDS = ("image", "sound", "material")
+# The material judge's input: dB re the clip's loudest STFT bin, floored 80 dB down (the paper extractor's floor).
+MATERIAL_FLOOR_DB = 80.0
+MATERIAL_AMIN = 1e-5  # magnitude floor before the log (librosa.amplitude_to_db's amin)
+MATERIAL_ROW_POOL = 4  # 1024 STFT bins (Nyquist dropped) -> 256 rows of 86 Hz, max over each group of 4
 STUDIO_JUDGES = Path(__file__).resolve().parent.parent.parent / "assets" / "models" / "judges"
 STOPWORDS = frozenset({"a", "an", "the", "of", "on", "in", "and", "to", "going", "up", "down"})
 
 
 @dataclass(frozen=True)
 class JudgeConfig:
-    """What a saved judge is: its kind ("image" | "sound"), its classes (output order) and its conv widths."""
+    """What a saved judge is: its kind ("image" | "sound" | "material"), its classes (output order) and its conv
+    widths."""
 
     kind: str
     classes: tuple[str, ...]
@@ -62,9 +72,24 @@ class JudgeCNN(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [N, 1, 256, W] in [0, 1] -> logits [N, classes]."""
+        return self.head(self.embed(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [N, 1, 256, W] in [0, 1] -> the features before the classification layer [N, channels · bands]."""
         h = self.features(x * 2.0 - 1.0)
-        h = F.adaptive_avg_pool2d(h, (self.config.bands, 1)).flatten(1)
-        return self.head(h)
+        return F.adaptive_avg_pool2d(h, (self.config.bands, 1)).flatten(1)
+
+    @torch.no_grad()
+    def embeddings(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
+        """[N, H, W] grayscale in [0, 1] -> pre-classifier features [N, channels · bands] (eval mode, float32),
+        what the paper's FID/KID compare (Su et al. 2023, Sec. 4: "features before the classification layer")."""
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        out = [self.embed(to_input(images[i : i + batch]).to(device)).float().cpu()
+               for i in range(0, len(images), batch)]
+        self.train(was_training)
+        return torch.cat(out).numpy() if out else np.zeros((0, self.head.in_features), np.float32)
 
     @torch.no_grad()
     def probabilities(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -234,7 +259,57 @@ def audio_to_spectrograms(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def default_classes(kind: str, which: str = "core") -> tuple[str, ...]:
-    """The judge's classes: the core four (DESIGN §6) or all eight of `kind`."""
+    """The judge's classes: the core four (DESIGN §6) or all eight of `kind`; for "material" the toy materials."""
+    if kind == "material":
+        return tuple(MATERIALS)
     if kind == "image":
         return CORE_IMAGE_CLASSES if which == "core" else IMAGE_CLASSES
     return CORE_SOUND_CLASSES if which == "core" else SOUND_CLASSES
+
+
+# The material judge's input ------------------------------------------------------------------------------------------
+
+
+def impact_spectrogram_images(audio: np.ndarray | torch.Tensor, sample_rate: int = IMPACT.sample_rate) -> np.ndarray:
+    """Impact clips [N, S] (or one [S]) -> the material judge's input [N, 256, 44] in [0, 1], float32.
+
+    Each clip is resampled to 44.1 kHz if needed, cut or zero-padded to 0.25 s and peak-normalised; then
+    |STFT| with n_fft 2048, hop 256, periodic Hann, centred with zero padding (the paper's representation, notes
+    B1: 1025 × 44), in dB re the clip's loudest bin, floored at −80 dB (`MATERIAL_FLOOR_DB`) and mapped to
+    [0, 1] (0 = floor, 1 = loudest). The 1024 bins below Nyquist are pooled (max) in groups of 4 into 256 rows
+    of 86 Hz, low frequencies in row 0. **Departure**: the paper's classifier reads the log-spectrogram itself;
+    the relative floor makes this judge blind to the overall level and to anything 80 dB below the peak (e.g. the
+    different near-silent floors of recordings, syntheses and Griffin-Lim outputs). A silent clip gives an
+    all-zero image. Raises ValueError on non-finite or empty input.
+    """
+    x = torch.as_tensor(np.asarray(audio, dtype=np.float32) if not isinstance(audio, torch.Tensor) else audio)
+    x = x.float().reshape(1, -1) if x.ndim == 1 else x.float()
+    if x.ndim != 2 or x.shape[-1] == 0 or not bool(torch.isfinite(x).all()):
+        raise ValueError("impact audio must be finite mono clips, [samples] or [clips, samples], not empty")
+    if sample_rate != IMPACT.sample_rate:
+        x = torch.as_tensor(np.stack([resample(row, sample_rate, IMPACT.sample_rate) for row in x.numpy()]))
+    return impact_spectrogram_tensor(x).numpy()
+
+
+def impact_spectrogram_tensor(audio: torch.Tensor) -> torch.Tensor:
+    """The batched torch core of `impact_spectrogram_images`: [N, S] at 44.1 kHz -> [N, 256, 44] in [0, 1]."""
+    clip = IMPACT.clip_samples
+    x = audio[..., :clip] if audio.shape[-1] >= clip else F.pad(audio, (0, clip - audio.shape[-1]))
+    peak = x.abs().amax(dim=-1, keepdim=True)
+    x = x / peak.clamp_min(1e-12)
+    window = torch.hann_window(IMPACT.n_fft, periodic=True, dtype=x.dtype, device=x.device)
+    magnitude = torch.stft(x, IMPACT.n_fft, IMPACT.hop_length, window=window, center=True, pad_mode="constant",
+                           return_complex=True).abs()
+    decibels = 20.0 * torch.log10(magnitude.clamp_min(MATERIAL_AMIN))
+    decibels = decibels - decibels.amax(dim=(1, 2), keepdim=True)
+    unit = (decibels.clamp_min(-MATERIAL_FLOOR_DB) + MATERIAL_FLOOR_DB) / MATERIAL_FLOOR_DB
+    bins = (IMPACT.n_fft // 2) // MATERIAL_ROW_POOL * MATERIAL_ROW_POOL
+    pooled = unit[:, :bins].reshape(len(unit), -1, MATERIAL_ROW_POOL, unit.shape[-1]).amax(dim=2)
+    return torch.where(peak[:, :, None] > 0, pooled, torch.zeros_like(pooled))
+
+
+def material_probabilities(judge: JudgeCNN, audio: np.ndarray, sample_rate: int = IMPACT.sample_rate) -> np.ndarray:
+    """The material judge's class probabilities [N, materials] for impact clips [N, S]."""
+    if judge.config.kind != "material":
+        raise ValueError(f"this needs the material judge, got the {judge.config.kind!r} judge")
+    return judge.probabilities(impact_spectrogram_images(audio, sample_rate))
