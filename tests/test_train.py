@@ -107,20 +107,34 @@ def test_folder_format(tmp_path, tone):
         folder_pools(tmp_path, width=64)
 
 
-def test_two_processes_train_on_different_batches_and_write_one_loadable_model(tmp_path):
+def run_on_two_processes(arguments: list[str]) -> None:
     """`accelerate launch` on several devices = several processes: here torchrun with 2 CPU processes (gloo)."""
     import os
     import subprocess
     import sys
 
-    out = tmp_path / "ddp"
     env = os.environ | {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "pipelines.train",
-               *TINY_RUN, "--out", str(out), "--steps", "1", "--vae-steps", "1"]
+               *arguments]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_two_processes_train_on_different_batches_and_write_one_loadable_model(tmp_path):
+    out = tmp_path / "ddp"
+    run_on_two_processes([*TINY_RUN, "--out", str(out), "--steps", "1", "--vae-steps", "1"])
     assert [r["step"] for r in LossLog(out / "loss_log.jsonl").read()] == [1, 1]  # the main process logs, once
     assert ImagesThatSoundPipeline.from_pretrained(str(out / "image_model"), str(out / "audio_model"), vocoder=None)
+
+
+def test_the_judges_train_on_two_processes(tmp_path):
+    from pipelines.metrics.judges import load_judge
+
+    out = tmp_path / "judges"
+    run_on_two_processes(["judges", "--data", "toyworld", "--out", str(out), "--steps", "1", "--batch-size", "4",
+                          "--pool", "8", "--held-out", "4", "--judges", "image,sound"])
+    assert [r["step"] for r in LossLog(out / "loss_log.jsonl").read()] == [1]
+    assert load_judge("image", out) is not None and load_judge("sound", out) is not None
 
 
 def test_each_process_draws_its_own_batches():

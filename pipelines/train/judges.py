@@ -37,7 +37,7 @@ from pipelines.metrics.judges import (
     KINDS, JudgeCNN, JudgeConfig, default_classes, impact_spectrogram_tensor, save_judge, to_input,
 )
 from pipelines.train.common import (
-    EMA, LossLog, TrainState, batch_indices, final_losses, make_accelerator, plot_losses, run_loop, update,
+    EMA, LossLog, TrainState, batch_indices, data_seed, final_losses, make_accelerator, plot_losses, run_loop, update,
 )
 
 HELD_OUT_SEED = 10_000  # held-out toy samples: seeds HELD_OUT_SEED (pictures), + 1 (sounds), + 2 (impacts)
@@ -122,6 +122,14 @@ def train(args: argparse.Namespace) -> Path:
     return out
 
 
+class JudgeSet(torch.nn.ModuleDict):
+    """The class judges as one module whose forward runs each on its own batch: one call, so that under
+    `accelerate launch` the wrapped (DDP) module sees it and averages every judge's gradients."""
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {kind: self[kind](x) for kind, x in inputs.items()}
+
+
 def train_class_judges(args: argparse.Namespace, kinds: tuple[str, ...], out: Path) -> Path:
     """Train the picture and/or sound judge together; save them, measure held-out accuracy, write log and summary."""
     set_seed(args.seed)
@@ -133,7 +141,7 @@ def train_class_judges(args: argparse.Namespace, kinds: tuple[str, ...], out: Pa
     if not args.resume and log.path.exists():
         log.path.unlink()
     torch.manual_seed(args.seed)
-    judges = torch.nn.ModuleDict({kind: JudgeCNN(JudgeConfig(kind, classes[kind])) for kind in classes})
+    judges = JudgeSet({kind: JudgeCNN(JudgeConfig(kind, classes[kind])) for kind in classes})
     accelerator = make_accelerator(args)
     optimizer = torch.optim.AdamW(judges.parameters(), lr=args.lr, weight_decay=1e-4)
     judges, optimizer = accelerator.prepare(judges, optimizer)
@@ -141,13 +149,14 @@ def train_class_judges(args: argparse.Namespace, kinds: tuple[str, ...], out: Pa
     accelerator.register_for_checkpointing(state, ema)
 
     def step(index: int) -> dict[str, float]:
-        generator = torch.Generator().manual_seed(args.seed * 1_000_003 + index)
-        losses = {}
-        for kind in kinds:
-            x, y = data[kind]
-            chosen = batch_indices(args.seed + PICTURE_KINDS.index(kind), index, args.batch_size, len(y))
-            logits = judges[kind](augment(x[chosen], generator).to(accelerator.device))
-            losses[kind] = F.cross_entropy(logits, y[chosen].to(accelerator.device))
+        seed = data_seed(accelerator, args.seed)
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
+        chosen = {kind: batch_indices(seed + PICTURE_KINDS.index(kind), index, args.batch_size, len(data[kind][1]))
+                  for kind in kinds}
+        inputs = {kind: augment(data[kind][0][chosen[kind]], generator).to(accelerator.device) for kind in kinds}
+        logits = judges(inputs)
+        losses = {kind: F.cross_entropy(logits[kind], data[kind][1][chosen[kind]].to(accelerator.device))
+                  for kind in kinds}
         update(accelerator, optimizer, sum(losses.values()), [judges])
         ema.update(accelerator.unwrap_model(judges))
         return {kind: loss.item() for kind, loss in losses.items()}
@@ -301,8 +310,9 @@ def train_material_judge(args: argparse.Namespace, out: Path) -> Path:
     accelerator.register_for_checkpointing(state, ema)
 
     def step(index: int) -> dict[str, float]:
-        generator = torch.Generator().manual_seed(args.seed * 1_000_003 + index)
-        chosen = batch_indices(args.seed + len(PICTURE_KINDS), index, args.batch_size, len(labels))
+        seed = data_seed(accelerator, args.seed)
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
+        chosen = batch_indices(seed + len(PICTURE_KINDS), index, args.batch_size, len(labels))
         logits = judge(augment_impacts(variants, chosen, generator).to(accelerator.device))
         loss = F.cross_entropy(logits, labels[chosen].to(accelerator.device))
         update(accelerator, optimizer, loss, [judge])
