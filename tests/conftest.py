@@ -19,6 +19,18 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "assets" / "examples"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """One torch thread for the whole run: the test models are tiny, so a second thread only adds OpenMP
+    spin-waiting (several times slower on a shared 2-core machine, measured)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tone():
     """A function making a sine tone: tone(freq_hz, seconds, sample_rate, amplitude=0.5)."""

@@ -28,14 +28,6 @@ CLASSES = ("metal", "glass", "wood")
 TINY = ImpactDiffusionConfig.preset("tiny", visual_classes=CLASSES)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: faster than two on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def impact(frequency: float = 1000.0, t60: float = 0.1, power_db: float = -6.0) -> np.ndarray:
     return synthesize(Modes([frequency], [power_db], [t60]))

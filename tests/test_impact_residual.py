@@ -23,14 +23,6 @@ from pipelines.impact_sound.residual import (
 TINY = ResidualPredictorConfig(d_model=32, n_layers=2, n_heads=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: several times faster than two on the shared 2-core machine (measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # --- band split -----------------------------------------------------------------------------------------------
 

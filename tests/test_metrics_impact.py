@@ -18,14 +18,6 @@ from pipelines.metrics.judges import impact_spectrogram_images, load_judge, mate
 FRESH_SEED = 777  # the material judge trained on seed 0 and was tested on 10_002; the metric uses 40_000 + seed
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: as fast for these tiny models, and no OpenMP spin-waiting on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def clips():

@@ -40,14 +40,6 @@ DATA = Path(__file__).resolve().parent / "data" / "mm_diffusion"
 PROCESS = DiffusionProcess(official_betas("linear", 1000))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is as fast and avoids OpenMP spin-waiting on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def pipe() -> MMDiffusionPipeline:

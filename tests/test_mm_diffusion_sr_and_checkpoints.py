@@ -28,7 +28,7 @@ from pipelines.mm_diffusion.checkpoints import (
 from pipelines.mm_diffusion.modeling_mm_diffusion_sr import OFFICIAL_SR_DIFFUSION_FLAGS
 from pipelines.mm_diffusion.pipeline_mm_diffusion_sr import MMDiffusionSuperResPipeline
 from pipelines.mm_diffusion.scheduling_mm_diffusion import DDIMSampler, DiffusionProcess, official_betas
-from tests.test_mm_diffusion_unet import DATA, golden, one_thread, randomize_  # noqa: F401 (fixtures reused)
+from tests.test_mm_diffusion_unet import DATA, golden, randomize_  # noqa: F401 (fixture reused)
 
 TINY_SR_FLAGS = dict(large_size=64, small_size=16, sr_num_channels=32, sr_num_res_blocks=1,
                      sr_attention_resolutions="8")

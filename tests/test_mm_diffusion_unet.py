@@ -39,15 +39,6 @@ def randomize_(module: torch.nn.Module, seed: int, std: float = 0.2) -> torch.nn
     return module
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one intra-op thread is as fast, and it avoids OpenMP spin-waiting (10x slower)
-    when the 2-core test machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def golden():

@@ -9,7 +9,6 @@ import shutil
 import numpy as np
 import pytest
 import soundfile
-import torch
 
 from pipelines.impact_sound.modal import Modes, synthesize
 from pipelines.impact_sound.modeling_diffusion import NUM_SAMPLES, SAMPLE_RATE, ImpactDiffusionConfig
@@ -23,13 +22,6 @@ TINY_RUN = ["impact_sound", "--data", "toyworld", "--size", "tiny", "--clips", "
             "--checkpoint-every", "2", "--seed", "1"]
 COLOURS = {"wood": (0.55, 0.35, 0.15), "glass": (0.7, 0.85, 1.0)}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def stage_steps(out, stage: str) -> list[int]:
