@@ -59,7 +59,7 @@ class SoundingVideoPipelines:
 
     def clip_format(self) -> ClipFormat:
         frames, height, width = self.base.default_size()
-        return ClipFormat(frames, height, width, self.base.audio_length(frames))
+        return ClipFormat(frames, height, width, self.base.audio_length(frames), self.base.fps, self.base.sample_rate)
 
 
 def read_flags(path: Path) -> dict | str | None:

@@ -1,5 +1,6 @@
-"""The Sounding Video tab: shown only with a configured MM-Diffusion checkpoint; joint, audio→video and video→audio
-through the handlers with a tiny model; mp4 with sound, 16 kHz wav, plain errors; space.yaml `checkpoints`."""
+"""The Sounding Video tab: shown with a configured MM-Diffusion checkpoint or the bundled studio weights; joint,
+audio→video and video→audio through the handlers with a tiny model; mp4 with sound, 16 kHz wav, plain errors;
+space.yaml `checkpoints`."""
 
 from __future__ import annotations
 
@@ -84,13 +85,15 @@ def streams(path: str) -> str:
     return result.stderr
 
 
-def test_tab_shows_only_with_a_configured_checkpoint_file(tmp_path, checkpoints):
-    assert sounding_video not in working_tabs(context(tmp_path))
+def test_tab_shows_with_a_configured_checkpoint_file_or_the_bundled_studio_weights(tmp_path, checkpoints):
+    assert sounding_video in working_tabs(context(tmp_path))  # the studio (toy world) weights
     assert not available(LANDSCAPE)
-    assert sounding_video not in working_tabs(context(tmp_path, "checkpoints: {mm_diffusion: {aist: nowhere.pt}}"))
+    assert sounding_video not in working_tabs(context(tmp_path, models="paper"))
+    assert sounding_video not in working_tabs(context(tmp_path, "checkpoints: {mm_diffusion: {aist: nowhere.pt}}",
+                                                      models="paper"))
     configured = f"checkpoints: {{mm_diffusion: {{landscape: {checkpoints / 'Landscape.pt'}}}}}"
-    assert sounding_video in working_tabs(context(tmp_path, configured))
-    assert sounding_video not in working_tabs(context(tmp_path, configured, models="studio"))
+    assert sounding_video in working_tabs(context(tmp_path, configured, models="paper"))
+    assert available(LANDSCAPE) and not available(LANDSCAPE, "studio")
 
 
 def test_joint_generation_streams_frames_and_writes_mp4_with_sound(handlers):

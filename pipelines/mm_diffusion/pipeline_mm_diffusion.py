@@ -98,15 +98,19 @@ class MMDiffusionPipeline:
         unet: the coupled U-Net (`MMDiffusionUNet`); its `diffusion_flags` (official diffusion flags) define the
             process, its output channels whether sigma is learned.
         sampler: the default sampler, "dpm_solver" (official unconditional default), "ddpm" or "ddim".
+        sample_rate, fps: the clip's audio rate and frame rate (the released models: 16 kHz, 10 fps; a smaller
+            model trained by `pipelines.train mm_diffusion` may use others).
     """
 
     _callback_tensor_inputs = ["video", "audio", "denoised_video", "denoised_audio"]
 
-    def __init__(self, unet: MMDiffusionUNet, sampler: str = "dpm_solver"):
+    def __init__(self, unet: MMDiffusionUNet, sampler: str = "dpm_solver", sample_rate: int = MM_DIFFUSION.sample_rate,
+                 fps: int = FPS):
         if sampler not in SAMPLERS:
             raise ValueError(f"`sampler` must be one of {SAMPLERS}, got {sampler!r}.")
         self.unet = unet
         self.sampler = sampler
+        self.sample_rate, self.fps = sample_rate, fps
         self.learn_sigma = unet.config["video_out_channels"] == 2 * unet.config["video_size"][1]
         self.process = DiffusionProcess.from_flags(unet.diffusion_flags, learn_sigma=self.learn_sigma)
         self._interrupt = False
@@ -238,7 +242,7 @@ class MMDiffusionPipeline:
             tensor = tensor[None]
         length = shape[-1]
         if tensor.dim() != 2 or tensor.shape[1] != length or tensor.shape[0] not in (1, num_samples):
-            rate = MM_DIFFUSION.sample_rate
+            rate = self.sample_rate
             raise ValueError(f"`audio` must be a mono waveform of {length} samples ({length / rate} s at {rate} Hz), "
                              f"shape ({length},) or (N, {length}) with N = 1 or "
                              f"`num_samples` ({num_samples}); got {tuple(tensor.shape)}. Resample, pad or trim it.")
@@ -409,8 +413,7 @@ class MMDiffusionPipeline:
                                                "denoised_audio": denoised_audio})
         return x
 
-    @staticmethod
-    def decode(video: torch.Tensor, audio: torch.Tensor, output_type: str, return_dict: bool):
+    def decode(self, video: torch.Tensor, audio: torch.Tensor, output_type: str, return_dict: bool):
         """`[N, F, C, H, W]` in [-1, 1] -> `[N, F, H, W, C]` (uint8 or float in [0, 1]); audio -> `[N, L]` float32."""
         video = video.permute(0, 1, 3, 4, 2)
         audio = audio[:, 0].float()
@@ -420,8 +423,8 @@ class MMDiffusionPipeline:
         else:
             video = ((video + 1) / 2).clamp(0, 1).float()
         if not return_dict:
-            return video, audio, MM_DIFFUSION.sample_rate, FPS
-        return MMDiffusionPipelineOutput(video=video, audio=audio, sample_rate=MM_DIFFUSION.sample_rate, fps=FPS)
+            return video, audio, self.sample_rate, self.fps
+        return MMDiffusionPipelineOutput(video=video, audio=audio, sample_rate=self.sample_rate, fps=self.fps)
 
 
 def pack(video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:

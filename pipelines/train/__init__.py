@@ -13,7 +13,23 @@ Generators:
   what `ImagesThatSoundPipeline.from_pretrained(OUT/image_model, OUT/audio_model)` loads.
 
 - `judges` (`pipelines.train.judges`): the toy-world CNN judges of `pipelines.metrics.judges` (picture class,
-  sound class), toy world only; OUT holds `image.safetensors`/`.json` and `sound.safetensors`/`.json`.
+  sound class, impact material; `--judges` picks which), toy world only; OUT holds `image.safetensors`/`.json`,
+  `sound.safetensors`/`.json` and `material.safetensors`/`.json`.
+
+- `impact_sound` (`pipelines.train.impact_sound`): Impact Sound's physics-driven diffusion model (paper 004) in
+  four resumable stages: the residual predictor (STFT loss), a small visual encoder trained as a material
+  classifier, the spectrogram U-Net trained jointly with the physics encoder (L1 ε loss, cosine schedule, EMA),
+  and the export of the folder `ImpactDiffusionPipeline.from_pretrained(OUT)` loads, with the retrieval bank of
+  the training clips. `--data toyworld` or a Greatest Hits-style folder with a `hits.jsonl` (video, hit time,
+  material, optional separate audio; format in the module docstring). `--size studio|tiny|paper`.
+
+- `mm_diffusion` (`pipelines.train.mm_diffusion`): MM-Diffusion's coupled U-Net (paper 000) with the official
+  objective (ε-prediction on both streams, one shared uniform t, linear β, T = 1000, AdamW, EMA). `--size paper`
+  is the released Landscape network on the paper's clip (16 frames of 64×64, 1.6 s of 16 kHz audio); `studio` and
+  `tiny` shrink the clip (studio: 8 frames of 16×16, 0.8 s of 4 kHz audio) for a CPU; --frames, --frame-size,
+  --sample-rate and --fps set it explicitly. `--data toyworld` or a Landscape / AIST++-style folder of video files
+  with their audio tracks (several clips per long file). OUT holds `model.safetensors` + `model.json` (official
+  flags and clip format), which the registry's studio Sounding Video loads.
 
 Real-data folder format for `images_that_sound` (`--data FOLDER`): the folder holds a `captions.jsonl`, one JSON
 object a line::
@@ -29,4 +45,4 @@ bottom). Both kinds are needed: the VAE trains on all of them, the image UNet on
 sounds.
 """
 
-GENERATORS = ("images_that_sound", "judges")
+GENERATORS = ("images_that_sound", "judges", "impact_sound", "mm_diffusion")

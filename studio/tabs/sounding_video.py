@@ -1,17 +1,22 @@
 """Sounding Video: MM-Diffusion makes a short video and its sound together, or one from the other (zero-shot).
 
 Frames form live (previews of the clean estimate stream in while sampling); every sample is kept as an mp4 with its
-sound muxed in and as a wav.
+sound muxed in and as a wav. Weights: the released Landscape / AIST++ checkpoints when configured, and the bundled
+studio model trained on toy-world bounces (a shrunken clip: its format is shown), which works offline.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import queue
 import threading
+from pathlib import Path
 
 import gradio as gr
 
-from pipelines.audio import SPECS
+from pipelines import registry
+from pipelines.audio import SPECS, resample
 from pipelines.media import save_wav
 from pipelines.registry import available, describe, get_pipeline
 from pipelines.sounding_video import (
@@ -22,8 +27,13 @@ from studio.gpu import gpu_handler
 from studio.validation import VIDEO_SUFFIXES, read_audio, require_file, require_number, user_facing
 
 NAME = "sounding_video"
-WEIGHTS = {"mm_diffusion_landscape": "Landscape (nature scenes)", "mm_diffusion_aist": "AIST++ (dance)"}
+WEIGHTS = {"mm_diffusion_landscape": "Landscape (nature scenes)", "mm_diffusion_aist": "AIST++ (dance)",
+           "mm_diffusion_toyworld": "Studio (toy world)"}  # released checkpoints first: the default when configured
+STUDIO_WEIGHTS = "mm_diffusion_toyworld"
 REQUIRES = (tuple(WEIGHTS),)  # any one of them
+RELEASED_FORMAT = ClipFormat(16, 64, 64, 25600)  # paper §4.1: 16 frames of 64×64 at 10 fps, 1.6 s at 16 kHz
+PLAYBACK_RATE = SPECS["mm_diffusion"].sample_rate  # mp4 and wav are written at 16 kHz whatever the model's rate
+MIN_MP4_SIZE = 64  # smaller frames (the studio model's 16×16) are enlarged, pixel for pixel, in the mp4
 JOINT, AUDIO_TO_VIDEO, VIDEO_TO_AUDIO = "Video and sound together", "Audio → video", "Video → audio"
 SAMPLERS = {"DPM-Solver": "dpm_solver", "DDIM": "ddim", "DDPM": "ddpm"}
 DEFAULT_STEPS = {"DPM-Solver": 20, "DDIM": 25, "DDPM": 1000}  # as pipeline_mm_diffusion.DEFAULT_STEPS
@@ -36,9 +46,30 @@ PREVIEW_EVERY = 2
 INTRO = """
 MM-Diffusion (Ruan et al., CVPR 2023) denoises a video and its sound **together** with one coupled U-Net, so what you
 see and what you hear match. Give it a sound and it makes a video for it; give it a video and it makes the sound
-(zero-shot: the same model, steered by the clip you give). Clips are 1.6 s: 16 frames of 64×64 at 10 fps with
-16 kHz audio; uploads are trimmed, resampled and resized to that, and the result says what was changed.
+(zero-shot: the same model, steered by the clip you give). Each model makes clips of one format (below); uploads
+are trimmed, resampled and resized to it, and the result says what was changed.
 """
+
+
+def clip_format(weights: str) -> ClipFormat:
+    """The clip a weights choice makes (the studio model's from its model.json; nothing is loaded)."""
+    if weights != STUDIO_WEIGHTS:
+        return RELEASED_FORMAT
+    config = Path(__file__).resolve().parents[2] / registry.STUDIO_MM_DIFFUSION / "model.json"
+    return ClipFormat(**json.loads(config.read_text())["clip_format"])
+
+
+def describe_format(weights: str | None) -> str:
+    if weights is None:
+        return ""
+    fmt = clip_format(weights)
+    text = (f"**Clip format:** {fmt.frames} frames of {fmt.width}×{fmt.height} at {fmt.fps} fps "
+            f"({fmt.video_seconds:g} s) with {fmt.audio_seconds:g} s of sound at {fmt.sample_rate} Hz.")
+    if weights == STUDIO_WEIGHTS:
+        text += (" The studio model is small and trained on toy-world bounces on a CPU, so its clip is shrunk from "
+                 f"the paper's {RELEASED_FORMAT.frames} frames of {RELEASED_FORMAT.width}×{RELEASED_FORMAT.height} "
+                 f"with {RELEASED_FORMAT.sample_rate // 1000} kHz sound.")
+    return text
 
 
 def build(context: StudioContext) -> None:
@@ -51,8 +82,9 @@ def build(context: StudioContext) -> None:
                                              for label, name in choices))
         with gr.Row():
             weights = gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Weights",
-                                  info="Which released model: each makes the kind of clips it was trained on.")
+                                  info="Which model: each makes the kind of clips it was trained on.")
             mode = gr.Radio([JOINT, AUDIO_TO_VIDEO, VIDEO_TO_AUDIO], value=JOINT, label="Make")
+        format_note = gr.Markdown(describe_format(choices[0][1] if choices else None))
         with gr.Row():
             audio_in = gr.Audio(type="filepath", label="Sound to make a video for", visible=False)
             video_in = gr.Video(label="Video to make a sound for", visible=False, sources=["upload"])
@@ -80,6 +112,7 @@ def build(context: StudioContext) -> None:
             audio_out = gr.Audio(label="Its sound (wav, 16 kHz)", type="filepath")
         note = gr.Markdown()
         files = gr.File(label="All samples (mp4 + wav)", file_count="multiple")
+        weights.change(describe_format, weights, format_note, queue=False)
         mode.change(lambda m: (gr.update(visible=m == AUDIO_TO_VIDEO), gr.update(visible=m == VIDEO_TO_AUDIO)),
                     mode, [audio_in, video_in], queue=False)
         sampler.change(lambda s: DEFAULT_STEPS.get(s, 20), sampler, steps, queue=False)
@@ -149,8 +182,9 @@ class SoundingVideoHandlers:
         if mode == AUDIO_TO_VIDEO:
             if not audio_file:
                 raise gr.Error("Audio → video needs a sound: upload or record one first.")
-            loaded = read_audio(audio_file, SPECS["mm_diffusion"], max_mb=max_mb, max_seconds=fmt.audio_seconds,
-                                label="sound")
+            spec = dataclasses.replace(SPECS["mm_diffusion"], sample_rate=fmt.sample_rate,
+                                       clip_seconds=fmt.audio_seconds)
+            loaded = read_audio(audio_file, spec, max_mb=max_mb, max_seconds=fmt.audio_seconds, label="sound")
             fitted = fit_audio(loaded.samples, fmt)
             arguments["audio"] = fitted.value
             return list(loaded.notes) + [n for n in fitted.notes if not n.startswith("Used the first")]
@@ -170,21 +204,37 @@ class SoundingVideoHandlers:
         """An mp4 (frames with their sound) and a wav per sample."""
         session = request.session_hash
         videos = upsampled if upsampled is not None else output.video
+        sounds = [playable(audio, output.sample_rate) for audio in output.audio]
         paths = []
-        for index in range(len(output.audio)):
+        for index, sound in enumerate(sounds):
             stem = f"sounding-video-{seed_used + index}"
-            mp4 = save_sounding_video(videos[index], output.audio[index], output.sample_rate, output.fps,
+            mp4 = save_sounding_video(enlarged(videos[index]), sound, PLAYBACK_RATE, output.fps,
                                       self.context.files.new_path(session, stem, ".mp4"))
-            wav = save_wav(output.audio[index], output.sample_rate, self.context.files.new_path(session, stem, ".wav"))
+            wav = save_wav(sound, PLAYBACK_RATE, self.context.files.new_path(session, stem, ".wav"))
             paths += [str(mp4), str(wav)]
         count = len(output.audio)
         text = f"Seed {seed_used}" if count == 1 else f"Seeds {seed_used}…{seed_used + count - 1} (sample *i* uses " \
                                                        "seed + *i*)"
         text += f" · {videos.shape[1]} frames of {videos.shape[3]}×{videos.shape[2]} at {output.fps} fps, " \
                 f"{len(output.audio[0]) / output.sample_rate:g} s of sound at {output.sample_rate} Hz."
+        if output.sample_rate != PLAYBACK_RATE:
+            text += f" The sound was resampled to {PLAYBACK_RATE} Hz for the mp4 and the wav."
+        if enlarged(videos[0]).shape != videos[0].shape:
+            text += f" The mp4 shows the frames enlarged {enlarged(videos[0]).shape[1] // videos.shape[2]}× (nearest)."
         if notes:
             text += "\n\n**Your upload was converted:** " + " ".join(notes)
         return paths[0], paths[1], paths, text
+
+
+def enlarged(frames):
+    """Frames [F, H, W, 3] repeated pixel for pixel until they are at least MIN_MP4_SIZE high."""
+    scale = -(-MIN_MP4_SIZE // frames.shape[1])
+    return frames if scale <= 1 else frames.repeat(scale, axis=1).repeat(scale, axis=2)
+
+
+def playable(audio, sample_rate: int):
+    """The model's sound at the 16 kHz every player and AAC encoder takes (the studio model makes 4 kHz)."""
+    return audio if sample_rate == PLAYBACK_RATE else resample(audio, sample_rate, PLAYBACK_RATE)
 
 
 def _run(models, arguments: dict, generators, super_res: bool, updates: queue.Queue) -> None:

@@ -1,0 +1,442 @@
+"""Trainer for MM-Diffusion (paper 000): the coupled U-Net on sounding videos, ε-prediction, one loss on both streams.
+
+The objective is the official one (research/joint-av.md §A2, §A5): a linear β schedule with T = 1000, one timestep
+t ~ Uniform{0..T-1} per clip shared by both modalities, independent noise for video and audio, and the loss
+`mean_flat((ε_v − ε̂_v)²) + mean_flat((ε_a − ε̂_a)²)` (λ(t) = 1), optimised with AdamW without weight decay, an
+EMA of the weights, and the RS-MMA random shift drawn on every call (seeded per step, so a resumed run is
+identical). Mixed precision (`--mixed-precision fp16|bf16`) runs the U-Net under autocast on a GPU.
+
+Sizes (`--size`): `paper` is the released Landscape/AIST++ network (the official flags: 128 channels, channel_mult
+1,2,3,4, RS-MMA windows 1,4,8 at down-sampling 2,4,8; 133.7M parameters) on the paper's clip, 16 frames of 64×64 at
+10 fps with 1.6 s of 16 kHz audio; lr 1e-4, dropout 0.1, batch 4 per device (the official script; 32 GPUs made it
+128). `studio` and `tiny` are the same architecture made small for a CPU, on a SHRUNKEN CLIP (fewer and smaller
+frames, a lower audio rate): studio 8 frames of 16×16 at 10 fps with 0.8 s of 4 kHz audio (64 channels,
+channel_mult 1,1,1, RS-MMA windows 1,4 at down-sampling 2,4; 2.11M parameters); tiny 4 frames of 8×8 with 0.4 s of
+2 kHz audio (32 channels, 0.97M parameters), for tests only: with 32 channels every GroupNorm group is one channel,
+and such a network cannot see the mean of its input (see PRESETS).
+`--frames`, `--frame-size`, `--sample-rate` and `--fps` override the preset's clip; the audio always covers the same
+time as the frames (frames / fps seconds).
+
+Data (`--data`):
+
+- `toyworld`: `--pool` seeded toy-world sounding videos (`pipelines.toyworld.videos`, scenes `--scenes`; default
+  `bounce`, the scene whose contacts the coupling metric can see): 16 frames of 64×64 at 10 fps with 16 kHz audio,
+  shrunk to the clip format (area-averaged frames, resampled audio).
+- a FOLDER in the Landscape / AIST++ layout: video files (.mp4, .mov, .mkv, .webm, .avi, .m4v; sub-folders are
+  searched too), each with its audio track (a file without one is an error). Each file is decoded at `--fps` and
+  converted with `pipelines.sounding_video`'s converters (frames centre-cropped square and resized, as uploads to
+  the Sounding Video tab; audio mixed to mono at `--sample-rate`). A file longer than one clip gives several: every
+  window of `--frames` consecutive frames, starting every `--clip-stride` frames (1, the official stride, by
+  default), with its audio samples; a file shorter than a clip is padded (last frame held, silence).
+
+Output (OUT): `model.safetensors` (the EMA weights under the official key names, in `--save-dtype`) and
+`model.json` ({"flags": the official flags, "clip_format": frames/height/width/audio_samples/fps/sample_rate, ...}),
+which `load_trained` (the registry's studio Sounding Video) and `pipelines.sounding_video.load_sounding_video`
+(flags sidecar) load; plus `checkpoints/train/step-N` (resumable), `loss_log.jsonl`, `loss_curve.png` and
+`training_summary.json`.
+
+Departures from the official training: studio/tiny use a higher learning rate (1e-3 instead of 1e-4), no
+dropout and an EMA decay chosen for a short run (`--ema-decay`; the paper's 0.9999 needs 100k steps); horizontal
+flips are drawn with probability `--flip` (0.5; the official `RandomHorizontalFlip(True)` flips every clip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate.utils import set_seed
+from PIL import Image
+
+from pipelines.mm_diffusion.checkpoints import BASE_FLAGS
+from pipelines.mm_diffusion.modeling_mm_diffusion import MMDiffusionUNet, parse_flag_string
+from pipelines.mm_diffusion.scheduling_mm_diffusion import DiffusionProcess
+from pipelines.sounding_video import ClipFormat, SoundingVideoPipelines, fit_audio, read_video_clip
+from pipelines.train.common import (
+    EMA, LossLog, TrainState, batch_indices, final_losses, make_accelerator, plot_losses, run_loop, update,
+)
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "model.json"
+STAGE = "train"
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+TOY_FPS = 10  # the toy world's contacts fall on 10 fps frame times
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A model size: official flags (without the clip sizes), the clip it trains on, and its training defaults."""
+
+    flags: dict
+    frames: int
+    frame_size: int
+    sample_rate: int
+    lr: float
+    batch_size: int
+
+
+SMALL_FLAGS = dict(num_res_blocks=1, cross_attention_shift=True, audio_attention_resolutions="-1",
+                   num_head_channels=32, use_scale_shift_norm=True, resblock_updown=True, learn_sigma=False,
+                   dropout=0.0)
+PRESETS = {
+    # The released network (checkpoints.BASE_FLAGS) with Table A.1's dropout 0.1, on the paper's clip.
+    "paper": Preset({**{k: v for k, v in parse_flag_string(BASE_FLAGS).items()
+                        if k not in ("video_size", "audio_size")}, "dropout": 0.1}, 16, 64, 16000, 1e-4, 4),
+    # 64 channels, not 32: GroupNorm32 with one channel per group removes every channel's mean, so a 32-channel
+    # network cannot follow the per-clip mean of the noise it must predict (measured: ε bias ~0.02-0.07 at high t,
+    # samples locked to a flat colour and a DC audio offset); two channels per group keep it.
+    "studio": Preset({**SMALL_FLAGS, "num_channels": 64, "channel_mult": "1,1,1", "cross_attention_resolutions": "2,4",
+                      "cross_attention_windows": "1,4", "video_attention_resolutions": "2,4"}, 8, 16, 4000, 1e-3, 8),
+    "tiny": Preset({**SMALL_FLAGS, "num_channels": 32, "channel_mult": "1,2", "cross_attention_resolutions": "2",
+                    "cross_attention_windows": "1", "video_attention_resolutions": "2"}, 4, 8, 2000, 1e-3, 4),
+}
+
+
+# Clip format and model ---------------------------------------------------------------------------------------------
+
+
+def clip_format_from_args(args: argparse.Namespace) -> ClipFormat:
+    """The preset's clip with any of --frames/--frame-size/--sample-rate/--fps overriding it."""
+    preset = PRESETS[args.size]
+    frames = args.frames or preset.frames
+    size = args.frame_size or preset.frame_size
+    rate = args.sample_rate or preset.sample_rate
+    fps = args.fps
+    if rate % fps:
+        raise ValueError(f"--sample-rate {rate} must be a whole number of samples per frame at --fps {fps}.")
+    return ClipFormat(frames, size, size, frames * rate // fps, fps, rate)
+
+
+def model_flags(args: argparse.Namespace, fmt: ClipFormat) -> dict:
+    """The official flags of the network to train: the preset's, the clip's sizes, --dropout if given."""
+    flags = {**PRESETS[args.size].flags, "video_size": f"{fmt.frames},3,{fmt.height},{fmt.width}",
+             "audio_size": f"1,{fmt.audio_samples}"}
+    if args.dropout is not None:
+        flags["dropout"] = args.dropout
+    return flags
+
+
+def build_model(flags: dict) -> MMDiffusionUNet:
+    """The U-Net for `flags`, checked against the clip it will see (a clear error when the sizes cannot fit)."""
+    model = MMDiffusionUNet.from_official_flags(**flags)
+    frames, channels, height, width = model.config["video_size"]
+    try:
+        model.check_inputs(torch.empty(1, frames, channels, height, width, device="meta"),
+                           torch.empty(1, *model.config["audio_size"], device="meta"))
+    except ValueError as error:
+        raise ValueError(f"The clip format does not fit the network: {error} Change --frames, --frame-size or "
+                         f"--sample-rate.") from None
+    return model
+
+
+# Data --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Footage:
+    """Decoded sounding videos in the model's format, and the clip windows cut from them.
+
+    videos[k]: uint8 `[T_k, H, W, 3]`; audios[k]: float32 `[T_k · samples_per_frame]`; windows: `[M, 2]` rows
+    (video index, first frame) of every training clip.
+    """
+
+    videos: list[np.ndarray]
+    audios: list[np.ndarray]
+    windows: np.ndarray
+    fmt: ClipFormat
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def clip(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Window `index`: frames `[F, H, W, 3]` uint8 and audio `[L]` float32."""
+        video, start = self.windows[index]
+        per_frame = self.fmt.audio_samples // self.fmt.frames
+        frames = self.videos[video][start : start + self.fmt.frames]
+        audio = self.audios[video][start * per_frame : start * per_frame + self.fmt.audio_samples]
+        return frames, audio
+
+    def batch(self, picks: np.ndarray, flips: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips as model input: video `[B, F, 3, H, W]` (official `x / 127.5 − 1`) and audio `[B, 1, L]`."""
+        clips = [self.clip(int(i)) for i in picks]
+        video = np.stack([c[0][:, :, ::-1] if flip else c[0] for c, flip in zip(clips, flips)])
+        audio = np.stack([c[1] for c in clips])
+        video = torch.from_numpy(video).float().div(127.5).sub(1.0).permute(0, 1, 4, 2, 3)
+        return video, torch.from_numpy(audio).float()[:, None]
+
+
+def clip_windows(lengths: list[int], frames: int, stride: int) -> np.ndarray:
+    """(video, first frame) of every `frames`-long window starting every `stride` frames."""
+    rows = [(k, start) for k, length in enumerate(lengths) for start in range(0, length - frames + 1, stride)]
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+
+
+def shrink_frames(frames: np.ndarray, fmt: ClipFormat) -> np.ndarray:
+    """Square frames `[T, S, S, 3]` (float in [0, 1] or uint8) -> uint8 `[T, H, W, 3]`, area-averaged."""
+    if frames.dtype != np.uint8:
+        frames = np.clip(np.round(frames * 255.0), 0, 255).astype(np.uint8)
+    return np.stack([np.asarray(Image.fromarray(f).resize((fmt.width, fmt.height), Image.Resampling.BOX))
+                     for f in frames])
+
+
+def resample_audio(audio: np.ndarray, from_rate: int, fmt: ClipFormat) -> np.ndarray:
+    from pipelines.audio import resample
+
+    return audio.astype(np.float32) if from_rate == fmt.sample_rate else resample(audio, from_rate, fmt.sample_rate)
+
+
+def toy_clips(count: int, seed: int, fmt: ClipFormat, scenes: tuple[str, ...], chunk: int = 100):
+    """`count` toy sounding videos (16 frames each) in `fmt` (all frames, all audio) and their toy batches' ground
+    truth: (videos uint8 [N, 16, H, W, 3], audios [N, 16 · samples_per_frame], contact frames per video)."""
+    from pipelines.toyworld.videos import NUM_FRAMES, sample_videos
+
+    if fmt.fps != TOY_FPS:
+        raise ValueError(f"Toy-world videos are {TOY_FPS} fps; got --fps {fmt.fps}.")
+    if fmt.frames > NUM_FRAMES:
+        raise ValueError(f"Toy-world videos have {NUM_FRAMES} frames; a clip of {fmt.frames} does not fit.")
+    videos, audios, contacts = [], [], []
+    for first in range(0, count, chunk):
+        batch = sample_videos(min(chunk, count - first), seed + first, scenes=scenes)
+        for index in range(len(batch)):
+            videos.append(shrink_frames(batch.frames[index], fmt))
+            audios.append(resample_audio(batch.audio[index], batch.sample_rate, fmt))
+            contacts.append(batch.contact_frames(index))
+    return np.stack(videos), np.stack(audios), contacts
+
+
+def toyworld_footage(args: argparse.Namespace, fmt: ClipFormat) -> Footage:
+    videos, audios, _ = toy_clips(args.pool, args.seed, fmt, tuple(args.scenes.split(",")))
+    return Footage(list(videos), list(audios), clip_windows([len(v) for v in videos], fmt.frames, args.clip_stride),
+                   fmt)
+
+
+def read_audio_track(path: Path, fmt: ClipFormat) -> np.ndarray:
+    """The file's first audio stream, mixed to mono and resampled to the clip's rate by ffmpeg (imageio-ffmpeg's);
+    a ValueError when it has none or cannot be read."""
+    import subprocess
+
+    from imageio_ffmpeg import get_ffmpeg_exe
+
+    command = [get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar",
+               str(fmt.sample_rate), "-f", "f32le", "-"]
+    result = subprocess.run(command, capture_output=True, check=False)
+    if result.returncode != 0:
+        if b"matches no streams" in result.stderr:
+            raise ValueError(f"{path.name} has no audio track: MM-Diffusion learns video together with its sound. "
+                             f"Remove the file or give it its sound.")
+        raise ValueError(f"{path.name} could not be read as a video with sound: "
+                         f"{result.stderr.decode(errors='replace').strip()[:200]}")
+    return np.frombuffer(result.stdout, dtype=np.float32).copy()
+
+
+def video_frame_count(path: Path, fps: int) -> int:
+    from moviepy import VideoFileClip
+
+    try:
+        with VideoFileClip(str(path), audio=False) as clip:
+            return int(float(clip.duration or 0.0) * fps + 1e-6)
+    except Exception as error:  # noqa: BLE001
+        raise ValueError(f"{path.name} could not be read as a video ({type(error).__name__}).") from None
+
+
+def read_sounding_file(path: Path, fmt: ClipFormat) -> tuple[np.ndarray, np.ndarray]:
+    """A whole file in the model's format: frames `[T, H, W, 3]` (T ≥ one clip) and audio `[T · samples/frame]`."""
+    total = max(fmt.frames, video_frame_count(path, fmt.fps))
+    whole = dataclasses.replace(fmt, frames=total, audio_samples=total * (fmt.audio_samples // fmt.frames))
+    frames = read_video_clip(path, whole).value
+    audio = fit_audio(read_audio_track(path, fmt), whole).value
+    return frames, audio
+
+
+def folder_footage(folder: str | Path, fmt: ClipFormat, stride: int) -> Footage:
+    """Every video file under `folder` (Landscape / AIST++ layout, module docstring), cut into clip windows."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"--data {folder} is neither 'toyworld' nor a folder of video clips.")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+    if not paths:
+        raise ValueError(f"{folder} holds no video files ({', '.join(VIDEO_SUFFIXES)}).")
+    decoded = [read_sounding_file(path, fmt) for path in paths]
+    videos, audios = [d[0] for d in decoded], [d[1] for d in decoded]
+    return Footage(videos, audios, clip_windows([len(v) for v in videos], fmt.frames, stride), fmt)
+
+
+# The objective -----------------------------------------------------------------------------------------------------
+
+
+class JointDiffusionObjective(torch.nn.Module):
+    """Eq. 7 for both streams (official `training_losses`): per-clip mean squared ε error of video and of audio.
+
+    One forward is what `accelerate` wraps for DDP: (video_loss, audio_loss), each averaged over the batch; the
+    training loss is their sum (the official `mean_flat(v) + mean_flat(a)`, then the batch mean).
+    """
+
+    def __init__(self, unet: MMDiffusionUNet) -> None:
+        super().__init__()
+        self.unet = unet
+        process = DiffusionProcess.from_flags(unet.diffusion_flags)
+        alphas_cumprod = torch.from_numpy(process.alphas_cumprod)
+        self.register_buffer("sqrt_alphas_cumprod", alphas_cumprod.sqrt().float(), persistent=False)
+        self.register_buffer("sqrt_one_minus_alphas_cumprod", (1 - alphas_cumprod).sqrt().float(), persistent=False)
+        self.process = process
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε (Eq. 2 in closed form)."""
+        shape = (-1,) + (1,) * (x0.dim() - 1)
+        return self.sqrt_alphas_cumprod[t].view(shape) * x0 + self.sqrt_one_minus_alphas_cumprod[t].view(shape) * noise
+
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, t: torch.Tensor, video_noise: torch.Tensor,
+                audio_noise: torch.Tensor, shift_generator: torch.Generator | None = None):
+        model_t = self.process.model_time(t.cpu()).to(video.device)
+        eps_video, eps_audio = self.unet(self.q_sample(video, t, video_noise), self.q_sample(audio, t, audio_noise),
+                                         model_t, generator=shift_generator)
+        video_loss = (eps_video.float() - video_noise).pow(2).flatten(1).mean(1)
+        audio_loss = (eps_audio.float() - audio_noise).pow(2).flatten(1).mean(1)
+        return video_loss.mean(), audio_loss.mean()
+
+
+def step_noise(seed: int, step: int, video_shape, audio_shape, num_timesteps: int):
+    """(t, video noise, audio noise, flip draws, RS-MMA shift generator) of one step: a function of (seed, step)."""
+    generator = torch.Generator().manual_seed(seed * 7919 + step)
+    t = torch.randint(0, num_timesteps, (video_shape[0],), generator=generator)  # uniform, shared by both streams
+    video_noise = torch.randn(video_shape, generator=generator)
+    audio_noise = torch.randn(audio_shape, generator=generator)  # independent of the video noise (Eq. 5)
+    flips = torch.rand(video_shape[0], generator=generator)
+    shifts = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    return t, video_noise, audio_noise, flips, shifts
+
+
+# Training ----------------------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This trainer's options (the common ones come from `pipelines.train.__main__`)."""
+    parser.add_argument("--size", default="studio", choices=tuple(PRESETS), help="model size and clip preset")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=None, help="clips per step (default: the preset's)")
+    parser.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default: the preset's)")
+    parser.add_argument("--dropout", type=float, default=None, help="default: the preset's (paper 0.1)")
+    parser.add_argument("--frames", type=int, default=None, help="frames per clip (default: the preset's)")
+    parser.add_argument("--frame-size", type=int, default=None, help="square frame side in pixels")
+    parser.add_argument("--sample-rate", type=int, default=None, help="audio samples per second")
+    parser.add_argument("--fps", type=int, default=10, help="frames per second (the toy world is 10 fps)")
+    parser.add_argument("--clip-stride", type=int, default=1, help="frames between the starts of training clips")
+    parser.add_argument("--flip", type=float, default=0.5, help="probability of a horizontal flip")
+    parser.add_argument("--pool", type=int, default=2000, help="toy-world videos generated")
+    parser.add_argument("--scenes", default="bounce", help="toy-world scenes, comma-separated")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    for name in ("steps", "clip_stride", "pool"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    if args.lr is not None and not args.lr > 0:
+        raise ValueError(f"--lr must be a positive number, got {args.lr}.")
+    if not 0.0 <= args.flip <= 1.0:
+        raise ValueError(f"--flip is a probability in [0, 1], got {args.flip}.")
+    if args.fps < 1:
+        raise ValueError(f"--fps must be at least 1, got {args.fps}.")
+
+
+def train(args: argparse.Namespace) -> Path:
+    """Train, then write the loadable model (OUT/model.safetensors + OUT/model.json), the loss log and picture."""
+    check_arguments(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    preset = PRESETS[args.size]
+    fmt = clip_format_from_args(args)
+    flags = model_flags(args, fmt)
+    set_seed(args.seed)
+    objective = JointDiffusionObjective(build_model(flags))
+    started = time.time()
+    footage = toyworld_footage(args, fmt) if args.data == "toyworld" else folder_footage(args.data, fmt,
+                                                                                         args.clip_stride)
+    if not len(footage):
+        raise ValueError(f"No training clip of {fmt.frames} frames could be cut from the data.")
+    log = LossLog(out / "loss_log.jsonl")
+    if not args.resume and log.path.exists():
+        log.path.unlink()
+    ema = run_training(args, objective, footage, log, batch_size=args.batch_size or preset.batch_size,
+                       lr=args.lr or preset.lr)
+    ema.copy_to(objective.unet)
+    export(out, objective.unet, flags, fmt, args)
+    plot_losses(log.read(), out / "loss_curve.png")
+    summary = {"seconds": round(time.time() - started, 1), "final": final_losses(log.read()), "clips": len(footage),
+               "parameters": sum(p.numel() for p in objective.unet.parameters()), "args": vars(args)}
+    (out / "training_summary.json").write_text(json.dumps(summary, indent=2))
+    return out
+
+
+def run_training(args, objective: JointDiffusionObjective, footage: Footage, log: LossLog, *, batch_size: int,
+                 lr: float) -> EMA:
+    accelerator = make_accelerator(args)
+    optimizer = torch.optim.AdamW(objective.parameters(), lr=lr, weight_decay=0.0)  # Table A.1: no weight decay
+    model, optimizer = accelerator.prepare(objective, optimizer)
+    inner = accelerator.unwrap_model(model)
+    state, ema = TrainState(), EMA(inner.unet, args.ema_decay)
+    accelerator.register_for_checkpointing(state, ema)
+    fmt = footage.fmt
+    video_shape = (batch_size, fmt.frames, 3, fmt.height, fmt.width)
+    audio_shape = (batch_size, 1, fmt.audio_samples)
+
+    def step(index: int) -> dict[str, float]:
+        picks = batch_indices(args.seed, index, batch_size, len(footage)).numpy()
+        t, video_noise, audio_noise, flips, shifts = step_noise(args.seed, index, video_shape, audio_shape,
+                                                                inner.process.num_timesteps)
+        video, audio = footage.batch(picks, (flips < args.flip).numpy())
+        device = accelerator.device
+        with accelerator.autocast():
+            video_loss, audio_loss = model(video.to(device), audio.to(device), t.to(device), video_noise.to(device),
+                                           audio_noise.to(device), shifts)
+        update(accelerator, optimizer, video_loss + audio_loss, [model])
+        ema.update(inner.unet)
+        return {"loss": video_loss.item() + audio_loss.item(), "video_loss": video_loss.item(),
+                "audio_loss": audio_loss.item()}
+
+    run_loop(accelerator, args, STAGE, args.steps, state, step, log)
+    return ema
+
+
+# The exported model ------------------------------------------------------------------------------------------------
+
+
+def export(out: Path, unet: MMDiffusionUNet, flags: dict, fmt: ClipFormat, args: argparse.Namespace) -> None:
+    """OUT/model.safetensors (official key names) + OUT/model.json (flags, clip format)."""
+    from safetensors.torch import save_file
+
+    dtype = torch.float16 if args.save_dtype == "fp16" else torch.float32
+    save_file({k: v.detach().to(dtype).contiguous().cpu() for k, v in unet.state_dict().items()}, out / MODEL_FILE)
+    config = {"format": "mm_diffusion-trained-1", "flags": flags, "clip_format": dataclasses.asdict(fmt),
+              "size": args.size, "data": args.data, "steps": args.steps, "seed": args.seed}
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+
+
+def read_clip_format(folder: str | Path) -> ClipFormat:
+    """The clip format a trained model folder generates (from its model.json)."""
+    path = Path(folder) / CONFIG_FILE
+    try:
+        return ClipFormat(**json.loads(path.read_text())["clip_format"])
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} does not describe a trained MM-Diffusion model ({type(error).__name__}).") from None
+
+
+def load_trained(folder: str | Path, device: str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> SoundingVideoPipelines:
+    """A trained model folder as the Sounding Video pipelines: weights checked key by key against the flags."""
+    from pipelines.mm_diffusion.checkpoints import load_official_checkpoint
+    from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
+
+    folder = Path(folder)
+    fmt = read_clip_format(folder)
+    flags = json.loads((folder / CONFIG_FILE).read_text())["flags"]
+    precision = torch.float32 if dtype == torch.float32 else torch.float16  # official mixed precision off the CPU
+    unet = load_official_checkpoint(folder / MODEL_FILE, kind="base", flags=flags, dtype=precision, device=device)
+    return SoundingVideoPipelines(MMDiffusionPipeline(unet, sample_rate=fmt.sample_rate, fps=fmt.fps))
