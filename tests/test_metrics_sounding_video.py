@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from pipelines import registry
 from pipelines.metrics.sounding_video import (
@@ -96,7 +95,6 @@ def test_cli_scores_a_tiny_trained_model_and_writes_json(tmp_path, monkeypatch):
     from pipelines.metrics.__main__ import main as metrics_main
     from pipelines.train.__main__ import main as train_main
 
-    torch.set_num_threads(1)
     model = tmp_path / "model"
     train_main(["mm_diffusion", "--data", "toyworld", "--size", "tiny", "--pool", "2", "--steps", "1",
                 "--out", str(model)])

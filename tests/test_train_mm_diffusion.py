@@ -29,22 +29,11 @@ TINY_RUN = ["mm_diffusion", "--data", "toyworld", "--size", "tiny", "--pool", "3
 STUDIO = "mm_diffusion_toyworld"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny 3-step toy-world run, EMA decay 0 (the exported weights are then the live ones)."""
     out = tmp_path_factory.mktemp("mm_train") / "run"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the tests that resume it: the same float summation order
-    main(TINY_RUN + ["--out", str(out), "--steps", "3"])
-    torch.set_num_threads(threads)
+    main(TINY_RUN + ["--out", str(out), "--steps", "3"])  # one torch thread (conftest), as the resumed run
     return out
 
 
@@ -256,6 +245,18 @@ def studio_handlers(tmp_path, studio_folder):
     context = StudioContext(build_config(models="studio", space_file=space), SessionFiles(tmp_path / "files"))
     assert sounding_video in working_tabs(context)  # no released checkpoint configured: the studio weights
     return sounding_video.SoundingVideoHandlers(context, "studio")
+
+
+def test_studio_tab_builds_with_the_studio_format_and_the_ddpm_sampler(studio_handlers):
+    import gradio as gr
+
+    from studio.app import build_studio
+
+    demo = build_studio(studio_handlers.context)
+    radios = {b.label: b.value for b in demo.blocks.values() if isinstance(b, gr.Radio)}
+    assert radios["Sampler"] == "DDPM"
+    notes = [b.value for b in demo.blocks.values() if isinstance(b, gr.Markdown)]
+    assert any("**Clip format:** 4 frames of 8×8" in str(note) for note in notes)
 
 
 def test_tab_with_studio_weights_makes_16_khz_mp4_and_wav(studio_handlers):
