@@ -353,3 +353,13 @@ def test_block_synthesis_equals_eq4_sample_by_sample():
                     * np.sin(2 * np.pi * modes.frequencies * t + modes.phases), axis=1)
     fast = modal_sum(modes, 5001, SR)
     assert np.abs(fast - direct).max() < 1e-6 * np.abs(direct).max()
+
+
+def test_block_synthesis_of_nothing_is_silence():
+    """No samples, or no mode below Nyquist, or modes far quieter than full scale: exact zeros or exact scaling."""
+    one = Modes([440.0], [0.0], [0.5], sample_rate=SR)
+    assert modal_sum(one, 0, SR).shape == (0,)
+    assert not modal_sum(Modes([], [], [], sample_rate=SR), 50, SR).any()
+    assert not modal_sum(Modes([12000.0], [0.0], [0.5], sample_rate=SR), 50, 16000).any()  # above 8 kHz Nyquist
+    quiet = Modes([440.0], [-200.0], [0.5], sample_rate=SR)  # the guard is relative: a quiet sound keeps its shape
+    np.testing.assert_allclose(modal_sum(quiet, 500, SR), 1e-10 * modal_sum(one, 500, SR), rtol=1e-5, atol=1e-17)

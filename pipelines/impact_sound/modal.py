@@ -52,9 +52,9 @@ PAPER_SEARCH_HALF_WIDTH_HZ = 10.76  # ±half an STFT bin (21.533 Hz / 2 = 10.767
 # modes) would otherwise start with. 0.25 ms = 11 samples at 44.1 kHz: far shorter than any audible attack.
 FADE_IN_S = 0.25e-3
 
-# Synthesis: a mode whose envelope has fallen below this (−240 dB re full scale, far under float32 resolution) is
-# exactly zero, so the single-precision matrix product never meets subnormal numbers (10× slower on x86).
-DENORMAL_GUARD = 1e-12
+# Synthesis: an envelope factor below this fraction of the loudest mode's amplitude (−140 dB, under float32 resolution)
+# is exactly zero, so products of four factors never reach float32 subnormals (10× slower on x86).
+DENORMAL_GUARD = 1e-7
 
 # Refined estimator settings (see `_estimate_refined`).
 REFINED_ZERO_PAD = 4  # whole-clip FFT length = 4 × next power of two: 0.67 Hz grid for a 0.25 s clip at 44.1 kHz
@@ -608,32 +608,60 @@ def synthesize(
     return _peak_safe(out, ceiling)
 
 
-def modal_sum(modes: Modes, num_samples: int, sample_rate: int, *, block: int = 96) -> np.ndarray:
+def modal_sum(modes: Modes, num_samples: int, sample_rate: int, *, block: int = 100) -> np.ndarray:
     """Eq. 4 summed over the modes below Nyquist, float64, no fade and no level control.
 
     Mode i at sample n is Im(a_i·z_i^n) with a_i = 10^{p_i/20}·e^{jθ_i} and z_i = e^{(−λ_i·ln10/20 + j2πf_i)/rate}.
-    The samples come in blocks of `block` as one complex matrix product (BLAS, single precision: errors near
-    1e-7 of full scale): out[kB + b] = Im(Σ_i (a_i z_i^{kB}) · z_i^b), i.e. [blocks × modes] @ [modes × B], the
-    powers of z_i by running products in double precision.
+    The samples come in blocks of `block`: with n = kB + b and w_i^b = j·conj(z_i^b), Im(a_i z_i^n) =
+    Re(a_i z_i^{kB})·Re(w_i^b) + Im(a_i z_i^{kB})·Im(w_i^b), so the whole sound is one real matrix product of the
+    two complex tables seen as interleaved floats, [blocks × 2·modes] @ [2·modes × B] (single-precision BLAS: errors
+    near 1e-7 of full scale). Amplitudes are taken relative to the loudest mode (DENORMAL_GUARD is relative) and the
+    result scaled back.
     """
     audible = modes.frequencies < sample_rate / 2.0
+    if num_samples == 0 or not audible.any():
+        return np.zeros(num_samples)
     phases = np.zeros(int(audible.sum())) if modes.phases is None else modes.phases[audible]
-    amplitudes = 10.0 ** (modes.powers[audible] / 20.0) * np.exp(1j * phases)
-    s = (-modes.decay_rates[audible] * math.log(10.0) / 20.0 + 2j * math.pi * modes.frequencies[audible]) / sample_rate
-    blocks = -(-num_samples // block)
-    starts = amplitudes[None, :] * powers_of(np.exp(s * block), blocks).T  # [blocks, modes]
-    starts[np.abs(starts) < DENORMAL_GUARD] = 0.0  # decayed modes: exact zeros, not slow float32 subnormals
-    steps = powers_of(np.exp(s), block)  # [modes, block]
-    product = np.ascontiguousarray(starts, dtype=np.complex64) @ steps.astype(np.complex64)
-    return product.imag.reshape(-1)[:num_samples].astype(np.float64)
+    log_amplitudes = modes.powers[audible] * (math.log(10.0) / 20.0)
+    loudest = log_amplitudes.max()
+    log_decay = -modes.decay_rates[audible] * (math.log(10.0) / 20.0) / sample_rate  # per sample
+    turns = modes.frequencies[audible] / sample_rate  # per sample
+    starts = phasor_table(log_amplitudes - loudest, phases / (2.0 * math.pi), log_decay * block, turns * block,
+                          -(-num_samples // block))  # a_i z_i^{kB} / max|a|
+    steps = phasor_table(np.zeros_like(turns), np.full_like(turns, 0.25), log_decay, -turns, block)  # w_i^b
+    product = starts.view(np.float32) @ steps[:block].view(np.float32).T
+    return product.reshape(-1)[:num_samples].astype(np.float64) * math.exp(loudest)
 
 
-def powers_of(z: np.ndarray, count: int) -> np.ndarray:
-    """[len(z), count]: z^0, z^1, …, z^(count − 1) for each z (running products)."""
-    out = np.empty((len(z), count), dtype=np.complex128)
-    out[:, :1] = 1.0
-    out[:, 1:] = z[:, None]
-    return np.cumprod(out, axis=1)
+def phasor_table(log_start: np.ndarray, turn_start: np.ndarray, log_step: np.ndarray, turn_step: np.ndarray,
+                 count: int) -> np.ndarray:
+    """complex64 exp(log_start + m·log_step + j2π(turn_start + m·turn_step)) for m = 0, 1, …: [M, K] with M ≥ count
+    (rows past `count` continue the sequence).
+
+    Two levels, m = qR + r with R ≈ √count: only K·(M/R + R) exponentials, cosines and sines (of double-precision
+    exponents, whole turns dropped first), then one single-precision complex product per entry (relative error
+    ≈ 2e-7). Factors below DENORMAL_GUARD are exact zeros, so the products stay clear of float32 subnormals.
+    """
+    fine = math.isqrt(count - 1) + 1
+    coarse_m = np.arange(-(-count // fine))[:, None, None] * fine
+    fine_m = np.arange(fine)[:, None]
+    coarse = phasors(log_start + log_step * coarse_m, turn_start + turn_step * coarse_m)  # [Q, 1, K]
+    return (coarse * phasors(log_step * fine_m, turn_step * fine_m)).reshape(-1, len(log_start))  # [Q·R, K]
+
+
+def phasors(log_magnitude: np.ndarray, turns: np.ndarray) -> np.ndarray:
+    """complex64 exp(log_magnitude + j·2π·turns); magnitudes below DENORMAL_GUARD are exact zeros.
+
+    The whole turns are dropped in double precision first, so float32 trigonometry sees an angle in [0, 2π).
+    """
+    log_guard = math.log(DENORMAL_GUARD)
+    magnitude = np.exp(np.maximum(log_magnitude, log_guard)).astype(np.float32)
+    magnitude[log_magnitude < log_guard] = 0.0
+    angle = ((turns - np.floor(turns)) * (2.0 * math.pi)).astype(np.float32)
+    out = np.empty(magnitude.shape, dtype=np.complex64)
+    np.multiply(magnitude, np.cos(angle), out=out.real)
+    np.multiply(magnitude, np.sin(angle), out=out.imag)
+    return out
 
 
 def fade_in(length: int, fade_samples: int) -> np.ndarray:
