@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -31,14 +32,19 @@ FREQUENCY_TICKS = (20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
 def modes_picture(audio: np.ndarray, modes: Modes, sample_rate: int = IMPACT.sample_rate) -> np.ndarray:
     """[HEIGHT, WIDTH, 3] uint8: the spectrogram of `audio` with `modes` as dots (see the module docstring)."""
     seconds = max(len(audio) / sample_rate, 1e-3)
-    image = Image.new("RGB", (WIDTH, HEIGHT), BACKGROUND_RGB)
+    image = _axes(seconds, sample_rate / 2.0).copy()
     plot = _spectrogram_pixels(audio, sample_rate, WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM)
     image.paste(Image.fromarray(plot), (LEFT, TOP))
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=12)
-    _draw_axes(draw, font, seconds, sample_rate / 2.0)
-    _draw_modes(draw, modes, seconds, sample_rate / 2.0)
+    _draw_modes(ImageDraw.Draw(image), modes, seconds, sample_rate / 2.0)
     return np.asarray(image)
+
+
+@functools.lru_cache(maxsize=16)
+def _axes(duration: float, nyquist: float) -> Image.Image:
+    """The empty picture with its axes and labels (drawn once per length and rate: text is the slow part)."""
+    image = Image.new("RGB", (WIDTH, HEIGHT), BACKGROUND_RGB)
+    _draw_axes(ImageDraw.Draw(image), ImageFont.load_default(size=12), duration, nyquist)
+    return image
 
 
 def _y(frequency: np.ndarray | float, nyquist: float) -> np.ndarray:
@@ -69,8 +75,15 @@ def _spectrogram_pixels(audio: np.ndarray, sample_rate: int, width: int, height:
 
 
 def _colour(level: np.ndarray) -> np.ndarray:
-    channels = [np.interp(level, COLORMAP[:, 0], COLORMAP[:, c]) for c in (1, 2, 3)]
-    return np.stack(channels, axis=-1).astype(np.uint8)
+    """Levels in [0, 1] -> RGB uint8 through the colormap, quantised to its 256 entries."""
+    return np.take(_palette(), (level * 255.0 + 0.5).astype(np.uint8), axis=0)
+
+
+@functools.lru_cache(maxsize=1)
+def _palette() -> np.ndarray:
+    """[256, 3] uint8: COLORMAP interpolated at 256 evenly spaced levels."""
+    levels = np.linspace(0.0, 1.0, 256)
+    return np.stack([np.interp(levels, COLORMAP[:, 0], COLORMAP[:, c]) for c in (1, 2, 3)], axis=-1).astype(np.uint8)
 
 
 def _draw_axes(draw: ImageDraw.ImageDraw, font, duration: float, nyquist: float) -> None:
