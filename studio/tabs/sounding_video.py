@@ -101,7 +101,8 @@ def build(context: StudioContext) -> None:
                 sampler = gr.Radio(list(SAMPLERS), value=first_sampler, label="Sampler",
                                    info="DPM-Solver: 20 steps is the paper's fast default. DDPM is the slowest and "
                                         "the best (the studio model needs its 1000 steps).")
-                steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS[first_sampler], step=1, label="Steps")
+                steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS[first_sampler], step=1, label="Steps",
+                                  elem_id="sv-steps")
             with gr.Row():
                 guidance = gr.Slider(0, MAX_GUIDANCE, value=0, step=0.5, label="Guidance λ (audio → video, "
                                      "video → audio)", info="0 = replacement (works with every sampler); above 0 "
@@ -113,14 +114,14 @@ def build(context: StudioContext) -> None:
                 super_res = gr.Checkbox(False, label="Super-resolution to 256×256", visible=has_sr,
                                         info="Up-samples the frames with the released SR model (slow).")
         with gr.Row():
-            run = gr.Button("Generate", variant="primary")
+            run = gr.Button("Generate", variant="primary", elem_id="sv-generate")
             stop = gr.Button("Stop")
         preview = gr.Image(label="Frames forming", interactive=False)
         with gr.Row():
-            video_out = gr.Video(label="Sounding video (first sample)", autoplay=False)
+            video_out = gr.Video(label="Sounding video (first sample)", autoplay=False, elem_id="sv-video")
             audio_out = gr.Audio(label="Its sound (wav, 16 kHz)", type="filepath")
-        note = gr.Markdown()
-        files = gr.File(label="All samples (mp4 + wav)", file_count="multiple")
+        note = gr.Markdown(elem_id="sv-note")
+        files = gr.File(label="All samples (mp4 + wav)", file_count="multiple", elem_id="sv-files")
         weights.change(lambda w: (describe_format(w), default_sampler(w), DEFAULT_STEPS[default_sampler(w)]),
                        weights, [format_note, sampler, steps], queue=False)
         mode.change(lambda m: (gr.update(visible=m == AUDIO_TO_VIDEO), gr.update(visible=m == VIDEO_TO_AUDIO)),

@@ -83,6 +83,12 @@ def upload(page, component: str, path, prompt) -> None:
     prompt.wait_for(state="hidden", timeout=30_000)
 
 
+def set_slider(page, slider: str, value: str) -> None:
+    number = page.locator(f"{slider} input[type=number]")
+    number.fill(value)
+    number.press("Enter")
+
+
 def test_a_picture_becomes_sound_and_a_video(page):
     page.locator("#lab-picture canvas").first.wait_for(state="attached")  # the editor drops uploads before this
     upload(page, "#lab-picture", EXAMPLES / "rings.png", page.locator("#lab-picture").get_by_text("Upload an image"))
@@ -157,10 +163,37 @@ def test_images_that_sound_forms_live_and_returns_files(browser, paper_weights_u
     page.get_by_role("tab", name="Images that Sound").wait_for()
     page.get_by_role("button", name="Settings").first.click()
     for slider, value in (("#its-steps", "20"), ("#its-seconds", "1.28")):
-        number = page.locator(f"{slider} input[type=number]")
-        number.fill(value)
-        number.press("Enter")
+        set_slider(page, slider, value)
     page.locator("#its-generate").click()
     page.locator("#its-note").get_by_text("Seeds").wait_for(timeout=120_000)
     assert page.locator("#its-gallery img").count() >= 1
+    page.close()
+
+
+
+def test_studio_images_that_sound_makes_a_sample(browser, studio_url):
+    """The bundled studio weights, a few steps: a spectrogram and its files come back."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(studio_url)
+    page.get_by_role("tab", name="Images that Sound").click()
+    page.get_by_role("button", name="Settings").first.click()
+    set_slider(page, "#its-steps", "4")
+    page.locator("#its-generate").click()
+    page.locator("#its-note").get_by_text("Seed").first.wait_for(timeout=120_000)
+    assert page.locator("#its-gallery img").count() >= 1
+    page.close()
+
+
+def test_studio_sounding_video_makes_an_mp4_and_a_wav(browser, studio_url):
+    """The bundled studio MM-Diffusion model, a few DDPM steps: the mp4 plays in the page, mp4 and wav download."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(studio_url)
+    page.get_by_role("tab", name="Sounding Video").click()
+    page.get_by_role("button", name="Settings").filter(visible=True).first.click()
+    set_slider(page, "#sv-steps", "5")
+    page.locator("#sv-generate").click()
+    page.locator("#sv-note").get_by_text("frames of 16×16").wait_for(timeout=120_000)
+    page.locator("#sv-video video").wait_for()
+    files = page.locator("#sv-files").inner_text()
+    assert ".mp4" in files and ".wav" in files
     page.close()
