@@ -113,7 +113,7 @@ def machine() -> str:
             f"{torch.get_num_threads()} torch threads, {device}), torch {torch.__version__}")
 
 
-def run(out: str | Path, *, samples_per_pair: int = 4, steps: int = 50, guidance: float = 3.0,
+def run(out: str | Path, *, samples_per_pair: int = 4, steps: int = 50, guidance: float = 10.0,
         warm_start: float = 0.9, seed: int = 0, pairs: list[tuple[str, str]] | None = None,
         methods: tuple[str, ...] = METHODS, variant: str = "studio", judges: str | Path | None = None,
         verbose: bool = True) -> dict:
@@ -155,7 +155,8 @@ def add_arguments(parser) -> None:
     """Options of `python -m pipelines.metrics images_that_sound` (`--out` and `--seed` are common)."""
     parser.add_argument("--samples-per-pair", type=int, default=4, help="samples per (image, sound) class pair")
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (imprint: per model)")
-    parser.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance, both models")
+    parser.add_argument("--guidance", type=float, default=10.0, help="classifier-free guidance, both models "
+                        "(the paper's γ_v = γ_a = 10)")
     parser.add_argument("--warm-start", type=float, default=0.9, help="composed: image warm start t_v")
     parser.add_argument("--pairs", type=int, default=None, help="only the first K of the 16 class pairs")
     parser.add_argument("--judges", default=None, help="judges folder (default: assets/models/judges)")
