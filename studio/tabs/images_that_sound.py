@@ -12,19 +12,18 @@ import atexit
 import contextlib
 import io
 import os
-import queue
 import shutil
 import tempfile
-import threading
 from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
 
+from pipelines.media import save_playhead_video, save_png, save_wav, to_uint8
 from pipelines.registry import REGISTRY, WeightsUnavailableError, available, chosen_variant, describe, get_pipeline
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
-from pipelines.media import save_playhead_video, save_png, save_wav, to_uint8
+from studio.streaming import stream
 from studio.validation import require_number, require_prompt, user_facing
 
 NAME = "images_that_sound"
@@ -242,24 +241,15 @@ class ImagesThatSoundHandlers:
         if arguments["vocoder"] == "hifigan" and pipe.vocoder is None:
             arguments["vocoder"] = "griffinlim"
             vocoder_note = " These weights come without a HiFi-GAN, so Griffin-Lim made the sound."
-        updates: queue.Queue = queue.Queue()
         colour_prompt = require_prompt(colour_prompt, "Colorize prompt", allow_empty=True)
         if colour_prompt:
             colour_with = _require_colorizer(colour_with, self.variant)
         if method == SDS:
             arguments["iterations"] = require_number(sds_iterations, "SDS iterations", 1, MAX_SDS_ITERATIONS,
                                                      integer=True)
-        run = {IMPRINT: _run_imprint, SDS: _run_sds}.get(method, _run)
-        worker = threading.Thread(target=run, args=(pipe, arguments, generators, updates), daemon=True)
-        worker.start()
-        while True:
-            kind, payload = updates.get()
-            if kind == "preview":
-                yield (to_uint8(payload[0]),) + (gr.skip(),) * 6
-            elif kind == "error":
-                raise payload
-            else:
-                break
+        work = {IMPRINT: _imprint, SDS: _score_distillation}.get(method, _sample)
+        payload = yield from stream(lambda preview: work(pipe, arguments, generators, preview),
+                                    lambda previews: (to_uint8(previews[0]),) + (gr.skip(),) * 6)
         saved, best = self._save(payload, seed_used, request, (arguments["image_prompt"], arguments["audio_prompt"]))
         saved = saved[:3] + (saved[3] + vocoder_note,) + saved[4:]
         if not colour_prompt:
@@ -314,45 +304,33 @@ class ImagesThatSoundHandlers:
         return scores, (rank(scores).tolist() if scores else list(range(len(output.audio))))
 
 
-def _run_imprint(pipe, arguments: dict, generators, updates: queue.Queue) -> None:
+def _imprint(pipe, arguments: dict, generators, preview) -> object:
     """The imprint baseline with the paper's step counts (image model 50, audio model 100 at the default 100)."""
-    try:
-        steps = arguments["num_inference_steps"]
-        output = pipe.imprint(
-            arguments["image_prompt"], arguments["audio_prompt"], arguments["negative_prompt"],
-            image_steps=max(1, steps // 2), audio_steps=steps, image_guidance_scale=arguments["image_guidance_scale"],
-            audio_guidance_scale=arguments["audio_guidance_scale"], generator=generators,
-            num_samples=arguments["num_samples"], latent_width=arguments["latent_width"], vocoder=arguments["vocoder"],
-        )
-        updates.put(("done", output))
-    except Exception as error:  # noqa: BLE001 - re-raised in the handler's thread, where user_facing handles it
-        updates.put(("error", error))
+    steps = arguments["num_inference_steps"]
+    return pipe.imprint(
+        arguments["image_prompt"], arguments["audio_prompt"], arguments["negative_prompt"],
+        image_steps=max(1, steps // 2), audio_steps=steps, image_guidance_scale=arguments["image_guidance_scale"],
+        audio_guidance_scale=arguments["audio_guidance_scale"], generator=generators,
+        num_samples=arguments["num_samples"], latent_width=arguments["latent_width"], vocoder=arguments["vocoder"],
+    )
 
 
-def _run_sds(pipe, arguments: dict, generators, updates: queue.Queue) -> None:
+def _score_distillation(pipe, arguments: dict, generators, preview) -> object:
     """The SDS baseline: one picture, optimised for the chosen number of iterations, with previews."""
     from pipelines.images_that_sound.sds import score_distillation
 
-    try:
-        output = score_distillation(
-            pipe, arguments["image_prompt"], arguments["audio_prompt"], negative_prompt=arguments["negative_prompt"],
-            iterations=arguments["iterations"], latent_width=arguments["latent_width"], generator=generators[0],
-            vocoder=arguments["vocoder"], callback_steps=max(1, arguments["iterations"] // 20),
-            callback=lambda iteration, picture: updates.put(("preview", picture)),
-        )
-        updates.put(("done", output))
-    except Exception as error:  # noqa: BLE001 - re-raised in the handler's thread, where user_facing handles it
-        updates.put(("error", error))
+    return score_distillation(
+        pipe, arguments["image_prompt"], arguments["audio_prompt"], negative_prompt=arguments["negative_prompt"],
+        iterations=arguments["iterations"], latent_width=arguments["latent_width"], generator=generators[0],
+        vocoder=arguments["vocoder"], callback_steps=max(1, arguments["iterations"] // 20),
+        callback=lambda iteration, picture: preview(picture),
+    )
 
 
-def _run(pipe, arguments: dict, generators, updates: queue.Queue) -> None:
-    """Sampling in a worker thread; previews and the result go back through `updates`."""
-    try:
-        output = pipe(**arguments, generator=generators, callback_steps=PREVIEW_EVERY,
-                      callback=lambda step, t, preview: updates.put(("preview", preview)))
-        updates.put(("done", output))
-    except Exception as error:  # noqa: BLE001 - re-raised in the handler's thread, where user_facing handles it
-        updates.put(("error", error))
+def _sample(pipe, arguments: dict, generators, preview) -> object:
+    """The paper's composed sampling, a preview of the spectrograms forming every PREVIEW_EVERY steps."""
+    return pipe(**arguments, generator=generators, callback_steps=PREVIEW_EVERY,
+                callback=lambda step, timestep, previews: preview(previews))
 
 
 def _require_colorizer(choice: str | None, variant: str) -> str:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import queue
-import threading
 from pathlib import Path
 
 import gradio as gr
@@ -24,6 +22,7 @@ from pipelines.sounding_video import (
 )
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
+from studio.streaming import stream
 from studio.validation import VIDEO_SUFFIXES, read_audio, require_file, require_number, user_facing
 
 NAME = "sounding_video"
@@ -156,19 +155,9 @@ class SoundingVideoHandlers:
         models = get_pipeline(weights, self.variant)
         fmt = models.clip_format()
         notes = self._condition(mode, audio_file, video_file, fmt, arguments)
-        updates: queue.Queue = queue.Queue()
-        worker = threading.Thread(target=_run, args=(models, arguments, generators, bool(super_res), updates),
-                                  daemon=True)
-        worker.start()
-        while True:
-            kind, payload = updates.get()
-            if kind == "preview":
-                yield (payload,) + (gr.skip(),) * 4
-            elif kind == "error":
-                raise payload
-            else:
-                break
-        output, upsampled = payload
+        output, upsampled = yield from stream(
+            lambda preview: _sample(models, arguments, generators, bool(super_res), preview),
+            lambda grid: (grid,) + (gr.skip(),) * 4)
         if super_res and models.super_resolution is None:
             notes.append("No super-resolution checkpoint is configured for these weights: frames stay "
                          f"{fmt.width}×{fmt.height}.")
@@ -248,18 +237,15 @@ def playable(audio, sample_rate: int):
     return audio if sample_rate == PLAYBACK_RATE else resample(audio, sample_rate, PLAYBACK_RATE)
 
 
-def _run(models, arguments: dict, generators, super_res: bool, updates: queue.Queue) -> None:
-    """Sampling (and up-sampling) in a worker thread; previews and the result go back through `updates`."""
+def _sample(models, arguments: dict, generators, super_res: bool, preview) -> tuple:
+    """Sampling (and up-sampling), a grid of the frames forming every PREVIEW_EVERY steps -> (output, upsampled)."""
 
-    def preview(step: int, timestep: int, tensors: dict) -> None:
+    def show_frames(step: int, timestep: int, tensors: dict) -> None:
         frames = ((tensors["denoised_video"][0].permute(0, 2, 3, 1) + 1) * 127.5).clamp(0, 255).byte().cpu().numpy()
-        updates.put(("preview", preview_grid(frames)))
+        preview(preview_grid(frames))
 
-    try:
-        output = models.base(**arguments, generator=generators, callback=preview, callback_steps=PREVIEW_EVERY)
-        upsampled = None
-        if super_res and models.super_resolution is not None and "video" not in arguments:
-            upsampled = models.super_resolution(output.video, generator=generators).video
-        updates.put(("done", (output, upsampled)))
-    except Exception as error:  # noqa: BLE001 - re-raised in the handler's thread, where user_facing handles it
-        updates.put(("error", error))
+    output = models.base(**arguments, generator=generators, callback=show_frames, callback_steps=PREVIEW_EVERY)
+    upsampled = None
+    if super_res and models.super_resolution is not None and "video" not in arguments:
+        upsampled = models.super_resolution(output.video, generator=generators).video
+    return output, upsampled
