@@ -161,7 +161,7 @@ def test_images_that_sound_forms_live_and_returns_files(browser, paper_weights_u
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.goto(paper_weights_url)
     page.get_by_role("tab", name="Images that Sound").wait_for()
-    page.get_by_role("button", name="Settings").first.click()
+    page.get_by_role("button", name="Settings").filter(visible=True).first.click()
     for slider, value in (("#its-steps", "20"), ("#its-seconds", "1.28")):
         set_slider(page, slider, value)
     page.locator("#its-generate").click()
@@ -176,7 +176,7 @@ def test_studio_images_that_sound_makes_a_sample(browser, studio_url):
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.goto(studio_url)
     page.get_by_role("tab", name="Images that Sound").click()
-    page.get_by_role("button", name="Settings").first.click()
+    page.get_by_role("button", name="Settings").filter(visible=True).first.click()
     set_slider(page, "#its-steps", "4")
     page.locator("#its-generate").click()
     page.locator("#its-note").get_by_text("Seed").first.wait_for(timeout=120_000)
