@@ -305,7 +305,8 @@ class ImagesThatSoundHandlers:
 
 
 def _imprint(pipe, arguments: dict, generators, preview) -> object:
-    """The imprint baseline with the paper's step counts (image model 50, audio model 100 at the default 100)."""
+    """The imprint baseline with the paper's step counts (image model 50, audio model 100 at the default 100); it makes
+    no previews, so Stop takes effect only when it ends."""
     steps = arguments["num_inference_steps"]
     return pipe.imprint(
         arguments["image_prompt"], arguments["audio_prompt"], arguments["negative_prompt"],
