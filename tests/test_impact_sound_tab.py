@@ -4,6 +4,7 @@ silent video scored into an mp4 with sound from the modes or from the bundled di
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import gradio as gr
 import imageio_ffmpeg
@@ -284,25 +285,31 @@ def test_bad_hit_lists_and_videos_get_clear_messages(handlers, silent_video, tmp
 # The diffusion model (bundled studio weights) -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def glass_video(tmp_path_factory):
-    """A toy-world glass object hitting the floor, as an mp4 (30 fps), and the time of the hit."""
+def write_glass_video(path: Path) -> float:
+    """A toy-world glass object hitting the floor, written as an mp4 (30 fps); returns the time of the hit."""
     from moviepy import ImageSequenceClip
 
     from pipelines.toyworld import sample
 
     clip = sample("impact", 1, seed=123, materials=("glass",))
-    path = tmp_path_factory.mktemp("toy") / "glass.mp4"
     frames = [(frame * 255).astype(np.uint8) for frame in clip.frames[0]]
     ImageSequenceClip(frames, fps=clip.fps).write_videofile(str(path), codec="libx264", audio=False, logger=None,
                                                             preset="ultrafast", ffmpeg_params=["-pix_fmt", "yuv420p"])
-    return str(path), float(clip.hit_time_s[0])
+    return float(clip.hit_time_s[0])
+
+
+@pytest.fixture(scope="module")
+def glass_video(tmp_path_factory):
+    """The toy glass video's path and the time of its hit."""
+    path = tmp_path_factory.mktemp("toy") / "glass.mp4"
+    return str(path), write_glass_video(path)
 
 
 def test_the_diffusion_model_scores_a_video_with_retrieved_or_given_physics(handlers, glass_video):
     path, hit = glass_video
     assert handlers.has_diffusion and "studio weights" in handlers.diffusion_note
-    mp4, wav, note = handlers.score_video(path, f"{hit:.3f}", table_of(FIVE), *NO_EDITS, "retrieved", 10, 0,
+    empty_table = pd.DataFrame(columns=table_of(FIVE).columns)  # retrieved physics: the table is not needed
+    mp4, wav, note = handlers.score_video(path, f"{hit:.3f}", empty_table, *NO_EDITS, "retrieved", 10, 0,
                                           request=FakeRequest(), progress=quiet)
     assert note.endswith("Diffusion model (10 steps): physics retrieved from training clips of glass.")
     track, rate = soundfile.read(wav)

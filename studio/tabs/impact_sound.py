@@ -254,7 +254,9 @@ class ImpactHandlers:
         seconds = require_number(seconds, "Length", MIN_SECONDS, MAX_SECONDS)
         edits = read_edits(pitch, damping, brightness, low_cut, band_low, band_high)
         pipe = self.pipe
-        modes = pipe.edit(pipe.modes(*require_mode_table(table, nyquist=NYQUIST, max_rows=MAX_MODES)), edits)
+        modes = None  # physics retrieved from the video: the table is not used (and may be empty)
+        if sound_source != "retrieved":
+            modes = pipe.edit(pipe.modes(*require_mode_table(table, nyquist=NYQUIST, max_rows=MAX_MODES)), edits)
         progress(0.1, desc="Reading the video")
         length, full_length, times = self.video_hits(path, hit_text)
         if sound_source == "modes":

@@ -84,9 +84,20 @@ def upload(page, component: str, path, prompt) -> None:
 
 
 def set_slider(page, slider: str, value: str) -> None:
-    number = page.locator(f"{slider} input[type=number]")
-    number.fill(value)
-    number.press("Enter")
+    """Type `value` into a slider's number box until the slider holds it: an accordion that was just opened mounts its
+    sliders' initial values over what was typed in the first moments."""
+    from playwright.sync_api import expect
+
+    number, bar = page.locator(f"{slider} input[type=number]"), page.locator(f"{slider} input[type=range]")
+    for _ in range(10):
+        number.fill(value)
+        number.press("Enter")
+        try:
+            expect(bar).to_have_value(value, timeout=2_000)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"{slider} did not take the value {value}")
 
 
 def test_a_picture_becomes_sound_and_a_video(page):
@@ -170,7 +181,6 @@ def test_images_that_sound_forms_live_and_returns_files(browser, paper_weights_u
     page.close()
 
 
-
 def test_studio_images_that_sound_makes_a_sample(browser, studio_url):
     """The bundled studio weights, a few steps: a spectrogram and its files come back."""
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
@@ -181,4 +191,39 @@ def test_studio_images_that_sound_makes_a_sample(browser, studio_url):
     page.locator("#its-generate").click()
     page.locator("#its-note").get_by_text("Seed").first.wait_for(timeout=120_000)
     assert page.locator("#its-gallery img").count() >= 1
+    page.close()
+
+
+def test_studio_sounding_video_makes_an_mp4_and_a_wav(browser, studio_url):
+    """The bundled studio MM-Diffusion model, a few DDPM steps: the mp4 plays in the page, mp4 and wav download."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(studio_url)
+    page.get_by_role("tab", name="Sounding Video").click()
+    page.get_by_role("button", name="Settings").filter(visible=True).first.click()
+    set_slider(page, "#sv-steps", "5")
+    page.locator("#sv-generate").click()
+    page.locator("#sv-note").get_by_text("frames of 16×16").wait_for(timeout=120_000)
+    page.locator("#sv-video video").wait_for()
+    files = page.locator("#sv-files").inner_text()
+    assert ".mp4" in files and ".wav" in files
+    page.close()
+
+
+def test_studio_impact_diffusion_scores_a_silent_video(browser, studio_url, tmp_path):
+    """The bundled studio diffusion model hears a toy glass hit, its physics retrieved from its training clips (the
+    mode table stays empty: it is not needed)."""
+    from tests.test_impact_sound_tab import write_glass_video
+
+    video = tmp_path / "glass.mp4"
+    hit = write_glass_video(video)
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(studio_url)
+    page.get_by_role("tab", name="Impact Sound").click()
+    upload(page, "#impact-video", video, page.locator("#impact-video").get_by_text("Drop Video Here"))
+    page.locator("#impact-hits textarea").fill(f"{hit:.3f}")
+    page.locator("#impact-sound-source").get_by_text("physics retrieved from the video").click()
+    page.locator("#impact-score").click()
+    page.locator("#impact-video-note").get_by_text("physics retrieved from training clips of glass").wait_for(
+        timeout=120_000)
+    assert page.locator("#impact-scored video").get_attribute("src").endswith(".mp4")
     page.close()
