@@ -130,11 +130,34 @@ def test_outputs_are_cropped_spectrograms_images_and_audio(pipe):
     assert hifigan.audio.shape == (1, width * 160) and np.abs(hifigan.audio).max() <= 1.0
 
 
-def test_previews_stream_through_the_callback(pipe):
-    previews = []
+def test_previews_stream_through_the_callback_and_only_the_first_is_decoded(pipe, monkeypatch):
+    previews, decodes = [], []
+    decode = pipe.decode_spectrograms
+    monkeypatch.setattr(pipe, "decode_spectrograms", lambda latents: decodes.append(1) or decode(latents))
     run(pipe, num_inference_steps=6, callback=lambda step, t, preview: previews.append((step, preview.shape)),
         callback_steps=2)
     assert previews == [(1, (1, 256, 128)), (3, (1, 256, 128)), (5, (1, 256, 128))]
+    assert len(decodes) == 2  # the first preview (which calibrates the others) and the final result
+
+
+def test_linear_preview_recovers_a_linear_decoder():
+    """A decoder that is linear per latent pixel (gray = w·z + b over its 8 × 8 patch): one calibration recovers w
+    and b exactly, and a new latent's preview is that map, upsampled."""
+    from pipelines.images_that_sound.pipeline_images_that_sound import LinearPreview
+
+    w, b = torch.tensor([0.3, -0.2, 0.1, 0.05]), 0.4
+
+    def decode(latents):
+        gray = torch.einsum("c,nchw->nhw", w, latents) + b
+        return gray.repeat_interleave(8, dim=1).repeat_interleave(8, dim=2).numpy()
+
+    preview = LinearPreview(decode)
+    first = torch.randn(2, 4, 6, 10, generator=torch.Generator().manual_seed(0))
+    assert np.array_equal(preview(first), decode(first))  # the first preview is the decode itself
+    assert torch.allclose(preview.weights, torch.cat([w, torch.tensor([b])]), atol=1e-5)
+    flat = torch.zeros(1, 4, 6, 10)
+    flat[:, 0] = 1.0  # gray 0.7 everywhere: upsampling keeps it
+    assert preview(flat).shape == (1, 48, 80) and np.allclose(preview(flat), 0.7, atol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs, message", [
