@@ -15,13 +15,10 @@ import numpy as np
 from PIL import Image
 
 from pipelines.audio import SPECS
+from pipelines.media import VideoDecodeError, opened_video
 
 FPS = 10  # paper §4.1 (pipeline_mm_diffusion.FPS)
 SAMPLE_RATE = SPECS["mm_diffusion"].sample_rate
-
-
-class ClipDecodeError(ValueError):
-    """The file could not be read as a video, or holds no frames."""
 
 
 @dataclass(frozen=True)
@@ -121,27 +118,12 @@ def fit_audio(samples: np.ndarray, fmt: ClipFormat) -> Converted:
 
 
 def read_video_clip(path: str | Path, fmt: ClipFormat) -> Converted:
-    """A video file -> uint8 frames [F, H, W, 3] at the model's frame rate, centre-cropped square and resized."""
-    from moviepy import VideoFileClip
-
-    try:
-        clip = VideoFileClip(str(path), audio=False)
-    except Exception as error:  # noqa: BLE001 - any decoder failure means the same thing to the user
-        raise ClipDecodeError(f"no video decoder could read it ({type(error).__name__})") from error
-    try:
-        fps, seconds, size = float(clip.fps or 0.0), float(clip.duration or 0.0), tuple(clip.size)
-        if not (fps > 0 and seconds > 0):
-            raise ClipDecodeError("it holds no video frames")
+    """A video file -> uint8 frames [F, H, W, 3] at the model's frame rate, centre-cropped square and resized.
+    VideoDecodeError, in words, when it cannot be read."""
+    with opened_video(path) as clip:
+        fps, seconds, size = float(clip.fps), float(clip.duration), tuple(clip.size)
         times = [index / fmt.fps for index in range(fmt.frames) if index / fmt.fps < seconds]
         frames = [_square(clip.get_frame(t), fmt) for t in times]
-    except ClipDecodeError:
-        raise
-    except Exception as error:  # noqa: BLE001 - a broken stream fails part-way through decoding
-        raise ClipDecodeError(f"the video stream is damaged ({type(error).__name__})") from error
-    finally:
-        clip.close()
-    if not frames:
-        raise ClipDecodeError("it holds no video frames")
     return Converted(np.stack(frames + [frames[-1]] * (fmt.frames - len(frames))),
                      _video_notes(fps, seconds, size, len(frames), fmt))
 
@@ -200,5 +182,5 @@ def save_sounding_video(frames: np.ndarray, audio: np.ndarray, sample_rate: int,
     return Path(path)
 
 
-__all__ = ["ClipDecodeError", "ClipFormat", "Converted", "SoundingVideoPipelines", "fit_audio", "load_sounding_video",
-           "preview_grid", "read_video_clip", "save_sounding_video"]
+__all__ = ["ClipFormat", "Converted", "SoundingVideoPipelines", "fit_audio", "load_sounding_video",
+           "preview_grid", "read_video_clip", "VideoDecodeError", "save_sounding_video"]

@@ -18,7 +18,7 @@ from pipelines.audio import SPECS, resample
 from pipelines.media import save_wav
 from pipelines.registry import available, describe, get_pipeline
 from pipelines.sounding_video import (
-    ClipDecodeError, ClipFormat, fit_audio, preview_grid, read_video_clip, save_sounding_video,
+    ClipFormat, VideoDecodeError, fit_audio, preview_grid, read_video_clip, save_sounding_video,
 )
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
@@ -194,7 +194,7 @@ class SoundingVideoHandlers:
             path = require_file(video_file, "video", suffixes=VIDEO_SUFFIXES, max_mb=max_mb)
             try:
                 converted = read_video_clip(path, fmt)
-            except ClipDecodeError as error:
+            except VideoDecodeError as error:
                 raise gr.Error(f"We could not read '{path.name}' as a video: {error}. Try an MP4 file.") from None
             arguments["video"] = converted.value
             return converted.notes
