@@ -96,8 +96,8 @@ def test_cli_scores_a_tiny_trained_model_and_writes_json(tmp_path, monkeypatch):
     from pipelines.train.__main__ import main as train_main
 
     model = tmp_path / "model"
-    train_main(["mm_diffusion", "--data", "toyworld", "--size", "tiny", "--pool", "2", "--steps", "1",
-                "--out", str(model)])
+    train_main(["mm_diffusion", "--data", "toyworld", "--scenes", "bounce,collide", "--size", "tiny", "--pool", "2",
+                "--steps", "1", "--out", str(model)])
     monkeypatch.setattr(registry, "STUDIO_MM_DIFFUSION", str(model))
     REGISTRY.forget("mm_diffusion_toyworld")
     try:
@@ -111,3 +111,4 @@ def test_cli_scores_a_tiny_trained_model_and_writes_json(tmp_path, monkeypatch):
                                                 "fps": 10, "sample_rate": 2000}
     assert {"date", "machine", "seconds"} <= saved.keys() and report["results"]["generated"]["clips"] == 3
     assert saved["results"]["ground truth"]["clips"] == 6 and "video_detector" in saved["results"]["ground truth"]
+    assert saved["settings"]["scenes"] == ["bounce", "collide"]  # the model's training scenes (its model.json)

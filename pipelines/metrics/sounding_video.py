@@ -219,15 +219,25 @@ def detector_table(result: dict, tolerance: int) -> str:
     return "\n".join(lines)
 
 
+def studio_scenes() -> tuple[str, ...]:
+    """The toy scenes the bundled studio model was trained on (its model.json), `bounce` when it does not say."""
+    from pipelines.registry import STUDIO_MM_DIFFUSION
+
+    config = Path(__file__).resolve().parents[2] / STUDIO_MM_DIFFUSION / "model.json"
+    return tuple(json.loads(config.read_text()).get("scenes", ["bounce"])) if config.is_file() else ("bounce",)
+
+
 def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: int = 0, sampler: str = "dpm_solver",
         steps: int = 20, tolerance: int = 1, weights: str = "mm_diffusion_toyworld", variant: str = "studio",
-        scenes: tuple[str, ...] = ("bounce",), batch: int = 16, verbose: bool = True) -> dict:
-    """Score ground-truth toy clips and `samples` generated ones; print the tables; write the JSON to `out`."""
+        scenes: tuple[str, ...] | None = None, batch: int = 16, verbose: bool = True) -> dict:
+    """Score ground-truth toy clips and `samples` generated ones; print the tables; write the JSON to `out`.
+    `scenes`: of the ground-truth clips; by default those the studio model learnt."""
     from pipelines.metrics.images_that_sound import machine
     from pipelines.registry import get_pipeline
     from pipelines.toyworld.videos import FLOOR
 
     started = time.time()
+    scenes = scenes or studio_scenes()
     pipe = get_pipeline(weights, variant).base
     fmt = ClipFormat(*pipe.default_size(), pipe.audio_length(pipe.default_size()[0]), pipe.fps, pipe.sample_rate)
     frames, audio, truth = ground_truth_clips(ground_truth, seed + 1_000_003, fmt, scenes)  # unseen toy seeds
@@ -259,9 +269,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--weights", default="mm_diffusion_toyworld", help="registry name of the Sounding Video model")
     parser.add_argument("--variant", default="studio", choices=("auto", "paper", "studio"))
     parser.add_argument("--batch", type=int, default=16, help="samples generated at once")
+    parser.add_argument("--scenes", default=None, help="toy scenes of the ground-truth clips, comma-separated "
+                        "(default: those the bundled studio model was trained on)")
 
 
 def main(args) -> dict:
     return run(args.out, samples=args.samples, ground_truth=args.ground_truth, seed=args.seed, sampler=args.sampler,
                steps=args.steps, tolerance=args.tolerance, weights=args.weights, variant=args.variant,
-               batch=args.batch)
+               batch=args.batch, scenes=tuple(args.scenes.split(",")) if args.scenes else None)

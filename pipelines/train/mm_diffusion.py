@@ -416,6 +416,8 @@ def export(out: Path, unet: MMDiffusionUNet, flags: dict, fmt: ClipFormat, args:
     save_file({k: v.detach().to(dtype).contiguous().cpu() for k, v in unet.state_dict().items()}, out / MODEL_FILE)
     config = {"format": "mm_diffusion-trained-1", "flags": flags, "clip_format": dataclasses.asdict(fmt),
               "size": args.size, "data": args.data, "steps": args.steps, "seed": args.seed}
+    if args.data == "toyworld":
+        config["scenes"] = args.scenes.split(",")  # what the coupling metric compares it with
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2))
 
 
