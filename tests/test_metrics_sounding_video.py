@@ -17,6 +17,7 @@ from pipelines.sounding_video import ClipFormat
 from pipelines.toyworld.videos import FLOOR
 
 STUDIO_FORMAT = ClipFormat(8, 16, 16, 3200, 10, 4000)
+TINY_FORMAT = ClipFormat(4, 8, 8, 800, 10, 2000)  # pipelines.train's `tiny` preset
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +105,18 @@ def test_cli_scores_a_tiny_trained_model_and_writes_json(tmp_path, monkeypatch):
         out = tmp_path / "metric.json"
         report = metrics_main(["sounding_video", "--out", str(out), "--samples", "3", "--ground-truth", "6",
                                "--steps", "2", "--batch", "2"])
+        v2a = metrics_main(["sounding_video", "--out", str(tmp_path / "v2a.json"), "--mode", "v2a", "--samples", "2",
+                            "--ground-truth", "2", "--steps", "2"])
     finally:
         REGISTRY.forget("mm_diffusion_toyworld")
     saved = json.loads(out.read_text())
     assert saved["settings"]["clip_format"] == {"frames": 4, "height": 8, "width": 8, "audio_samples": 800,
                                                 "fps": 10, "sample_rate": 2000}
-    assert {"date", "machine", "seconds"} <= saved.keys() and report["results"]["generated"]["clips"] == 3
+    assert {"date", "machine", "seconds"} <= saved.keys() and report["results"]["generated (joint)"]["clips"] == 3
     assert saved["results"]["ground truth"]["clips"] == 6 and "video_detector" in saved["results"]["ground truth"]
     assert saved["settings"]["scenes"] == ["bounce", "collide"]  # the model's training scenes (its model.json)
+    # video -> audio: the videos are held-out toy clips, so their contacts are the detected true ones
+    scored = v2a["results"]["generated (v2a)"]
+    frames, _, _ = ground_truth_clips(2, 2_000_003, TINY_FORMAT, ("bounce", "collide"))
+    assert scored["contacts"] == [detect_contacts(f, FLOOR).tolist() for f in frames]
+    assert v2a["settings"]["mode"] == "v2a" and scored["clips"] == 2

@@ -4,7 +4,9 @@ MM-Diffusion's claim is that one coupled U-Net makes video and audio that belong
 alignment of Table 5). The toy world makes that measurable: every bounce in a toy clip is a knock starting on the
 contact frame. This metric
 
-1. generates N joint samples with a Sounding Video model (`--weights`, default the bundled studio model);
+1. generates N samples with a Sounding Video model (`--weights`, default the bundled studio model): joint ones
+   (`--mode joint`), or zero-shot ones from held-out ground-truth toy clips (replacement, Eq. 10): videos for their
+   audio (`a2v`; the contacts are then generated, the onsets given) or audio for their videos (`v2a`);
 2. finds the **contacts** in each video: an object arriving at the floor (where its fall reverses), from the
    lowest foreground pixel of each column, the foreground being what differs from the clip's median frame
    (`detect_contacts`);
@@ -43,6 +45,7 @@ ONSET_RISE_DB = 9.0  # energy jump over the preceding windows that makes an onse
 ONSET_RANGE_DB = 30.0  # onsets quieter than the clip's loudest window by more than this are ignored
 ONSET_MIN_RMS = 0.01  # nor those below this absolute level (silence, noise floor)
 WINDOWS_PER_FRAME = 8
+MODES = ("joint", "a2v", "v2a")
 
 
 # Detectors ---------------------------------------------------------------------------------------------------------
@@ -169,17 +172,32 @@ def ground_truth_clips(count: int, seed: int, fmt: ClipFormat, scenes: tuple[str
     return frames, audio, truth
 
 
-def generate(pipe, count: int, seed: int, sampler: str, steps: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
-    """`count` joint samples (uint8 video `[N, F, H, W, 3]`, audio `[N, L]`); sample i is seeded with seed + i."""
+def generate(pipe, count: int, seed: int, sampler: str, steps: int, batch: int,
+             **condition: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`count` samples (uint8 video `[N, F, H, W, 3]`, audio `[N, L]`); sample i is seeded with seed + i. `condition`:
+    `video` or `audio` of the `count` clips to generate the other modality for (zero-shot), none for joint samples."""
     import torch
 
     videos, audios = [], []
     for first in range(0, count, batch):
         generators = [torch.Generator().manual_seed(seed + i) for i in range(first, min(count, first + batch))]
-        output = pipe(num_samples=len(generators), generator=generators, sampler=sampler, num_inference_steps=steps)
+        given = {name: value[first : first + len(generators)] for name, value in condition.items()}
+        output = pipe(num_samples=len(generators), generator=generators, sampler=sampler, num_inference_steps=steps,
+                      **given)
         videos.append(output.video)
         audios.append(output.audio)
     return np.concatenate(videos), np.concatenate(audios)
+
+
+def generated_pairs(pipe, mode: str, fmt: ClipFormat, scenes: tuple[str, ...], samples: int, seed: int,
+                    sampler: str, steps: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, audio) to score for `mode`: both generated (joint), or one generated for the other as given."""
+    if mode == "joint":
+        return generate(pipe, samples, seed, sampler, steps, batch)
+    frames, audio, _ = ground_truth_clips(samples, seed + 2_000_003, fmt, scenes)  # held out from both other sets
+    if mode == "a2v":
+        return generate(pipe, samples, seed, sampler, steps, batch, audio=audio)[0], audio
+    return frames, generate(pipe, samples, seed, sampler, steps, batch, video=frames)[1]
 
 
 def evaluate(frames: np.ndarray, audio: np.ndarray, fmt: ClipFormat, floor: float, tolerance: int,
@@ -229,7 +247,7 @@ def studio_scenes() -> tuple[str, ...]:
 
 def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: int = 0, sampler: str = "dpm_solver",
         steps: int = 20, tolerance: int = 1, weights: str = "mm_diffusion_toyworld", variant: str = "studio",
-        scenes: tuple[str, ...] | None = None, batch: int = 16, verbose: bool = True) -> dict:
+        scenes: tuple[str, ...] | None = None, mode: str = "joint", batch: int = 16, verbose: bool = True) -> dict:
     """Score ground-truth toy clips and `samples` generated ones; print the tables; write the JSON to `out`.
     `scenes`: of the ground-truth clips; by default those the studio model learnt."""
     from pipelines.metrics.images_that_sound import machine
@@ -242,10 +260,12 @@ def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: in
     fmt = ClipFormat(*pipe.default_size(), pipe.audio_length(pipe.default_size()[0]), pipe.fps, pipe.sample_rate)
     frames, audio, truth = ground_truth_clips(ground_truth, seed + 1_000_003, fmt, scenes)  # unseen toy seeds
     results = {"ground truth": evaluate(frames, audio, fmt, FLOOR, tolerance, truth)}
-    generated_frames, generated_audio = generate(pipe, samples, seed, sampler, steps, batch)
-    results["generated"] = evaluate(generated_frames, generated_audio, fmt, FLOOR, tolerance)
-    settings = dict(weights=weights, variant=variant, samples=samples, ground_truth=ground_truth, seed=seed,
-                    sampler=sampler, steps=steps, tolerance=tolerance, scenes=list(scenes), floor=FLOOR,
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    generated = generated_pairs(pipe, mode, fmt, scenes, samples, seed, sampler, steps, batch)
+    results[f"generated ({mode})"] = evaluate(*generated, fmt, FLOOR, tolerance)
+    settings = dict(weights=weights, variant=variant, mode=mode, samples=samples, ground_truth=ground_truth,
+                    seed=seed, sampler=sampler, steps=steps, tolerance=tolerance, scenes=list(scenes), floor=FLOOR,
                     clip_format=dataclasses.asdict(fmt))
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": machine(), "seconds": round(time.time() - started, 1), "settings": settings,
@@ -269,6 +289,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--weights", default="mm_diffusion_toyworld", help="registry name of the Sounding Video model")
     parser.add_argument("--variant", default="studio", choices=("auto", "paper", "studio"))
     parser.add_argument("--batch", type=int, default=16, help="samples generated at once")
+    parser.add_argument("--mode", default="joint", choices=MODES,
+                        help="joint samples, or zero-shot video for given audio (a2v) or audio for given video (v2a)")
     parser.add_argument("--scenes", default=None, help="toy scenes of the ground-truth clips, comma-separated "
                         "(default: those the bundled studio model was trained on)")
 
@@ -276,4 +298,4 @@ def add_arguments(parser) -> None:
 def main(args) -> dict:
     return run(args.out, samples=args.samples, ground_truth=args.ground_truth, seed=args.seed, sampler=args.sampler,
                steps=args.steps, tolerance=args.tolerance, weights=args.weights, variant=args.variant,
-               batch=args.batch, scenes=tuple(args.scenes.split(",")) if args.scenes else None)
+               batch=args.batch, mode=args.mode, scenes=tuple(args.scenes.split(",")) if args.scenes else None)
