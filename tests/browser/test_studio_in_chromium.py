@@ -68,11 +68,17 @@ def browser():
         browser.close()
 
 
+def open_tab(browser, url: str, tab: str):
+    """A new page on the studio at `url`, showing `tab`."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(url)
+    page.get_by_role("tab", name=tab).click()
+    return page
+
+
 @pytest.fixture(scope="module")
 def page(browser, studio_url):
-    page = browser.new_page(viewport={"width": 1400, "height": 1600})
-    page.goto(studio_url)
-    page.get_by_role("tab", name="Spectrogram Lab").click()
+    page = open_tab(browser, studio_url, "Spectrogram Lab")
     page.get_by_text("Picture → sound").wait_for()
     return page
 
@@ -139,9 +145,7 @@ def test_a_reference_hit_fills_the_impact_mode_table(browser, studio_url, tmp_pa
     hit = tmp_path / "hit.wav"  # two ringing modes, struck 0.1 s into the recording
     modes = Modes(frequencies=[440.0, 1187.0], powers=[0.0, -6.0], decays=[0.15, 0.08])
     soundfile.write(hit, np.concatenate([np.zeros(4410), synthesize(modes, duration=0.5)]), 44100)
-    page = browser.new_page(viewport={"width": 1400, "height": 1600})
-    page.goto(studio_url)
-    page.get_by_role("tab", name="Impact Sound").click()
+    page = open_tab(browser, studio_url, "Impact Sound")
     upload(page, "#impact-reference", hit, page.locator("#impact-reference").get_by_text("Drop Audio Here"))
     page.locator("#impact-estimate").click()
     page.locator("#impact-note").get_by_text("2 modes estimated (refined)").wait_for(timeout=60_000)
@@ -183,9 +187,7 @@ def test_images_that_sound_forms_live_and_returns_files(browser, paper_weights_u
 
 def test_studio_images_that_sound_makes_a_sample(browser, studio_url):
     """The bundled studio weights, a few steps: a spectrogram and its files come back."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1600})
-    page.goto(studio_url)
-    page.get_by_role("tab", name="Images that Sound").click()
+    page = open_tab(browser, studio_url, "Images that Sound")
     page.get_by_role("button", name="Settings").filter(visible=True).first.click()
     set_slider(page, "#its-steps", "4")
     page.locator("#its-generate").click()
@@ -196,9 +198,7 @@ def test_studio_images_that_sound_makes_a_sample(browser, studio_url):
 
 def test_studio_sounding_video_makes_an_mp4_and_a_wav(browser, studio_url):
     """The bundled studio MM-Diffusion model, a few DDPM steps: the mp4 plays in the page, mp4 and wav download."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1600})
-    page.goto(studio_url)
-    page.get_by_role("tab", name="Sounding Video").click()
+    page = open_tab(browser, studio_url, "Sounding Video")
     page.get_by_role("button", name="Settings").filter(visible=True).first.click()
     set_slider(page, "#sv-steps", "5")
     page.locator("#sv-generate").click()
@@ -216,9 +216,7 @@ def test_studio_impact_diffusion_scores_a_silent_video(browser, studio_url, tmp_
 
     video = tmp_path / "glass.mp4"
     hit = write_glass_video(video)
-    page = browser.new_page(viewport={"width": 1400, "height": 1600})
-    page.goto(studio_url)
-    page.get_by_role("tab", name="Impact Sound").click()
+    page = open_tab(browser, studio_url, "Impact Sound")
     upload(page, "#impact-video", video, page.locator("#impact-video").get_by_text("Drop Video Here"))
     page.locator("#impact-hits textarea").fill(f"{hit:.3f}")
     page.locator("#impact-sound-source").get_by_text("physics retrieved from the video").click()
