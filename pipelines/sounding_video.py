@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from pipelines.audio import SPECS
-from pipelines.media import VideoDecodeError, opened_video
+from pipelines.media import opened_video
 
 FPS = 10  # paper §4.1 (pipeline_mm_diffusion.FPS)
 SAMPLE_RATE = SPECS["mm_diffusion"].sample_rate
@@ -183,4 +183,4 @@ def save_sounding_video(frames: np.ndarray, audio: np.ndarray, sample_rate: int,
 
 
 __all__ = ["ClipFormat", "Converted", "SoundingVideoPipelines", "fit_audio", "load_sounding_video",
-           "preview_grid", "read_video_clip", "VideoDecodeError", "save_sounding_video"]
+           "preview_grid", "read_video_clip", "save_sounding_video"]

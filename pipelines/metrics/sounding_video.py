@@ -254,14 +254,14 @@ def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: in
     from pipelines.registry import get_pipeline
     from pipelines.toyworld.videos import FLOOR
 
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     started = time.time()
     scenes = scenes or studio_scenes()
     pipe = get_pipeline(weights, variant).base
     fmt = ClipFormat(*pipe.default_size(), pipe.audio_length(pipe.default_size()[0]), pipe.fps, pipe.sample_rate)
     frames, audio, truth = ground_truth_clips(ground_truth, seed + 1_000_003, fmt, scenes)  # unseen toy seeds
     results = {"ground truth": evaluate(frames, audio, fmt, FLOOR, tolerance, truth)}
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     generated = generated_pairs(pipe, mode, fmt, scenes, samples, seed, sampler, steps, batch)
     results[f"generated ({mode})"] = evaluate(*generated, fmt, FLOOR, tolerance)
     settings = dict(weights=weights, variant=variant, mode=mode, samples=samples, ground_truth=ground_truth,

@@ -15,10 +15,10 @@ import gradio as gr
 
 from pipelines import registry
 from pipelines.audio import SPECS, resample
-from pipelines.media import save_wav
+from pipelines.media import VideoDecodeError, save_wav
 from pipelines.registry import available, describe, get_pipeline
 from pipelines.sounding_video import (
-    ClipFormat, VideoDecodeError, fit_audio, preview_grid, read_video_clip, save_sounding_video,
+    ClipFormat, fit_audio, preview_grid, read_video_clip, save_sounding_video,
 )
 from studio.context import StudioContext
 from studio.gpu import gpu_handler

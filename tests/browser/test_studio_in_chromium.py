@@ -106,6 +106,13 @@ def set_slider(page, slider: str, value: str) -> None:
     raise AssertionError(f"{slider} did not take the value {value}")
 
 
+def generate_in_steps(page, tab: str, steps: str) -> None:
+    """Open the tab's Settings, set `#{tab}-steps` and click `#{tab}-generate`."""
+    page.get_by_role("button", name="Settings").filter(visible=True).first.click()
+    set_slider(page, f"#{tab}-steps", steps)
+    page.locator(f"#{tab}-generate").click()
+
+
 def test_a_picture_becomes_sound_and_a_video(page):
     page.locator("#lab-picture canvas").first.wait_for(state="attached")  # the editor drops uploads before this
     upload(page, "#lab-picture", EXAMPLES / "rings.png", page.locator("#lab-picture").get_by_text("Upload an image"))
@@ -188,9 +195,7 @@ def test_images_that_sound_forms_live_and_returns_files(browser, paper_weights_u
 def test_studio_images_that_sound_makes_a_sample(browser, studio_url):
     """The bundled studio weights, a few steps: a spectrogram and its files come back."""
     page = open_tab(browser, studio_url, "Images that Sound")
-    page.get_by_role("button", name="Settings").filter(visible=True).first.click()
-    set_slider(page, "#its-steps", "4")
-    page.locator("#its-generate").click()
+    generate_in_steps(page, "its", "4")
     page.locator("#its-note").get_by_text("Seed").first.wait_for(timeout=120_000)
     assert page.locator("#its-gallery img").count() >= 1
     page.close()
@@ -199,9 +204,7 @@ def test_studio_images_that_sound_makes_a_sample(browser, studio_url):
 def test_studio_sounding_video_makes_an_mp4_and_a_wav(browser, studio_url):
     """The bundled studio MM-Diffusion model, a few DDPM steps: the mp4 plays in the page, mp4 and wav download."""
     page = open_tab(browser, studio_url, "Sounding Video")
-    page.get_by_role("button", name="Settings").filter(visible=True).first.click()
-    set_slider(page, "#sv-steps", "5")
-    page.locator("#sv-generate").click()
+    generate_in_steps(page, "sv", "5")
     page.locator("#sv-note").get_by_text("frames of 16×16").wait_for(timeout=120_000)
     page.locator("#sv-video video").wait_for()
     files = page.locator("#sv-files").inner_text()
