@@ -1,12 +1,18 @@
-"""Files in and out: wav, png, an mp4 of a spectrogram with a moving playhead and its sound muxed in, and video
-frames read at chosen times.
+"""Every file in and out but audio analysis: wav, png, and video — one reader, one writer, one error type.
 
-Used by the studio tabs, the pipelines' command-line tools and the trainers alike."""
+- `opened_video` / `read_video` / `read_soundtrack` / `video_info`: the only places a video is decoded; any decoder
+  failure is a `VideoDecodeError` in words.
+- `write_video`: the only place a video is encoded (H.264/AAC mp4, even frame sizes), from frames or a
+  `frame_at(t)` function, with its sound muxed in when given.
+
+Used by the studio tabs, the pipelines' command-line tools, the toy world and the trainers alike."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,15 +59,136 @@ def opened_video(path: str | Path, **options) -> Iterator:
         clip.close()
 
 
+@dataclass
+class Video:
+    """Decoded RGB frames [T, H, W, 3] (uint8), the rate they were taken at, and the file's own rate, length and
+    size (width, height)."""
+
+    frames: np.ndarray
+    fps: float
+    source_fps: float
+    seconds: float
+    size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    fps: float
+    seconds: float
+    size: tuple[int, int]  # width, height
+
+
+def video_info(path: str | Path) -> VideoInfo:
+    """The video's frame rate, length and size, without decoding its frames."""
+    with opened_video(path) as clip:
+        return VideoInfo(float(clip.fps), float(clip.duration), tuple(clip.size))
+
+
+def read_video(path: str | Path, *, times_s: Sequence[float] | np.ndarray | None = None, fps: float | None = None,
+               max_seconds: float | None = None, width: int | None = None) -> Video:
+    """Decode a video's frames: at `times_s` (each clamped into the video), or else every 1/`fps` seconds (default:
+    the file's own rate) up to `max_seconds`; scaled to `width` pixels wide when given.
+    VideoDecodeError, in words, when it cannot be read or holds no frames."""
+    options = {"target_resolution": (None, width)} if width else {}
+    with opened_video(path, **options) as clip:
+        source_fps, seconds, size = float(clip.fps), float(clip.duration), tuple(clip.size)
+        rate = float(fps or source_fps)
+        if times_s is None:
+            end = seconds if max_seconds is None else min(seconds, max_seconds)
+            times = np.arange(max(1, int(end * rate + 1e-6))) / rate
+        else:
+            times = np.asarray(times_s, dtype=np.float64).reshape(-1)
+        times = np.clip(times, 0.0, max(0.0, seconds - 1.0 / source_fps))
+        frames = [np.asarray(clip.get_frame(t))[..., :3].astype(np.uint8) for t in times]
+    shape = (0, *(frames[0].shape if frames else (size[1], size[0], 3)))
+    stacked = np.stack(frames) if frames else np.zeros(shape, np.uint8)
+    if times_s is None and not frames:
+        raise VideoDecodeError("it holds no video frames")
+    return Video(stacked, rate, source_fps, seconds, size)
+
+
 def frames_at(path: str | Path, times_s: np.ndarray) -> tuple[np.ndarray, float, float]:
     """RGB uint8 frames [N, H, W, 3] of a video at the given times (each clamped into the video), with the
     video's frame rate and length in seconds. VideoDecodeError, in words, when it cannot be read."""
-    with opened_video(path) as clip:
-        fps, seconds = float(clip.fps), float(clip.duration)
-        times = np.clip(np.asarray(times_s, dtype=np.float64).reshape(-1), 0.0, max(0.0, seconds - 1.0 / fps))
-        frames = np.stack([np.asarray(clip.get_frame(t))[..., :3] for t in times]).astype(np.uint8) \
-            if len(times) else np.zeros((0, *clip.size[::-1], 3), np.uint8)
-    return frames, fps, seconds
+    video = read_video(path, times_s=times_s)
+    return video.frames, video.source_fps, video.seconds
+
+
+def read_soundtrack(path: str | Path, sample_rate: int) -> np.ndarray:
+    """A video file's first audio stream as mono float32 at `sample_rate` (ffmpeg mixes and resamples).
+    VideoDecodeError, in words, when it has no sound or cannot be read."""
+    import subprocess
+
+    from imageio_ffmpeg import get_ffmpeg_exe
+
+    command = [get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar",
+               str(int(sample_rate)), "-f", "f32le", "-"]
+    result = subprocess.run(command, capture_output=True, check=False)
+    if result.returncode != 0:
+        if b"matches no streams" in result.stderr:
+            raise VideoDecodeError("it has no sound track")
+        raise VideoDecodeError(f"its sound could not be decoded ({result.stderr.decode(errors='replace').strip()[:160]})")
+    return np.frombuffer(result.stdout, dtype=np.float32).copy()
+
+
+def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray | Callable[[float], np.ndarray], fps: float,
+                *, audio: np.ndarray | None = None, sample_rate: int | None = None, seconds: float | None = None,
+                crf: int | None = None) -> Path:
+    """Write an H.264 mp4 (yuv420p, sizes padded to even), with mono `audio` muxed in as AAC when given.
+
+    `frames`: RGB or grayscale frames, uint8 or float in [0, 1]; or a function `frame_at(t)` returning one, with
+    `seconds` its length (frames are taken at t = i / fps). Every frame given is written, exactly. Audio longer than
+    the frames is cut. `crf`: H.264 quality (lower is better; default ffmpeg's 23)."""
+    import tempfile
+
+    import imageio_ffmpeg
+
+    if callable(frames):
+        if seconds is None:
+            raise ValueError("write_video needs `seconds` when frames is a function of time")
+        frame_at = frames
+        frames = (frame_at(index / fps) for index in range(max(1, round(seconds * fps))))
+    pictures = (_even_sized_rgb(_as_uint8(frame)) for frame in frames)
+    first = next(pictures)
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="synesthesia-mux-") as scratch:
+        options = {}
+        if audio is not None:
+            if not sample_rate:
+                raise ValueError("write_video needs `sample_rate` with `audio`")
+            sound = Path(scratch) / "sound.wav"
+            write_wav(sound, *_aac_ready(np.clip(np.asarray(audio, np.float32).reshape(-1), -1.0, 1.0), sample_rate))
+            options = {"audio_path": str(sound), "audio_codec": "aac"}
+        writer = imageio_ffmpeg.write_frames(
+            str(path), (first.shape[1], first.shape[0]), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
+            macro_block_size=1, ffmpeg_log_level="error", quality=None,
+            output_params=["-preset", "veryfast", "-shortest"] + (["-crf", str(crf)] if crf is not None else []),
+            **options)
+        writer.send(None)
+        for picture in itertools.chain([first], pictures):
+            writer.send(np.ascontiguousarray(picture))
+        writer.close()
+    if not path.is_file():
+        raise OSError(f"ffmpeg wrote no video to {path}")
+    return path
+
+
+AAC_MIN_RATE = 8000  # ffmpeg's AAC encoder refuses lower rates
+
+
+def _aac_ready(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+    """Audio at a rate AAC can carry: below 8 kHz it is resampled to 16 kHz (same sound, more samples)."""
+    if sample_rate >= AAC_MIN_RATE:
+        return audio, sample_rate
+    from pipelines.audio import resample
+
+    return resample(audio, sample_rate, 16000).astype(np.float32), 16000
+
+
+def _as_uint8(frame: np.ndarray) -> np.ndarray:
+    frame = np.asarray(frame)
+    return frame if frame.dtype == np.uint8 else to_uint8(frame)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -70,8 +197,6 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 def save_playhead_video(image: np.ndarray, audio: np.ndarray, sample_rate: int, path: Path, *, fps: int = 15) -> Path:
     """An H.264/AAC mp4 showing the spectrogram image with a playhead sweeping left to right as the sound plays."""
-    from moviepy import AudioArrayClip, VideoClip
-
     still = _even_sized_rgb(to_uint8(image))
     width = still.shape[1]
     seconds = len(audio) / sample_rate
@@ -82,13 +207,7 @@ def save_playhead_video(image: np.ndarray, audio: np.ndarray, sample_rate: int, 
         frame[:, max(x - 1, 0) : x + 1] = PLAYHEAD_RGB
         return frame
 
-    stereo = np.repeat(np.clip(audio, -1.0, 1.0).astype(np.float32)[:, None], 2, axis=1)
-    sound = AudioArrayClip(stereo, fps=sample_rate)
-    clip = VideoClip(frame_at, duration=seconds).with_audio(sound)
-    clip.write_videofile(str(path), fps=fps, codec="libx264", audio_codec="aac", preset="veryfast", logger=None,
-                         ffmpeg_params=["-pix_fmt", "yuv420p"])
-    clip.close()
-    return path
+    return write_video(path, frame_at, fps, audio=audio, sample_rate=sample_rate, seconds=seconds)
 
 
 def _even_sized_rgb(image: np.ndarray) -> np.ndarray:

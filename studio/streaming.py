@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 Result = TypeVar("Result")
 Preview = Callable[[Any], None]
+StepCallback = Callable[[Any, int, int, Any], dict]
 
 
 class Stopped(Exception):
@@ -54,3 +55,15 @@ def stream(work: Callable[[Preview], Result], show: Callable[[Any], tuple]) -> G
             yield show(value)
     finally:
         closed.set()
+
+
+def every_steps(preview: Preview, every: int) -> StepCallback:
+    """A pipeline's `callback_on_step_end` that hands `callback_kwargs["preview"]` to `preview` every `every` steps
+    (the preview is made only on those steps). With `stream`, Stop raises `Stopped` from it and sampling ends."""
+
+    def callback_on_step_end(pipe, step: int, timestep: int, callback_kwargs) -> dict:
+        if (step + 1) % every == 0:
+            preview(callback_kwargs["preview"])
+        return {}
+
+    return callback_on_step_end

@@ -15,8 +15,6 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="synesthesia-test-hub-")
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "assets" / "examples"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -54,19 +52,5 @@ def hub_cache():
     REGISTRY.clear()
 
 
-def cached_repo(cache: Path, repo_id: str) -> Path:
-    """An entry for `repo_id` in the Hugging Face cache layout (refs/main -> snapshot); returns the empty snapshot."""
-    commit = "89abcdef0123456789abcdef0123456789abcdef"
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    return snapshot
 
 
-class FakeRequest:
-    """Stands in for gr.Request when a handler is called without a server."""
-
-    def __init__(self, session_hash: str = "test-session"):
-        self.session_hash = session_hash

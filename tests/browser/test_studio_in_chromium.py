@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import EXAMPLES, ROOT
+from tests.factories import EXAMPLES, ROOT
 
 pytestmark = pytest.mark.browser
 
@@ -167,9 +167,7 @@ def test_a_reference_hit_fills_the_impact_mode_table(browser, studio_url, tmp_pa
 def paper_weights_url(tmp_path_factory):
     """The studio with tiny random stand-ins for the paper's Images that Sound weights in its Hugging Face cache."""
     from pipelines.images_that_sound import PAPER_AUDIO_MODEL, PAPER_IMAGE_MODEL
-    from tests.conftest import cached_repo
-    from tests.test_images_that_sound import tiny_model_folder
-    from tests.test_vocoders import TINY, write_auffusion_vocoder
+    from tests.factories import TINY, cached_repo, tiny_model_folder, write_auffusion_vocoder
 
     cache = tmp_path_factory.mktemp("hub")
     tiny_model_folder(cached_repo(cache, PAPER_IMAGE_MODEL), seed=0)
@@ -215,7 +213,7 @@ def test_studio_sounding_video_makes_an_mp4_and_a_wav(browser, studio_url):
 def test_studio_impact_diffusion_scores_a_silent_video(browser, studio_url, tmp_path):
     """The bundled studio diffusion model hears a toy glass hit, its physics retrieved from its training clips (the
     mode table stays empty: it is not needed)."""
-    from tests.test_impact_sound_tab import write_glass_video
+    from tests.factories import write_glass_video
 
     video = tmp_path / "glass.mp4"
     hit = write_glass_video(video)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,8 +34,8 @@ from pipelines.mm_diffusion.scheduling_mm_diffusion import (
     singlestep_orders,
     space_timesteps,
 )
+from tests.factories import MM_DIFFUSION_GOLDEN as DATA
 
-DATA = Path(__file__).resolve().parent / "data" / "mm_diffusion"
 PROCESS = DiffusionProcess(official_betas("linear", 1000))
 
 

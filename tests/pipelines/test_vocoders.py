@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -13,37 +11,7 @@ from pipelines.registry import REGISTRY, available, describe, get_pipeline
 from pipelines.spectrogram_lab import SpectrogramLabPipeline
 from pipelines.vocoders import AUFFUSION_REPO, GriffinLimVocoder, load_hifigan
 from pipelines.vocoders.hifigan import HiFiGAN, HiFiGANConfig
-from tests.conftest import cached_repo
-
-# Auffusion's layout (256 mels, hop 5·4·4·2 = 160) with tiny channel counts.
-TINY = {"resblock": "1", "num_mels": 256, "upsample_rates": [5, 4, 4, 2], "upsample_kernel_sizes": [11, 8, 8, 4],
-        "upsample_initial_channel": 32, "resblock_kernel_sizes": [3, 7], "resblock_dilation_sizes": [[1, 3, 5],
-                                                                                                    [1, 3, 5]],
-        "sampling_rate": 16000, "segment_size": 8192}
-
-
-def weight_normed_reference(config: dict) -> HiFiGAN:
-    """A HiFi-GAN whose convs carry torch's old-style weight norm (`weight_g`, `weight_v`), as in training."""
-    torch.manual_seed(0)
-    model = HiFiGAN(HiFiGANConfig.from_dict(config))
-    for module in model.modules():
-        if isinstance(module, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
-            with torch.no_grad():  # random gains, so folding g·v/‖v‖ is really tested
-                module.weight.mul_(torch.rand(module.weight.shape[0], *[1] * (module.weight.dim() - 1)) + 0.5)
-            torch.nn.utils.weight_norm(module)
-    return model.eval()
-
-
-def write_auffusion_vocoder(folder, config: dict) -> HiFiGAN:
-    """Save a reference model as Auffusion does: vocoder/config.json + vocoder/vocoder.pt {'generator': ...}."""
-    reference = weight_normed_reference(config)
-    vocoder = folder / "vocoder"
-    vocoder.mkdir(parents=True)
-    (vocoder / "config.json").write_text(json.dumps(config))
-    state = reference.state_dict()
-    assert any(key.endswith("weight_g") for key in state)
-    torch.save({"generator": state}, vocoder / "vocoder.pt")
-    return reference
+from tests.factories import TINY, cached_repo, write_auffusion_vocoder
 
 
 def test_hifigan_loads_auffusion_format_and_matches_the_weight_normed_model(tmp_path):

@@ -8,46 +8,16 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import (
-    ClapConfig, ClapFeatureExtractor, ClapModel, CLIPConfig, CLIPImageProcessor, CLIPModel, PreTrainedTokenizerFast,
-)
 
 from pipelines.images_that_sound.__main__ import main
 from pipelines.images_that_sound.ranking import (
-    ClapScorer, ClipWindowScorer, authors_selection, rank, spectrogram_windows,
+    ClapScorer,
+    ClipWindowScorer,
+    authors_selection,
+    rank,
+    spectrogram_windows,
 )
-from tests.test_images_that_sound import WORDS, tiny_model_folder
-from tests.test_vocoders import TINY, write_auffusion_vocoder
-
-
-def word_tokenizer() -> PreTrainedTokenizerFast:
-    word_level = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
-    word_level.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=word_level, pad_token="[PAD]", unk_token="[UNK]",
-                                   model_max_length=8)
-
-
-def tiny_clip(folder) -> None:
-    torch.manual_seed(0)
-    text = dict(vocab_size=len(WORDS), hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=1,
-                max_position_embeddings=8)
-    vision = dict(image_size=32, patch_size=16, hidden_size=8, intermediate_size=16, num_attention_heads=2,
-                  num_hidden_layers=1)
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8)).save_pretrained(folder)
-    word_tokenizer().save_pretrained(folder)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
-
-
-def tiny_clap(folder) -> None:
-    torch.manual_seed(0)
-    audio = dict(depths=[1, 1], num_attention_heads=[1, 1], hidden_size=16, patch_embeds_hidden_size=8,
-                 projection_dim=8)
-    text = dict(vocab_size=len(WORDS), hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-                intermediate_size=16, projection_dim=8, max_position_embeddings=16)
-    ClapModel(ClapConfig(text_config=text, audio_config=audio, projection_dim=8)).save_pretrained(folder)
-    word_tokenizer().save_pretrained(folder)
-    ClapFeatureExtractor(truncation="rand_trunc").save_pretrained(folder)
+from tests.factories import TINY, tiny_clap, tiny_clip, tiny_model_folder, write_auffusion_vocoder
 
 
 @pytest.fixture(scope="module")

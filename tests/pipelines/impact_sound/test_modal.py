@@ -17,10 +17,15 @@ from pipelines.audio import SPECS
 from pipelines.impact_sound import edits
 from pipelines.impact_sound.materials import MATERIALS, Plate, material_preset, plate_modes
 from pipelines.impact_sound.modal import (
-    Modes, amplitude_to_db_ref_max, estimate_modes, modal_sum, official_code_resynthesis, stft_magnitude,
+    Modes,
+    amplitude_to_db_ref_max,
+    estimate_modes,
+    modal_sum,
+    official_code_resynthesis,
+    stft_magnitude,
     synthesize,
 )
-from tests.conftest import ROOT
+from tests.factories import ROOT
 
 IMPACT = SPECS["impact"]
 SR = IMPACT.sample_rate

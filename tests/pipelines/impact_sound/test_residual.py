@@ -12,12 +12,32 @@ import torch
 
 from pipelines.impact_sound.modal import Modes, stft_magnitude, synthesize
 from pipelines.impact_sound.modeling_residual import (
-    ResidualPredictor, ResidualPredictorConfig, modal_batch, residual_loss, residual_training_step,
+    ResidualPredictor,
+    ResidualPredictorConfig,
+    modal_batch,
+    residual_loss,
+    residual_training_step,
 )
 from pipelines.impact_sound.residual import (
-    LOSS_FFT_SIZE, LOSS_HOP_SIZE, LOSS_WIN_LENGTH, MAX_DECAY_S, MIN_DECAY_S, N_BANDS, NUM_SAMPLES, SAMPLE_RATE,
-    SPEC_MAX, SPEC_MIN, ResidualParams, STFTLoss, band_edges, hz_to_mel, log_spectrogram, noise_bands,
-    peak_normalize, render_residual, split_bands,
+    LOSS_FFT_SIZE,
+    LOSS_HOP_SIZE,
+    LOSS_WIN_LENGTH,
+    MAX_DECAY_S,
+    MIN_DECAY_S,
+    N_BANDS,
+    NUM_SAMPLES,
+    SAMPLE_RATE,
+    SPEC_MAX,
+    SPEC_MIN,
+    ResidualParams,
+    STFTLoss,
+    band_edges,
+    hz_to_mel,
+    log_spectrogram,
+    noise_bands,
+    peak_normalize,
+    render_residual,
+    split_bands,
 )
 
 TINY = ResidualPredictorConfig(d_model=32, n_layers=2, n_heads=4)

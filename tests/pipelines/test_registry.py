@@ -8,7 +8,13 @@ import time
 import pytest
 
 from pipelines.registry import (
-    PipelineEntry, Registry, UnknownPipelineError, WeightsSource, WeightsUnavailableError, describe, get_pipeline,
+    PipelineEntry,
+    Registry,
+    UnknownPipelineError,
+    WeightsSource,
+    WeightsUnavailableError,
+    describe,
+    get_pipeline,
 )
 
 

@@ -8,7 +8,7 @@ import sys
 import yaml
 
 from studio.config import TAB_NAMES, load_space_file
-from tests.conftest import ROOT
+from tests.factories import ROOT
 
 
 def front_matter() -> dict:

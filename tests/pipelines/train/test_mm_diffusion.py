@@ -19,9 +19,15 @@ from pipelines.sounding_video import ClipFormat, load_sounding_video, save_sound
 from pipelines.train.__main__ import main
 from pipelines.train.common import LossLog, checkpoint_dirs
 from pipelines.train.mm_diffusion import (
-    PRESETS, JointDiffusionObjective, build_model, folder_footage, load_trained, model_flags, read_clip_format,
+    PRESETS,
+    JointDiffusionObjective,
+    build_model,
+    folder_footage,
+    load_trained,
+    model_flags,
+    read_clip_format,
 )
-from tests.conftest import ROOT, FakeRequest
+from tests.factories import ROOT, FakeRequest
 
 TINY_FORMAT = ClipFormat(4, 8, 8, 800, 10, 2000)
 TINY_RUN = ["mm_diffusion", "--data", "toyworld", "--size", "tiny", "--pool", "3", "--ema-decay", "0",

@@ -15,14 +15,37 @@ from diffusers import DDPMScheduler
 
 from pipelines.impact_sound.modal import Modes, estimate_modes, synthesize
 from pipelines.impact_sound.modeling_diffusion import (
-    BIN_HZ, DECAY_MAX_S, DECAY_MIN_S, NUM_SAMPLES, PHYSICS_DIM, SAMPLE_RATE, SPEC_FRAMES, STFT_BINS,
-    DiffusionSchedule, ImpactDenoiser, ImpactDiffusionConfig, PhysicsEncoder, PhysicsPriors, RetrievalBank,
-    SpectrogramUNet, VisualEncoder, audio_to_spectrogram, cosine_betas, diffusion_loss, frequency_maps,
-    normalize_priors, row_frequencies, sample, spectrogram_to_audio, spectrogram_to_magnitude, stft_magnitude,
+    BIN_HZ,
+    DECAY_MAX_S,
+    DECAY_MIN_S,
+    NUM_SAMPLES,
+    PHYSICS_DIM,
+    SAMPLE_RATE,
+    SPEC_FRAMES,
+    STFT_BINS,
+    DiffusionSchedule,
+    ImpactDenoiser,
+    ImpactDiffusionConfig,
+    PhysicsEncoder,
+    PhysicsPriors,
+    RetrievalBank,
+    SpectrogramUNet,
+    VisualEncoder,
+    audio_to_spectrogram,
+    cosine_betas,
+    diffusion_loss,
+    frequency_maps,
+    normalize_priors,
+    row_frequencies,
+    sample,
+    spectrogram_to_audio,
+    spectrogram_to_magnitude,
+    stft_magnitude,
 )
 from pipelines.impact_sound.modeling_residual import ResidualPredictor, ResidualPredictorConfig
 from pipelines.impact_sound.pipeline_diffusion import ImpactDiffusionPipeline, modal_audio, physics_priors_of
 from pipelines.impact_sound.residual import ResidualParams, log_spectrogram
+from tests.factories import ROOT
 
 CLASSES = ("metal", "glass", "wood")
 TINY = ImpactDiffusionConfig.preset("tiny", visual_classes=CLASSES)
@@ -501,11 +524,10 @@ def test_bad_retrieval_and_hit_inputs_get_clear_messages(pipeline):
 def test_bundled_studio_weights_load_and_tell_glass_from_wood():
     """assets/models/impact_sound (TRAINING.md): the bank answers its own keys, and on fresh toy clips the generated
     glass impacts ring on after 100 ms while the wooden ones have died away (energy share after 0.1 s)."""
-    from pathlib import Path
 
     from pipelines.toyworld.impacts import sample_impacts
 
-    pipe = ImpactDiffusionPipeline.from_pretrained(Path(__file__).resolve().parent.parent / "assets" / "models" /
+    pipe = ImpactDiffusionPipeline.from_pretrained(ROOT / "assets" / "models" /
                                                    "impact_sound")
     assert pipe.config.freq_bins == 96 and pipe.config.timesteps == 1000 and len(pipe.bank) == 512
     assert [e.index for e in pipe.retrieve(pipe.bank.keys[:20])] == list(range(20))

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from pipelines.mm_diffusion import (
     MMDiffusionSuperResModel,
@@ -26,28 +24,8 @@ from pipelines.mm_diffusion import (
 from pipelines.mm_diffusion.attention import SelfAttention
 from pipelines.mm_diffusion.layers import GroupNorm32
 from pipelines.mm_diffusion.modeling_mm_diffusion import MMResBlock
-
-DATA = Path(__file__).resolve().parent / "data" / "mm_diffusion"
-
-
-def randomize_(module: torch.nn.Module, seed: int, std: float = 0.2) -> torch.nn.Module:
-    """Give every parameter (zero-initialised output layers included) a random value, so every path is live."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * std)
-    return module
-
-
-
-@pytest.fixture(scope="module")
-def golden():
-    config = json.loads((DATA / "mm_diffusion_tiny_golden_config.json").read_text())
-    return (
-        config["official_flags_equivalent"],
-        load_file(DATA / "mm_diffusion_tiny_golden_weights.safetensors"),
-        load_file(DATA / "mm_diffusion_tiny_golden_io.safetensors"),
-    )
+from tests.factories import MM_DIFFUSION_GOLDEN as GOLDEN
+from tests.factories import randomize_
 
 
 def golden_model(flags: dict, weights: dict, **overrides) -> MMDiffusionUNet:
@@ -83,7 +61,7 @@ def test_golden_outputs_match_the_official_code(golden):
                                                                  311_027_910)],
 )
 def test_official_flags_build_the_released_checkpoints_keys_and_shapes(name, cls, num_params):
-    reference = json.loads((DATA / "mm_diffusion_official_state_dict_shapes.json").read_text())[name]
+    reference = json.loads((GOLDEN / "mm_diffusion_official_state_dict_shapes.json").read_text())[name]
     with torch.device("meta"):
         model = cls.from_flag_string(reference["flags"])
     shapes = {key: list(t.shape) for key, t in model.state_dict().items()}
@@ -92,7 +70,7 @@ def test_official_flags_build_the_released_checkpoints_keys_and_shapes(name, cls
 
 
 def test_released_layout_middle_block_and_dilation_schedule():
-    reference = json.loads((DATA / "mm_diffusion_official_state_dict_shapes.json").read_text())
+    reference = json.loads((GOLDEN / "mm_diffusion_official_state_dict_shapes.json").read_text())
     with torch.device("meta"):
         model = MMDiffusionUNet.from_flag_string(reference["mm_diffusion_base_64"]["flags"])
     # Middle block (code only): ResBlock -> full-window RS-MMA (S = F = 16, no shift) -> ResBlock

@@ -28,7 +28,8 @@ from pipelines.mm_diffusion.checkpoints import (
 from pipelines.mm_diffusion.modeling_mm_diffusion_sr import OFFICIAL_SR_DIFFUSION_FLAGS
 from pipelines.mm_diffusion.pipeline_mm_diffusion_sr import MMDiffusionSuperResPipeline
 from pipelines.mm_diffusion.scheduling_mm_diffusion import DDIMSampler, DiffusionProcess, official_betas
-from tests.test_mm_diffusion_unet import DATA, golden, randomize_  # noqa: F401 (fixture reused)
+from tests.factories import MM_DIFFUSION_GOLDEN as GOLDEN
+from tests.factories import randomize_
 
 TINY_SR_FLAGS = dict(large_size=64, small_size=16, sr_num_channels=32, sr_num_res_blocks=1,
                      sr_attention_resolutions="8")
@@ -325,7 +326,7 @@ def test_pickled_python_objects_are_refused_in_plain_language(tmp_path):
 
 @pytest.mark.parametrize("kind", ["base", "sr"])
 def test_official_models_table_builds_the_released_keys_and_shapes(kind):
-    reference = json.loads((DATA / "mm_diffusion_official_state_dict_shapes.json").read_text())[JSON_NAMES[kind]]
+    reference = json.loads((GOLDEN / "mm_diffusion_official_state_dict_shapes.json").read_text())[JSON_NAMES[kind]]
     entries = [m for m in OFFICIAL_MODELS if m.kind == kind]
     assert len(entries) == 2  # Landscape and AIST++
     for entry in entries:
@@ -335,7 +336,7 @@ def test_official_models_table_builds_the_released_keys_and_shapes(kind):
 
 
 def test_released_checkpoints_are_recognised_from_keys_and_shapes():
-    reference = json.loads((DATA / "mm_diffusion_official_state_dict_shapes.json").read_text())
+    reference = json.loads((GOLDEN / "mm_diffusion_official_state_dict_shapes.json").read_text())
     base = {k: torch.empty(s, device="meta") for k, s in reference["mm_diffusion_base_64"]["keys"].items()}
     sr = {k: torch.empty(s, device="meta") for k, s in reference["mm_diffusion_sr_64_256"]["keys"].items()}
     assert [m.name for m in identify_official_model(base, "base")] == ["Landscape", "AIST++"]  # same flags

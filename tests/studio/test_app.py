@@ -11,7 +11,7 @@ import pytest
 import app
 from studio.config import TabSettings, build_config, load_space_file
 from studio.gpu import gpu_handler
-from tests.conftest import ROOT
+from tests.factories import ROOT
 
 
 def test_help_lists_every_flag():

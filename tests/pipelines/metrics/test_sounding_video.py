@@ -10,7 +10,13 @@ import pytest
 
 from pipelines import registry
 from pipelines.metrics.sounding_video import (
-    Counts, coupling, detect_contacts, detect_onsets, evaluate, ground_truth_clips, match_count,
+    Counts,
+    coupling,
+    detect_contacts,
+    detect_onsets,
+    evaluate,
+    ground_truth_clips,
+    match_count,
 )
 from pipelines.registry import REGISTRY
 from pipelines.sounding_video import ClipFormat

@@ -14,8 +14,8 @@ import pytest
 import soundfile
 import torch
 
-from pipelines.mm_diffusion import MMDiffusionSuperResModel, MMDiffusionUNet
 from pipelines.audio import SPECS, load_audio
+from pipelines.mm_diffusion import MMDiffusionSuperResModel, MMDiffusionUNet
 from pipelines.registry import REGISTRY, available, get_pipeline, register_local_checkpoints
 from pipelines.sounding_video import fit_audio, save_sounding_video
 from studio.app import working_tabs
@@ -24,7 +24,7 @@ from studio.context import StudioContext
 from studio.sessions import SessionFiles
 from studio.tabs import sounding_video
 from studio.tabs.sounding_video import AUDIO_TO_VIDEO, JOINT, VIDEO_TO_AUDIO, SoundingVideoHandlers
-from tests.conftest import ROOT, FakeRequest
+from tests.factories import ROOT, FakeRequest
 
 DATA = ROOT / "tests" / "data" / "mm_diffusion"
 TINY_SR_FLAGS = dict(large_size=64, small_size=16, sr_num_channels=32, sr_num_res_blocks=1,

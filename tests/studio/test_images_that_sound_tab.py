@@ -15,9 +15,8 @@ from studio.context import StudioContext
 from studio.sessions import SessionFiles
 from studio.tabs import images_that_sound
 from studio.tabs.images_that_sound import ImagesThatSoundHandlers, colorization_paths
-from tests.conftest import FakeRequest, cached_repo
-from tests.test_images_that_sound import tiny_model_folder
-from tests.test_vocoders import TINY, write_auffusion_vocoder
+from tests.factories import TINY, FakeRequest, cached_repo, tiny_model_folder, write_auffusion_vocoder
+
 
 @pytest.fixture
 def paper_weights_cached(hub_cache):
@@ -87,7 +86,7 @@ def test_tab_runs_the_sds_baseline_with_previews(tmp_path, paper_weights_cached)
 
 def test_tab_ranks_samples_by_clip_and_clap_when_the_scorers_are_cached(tmp_path, paper_weights_cached, hub_cache):
     from pipelines.images_that_sound import CLAP_MODEL, CLIP_MODEL
-    from tests.test_images_that_sound_ranking import tiny_clap, tiny_clip
+    from tests.factories import tiny_clap, tiny_clip
 
     tiny_clip(cached_repo(hub_cache, CLIP_MODEL))
     tiny_clap(cached_repo(hub_cache, CLAP_MODEL))
@@ -101,7 +100,7 @@ def test_tab_ranks_samples_by_clip_and_clap_when_the_scorers_are_cached(tmp_path
 
 
 def test_colorization_says_which_path_it_uses_and_why(tmp_path, hub_cache, monkeypatch):
-    from tests.test_colorization_if import place_in_cache, tiny_if_folders
+    from tests.factories import place_in_cache, tiny_if_folders
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr("huggingface_hub.constants.HF_TOKEN_PATH", str(tmp_path / "no-token"))
@@ -130,7 +129,7 @@ def test_colorization_says_which_path_it_uses_and_why(tmp_path, hub_cache, monke
 
 
 def test_tab_colorizes_on_deepfloyd_if_when_its_gate_is_open(tmp_path, paper_weights_cached, hub_cache, monkeypatch):
-    from tests.test_colorization_if import place_in_cache, tiny_if_folders
+    from tests.factories import place_in_cache, tiny_if_folders
 
     monkeypatch.setenv("HF_TOKEN", "hf_test_token")
     tiny_if_folders(tmp_path / "if_1", tmp_path / "if_2")

@@ -4,7 +4,6 @@ silent video scored into an mp4 with sound from the modes or from the bundled di
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import gradio as gr
 import imageio_ffmpeg
@@ -22,7 +21,7 @@ from studio.config import StudioConfig
 from studio.context import StudioContext
 from studio.sessions import SessionFiles
 from studio.tabs.impact_sound import COLUMNS, ImpactHandlers, modes_table
-from tests.conftest import FakeRequest
+from tests.factories import FakeRequest, write_glass_video
 
 SR = 44100
 FIVE = Modes(frequencies=[440.0, 1187.0, 2650.0, 5210.0, 8333.0], powers=[0.0, -4.4, -8.0, -12.0, -20.0],
@@ -285,17 +284,6 @@ def test_bad_hit_lists_and_videos_get_clear_messages(handlers, silent_video, tmp
 # The diffusion model (bundled studio weights) -----------------------------------------------------------------------
 
 
-def write_glass_video(path: Path) -> float:
-    """A toy-world glass object hitting the floor, written as an mp4 (30 fps); returns the time of the hit."""
-    from moviepy import ImageSequenceClip
-
-    from pipelines.toyworld import sample
-
-    clip = sample("impact", 1, seed=123, materials=("glass",))
-    frames = [(frame * 255).astype(np.uint8) for frame in clip.frames[0]]
-    ImageSequenceClip(frames, fps=clip.fps).write_videofile(str(path), codec="libx264", audio=False, logger=None,
-                                                            preset="ultrafast", ffmpeg_params=["-pix_fmt", "yuv420p"])
-    return float(clip.hit_time_s[0])
 
 
 @pytest.fixture(scope="module")

@@ -8,59 +8,25 @@ variants, placed in the Hugging Face cache under the DeepFloyd ids and loaded th
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, IFPipeline, IFSuperResolutionPipeline, UNet2DConditionModel
-from transformers import T5Config, T5EncoderModel, T5Tokenizer
+from diffusers import DDPMScheduler
 
-from pipelines.images_that_sound import PAPER_IF_STAGE_I, PAPER_IF_STAGE_II
+from pipelines.images_that_sound import PAPER_IF_STAGE_I
 from pipelines.images_that_sound.colorization_if import IFColorizationPipeline
 from pipelines.registry import REGISTRY, WeightsUnavailableError, available, get_pipeline
-from tests.conftest import cached_repo
+from tests.factories import place_in_cache, tiny_if_folders
 
-PIECES = ["<pad>", "</s>", "<unk>", "▁a", "▁colorful", "▁photo", "▁of", "▁castle", "▁kittens", "▁bell", "▁with"]
 WIDTH = 60  # not a multiple of the UNets' size step: exercises the padding and the crop
 HEIGHT = 64  # a quarter of Auffusion's 256 mel rows keeps these tests fast; the registry test uses all 256
 
 
-def tiny_if_unet(super_resolution: bool) -> UNet2DConditionModel:
-    """IF's UNet layout at toy size: stage I (3 -> 6 channels) or the stage II up-sampler (6 -> 6, noise level)."""
-    torch.manual_seed(1 if super_resolution else 0)
-    up_sampler = dict(class_embed_type="timestep", mid_block_scale_factor=1.414, time_embedding_act_fn="gelu",
-                      time_embedding_dim=16) if super_resolution else {}
-    plain = 2 if super_resolution else 1  # attention only at the lowest resolution, as in IF's up-sampler
-    return UNet2DConditionModel(
-        sample_size=16, layers_per_block=1, block_out_channels=(8,) * plain + (16,), norm_num_groups=4,
-        down_block_types=("ResnetDownsampleBlock2D",) * plain + ("SimpleCrossAttnDownBlock2D",),
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
-        up_block_types=("SimpleCrossAttnUpBlock2D",) + ("ResnetUpsampleBlock2D",) * plain,
-        in_channels=6 if super_resolution else 3, out_channels=6, cross_attention_dim=32, encoder_hid_dim=32,
-        attention_head_dim=4, addition_embed_type="text", addition_embed_type_num_heads=2,
-        cross_attention_norm="group_norm", resnet_time_scale_shift="scale_shift", act_fn="gelu", **up_sampler)
 
 
-def if_scheduler() -> DDPMScheduler:
-    """IF's sampling scheduler: cosine betas, epsilon with learned-range variance, dynamic thresholding."""
-    return DDPMScheduler(beta_schedule="squaredcos_cap_v2", thresholding=True, dynamic_thresholding_ratio=0.95,
-                         sample_max_value=1.5, prediction_type="epsilon", variance_type="learned_range")
 
 
-def tiny_if_folders(stage_1, stage_2) -> None:
-    """Save tiny IF stage I and stage II pipelines (fp16 variant files, as on the Hub) into two folders."""
-    tokenizer = T5Tokenizer(vocab=[(piece, -float(i)) for i, piece in enumerate(PIECES)], extra_ids=0)
-    torch.manual_seed(2)
-    encoder = T5EncoderModel(T5Config(vocab_size=len(PIECES), d_model=32, d_kv=8, d_ff=16, num_layers=1, num_heads=2,
-                                      relative_attention_num_buckets=8))
-    unused = dict(safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False)
-    IFPipeline(tokenizer=tokenizer, text_encoder=encoder, unet=tiny_if_unet(False), scheduler=if_scheduler(),
-               **unused).to(torch.float16).save_pretrained(stage_1, variant="fp16")
-    IFSuperResolutionPipeline(tokenizer=None, text_encoder=None, unet=tiny_if_unet(True), scheduler=if_scheduler(),
-                              image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
-                              **unused).to(torch.float16).save_pretrained(stage_2, variant="fp16")
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +56,6 @@ def token(no_token, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_test_token")
 
 
-def place_in_cache(hub_cache, if_folders) -> None:
-    for repo_id, folder in zip((PAPER_IF_STAGE_I, PAPER_IF_STAGE_II), if_folders):
-        shutil.copytree(folder, cached_repo(hub_cache, repo_id), dirs_exist_ok=True)
 
 
 def spectrograms(count: int = 2, seed: int = 0, height: int = HEIGHT) -> np.ndarray:
@@ -219,7 +182,7 @@ def test_bad_spectrograms_are_refused(colorizer, grays, message):
 
 
 def cli_arguments(tmp_path, *extra: str) -> list[str]:
-    from tests.test_images_that_sound import tiny_model_folder
+    from tests.factories import tiny_model_folder
 
     tiny_model_folder(tmp_path / "image", seed=0)
     tiny_model_folder(tmp_path / "audio", seed=1)

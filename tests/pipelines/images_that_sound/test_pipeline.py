@@ -5,38 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
+from diffusers import DDIMScheduler
 
 from pipelines.images_that_sound.pipeline_images_that_sound import ImagesThatSoundPipeline
-from tests.test_vocoders import TINY, write_auffusion_vocoder
+from tests.factories import TINY, tiny_model_folder, write_auffusion_vocoder
 
-WORDS = ["[PAD]", "[UNK]", "a", "castle", "with", "bell", "towers", "ringing", "dog", "barking", "tiger"]
 LATENT_WIDTH = 16  # 128 pixels = 1.28 s
 
 
-def tiny_model_folder(folder, seed: int) -> None:
-    """A Stable-Diffusion-layout folder of tiny random components (unet, vae, text encoder, tokenizer, scheduler)."""
-    torch.manual_seed(seed)
-    UNet2DConditionModel(
-        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=8, norm_num_groups=4, attention_head_dim=2,
-    ).save_pretrained(folder / "unet")
-    AutoencoderKL(  # four blocks: 8× down-sampling, as Stable Diffusion's VAE
-        block_out_channels=(4, 4, 4, 4), down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=2, layers_per_block=1,
-    ).save_pretrained(folder / "vae")
-    CLIPTextModel(CLIPTextConfig(hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=2,
-                                 vocab_size=len(WORDS), max_position_embeddings=8)).save_pretrained(
-        folder / "text_encoder")
-    word_level = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
-    word_level.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=word_level, pad_token="[PAD]", unk_token="[UNK]",
-                            model_max_length=8).save_pretrained(folder / "tokenizer")
-    DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                  set_alpha_to_one=False, steps_offset=1).save_pretrained(folder / "scheduler")  # SD v1.5's config
 
 
 @pytest.fixture(scope="module")

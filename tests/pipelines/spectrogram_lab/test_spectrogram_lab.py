@@ -17,7 +17,7 @@ from studio.config import StudioConfig
 from studio.context import StudioContext
 from studio.sessions import SessionFiles
 from studio.tabs.spectrogram_lab import LabHandlers
-from tests.conftest import EXAMPLES, FakeRequest
+from tests.factories import EXAMPLES, FakeRequest
 
 SPEC = SPECS["auffusion"]
 

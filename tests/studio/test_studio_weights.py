@@ -57,7 +57,7 @@ def test_tab_works_with_studio_models(tmp_path, studio_only):
 
 def test_tab_says_when_griffin_lim_replaces_the_missing_hifigan(tmp_path, studio_only):
     from studio.tabs.images_that_sound import COMPOSED, ImagesThatSoundHandlers
-    from tests.conftest import FakeRequest
+    from tests.factories import FakeRequest
 
     handlers = ImagesThatSoundHandlers(StudioContext(build_config(models="studio"), SessionFiles(tmp_path)), "studio")
     *_, final = handlers.generate("concentric rings", "a bell ringing", "", 2, 3, 3, 0.9, 1.0, 0.64, 1, 0, "hifigan",
