@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import socket
 import sys
 
 from pipelines.registry import MODEL_CHOICES
@@ -20,7 +21,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="0.0.0.0" if on_space else "127.0.0.1",
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 on a Hugging Face Space)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
-                        help="port to listen on (default 7860)")
+                        help="port to listen on (default 7860, or the GRADIO_SERVER_PORT environment variable)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (workshops)")
     parser.add_argument("--models", choices=MODEL_CHOICES, default="auto",
                         help="weights: paper where available else studio (auto), bundled studio weights only "
@@ -33,9 +34,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if not port_is_free(args.host, args.port):
+        sys.exit(f"error: port {args.port} is busy (another studio or program is using it); "
+                 f"choose another with --port, e.g. --port {args.port + 1}")
     if args.offline or args.models == "studio":
         os.environ["HF_HUB_OFFLINE"] = "1"
-    from pipelines.registry import REGISTRY, choose_device
+    from pipelines.devices import choose_device
+    from pipelines.registry import REGISTRY
     from studio.app import build_studio
     from studio.config import build_config
     from studio.context import StudioContext
@@ -53,6 +58,17 @@ def main(argv: list[str] | None = None) -> None:
     demo.queue(max_size=config.queue_size, default_concurrency_limit=1)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(files.root)],
                 max_file_size=f"{config.max_upload_mb}mb", footer_links=["api", "settings"])
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on host:port now (checked before the studio is built, to fail in a second)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is no obstacle
+        try:
+            probe.bind((host, port))
+            return True
+        except OSError:
+            return False
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.registry import MM_DIFFUSION_CHECKPOINT_KEYS, MODEL_CHOICES
+from pipelines.mm_diffusion.entries import CHECKPOINT_KEYS as MM_DIFFUSION_CHECKPOINT_KEYS
+from pipelines.registry import MODEL_CHOICES
 
 SPACE_FILE = Path(__file__).resolve().parent.parent / "space.yaml"
 TAB_NAMES = ("impact_sound", "sounding_video", "spectrogram_lab")

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("error: --num-samples and --batch-size must be at least 1")
     from pipelines.images_that_sound.pipeline_images_that_sound import ImagesThatSoundPipeline
     from pipelines.media import save_playhead_video, save_png, save_wav
-    from pipelines.registry import choose_device, choose_dtype
+    from pipelines.devices import choose_device, choose_dtype
     from pipelines.seeds import generators_for
 
     device = choose_device(args.device)

@@ -239,9 +239,9 @@ def detector_table(result: dict, tolerance: int) -> str:
 
 def studio_scenes() -> tuple[str, ...]:
     """The toy scenes the bundled studio model was trained on (its model.json), `bounce` when it does not say."""
-    from pipelines.registry import STUDIO_MM_DIFFUSION
+    from pipelines.mm_diffusion.entries import STUDIO_FOLDER
 
-    config = Path(__file__).resolve().parents[2] / STUDIO_MM_DIFFUSION / "model.json"
+    config = STUDIO_FOLDER / "model.json"
     return tuple(json.loads(config.read_text()).get("scenes", ["bounce"])) if config.is_file() else ("bounce",)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import shutil
 from pathlib import Path
@@ -12,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 
@@ -134,36 +132,32 @@ def smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
-def plot_losses(records: list[dict], path: Path, panel: tuple[int, int] = (420, 220)) -> Path:
-    """One panel per loss (log₁₀ y-axis): raw values in light grey, a moving average in blue. Drawn with PIL."""
-    curves = series(records)
-    w, h = panel
-    canvas = Image.new("RGB", (w, max(1, len(curves)) * h), "white")
-    draw = ImageDraw.Draw(canvas)
-    for row, (name, points) in enumerate(sorted(curves.items())):
-        top = row * h
-        left, right, upper, lower = 50, w - 10, top + 22, top + h - 22
-        steps = [s for s, _ in points]
-        logs = [math.log10(max(v, 1e-8)) for _, v in points]
-        lo, hi = min(logs), max(logs)
-        hi = hi if hi > lo else lo + 1.0
-        x0, x1 = min(steps), max(max(steps), min(steps) + 1)
+def plot_losses(records: list[dict], path: Path) -> Path:
+    """One panel per loss against the training step, log y-axis: raw values in light grey, a moving average in blue,
+    with labelled axes and the last value in the title (matplotlib, Agg: no screen needed)."""
+    import matplotlib
 
-        def xy(step: float, value: float) -> tuple[float, float]:
-            return (left + (right - left) * (step - x0) / (x1 - x0), lower - (lower - upper) * (value - lo) / (hi - lo))
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
 
-        draw.rectangle((left, upper, right, lower), outline="black")
-        draw.text((left, top + 4), f"{name}  last {points[-1][1]:.4g} (step {steps[-1]})", fill="black")
-        draw.text((2, upper), f"{10 ** hi:.2g}", fill="black")
-        draw.text((2, lower - 10), f"{10 ** lo:.2g}", fill="black")
-        draw.text((left, lower + 4), str(x0), fill="black")
-        draw.text((right - 40, lower + 4), str(x1), fill="black")
-        if len(points) > 1:
-            draw.line([xy(s, v) for s, v in zip(steps, logs)], fill=(200, 200, 200))
-            draw.line([xy(s, v) for s, v in zip(steps, smooth(logs, max(1, len(logs) // 30)))], fill=(30, 80, 200),
-                      width=2)
-    canvas.save(path)
-    return path
+    curves = sorted(series(records).items())
+    figure, axes = plt.subplots(max(1, len(curves)), 1, figsize=(6.0, 2.4 * max(1, len(curves))), squeeze=False)
+    for axis, (name, points) in zip(axes[:, 0], curves):
+        steps = [step for step, _ in points]
+        values = [max(value, 1e-8) for _, value in points]
+        axis.plot(steps, values, color="0.78", linewidth=0.8, label="logged")
+        axis.plot(steps, smooth(values, max(1, len(values) // 30)), color="tab:blue", linewidth=1.6,
+                  label="moving average")
+        axis.set_yscale("log")
+        axis.set_title(f"{name} (last {points[-1][1]:.4g} at step {steps[-1]})", fontsize=9)
+        axis.set_xlabel("training step")
+        axis.set_ylabel("loss")
+        axis.grid(True, which="major", alpha=0.3)
+        axis.legend(fontsize=7, loc="upper right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return Path(path)
 
 
 # The loop ----------------------------------------------------------------------------------------------------------

@@ -8,14 +8,14 @@ import time
 import pytest
 
 from pipelines.registry import (
-    PipelineEntry,
     Registry,
     UnknownPipelineError,
-    WeightsSource,
     WeightsUnavailableError,
     describe,
     get_pipeline,
 )
+from pipelines.weights import PipelineEntry, WeightsSource
+from tests.factories import ROOT
 
 
 class FakePipeline:
@@ -129,3 +129,36 @@ def test_builtin_spectrogram_lab_is_registered_and_described():
     lab = get_pipeline("spectrogram_lab", device="cpu")
     assert lab is get_pipeline("spectrogram_lab", device="cpu")
     assert describe("spectrogram_lab") == "loaded on cpu: Spectrogram Lab needs no weights (signal processing only)."
+
+
+def test_every_generator_declares_its_entries_in_its_own_light_package():
+    """The registry collects each generator's entries.py; reading them imports no torch (start-up stays light)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from pipelines.registry import ENTRY_MODULES, REGISTRY, _register_builtin_pipelines\n"
+        "_register_builtin_pipelines()\n"
+        "assert all(m.startswith('pipelines.') and m.endswith('.entries') for m in ENTRY_MODULES), ENTRY_MODULES\n"
+        "print(sorted(REGISTRY.entries))\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in ("spectrogram_lab", "images_that_sound", "impact_sound", "impact_diffusion", "mm_diffusion_toyworld",
+                 "mm_diffusion_landscape", "hifigan"):
+        assert f"'{name}'" in result.stdout
+
+
+def test_dependencies_point_one_way():
+    """Inference never imports the trainers or the metrics, and no generator imports the registry."""
+    import re
+
+    for path in (ROOT / "pipelines").rglob("*.py"):
+        relative = path.relative_to(ROOT).as_posix()
+        text = path.read_text()
+        if not relative.startswith(("pipelines/train/", "pipelines/metrics/")):
+            assert not re.search(r"(from|import) pipelines\.(train|metrics)\b", text), relative
+        if relative.count("/") >= 2 and not relative.startswith(("pipelines/train/", "pipelines/metrics/")):
+            assert not re.search(r"(from|import) pipelines\.registry\b", text), relative

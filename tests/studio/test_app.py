@@ -80,3 +80,23 @@ def test_gpu_handler_is_a_no_op_without_spaces_and_wraps_with_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "spaces", fake)
     assert gpu_handler(handler, 60) == ("wrapped", handler) and calls == [60]
     assert gpu_handler(handler, 0) is handler  # CPU-only tabs never ask for a GPU
+
+
+def test_a_busy_port_is_named_with_the_flag_to_change_it():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "app.py", "--port", str(port), "--models", "studio"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert f"port {port} is busy" in result.stderr and "--port" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_help_names_the_port_environment_variable():
+    result = subprocess.run([sys.executable, "app.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert "GRADIO_SERVER_PORT" in result.stdout

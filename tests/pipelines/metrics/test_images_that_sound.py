@@ -56,11 +56,7 @@ def test_unknown_ambiguous_or_foreign_prompts_are_refused():
 
 
 def test_scorers_give_the_prompted_class_probability(pictures, sounds):
-    from pipelines.registry import get_pipeline
-
-    image_scorer = get_pipeline("judge_image", "studio")
-    sound_scorer = get_pipeline("judge_sound", "studio")
-    assert isinstance(image_scorer, JudgeImageScorer) and isinstance(sound_scorer, JudgeSoundScorer)
+    image_scorer, sound_scorer = JudgeImageScorer.from_pretrained(), JudgeSoundScorer.from_pretrained()
     rings = np.array(pictures.classes) == "rings"
     scores = image_scorer("concentric rings", pictures.images)
     assert scores.shape == (32,) and scores[rings].min() > 0.5 and scores[~rings].max() < 0.5

@@ -1,0 +1,67 @@
+"""MM-Diffusion's registry entries: one per released base checkpoint (`mm_diffusion_landscape`,
+`mm_diffusion_aist`, paper weights, with their 64 → 256 up-samplers when configured) and the bundled toy-world model
+(`mm_diffusion_toyworld`, studio weights).
+
+The released checkpoints are local files (they are not on the Hub): space.yaml `checkpoints.mm_diffusion` names
+them and start-up hands the paths over with `pipelines.registry.register_local_checkpoints`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.weights import ASSETS, PipelineEntry, WeightsSource, files_missing
+
+CHECKPOINTS = {"landscape": "Landscape", "aist": "AIST++"}  # config key -> released model
+CHECKPOINT_KEYS = tuple(CHECKPOINTS) + tuple(f"{key}_sr" for key in CHECKPOINTS)
+STUDIO_FOLDER = ASSETS / "mm_diffusion"
+_LOCAL_CHECKPOINTS: dict[str, str] = {}
+
+
+def entries() -> list[PipelineEntry]:
+    return [*(released_entry(key) for key in CHECKPOINTS), studio_entry()]
+
+
+def set_local_checkpoints(paths: dict[str, str | None]) -> list[str]:
+    """Point the `mm_diffusion_<key>` entries at local checkpoint files ({"landscape": path, "aist_sr": path, ...};
+    None or "" = not configured). Loads nothing; returns the entries whose files changed (to be loaded again)."""
+    unknown = sorted(set(paths) - set(CHECKPOINT_KEYS))
+    if unknown:
+        raise ValueError(f"unknown MM-Diffusion checkpoint(s) {unknown}; known: {list(CHECKPOINT_KEYS)}")
+    configured = {key: str(path) for key, path in paths.items() if path}
+    if configured == _LOCAL_CHECKPOINTS:
+        return []
+    _LOCAL_CHECKPOINTS.clear()
+    _LOCAL_CHECKPOINTS.update(configured)
+    return [f"mm_diffusion_{key}" for key in CHECKPOINTS]
+
+
+def released_entry(key: str) -> PipelineEntry:
+    """`mm_diffusion_<key>`: a released base checkpoint (+ its `<key>_sr` up-sampler when configured)."""
+    model = CHECKPOINTS[key]
+
+    def missing(offline: bool) -> str | None:
+        path = _LOCAL_CHECKPOINTS.get(key)
+        if not path:
+            return f"have no checkpoint path configured (space.yaml `checkpoints.mm_diffusion.{key}`)"
+        return None if Path(path).is_file() else f"are missing: file {path} not found"
+
+    def load(device: str, dtype):
+        from pipelines.sounding_video import load_sounding_video
+
+        return load_sounding_video(_LOCAL_CHECKPOINTS[key], _LOCAL_CHECKPOINTS.get(f"{key}_sr"), device, dtype)
+
+    return PipelineEntry(f"mm_diffusion_{key}", f"MM-Diffusion ({model})", {"paper": WeightsSource(
+        load=load, missing=missing, description=f"the released {model} checkpoint (local file)")})
+
+
+def studio_entry() -> PipelineEntry:
+    """`mm_diffusion_toyworld`: the bundled MM-Diffusion trained on the toy world (a shrunken clip); works offline."""
+
+    def load(device: str, dtype):
+        from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
+
+        return MMDiffusionPipeline.from_pretrained(STUDIO_FOLDER, torch_dtype=dtype).to(device)
+
+    return PipelineEntry("mm_diffusion_toyworld", "MM-Diffusion (toy world)", {"studio": WeightsSource(
+        load=load, missing=lambda offline: files_missing(STUDIO_FOLDER, ("model.safetensors", "model.json")),
+        description="a small model trained on the toy world (assets/models/mm_diffusion)")})
