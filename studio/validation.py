@@ -1,7 +1,9 @@
 """Checks on everything a user gives the studio, each failing with a plain-language `gr.Error`.
 
-A message says what was wrong and what to do. Handlers are wrapped in `user_facing`, so an unexpected failure is
-logged and shown as a short apology instead of a stack trace, and the server keeps serving everyone else.
+A message says what was wrong and what to do. Handlers are wrapped in `user_facing`: a pipeline's own input check
+(a `ValueError` raised in `pipelines/`, which names the setting and the rule) reaches the artist as it is, so tabs do
+not repeat the pipelines' rules; any other failure is logged and shown as a short apology instead of a stack trace,
+and the server keeps serving everyone else.
 """
 
 from __future__ import annotations
@@ -189,10 +191,31 @@ def require_times(text, label: str, *, maximum: float, max_count: int) -> list[f
     return sorted(times)
 
 
-def user_facing(action: str) -> Callable[[Callable], Callable]:
-    """Let `gr.Error` through; turn anything else into a short message (logged with its traceback)."""
+PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 
-    def apology() -> gr.Error:
+
+def raised_by_a_pipeline_check(error: BaseException) -> bool:
+    """A `ValueError` raised by our own pipeline code (an input check), not one from deep inside a library."""
+    if not isinstance(error, ValueError) or error.__traceback__ is None:
+        return False
+    frame = error.__traceback__
+    while frame.tb_next is not None:
+        frame = frame.tb_next
+    return Path(frame.tb_frame.f_code.co_filename).resolve().is_relative_to(PIPELINES)
+
+
+def plain_message(error: ValueError) -> str:
+    text = str(error).strip().replace("`", "'")
+    return text[:1].upper() + text[1:] if text else "One of the settings is not valid; check them and try again."
+
+
+def user_facing(action: str) -> Callable[[Callable], Callable]:
+    """Let `gr.Error` through, and a pipeline's input check as its own message; turn anything else into a short
+    apology (logged with its traceback)."""
+
+    def apology(error: Exception) -> gr.Error:
+        if raised_by_a_pipeline_check(error):
+            return gr.Error(plain_message(error))
         log.exception("%s failed", action)
         return gr.Error(f"Something went wrong while {action}. Please try again; if it keeps happening, try another "
                         "file or smaller settings.")
@@ -206,8 +229,8 @@ def user_facing(action: str) -> Callable[[Callable], Callable]:
                     yield from handler(*args, **kwargs)
                 except gr.Error:
                     raise
-                except Exception:  # noqa: BLE001 - the user gets a message, the log gets the traceback
-                    raise apology() from None
+                except Exception as error:  # noqa: BLE001 - the user gets a message, the log gets the traceback
+                    raise apology(error) from None
 
             return streaming
 
@@ -217,8 +240,8 @@ def user_facing(action: str) -> Callable[[Callable], Callable]:
                 return handler(*args, **kwargs)
             except gr.Error:
                 raise
-            except Exception:  # noqa: BLE001 - the user gets a message, the log gets the traceback
-                raise apology() from None
+            except Exception as error:  # noqa: BLE001 - the user gets a message, the log gets the traceback
+                raise apology(error) from None
 
         return wrapped
 

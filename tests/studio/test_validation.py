@@ -113,3 +113,22 @@ def test_user_facing_hides_surprises_but_keeps_user_errors():
     assert next(streamed) == 1
     with pytest.raises(gr.Error, match="Something went wrong while streaming"):
         next(streamed)
+
+
+def test_a_pipelines_input_check_reaches_the_artist_but_a_library_error_does_not():
+    @validation.user_facing("testing")
+    def pipeline_check():
+        from pipelines.pipeline_utils import StudioPipeline
+
+        StudioPipeline().start_sampling(None, ["not_offered"])  # raises a ValueError naming the setting
+
+    @validation.user_facing("testing")
+    def library_failure():
+        np.zeros(3).reshape(2, 2)  # numpy's own ValueError: jargon
+
+    with pytest.raises(gr.Error, match="not_offered") as caught:
+        pipeline_check()
+    assert "`" not in caught.value.message
+    with pytest.raises(gr.Error, match="Something went wrong while testing") as caught:
+        library_failure()
+    assert "reshape" not in caught.value.message
