@@ -11,8 +11,8 @@ times one UNet call at batch 1 and batch 2, which explains the ratio: our loop's
     speed-up ≈ (4 · steps · t_batch1) / (active model-steps · t_batch2),
 
 about 2.1 at 20 steps where a call costs the same at batch 1 and 2 (overhead-bound: launch or Python overhead
-dominates) and about 1.05 where it costs twice as much (compute-bound). `--paper-size` builds Stable Diffusion v1.5-sized random UNets
-(fp16 on a GPU). Prints a table and writes benchmarks/results/images_that_sound.json.
+dominates) and about 1.05 where it costs twice as much (compute-bound). `--paper-size` builds Stable Diffusion
+v1.5-sized random UNets (fp16 on a GPU). Prints a table and writes benchmarks/results/images_that_sound.json.
 
     python -m benchmarks.images_that_sound [--steps 20] [--repeats 5] [--threads 1] [--paper-size]
 """
@@ -54,12 +54,12 @@ def naive_denoise(pipe: ImagesThatSoundPipeline, models: list[Guidance], latents
 
 
 def build_pipe(paper_size: bool, device: str) -> ImagesThatSoundPipeline:
-    from tests.test_images_that_sound import tiny_model_folder
+    from tests.factories import tiny_model_folder
 
     folder = Path(tempfile.mkdtemp())
     tiny_model_folder(folder / "image", seed=0)
     tiny_model_folder(folder / "audio", seed=1)
-    pipe = ImagesThatSoundPipeline.from_pretrained(str(folder / "image"), str(folder / "audio"))
+    pipe = ImagesThatSoundPipeline.from_pretrained(image_model=folder / "image", audio_model=folder / "audio")
     if paper_size:
         from diffusers import UNet2DConditionModel
 
@@ -128,12 +128,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     pipe = build_pipe(args.paper_size, device)
-    models = [
-        Guidance(pipe.image_unet, pipe.encode_prompt(pipe.image_text_encoder, pipe.image_tokenizer, "a castle", "", 1),
-                 10.0, 0.9),
-        Guidance(pipe.audio_unet, pipe.encode_prompt(pipe.audio_text_encoder, pipe.audio_tokenizer, "bell", "", 1),
-                 10.0, 1.0),
-    ]
+    models = [pipe.image_guidance("a castle", "", 1, 10.0, 0.9), pipe.audio_guidance("bell", "", 1, 10.0, 1.0)]
     sizes = {"paper (SD v1.5 UNets, random)": 128} if args.paper_size else TINY_SIZES
     results = {name: measure(pipe, models, width, args.steps, args.repeats) for name, width in sizes.items()}
     print(f"{'size':<12}{'latent':>12}{'UNet b1 ms':>12}{'b2 ms':>8}{'naive s':>9}{'ours s':>8}{'speed-up':>10}"
@@ -148,7 +143,7 @@ def main() -> None:
     RESULTS.write_text(json.dumps({
         "date": date.today().isoformat(), "device": device, "threads": args.threads,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}",
-        "components": "paper-size random UNets" if args.paper_size else "tiny random (tests/test_images_that_sound)",
+        "components": "paper-size random UNets" if args.paper_size else "tiny random (tests/factories.py)",
         "steps": args.steps, "repeats": args.repeats, "goal_speedup": GOAL, "results": results,
     }, indent=2) + "\n")
 

@@ -82,12 +82,12 @@ class Size:
 
 
 def studio_flags() -> dict:
-    from pipelines.train.mm_diffusion import PRESETS, TOY_FPS
+    """The flags `pipelines.train mm_diffusion --size studio` trains with (the bundled studio model's)."""
+    from pipelines.mm_diffusion.clips import FPS
+    from pipelines.train.mm_diffusion import clip_format_from_args, model_flags
 
-    preset = PRESETS["studio"]
-    audio = preset.frames * preset.sample_rate // TOY_FPS
-    return {**preset.flags, "video_size": f"{preset.frames},3,{preset.frame_size},{preset.frame_size}",
-            "audio_size": f"1,{audio}"}
+    args = argparse.Namespace(size="studio", frames=None, frame_size=None, sample_rate=None, fps=FPS, dropout=None)
+    return model_flags(args, clip_format_from_args(args))
 
 
 def sizes() -> dict[str, Size]:

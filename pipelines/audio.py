@@ -11,6 +11,16 @@ images-that-sound code exactly:
 - image value = (L - ln 1e-5) / (ln 200 - ln 1e-5), so black is silence (magnitude 1e-5) and white is loud
   (magnitude 200); the frequency axis is flipped so low frequencies sit at the bottom of the picture;
 - Griffin-Lim: exp(L) -> librosa's mel inversion with the same STFT settings, centered, power 1.
+
+The impact convention (physics-driven impact sound, Su et al. 2023, research notes B1/B3) and every torch STFT:
+
+- `stft` / `stft_magnitude`: centred torch STFT with a periodic Hann window and zero padding (librosa's defaults);
+  the impact spectrogram is |STFT 2048/256| of the clip scaled to peak 1 (`peak_normalize_rows`);
+- `impact_log_scale`: ln(|S| + 1e-8) min-max mapped to [-1, 1] with the official code's dataset constants
+  (`IMPACT_SPEC_MIN`, `IMPACT_SPEC_MAX`); `impact_log_unscale` inverts it;
+- Griffin-Lim of a linear magnitude: `griffin_lim_magnitude` (librosa, numpy) or `griffin_lim_torch` (batched).
+
+torch is imported inside the functions that need it, so importing this module stays light.
 """
 
 from __future__ import annotations
@@ -20,8 +30,12 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -143,6 +157,11 @@ def peak_normalize(samples: np.ndarray, peak: float = 0.95) -> np.ndarray:
     return samples if top == 0.0 else (samples * (peak / top)).astype(np.float32)
 
 
+def peak_normalize_rows(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """x / max|x| per row of [..., T] (a torch tensor); a silent row stays silent."""
+    return x / x.abs().amax(dim=-1, keepdim=True).clamp_min(eps)
+
+
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> Path:
     """Write mono float samples as 16-bit PCM, clipped to [-1, 1]."""
     import soundfile
@@ -241,10 +260,114 @@ def griffin_lim(log_mel_spec: np.ndarray, spec: AudioSpec, n_iter: int = 32, see
     import librosa
 
     magnitude = np.exp(np.asarray(log_mel_spec, dtype=np.float32))
-    linear = librosa.util.nnls(mel_filters(spec), magnitude)
-    audio = librosa.griffinlim(
-        linear, n_iter=n_iter, hop_length=spec.hop_length, win_length=spec.win_length, n_fft=spec.n_fft,
-        window="hann", center=True, random_state=seed,
-    )
+    audio = griffin_lim_magnitude(librosa.util.nnls(mel_filters(spec), magnitude), spec, n_iter, seed)
     # A centred STFT of F frames spans (F - 1) hops; pad to the analysis length, as the reference code does.
     return np.pad(audio, (0, spec.samples_for(magnitude.shape[1]) - len(audio))).astype(np.float32)
+
+
+def griffin_lim_magnitude(magnitude: np.ndarray, spec: AudioSpec, n_iter: int = 32, seed: int = 0,
+                          length: int | None = None) -> np.ndarray:
+    """Waveform(s) [..., length] from a linear |STFT| [..., n_fft // 2 + 1, frames] by librosa's Griffin-Lim with
+    the spec's STFT (centred, Hann, momentum 0.99), from a phase seeded by `seed`. The initial phase is drawn for
+    the whole array at once, so a batch differs from its clips decoded one by one."""
+    import librosa
+
+    return librosa.griffinlim(np.asarray(magnitude), n_iter=n_iter, hop_length=spec.hop_length,
+                              win_length=spec.win_length, n_fft=spec.n_fft, window="hann", center=True,
+                              length=length, random_state=seed)
+
+
+# Torch STFT: the impact convention, the training losses and the batched Griffin-Lim ---------------------------------
+
+
+def stft(audio: torch.Tensor, n_fft: int, hop_length: int, win_length: int | None = None, *,
+         pad_mode: str = "constant") -> torch.Tensor:
+    """Complex STFT [..., n_fft // 2 + 1, frames] of [..., T]: centred (padded with `pad_mode`), a periodic Hann
+    window of `win_length` samples (default n_fft) in the middle of each n_fft-point frame."""
+    import torch
+
+    win_length = win_length or n_fft
+    window = torch.hann_window(win_length, periodic=True, dtype=audio.dtype, device=audio.device)
+    spectrum = torch.stft(audio.reshape(-1, audio.shape[-1]), n_fft, hop_length, win_length, window, center=True,
+                          pad_mode=pad_mode, return_complex=True)
+    return spectrum.reshape(*audio.shape[:-1], *spectrum.shape[-2:])
+
+
+def stft_magnitude(audio: torch.Tensor | np.ndarray, spec: AudioSpec) -> torch.Tensor | np.ndarray:
+    """|STFT| [..., n_fft // 2 + 1, 1 + T // hop] of [..., T] with the spec's settings, as `librosa.stft` computes
+    it by default (centred, zero padding, periodic Hann).
+
+    A torch tensor goes through `stft`; a numpy array is transformed with numpy's FFT in its own precision and comes
+    back as numpy, because the weightless physics path (mode estimation, the mode picture) must not load torch, and
+    for one short clip torch's thread pool costs more than the transform itself on a busy CPU.
+    """
+    if not isinstance(audio, np.ndarray):
+        return stft(audio, spec.n_fft, spec.hop_length, spec.win_length).abs()
+    n_fft, hop_length = spec.n_fft, spec.hop_length
+    win_length = spec.win_length or n_fft
+    offset = (n_fft - win_length) // 2
+    window = np.zeros(n_fft)
+    window[offset : offset + win_length] = periodic_hann(win_length)
+    padded = np.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(n_fft // 2, n_fft // 2)])
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=-1)[..., ::hop_length, :]
+    return np.abs(np.fft.rfft(frames * window, axis=-1)).swapaxes(-1, -2)
+
+
+def periodic_hann(length: int) -> np.ndarray:
+    """The periodic Hann window (`scipy.signal.get_window("hann", length)`, torch's `hann_window`), float64."""
+    return 0.5 + 0.5 * np.cos(np.linspace(-np.pi, np.pi, length + 1))[:-1]
+
+
+def griffin_lim_torch(magnitude: torch.Tensor, spec: AudioSpec, n_iter: int, generator: torch.Generator,
+                      length: int, momentum: float = 0.99) -> torch.Tensor:
+    """Fast Griffin-Lim (Perraudin et al. 2013, as `librosa.griffinlim`) of magnitudes [B, bins, frames] with the
+    spec's `stft_magnitude` settings: random initial phases from `generator` -> waveforms [B, length]."""
+    import torch
+
+    window = torch.hann_window(spec.n_fft, periodic=True, dtype=magnitude.dtype)
+
+    def inverse(spectrum: torch.Tensor) -> torch.Tensor:
+        return torch.istft(spectrum, spec.n_fft, spec.hop_length, window=window, length=length)
+
+    angles = torch.exp(2j * torch.pi * torch.rand(magnitude.shape, generator=generator, dtype=magnitude.dtype))
+    previous = torch.zeros_like(angles)
+    for _ in range(n_iter):
+        rebuilt = stft(inverse(magnitude * angles), spec.n_fft, spec.hop_length)
+        angles = rebuilt - (momentum / (1.0 + momentum)) * previous
+        angles = angles / (angles.abs() + 1e-16)
+        previous = rebuilt
+    return inverse(magnitude * angles)
+
+
+# The impact spectrogram's log scale (notes B3): ln(|S| + 1e-8) min-max mapped to [-1, 1] with these constants.
+IMPACT_LOG_EPS = 1e-8
+IMPACT_SPEC_MIN = math.log(IMPACT_LOG_EPS)  # -18.420681
+IMPACT_SPEC_MAX = 5.9540715  # a dataset constant of the official code
+
+
+def impact_log_scale(magnitude: torch.Tensor) -> torch.Tensor:
+    """A linear magnitude -> ln(|S| + 1e-8) mapped to [-1, 1] (the impact models' input and output)."""
+    import torch
+
+    return 2.0 * (torch.log(magnitude + IMPACT_LOG_EPS) - IMPACT_SPEC_MIN) / (IMPACT_SPEC_MAX - IMPACT_SPEC_MIN) - 1.0
+
+
+def impact_log_unscale(spectrogram: torch.Tensor) -> torch.Tensor:
+    """Inverse of `impact_log_scale`: [-1, 1] values -> linear magnitudes (never negative)."""
+    import torch
+
+    log_magnitude = (spectrogram + 1.0) / 2.0 * (IMPACT_SPEC_MAX - IMPACT_SPEC_MIN) + IMPACT_SPEC_MIN
+    return torch.clamp(torch.exp(log_magnitude) - IMPACT_LOG_EPS, min=0.0)
+
+
+def specvqgan_mel(samples: np.ndarray, spec: AudioSpec) -> np.ndarray:
+    """SpecVQGAN's spectrogram (Visual Echoes' audio input) in [0, 1], [n_mels, 1 + len // hop]: |librosa.stft|
+    (centred, Hann, power 1) -> Slaney mel filters -> floor at `magnitude_floor` -> (20·log10 − 20 + 100) / 100,
+    clipped to [0, 1] (`log_mel_to_unit` with image_scale "specvqgan"). Row 0 is the lowest band. No peak
+    normalisation. `unit_to_log_mel` + `griffin_lim` invert it."""
+    import librosa
+
+    magnitude = np.abs(librosa.stft(np.asarray(samples, dtype=np.float32), n_fft=spec.n_fft,
+                                    hop_length=spec.hop_length, win_length=spec.win_length, window="hann"))
+    mel = np.maximum(mel_filters(spec) @ magnitude, spec.magnitude_floor)
+    return log_mel_to_unit(np.log(mel), spec)

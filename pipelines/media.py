@@ -10,6 +10,7 @@ Used by the studio tabs, the pipelines' command-line tools, the toy world and th
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -107,13 +108,6 @@ def read_video(path: str | Path, *, times_s: Sequence[float] | np.ndarray | None
     return Video(stacked, rate, source_fps, seconds, size)
 
 
-def frames_at(path: str | Path, times_s: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """RGB uint8 frames [N, H, W, 3] of a video at the given times (each clamped into the video), with the
-    video's frame rate and length in seconds. VideoDecodeError, in words, when it cannot be read."""
-    video = read_video(path, times_s=times_s)
-    return video.frames, video.source_fps, video.seconds
-
-
 def read_soundtrack(path: str | Path, sample_rate: int) -> np.ndarray:
     """A video file's first audio stream as mono float32 at `sample_rate` (ffmpeg mixes and resamples).
     VideoDecodeError, in words, when it has no sound or cannot be read."""
@@ -147,7 +141,8 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray | Ca
         if seconds is None:
             raise ValueError("write_video needs `seconds` when frames is a function of time")
         frame_at = frames
-        frames = (frame_at(index / fps) for index in range(max(1, round(seconds * fps))))
+        count = max(1, math.ceil(seconds * fps - 1e-9))  # frames covering the whole length: no sound is cut
+        frames = (frame_at(index / fps) for index in range(count))
     pictures = (_even_sized_rgb(_as_uint8(frame)) for frame in frames)
     first = next(pictures)
     path = Path(path)

@@ -61,6 +61,7 @@ class Registry:
         self._placement: dict[tuple[str, str | None], str] = {}
         self._locks: dict[tuple[str, str | None], threading.Lock] = {}
         self._guard = threading.Lock()
+        self._loading = threading.Lock()
 
     def configure(self, *, default_variant: str = "auto", device: str = "auto", offline: bool = False,
                   max_resident: int = 2) -> None:
@@ -114,10 +115,11 @@ class Registry:
             target = "cpu" if weightless else device or choose_device(self.device_preference)
             if key not in self._loaded:
                 self._make_room(target)
-                if weightless:
-                    self._loaded[key] = entry.load_without_weights()
-                else:
-                    self._loaded[key] = entry.variants[chosen].load(target, choose_dtype(target))
+                with self._loading:  # one load at a time: diffusers' and transformers' lazy imports are not thread-safe
+                    if weightless:
+                        self._loaded[key] = entry.load_without_weights()
+                    else:
+                        self._loaded[key] = entry.variants[chosen].load(target, choose_dtype(target))
                 self._placement[key] = target
                 self._reports[key] = LoadReport(name, chosen, target, reason)
             elif self._placement[key] != target:
@@ -182,6 +184,7 @@ ENTRY_MODULES = (
     "pipelines.images_that_sound.entries",
     "pipelines.impact_sound.entries",
     "pipelines.mm_diffusion.entries",
+    "pipelines.visual_echoes.entries",
 )
 
 

@@ -235,3 +235,189 @@ class ContractCase:
 
 
 CONTRACT_CASES: dict[str, ContractCase] = {}
+
+
+# MM-Diffusion (Sounding Video) ---------------------------------------------------------------------------------------
+# The trainer's `tiny` network (4 frames of 8×8, 0.4 s of 2 kHz audio) without the random shift, so a batch equals its
+# samples run alone; a 16 → 64 up-sampler.
+MM_DIFFUSION_TINY_FLAGS = dict(
+    video_size="4,3,8,8", audio_size="1,800", num_channels=32, channel_mult="1,2", num_res_blocks=1,
+    cross_attention_resolutions="2", cross_attention_windows="1", cross_attention_shift=False,
+    video_attention_resolutions="2", audio_attention_resolutions="-1", num_head_channels=32,
+    use_scale_shift_norm=True, resblock_updown=True, learn_sigma=False)
+MM_DIFFUSION_TINY_SR_FLAGS = dict(large_size=64, small_size=16, sr_num_channels=32, sr_num_res_blocks=1,
+                                  sr_attention_resolutions="8")
+
+
+def tiny_mm_diffusion(folder: Path | None = None):
+    """A tiny `MMDiffusionPipeline` with random weights (every layer live) at 2 kHz, 10 fps."""
+    from pipelines.mm_diffusion.modeling_mm_diffusion import MMDiffusionUNet
+    from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
+
+    unet = randomize_(MMDiffusionUNet.from_official_flags(**MM_DIFFUSION_TINY_FLAGS), seed=0, std=0.05).eval()
+    return MMDiffusionPipeline(unet, sample_rate=2000, fps=10, training_record={"data": "tests"})
+
+
+def tiny_mm_diffusion_sr(folder: Path | None = None):
+    """A tiny 16 → 64 `MMDiffusionSuperResPipeline` with random weights."""
+    from pipelines.mm_diffusion.modeling_mm_diffusion_sr import MMDiffusionSuperResModel
+    from pipelines.mm_diffusion.pipeline_mm_diffusion_sr import MMDiffusionSuperResPipeline
+
+    model = MMDiffusionSuperResModel.from_official_flags(**MM_DIFFUSION_TINY_SR_FLAGS)
+    return MMDiffusionSuperResPipeline(randomize_(model, seed=1, std=0.05).eval())
+
+
+def low_resolution_clips(count: int) -> np.ndarray:
+    """`count` copies of one uint8 clip of 2 frames of 16×16 (the up-sampler's input)."""
+    clip = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    return np.repeat(clip[None], count, axis=0)
+
+
+def seeded_generators(seeds: list[int]) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(seed) for seed in seeds]
+
+
+def sounding_video_samples(output) -> np.ndarray:
+    """Each sample's frames (scaled to [0, 1]) and sound, as one row."""
+    video, audio = np.asarray(output[0]), np.asarray(output[1])
+    return np.concatenate([video.reshape(len(video), -1) / 255.0, audio.reshape(len(audio), -1)], axis=1)
+
+
+CONTRACT_CASES["mm_diffusion"] = ContractCase(
+    build=tiny_mm_diffusion,
+    call_kwargs=lambda seeds: dict(num_samples=len(seeds), generator=seeded_generators(seeds), sampler="ddim",
+                                   num_inference_steps=3),
+    samples=sounding_video_samples,
+)
+CONTRACT_CASES["mm_diffusion_sr"] = ContractCase(
+    build=tiny_mm_diffusion_sr,
+    call_kwargs=lambda seeds: dict(video=low_resolution_clips(len(seeds)), generator=seeded_generators(seeds),
+                                   num_inference_steps=3),
+    samples=lambda output: np.asarray(output[0]).reshape(len(output[0]), -1) / 255.0,
+)
+
+
+# Images that Sound ---------------------------------------------------------------------------------------------------
+def tiny_images_that_sound_models(root: Path) -> Path:
+    """Tiny random stand-ins for the paper's two models, each in its own diffusers layout: root/image_model (Stable
+    Diffusion v1.5) and root/audio_model (Auffusion, with its HiFi-GAN in vocoder/). Returns `root`, which is then
+    also a folder in the studio layout."""
+    tiny_model_folder(root / "image_model", seed=0)
+    tiny_model_folder(root / "audio_model", seed=1)
+    write_auffusion_vocoder(root / "audio_model", TINY)
+    return root
+
+
+def tiny_images_that_sound(folder: Path):
+    """A tiny `ImagesThatSoundPipeline` loaded as the paper's weights are: two models, the HiFi-GAN found in the
+    audio model's vocoder/."""
+    from pipelines.images_that_sound.pipeline_images_that_sound import ImagesThatSoundPipeline
+
+    root = tiny_images_that_sound_models(folder)
+    pipe = ImagesThatSoundPipeline.from_pretrained(image_model=root / "image_model", audio_model=root / "audio_model")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def images_that_sound_samples(output) -> np.ndarray:
+    """Each sample's spectrogram and sound, as one row."""
+    spectrograms, audio = np.asarray(output[0]), np.asarray(output[2])
+    return np.concatenate([spectrograms.reshape(len(spectrograms), -1), audio], axis=1)
+
+
+CONTRACT_CASES["images_that_sound"] = ContractCase(
+    build=tiny_images_that_sound,
+    call_kwargs=lambda seeds: dict(image_prompt="a castle with bell towers", audio_prompt="bell ringing",
+                                   num_inference_steps=3, latent_width=8, num_samples=len(seeds),
+                                   generator=seeded_generators(seeds)),
+    samples=images_that_sound_samples,
+)
+# The Spectrogram Lab has no case: it plays one picture per call, so "a batch equals its samples run alone" cannot
+# apply; tests/pipelines/spectrogram_lab checks the rest of the contract on it.
+
+
+# Impact Sound (physics-driven diffusion) -----------------------------------------------------------------------------
+IMPACT_CLASSES = ("metal", "glass", "wood")
+IMPACT_BANK_SIZE = 6
+
+
+def tiny_impact_diffusion(folder: Path | None = None, seed: int = 0):
+    """A tiny `ImpactDiffusionPipeline`: the `tiny` preset at T = 20 with freshly initialised networks, a one-layer
+    residual predictor, and a bank of six random entries (ν keys, μ values, four modes and a residual each)."""
+    from dataclasses import replace
+
+    from pipelines.impact_sound.modal import Modes
+    from pipelines.impact_sound.modeling_impact_sound import ImpactDenoiser, ImpactDiffusionConfig, VisualEncoder
+    from pipelines.impact_sound.modeling_residual import ResidualPredictor, ResidualPredictorConfig
+    from pipelines.impact_sound.pipeline_diffusion import ImpactDiffusionPipeline
+    from pipelines.impact_sound.residual import ResidualParams
+    from pipelines.impact_sound.retrieval import RetrievalBank
+
+    config = replace(ImpactDiffusionConfig.preset("tiny", visual_classes=IMPACT_CLASSES), timesteps=20)
+    rng = np.random.default_rng(seed)
+    modes = [Modes(rng.uniform(200.0, 9000.0, 4), rng.uniform(-30.0, 0.0, 4), rng.uniform(0.02, 0.5, 4))
+             for _ in range(IMPACT_BANK_SIZE)]
+    residuals = [ResidualParams(rng.uniform(0.0, 0.1, config.n_bands), rng.uniform(0.01, 0.3, config.n_bands))
+                 for _ in range(IMPACT_BANK_SIZE)]
+    bank = RetrievalBank.build(torch.from_numpy(rng.normal(size=(IMPACT_BANK_SIZE, config.visual_dim))),
+                               torch.from_numpy(rng.uniform(-1.0, 1.0, (IMPACT_BANK_SIZE, 256))), modes, residuals,
+                               [IMPACT_CLASSES[k % len(IMPACT_CLASSES)] for k in range(IMPACT_BANK_SIZE)])
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        networks = (ImpactDenoiser(config), VisualEncoder(config),
+                    ResidualPredictor(ResidualPredictorConfig(d_model=16, n_layers=1, n_heads=2)))
+    return ImpactDiffusionPipeline(*networks, bank)
+
+
+def tiny_impact_frames(seed: int) -> np.ndarray:
+    """One clip's frames for the tiny impact model: [4, 16, 16, 3] in [0, 1], a function of `seed`."""
+    return np.random.default_rng(seed).random((4, 16, 16, 3), dtype=np.float32)
+
+
+CONTRACT_CASES["impact_diffusion"] = ContractCase(
+    build=tiny_impact_diffusion,
+    call_kwargs=lambda seeds: dict(frames=np.stack([tiny_impact_frames(seed) for seed in seeds]),
+                                   generator=seeded_generators(seeds), num_inference_steps=3),
+    # The sampled spectrograms: a batch equals its clips alone to ~1e-6 there, but Griffin-Lim's 32 iterations can
+    # amplify that float rounding to ~1e-2 in the waveform of an untrained model.
+    samples=lambda output: np.asarray(output[1]).reshape(len(output[1]), -1),
+)
+
+
+# Visual Echoes --------------------------------------------------------------------------------------------------------
+# The `tiny` preset: 80 mels × 32 frames -> 5 × 2 audio tokens, 16 × 16 pictures -> 4 × 4 image tokens, 16 codes each.
+def tiny_visual_echoes(folder: Path | None = None):
+    """A tiny `VisualEchoesPipeline` with random weights (the transformer's randomised so every path is live)."""
+    from pipelines.visual_echoes.modeling_visual_echoes import build_preset
+    from pipelines.visual_echoes.pipeline_visual_echoes import VisualEchoesPipeline
+
+    torch.manual_seed(0)
+    audio, image, transformer = build_preset("tiny")
+    randomize_(transformer, seed=3, std=0.3)
+    return VisualEchoesPipeline(audio, image, transformer, training_record={"data": "tests"})
+
+
+def toy_picture(seed: int = 0, size: int = 16) -> np.ndarray:
+    """One paired toy-world picture [size, size, 3] in [0, 1]."""
+    from pipelines.toyworld.paired import sample_paired
+
+    return sample_paired(1, seed, size=size, frames=32).images[0]
+
+
+def visual_echoes_samples(output) -> np.ndarray:
+    """Each sample's spectrogram and sound, as one row."""
+    return np.concatenate([output.spectrograms.reshape(len(output.spectrograms), -1), output.audios], axis=1)
+
+
+CONTRACT_CASES["visual_echoes"] = ContractCase(
+    build=tiny_visual_echoes,
+    call_kwargs=lambda seeds: dict(image=toy_picture(), task="image_to_audio", num_inference_steps=3,
+                                   num_samples=len(seeds), generator=seeded_generators(seeds)),
+    samples=lambda output: visual_echoes_samples(output if hasattr(output, "audios") else _ve_output(output)),
+)
+
+
+def _ve_output(values: tuple):
+    from pipelines.visual_echoes.pipeline_visual_echoes import VisualEchoesPipelineOutput
+
+    return VisualEchoesPipelineOutput(*values)

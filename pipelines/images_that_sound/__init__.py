@@ -8,6 +8,10 @@ PAPER_IMAGE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 PAPER_AUDIO_MODEL = "auffusion/auffusion-full-no-adapter"
 CLIP_MODEL = "openai/clip-vit-base-patch16"  # the authors' image-prompt scorer
 CLAP_MODEL = "laion/clap-htsat-unfused"  # the authors' audio-prompt scorer
+# Latent geometry of Stable Diffusion v1.5 and Auffusion (and the studio models): the VAE maps 8 × 8 pixels to one
+# latent pixel, and the UNets halve the latent three times, so lengths come in blocks of 8 latent columns.
+PIXELS_PER_LATENT = 8
+LATENT_BLOCK = 8
 # Files whose presence in the local cache means the paper weights can load offline.
 PAPER_IMAGE_FILES = ("unet/config.json", "text_encoder/config.json", "tokenizer/tokenizer_config.json",
                      "scheduler/scheduler_config.json")

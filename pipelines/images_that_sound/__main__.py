@@ -4,7 +4,8 @@
         --audio-prompt "bell ringing" --num-samples 8 --out results/castle
 
 Writes `sample-XXX.{png,wav,mp4}` and `scores.json` (per-sample seed, CLIP and CLAP scores when those models can be
-loaded, the combined ranking and the authors' top-20 % selection). Models are Hub ids or local diffusers folders.
+loaded, the combined ranking and the authors' top-20 % selection). Models are Hub ids or local diffusers folders;
+`--weights` takes one folder in the studio layout instead (e.g. assets/models/images_that_sound).
 """
 
 from __future__ import annotations
@@ -46,10 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warm-start-audio", type=float, default=1.0, help="t_a: fraction the audio model is active")
     parser.add_argument("--latent-width", type=int, default=128, help="latent columns (multiple of 8; 128 = 10.24 s)")
     parser.add_argument("--seed", type=int, default=2024, help="sample i uses seed + i; -1 draws a random seed")
-    parser.add_argument("--vocoder", choices=("hifigan", "griffinlim"), default="hifigan")
+    parser.add_argument("--vocoder", choices=("auto", "hifigan", "griffinlim"), default="auto",
+                        help="auto (default): the HiFi-GAN when the weights have one, else Griffin-Lim")
     parser.add_argument("--image-model", default=PAPER_IMAGE_MODEL)
     parser.add_argument("--audio-model", default=PAPER_AUDIO_MODEL)
-    parser.add_argument("--vocoder-model", default=None, help="folder or id holding vocoder/ (default: audio model)")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="a folder in the studio layout (image_model/, audio_model/), instead of the two models")
+    parser.add_argument("--vocoder-model", default=None,
+                        help="folder or id holding vocoder/ (default: the audio model's own, when it has one)")
     parser.add_argument("--clip-model", default=CLIP_MODEL, help="CLIP for scoring; 'none' to skip")
     parser.add_argument("--clap-model", default=CLAP_MODEL, help="CLAP for scoring; 'none' to skip")
     parser.add_argument("--device", default="auto")
@@ -105,15 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.num_samples < 1 or args.batch_size < 1:
         raise SystemExit("error: --num-samples and --batch-size must be at least 1")
+    from pipelines.devices import choose_device, choose_dtype
     from pipelines.images_that_sound.pipeline_images_that_sound import ImagesThatSoundPipeline
     from pipelines.media import save_playhead_video, save_png, save_wav
-    from pipelines.devices import choose_device, choose_dtype
     from pipelines.seeds import generators_for
 
     device = choose_device(args.device)
-    pipe = ImagesThatSoundPipeline.from_pretrained(
-        args.image_model, args.audio_model, vocoder=None if args.vocoder == "griffinlim" else
-        (args.vocoder_model or args.audio_model), torch_dtype=choose_dtype(device)).to(device)
+    sources = {"folder": args.weights} if args.weights else {"image_model": args.image_model,
+                                                              "audio_model": args.audio_model}
+    pipe = ImagesThatSoundPipeline.from_pretrained(**sources, vocoder=vocoder_choice(args),
+                                                   torch_dtype=choose_dtype(device)).to(device)
     seed = generators_for(args.seed, 1)[1]
     colorizer, colorize = load_colorizer(args, pipe, device) if args.colorize else (None, None)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -141,21 +147,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def vocoder_choice(args: argparse.Namespace):
+    """What `from_pretrained` loads as the HiFi-GAN: none for Griffin-Lim, the one in `--vocoder-model`, or the
+    weights' own ("auto")."""
+    if args.vocoder == "griffinlim":
+        return None
+    if args.vocoder_model is None:
+        return "auto"
+    from pipelines.audio import SPECS
+    from pipelines.vocoders import load_hifigan
+
+    return load_hifigan(args.vocoder_model, SPECS["auffusion"]).model
+
+
 def load_colorizer(args: argparse.Namespace, pipe, device: str):
     """(name, colorize(spectrograms [N, H, W], generator) -> colour [N, H, W, 3]) for `--colorize`, as `--colorizer`
     asks; with auto, DeepFloyd IF when its gate opens, else Stable Diffusion 1.5 (saying why on stderr)."""
-    from pipelines.registry import WeightsUnavailableError, get_pipeline
+    from pipelines.devices import choose_dtype
+    from pipelines.images_that_sound.entries import colorizer_entry
 
     if args.colorizer != "sd":
-        try:
-            colorizer = get_pipeline("colorizer_if", "paper", device)
+        deepfloyd = colorizer_entry().variants["paper"]  # the gate the studio uses: a token and the weights at hand
+        missing = deepfloyd.missing(False)
+        if missing is None:
+            colorizer = deepfloyd.load(device, choose_dtype(device))
             return "DeepFloyd IF", lambda spectrograms, generator: colorizer(
                 spectrograms, args.colorize, num_inference_steps=args.colorize_steps,
                 start_step=round(7 / 30 * args.colorize_steps), generator=generator)  # the paper: 7 of 30
-        except WeightsUnavailableError as error:
-            if args.colorizer == "deepfloyd-if":
-                raise SystemExit(f"error: {error}") from None
-            print(f"Colorizing with Stable Diffusion 1.5 instead of DeepFloyd IF: {error}", file=sys.stderr)
+        if args.colorizer == "deepfloyd-if":
+            raise SystemExit(f"error: DeepFloyd IF weights {missing}")
+        print(f"Colorizing with Stable Diffusion 1.5 instead of DeepFloyd IF: its weights {missing}", file=sys.stderr)
     from pipelines.images_that_sound.colorization import colorize
 
     return "Stable Diffusion 1.5", lambda spectrograms, generator: colorize(
@@ -173,7 +194,7 @@ def score_report(args, scorers: dict, samples: list[dict], spectrograms, audio, 
     both = "clip" in scores and "clap" in scores
     return {
         "image_prompt": args.image_prompt, "audio_prompt": args.audio_prompt, "method": args.method,
-        "settings": {key: value for key, value in vars(args).items() if key not in ("out",)} | {"out": str(args.out)},
+        "settings": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
         "scorers": sorted(scores), "samples": samples,
         "ranking": rank(scores).tolist() if scores else None,
         "authors_selection": authors_selection(scores["clip"], scores["clap"]).tolist() if both else None,

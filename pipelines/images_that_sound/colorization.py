@@ -6,10 +6,10 @@ estimate has its grayscale component replaced by the spectrogram, so only the co
 after Geng et al.'s Factorized Diffusion).
 
 This is the ungated path on the Stable Diffusion image model we already hold. It differs from the paper's DeepFloyd
-IF path (`colorization_if.py`, gated): SD works on VAE latents, so each projection decodes the clean estimate, projects it in pixel space and
-encodes it back (slower, and the VAE round trip loosens the constraint during sampling); the final projection is
-exact. The projection keeps pixel values in [0, 1] by shrinking the colour component where it would overflow, so the
-result's channel mean equals the spectrogram exactly.
+IF path (`colorization_if.py`, gated): SD works on VAE latents, so each projection decodes the clean estimate,
+projects it in pixel space and encodes it back (slower, and the VAE round trip loosens the constraint during
+sampling); the final projection is exact. The projection keeps pixel values in [0, 1] by shrinking the colour
+component where it would overflow, so the result's channel mean equals the spectrogram exactly.
 """
 
 from __future__ import annotations

@@ -16,32 +16,40 @@ trailing 32/1024 of the width (Auffusion's padding of 10 s to 10.24 s) is croppe
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from pipelines.audio import SPECS, griffin_lim, image_to_spectrogram
-from pipelines.images_that_sound import PAPER_AUDIO_MODEL, PAPER_IMAGE_MODEL
+from pipelines.images_that_sound import LATENT_BLOCK, PAPER_AUDIO_MODEL, PAPER_IMAGE_MODEL
+from pipelines.pipeline_utils import BaseOutput, StepCallback, StudioPipeline
+from pipelines.vocoders.hifigan import HiFiGAN
 
 AUFFUSION = SPECS["auffusion"]
 CROP_FRACTION = 32 / 1024  # the authors' `crop_image`: the last 32 of 1024 columns are Auffusion's padding
+VOCODERS = ("auto", "hifigan", "griffinlim")
 
 
 @dataclass
-class ImagesThatSoundOutput:
-    """One entry per sample: spectrograms [N, n_mels, W] in [0, 1], images, audio [N, samples], final latents."""
+class ImagesThatSoundOutput(BaseOutput):
+    """One entry per sample: spectrograms [N, n_mels, W] in [0, 1], images, audio [N, samples], final latents, and
+    which vocoder made the sound ("hifigan" or "griffinlim")."""
 
     spectrogram: np.ndarray
     image: list[Image.Image]
     audio: np.ndarray
     sample_rate: int
     latents: torch.Tensor
+    vocoder: str
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,18 @@ class Guidance:
     embeddings: torch.Tensor
     scale: float
     warm_start: float
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where one model's diffusers-layout parts are: a local folder or Hub id, and the folder inside it ("" or
+    "audio_model/")."""
+
+    source: str
+    prefix: str = ""
+
+    def subfolder(self, part: str) -> str:
+        return f"{self.prefix}{part}"
 
 
 class LinearPreview:
@@ -87,19 +107,24 @@ class LinearPreview:
         return decoded
 
 
-class ImagesThatSoundPipeline(DiffusionPipeline):
+class ImagesThatSoundPipeline(StudioPipeline):
     """Composes an image diffusion model and an audio (spectrogram) diffusion model on one latent.
 
     Components: `vae` (shared latent space; decodes spectrograms), `image_unet` + `image_text_encoder` +
     `image_tokenizer` (e.g. Stable Diffusion v1.5), `audio_unet` + `audio_text_encoder` + `audio_tokenizer`
     (e.g. Auffusion), a `DDIMScheduler`, and an optional HiFi-GAN `vocoder` (Griffin-Lim needs none).
+
+    On disk (`save_pretrained`, the bundled `assets/models/images_that_sound`) a pipeline is one folder holding
+    `image_model/{unet,text_encoder,tokenizer,scheduler}` and `audio_model/{unet,vae,text_encoder,tokenizer}`, plus
+    `audio_model/vocoder/` (Auffusion's format) when it has a HiFi-GAN.
     """
 
     _optional_components = ["vocoder"]
+    _callback_tensor_inputs = ["preview", "latents"]
 
     def __init__(self, vae: AutoencoderKL, image_unet: UNet2DConditionModel, image_text_encoder, image_tokenizer,
                  audio_unet: UNet2DConditionModel, audio_text_encoder, audio_tokenizer, scheduler: DDIMScheduler,
-                 vocoder=None):
+                 vocoder: HiFiGAN | None = None):
         super().__init__()
         self.register_modules(vae=vae, image_unet=image_unet, image_text_encoder=image_text_encoder,
                               image_tokenizer=image_tokenizer, audio_unet=audio_unet,
@@ -107,32 +132,66 @@ class ImagesThatSoundPipeline(DiffusionPipeline):
                               scheduler=scheduler, vocoder=vocoder)
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
 
+    # Loading and saving -----------------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, image_model: str = PAPER_IMAGE_MODEL, audio_model: str = PAPER_AUDIO_MODEL,
-                        vocoder: str | None = None, torch_dtype: torch.dtype = torch.float32) -> ImagesThatSoundPipeline:
-        """Load from two diffusers-layout folders or Hub ids (image model, audio model) and a vocoder source.
+    def from_pretrained(cls, folder: str | Path | None = None, *, image_model: str | Path | None = None,
+                        audio_model: str | Path | None = None, vocoder: HiFiGAN | Literal["auto"] | None = "auto",
+                        torch_dtype: torch.dtype = torch.float32) -> ImagesThatSoundPipeline:
+        """Load a studio-layout `folder` (local or a Hub id holding `image_model/` and `audio_model/`), or two
+        diffusers-layout models (`image_model`, `audio_model`: folders or Hub ids; by default the paper's).
 
-        The VAE comes from the audio model (it decodes spectrograms); the DDIM scheduler from the image model, as in
-        the authors' code. `vocoder`: a folder or Hub id holding `vocoder/` (Auffusion layout), or None for none.
+        The VAE comes from the audio model (it decodes spectrograms), the DDIM scheduler from the image model, as in
+        the authors' code. `vocoder`: "auto" loads the audio model's `vocoder/` (Auffusion's HiFi-GAN) when it has
+        one; a `HiFiGAN` is used as given; None loads none (Griffin-Lim only).
         """
+        if folder is not None and (image_model is not None or audio_model is not None):
+            raise ValueError("give either a studio-layout `folder` or `image_model` and `audio_model`, not both")
+        if folder is not None:
+            image, audio = ModelSource(str(folder), "image_model/"), ModelSource(str(folder), "audio_model/")
+        else:
+            image = ModelSource(str(image_model or PAPER_IMAGE_MODEL))
+            audio = ModelSource(str(audio_model or PAPER_AUDIO_MODEL))
+        return cls._from_sources(image, audio, find_vocoder(audio) if vocoder == "auto" else vocoder, torch_dtype)
+
+    @classmethod
+    def _from_sources(cls, image: ModelSource, audio: ModelSource, vocoder: HiFiGAN | None,
+                      torch_dtype: torch.dtype) -> ImagesThatSoundPipeline:
         from transformers import AutoModel
 
-        from pipelines.vocoders import load_hifigan
+        def load(model: ModelSource, part: str, loader):
+            return loader.from_pretrained(model.source, subfolder=model.subfolder(part), torch_dtype=torch_dtype)
 
-        def load(source, subfolder, loader):
-            return loader.from_pretrained(source, subfolder=subfolder, torch_dtype=torch_dtype)
+        def load_text_encoder(model: ModelSource):  # transformers names the dtype argument differently
+            return AutoModel.from_pretrained(model.source, subfolder=model.subfolder("text_encoder"),
+                                             dtype=torch_dtype)
 
         return cls(
-            vae=load(audio_model, "vae", AutoencoderKL),
-            image_unet=load(image_model, "unet", UNet2DConditionModel),
-            image_text_encoder=load(image_model, "text_encoder", AutoModel),
-            image_tokenizer=load_tokenizer(image_model),
-            audio_unet=load(audio_model, "unet", UNet2DConditionModel),
-            audio_text_encoder=load(audio_model, "text_encoder", AutoModel),
-            audio_tokenizer=load_tokenizer(audio_model),
-            scheduler=DDIMScheduler.from_pretrained(image_model, subfolder="scheduler"),
-            vocoder=load_hifigan(vocoder, AUFFUSION).model if vocoder else None,
+            vae=load(audio, "vae", AutoencoderKL),
+            image_unet=load(image, "unet", UNet2DConditionModel),
+            image_text_encoder=load_text_encoder(image),
+            image_tokenizer=load_tokenizer(image),
+            audio_unet=load(audio, "unet", UNet2DConditionModel),
+            audio_text_encoder=load_text_encoder(audio),
+            audio_tokenizer=load_tokenizer(audio),
+            scheduler=DDIMScheduler.from_pretrained(image.source, subfolder=image.subfolder("scheduler")),
+            vocoder=vocoder.to(torch_dtype) if vocoder is not None else None,
         )
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write the studio layout (see the class docstring) that `from_pretrained(folder)` loads; returns `folder`."""
+        folder = Path(folder)
+        parts = {
+            "image_model": {"unet": self.image_unet, "text_encoder": self.image_text_encoder,
+                            "tokenizer": self.image_tokenizer, "scheduler": self.scheduler},
+            "audio_model": {"unet": self.audio_unet, "vae": self.vae, "text_encoder": self.audio_text_encoder,
+                            "tokenizer": self.audio_tokenizer},
+        }
+        for model, components in parts.items():
+            for name, component in components.items():
+                component.save_pretrained(folder / model / name)
+        if self.vocoder is not None:
+            save_hifigan(self.vocoder, folder / "audio_model" / "vocoder")
+        return folder
 
     # 1. Inputs
     def check_inputs(self, num_inference_steps, image_guidance_scale, audio_guidance_scale, warm_start_image,
@@ -152,19 +211,26 @@ class ImagesThatSoundPipeline(DiffusionPipeline):
                              f"model denoises the first steps; got {warm_start_image} and {warm_start_audio}")
         if num_samples < 1:
             raise ValueError(f"`num_samples` must be at least 1, got {num_samples}")
-        if latent_width < 8 or latent_width % 8:
-            raise ValueError(f"`latent_width` must be a positive multiple of 8 latent columns, got {latent_width}")
+        if latent_width < LATENT_BLOCK or latent_width % LATENT_BLOCK:
+            raise ValueError(f"`latent_width` must be a positive multiple of {LATENT_BLOCK} latent columns, got "
+                             f"{latent_width}")
         expected = (num_samples, self.vae.config.latent_channels, self.latent_height, latent_width)
         if latents is not None and tuple(latents.shape) != expected:
             raise ValueError(f"`latents` must have shape {expected}, got {tuple(latents.shape)}")
-        if vocoder not in ("hifigan", "griffinlim"):
-            raise ValueError(f"`vocoder` must be 'hifigan' or 'griffinlim', got {vocoder!r}")
+        if vocoder not in VOCODERS:
+            raise ValueError(f"`vocoder` must be 'auto', 'hifigan' or 'griffinlim', got {vocoder!r}")
         if vocoder == "hifigan" and self.vocoder is None:
-            raise ValueError("this pipeline has no HiFi-GAN vocoder: load one or use vocoder='griffinlim'")
+            raise ValueError("these weights come without a HiFi-GAN vocoder: use vocoder='griffinlim' (or 'auto')")
 
     @property
     def latent_height(self) -> int:
         return AUFFUSION.n_mels // self.vae_scale_factor
+
+    def resolve_vocoder(self, vocoder: str) -> str:
+        """'auto' is the HiFi-GAN when one is loaded, else Griffin-Lim."""
+        if vocoder != "auto":
+            return vocoder
+        return "hifigan" if self.vocoder is not None else "griffinlim"
 
     # 2. Prompts
     def encode_prompt(self, text_encoder, tokenizer, prompt: str, negative_prompt: str, num_samples: int):
@@ -173,6 +239,16 @@ class ImagesThatSoundPipeline(DiffusionPipeline):
                            truncation=True, return_tensors="pt")
         embeddings = text_encoder(tokens.input_ids.to(self.device))[0]
         return embeddings.repeat_interleave(num_samples, dim=0)
+
+    def image_guidance(self, prompt: str, negative_prompt: str, num_samples: int, scale: float,
+                       warm_start: float) -> Guidance:
+        return Guidance(self.image_unet, self.encode_prompt(self.image_text_encoder, self.image_tokenizer, prompt,
+                                                            negative_prompt, num_samples), scale, warm_start)
+
+    def audio_guidance(self, prompt: str, negative_prompt: str, num_samples: int, scale: float,
+                       warm_start: float) -> Guidance:
+        return Guidance(self.audio_unet, self.encode_prompt(self.audio_text_encoder, self.audio_tokenizer, prompt,
+                                                            negative_prompt, num_samples), scale, warm_start)
 
     # 3. One guided noise estimate
     @staticmethod
@@ -203,37 +279,40 @@ class ImagesThatSoundPipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
         num_samples: int = 1,
         latent_width: int = 128,
-        vocoder: str = "hifigan",
+        vocoder: Literal["auto", "hifigan", "griffinlim"] = "auto",
         griffin_lim_iterations: int = 32,
-        callback: Callable[[int, int, np.ndarray], None] | None = None,
-        callback_steps: int = 10,
-    ) -> ImagesThatSoundOutput:
+        return_dict: bool = True,
+        callback_on_step_end: StepCallback | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+    ) -> ImagesThatSoundOutput | tuple:
         """Generate `num_samples` spectrograms that look like `image_prompt` and sound like `audio_prompt`.
 
         `warm_start_image`, `warm_start_audio` are t_v, t_a: the fraction of the reverse process during which each
         model is active (paper default 0.9 / 1.0: the audio model denoises alone for the first 10 % of steps).
-        `latents` is the initial noise z_T. `callback(step, timestep, preview)` gets, every `callback_steps`
-        steps, a preview of the clean estimate x̂_0 as spectrograms [N, n_mels, W] in [0, 1] (`LinearPreview`: the
-        first decoded, the others read off the latent).
+        `latents` is the initial noise z_T. `vocoder`: "auto" is the HiFi-GAN when one is loaded, else Griffin-Lim.
+
+        `callback_on_step_end(pipe, step, timestep, callback_kwargs)` runs after every step; `callback_kwargs` may
+        hold "preview" (the clean estimate x̂_0 as spectrograms [N, n_mels, W] in [0, 1], numpy: `LinearPreview`,
+        made only when read) and "latents" (z_{t-1}); a returned {"latents": ...} replaces them. Setting
+        `pipe._interrupt = True` stops after the current step; the latents reached so far are decoded.
         """
         # 1. Check inputs
         self.check_inputs(num_inference_steps, image_guidance_scale, audio_guidance_scale, warm_start_image,
                           warm_start_audio, eta, num_samples, latent_width, latents, vocoder)
+        self.start_sampling(callback_on_step_end, callback_on_step_end_tensor_inputs)
         # 2. Encode both prompts once
         models = [
-            Guidance(self.image_unet, self.encode_prompt(self.image_text_encoder, self.image_tokenizer, image_prompt,
-                                                         negative_prompt, num_samples),
-                     image_guidance_scale, warm_start_image),
-            Guidance(self.audio_unet, self.encode_prompt(self.audio_text_encoder, self.audio_tokenizer, audio_prompt,
-                                                         negative_prompt, num_samples),
-                     audio_guidance_scale, warm_start_audio),
+            self.image_guidance(image_prompt, negative_prompt, num_samples, image_guidance_scale, warm_start_image),
+            self.audio_guidance(audio_prompt, negative_prompt, num_samples, audio_guidance_scale, warm_start_audio),
         ]
         # 3. Initial noise z_T
         latents = self.prepare_latents(num_samples, latent_width, generator, latents)
         # 4. Denoising loop
-        latents = self.denoise(models, latents, num_inference_steps, eta, generator, callback, callback_steps)
+        latents = self.denoise(models, latents, num_inference_steps, eta, generator, callback_on_step_end,
+                               callback_on_step_end_tensor_inputs)
         # 5. Decode, crop the padding, vocode
-        return self.finish(self.decode_spectrograms(latents), latents, vocoder, griffin_lim_iterations)
+        output = self.finish(self.decode_spectrograms(latents), latents, vocoder, griffin_lim_iterations)
+        return output if return_dict else output.to_tuple()
 
     def prepare_latents(self, num_samples: int, latent_width: int, generator, latents: torch.Tensor | None):
         shape = (num_samples, self.vae.config.latent_channels, self.latent_height, latent_width)
@@ -243,59 +322,71 @@ class ImagesThatSoundPipeline(DiffusionPipeline):
         return latents.to(self.device, dtype) * self.scheduler.init_noise_sigma
 
     def denoise(self, models: list[Guidance], latents: torch.Tensor, num_inference_steps: int, eta: float, generator,
-                callback=None, callback_steps: int = 10) -> torch.Tensor:
+                callback_on_step_end: StepCallback | None = None, tensor_inputs: list[str] | None = None,
+                first_step: int = 0) -> torch.Tensor:
         """DDIM from z_T to z_0 with the weighted average of the active models; inactive ones are not evaluated.
 
-        The warm-start test and the scheduler read the timestep as a Python int (`t`): reading a GPU tensor there
-        would make the host wait for the GPU at every step.
+        Each step goes to the callback as step `first_step + index`. The warm-start test and the scheduler read the
+        timestep as a Python int (`t`): reading a GPU tensor there would make the host wait for the GPU every step.
         """
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         timesteps = self.scheduler.timesteps
         preview = LinearPreview(self.decode_spectrograms)
-        for step, (timestep, t) in enumerate(zip(self.progress_bar(timesteps), timesteps.tolist())):
+        for index, (timestep, t) in enumerate(zip(self.progress_bar(timesteps), timesteps.tolist())):
+            if self.interrupt:
+                break
             estimates = [self.guided_noise(m, latents, timestep) for m in models if self.active(m.warm_start, t)]
             noise = sum(estimates) / len(estimates)  # Eqs. 5–6: equal weights λ = w / Σw over the active models
             stepped = self.scheduler.step(noise, t, latents, eta=eta, generator=generator)
-            latents = stepped.prev_sample
-            if callback is not None and (step + 1) % callback_steps == 0:
-                callback(step, t, preview(stepped.pred_original_sample))
+            latents, clean = stepped.prev_sample, stepped.pred_original_sample
+            # Default arguments bind this step's tensors: a callback may keep the kwargs and read them later.
+            returned = self.step_end(callback_on_step_end, first_step + index, t, tensor_inputs,
+                                     preview=lambda clean=clean: preview(clean),
+                                     latents=lambda latents=latents: latents)
+            latents = returned.get("latents", latents)
         return latents
 
-    def finish(self, spectrograms: np.ndarray, latents: torch.Tensor, vocoder: str, iterations: int):
+    def finish(self, spectrograms: np.ndarray, latents: torch.Tensor, vocoder: str,
+               iterations: int) -> ImagesThatSoundOutput:
         """Crop the trailing padding (32/1024 of the width, as the authors), then vocode every sample."""
         keep = spectrograms.shape[-1] - round(spectrograms.shape[-1] * CROP_FRACTION)
         spectrograms = spectrograms[..., :keep]
+        vocoder = self.resolve_vocoder(vocoder)
         audio = np.stack([self.spectrogram_to_audio(s, vocoder, iterations) for s in spectrograms])
         return ImagesThatSoundOutput(spectrograms, [to_viewable_image(s) for s in spectrograms], audio,
-                                     AUFFUSION.sample_rate, latents)
+                                     AUFFUSION.sample_rate, latents, vocoder)
 
     @torch.no_grad()
     def imprint(self, image_prompt: str, audio_prompt: str, negative_prompt: str = "", image_steps: int = 50,
                 audio_steps: int = 100, image_guidance_scale: float = 10.0, audio_guidance_scale: float = 10.0,
                 rho: float = 0.5, generator=None, num_samples: int = 1, latent_width: int = 128,
-                vocoder: str = "hifigan", griffin_lim_iterations: int = 32) -> ImagesThatSoundOutput:
+                vocoder: Literal["auto", "hifigan", "griffinlim"] = "auto", griffin_lim_iterations: int = 32,
+                return_dict: bool = True, callback_on_step_end: StepCallback | None = None,
+                callback_on_step_end_tensor_inputs: list[str] | None = None) -> ImagesThatSoundOutput | tuple:
         """The paper's imprint baseline: an image from the image model alone multiplies a spectrogram from the
         audio model alone, spectrogram · (1 − ρ · (1 − image)), on the normalised log-mel image (ρ = 0.5).
 
         The two samples start from independent noise (image first, then spectrogram, from the same generators).
+        The callback sees the image model's steps (0 … image_steps − 1), then the audio model's; an interrupt
+        stops both.
         """
         self.check_inputs(max(image_steps, audio_steps), image_guidance_scale, audio_guidance_scale, 1.0, 1.0, 0.0,
                           num_samples, latent_width, None, vocoder)
         if not 0.0 <= rho <= 1.0:
             raise ValueError(f"`rho` is the imprint strength, in [0, 1]; got {rho}")
-        image_model = Guidance(self.image_unet, self.encode_prompt(self.image_text_encoder, self.image_tokenizer,
-                                                                   image_prompt, negative_prompt, num_samples),
-                               image_guidance_scale, 1.0)
-        audio_model = Guidance(self.audio_unet, self.encode_prompt(self.audio_text_encoder, self.audio_tokenizer,
-                                                                   audio_prompt, negative_prompt, num_samples),
-                               audio_guidance_scale, 1.0)
+        self.start_sampling(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        image_model = self.image_guidance(image_prompt, negative_prompt, num_samples, image_guidance_scale, 1.0)
+        audio_model = self.audio_guidance(audio_prompt, negative_prompt, num_samples, audio_guidance_scale, 1.0)
         image_latents = self.denoise([image_model], self.prepare_latents(num_samples, latent_width, generator, None),
-                                     image_steps, 0.0, generator)
+                                     image_steps, 0.0, generator, callback_on_step_end,
+                                     callback_on_step_end_tensor_inputs)
         audio_latents = self.denoise([audio_model], self.prepare_latents(num_samples, latent_width, generator, None),
-                                     audio_steps, 0.0, generator)
+                                     audio_steps, 0.0, generator, callback_on_step_end,
+                                     callback_on_step_end_tensor_inputs, first_step=image_steps)
         mask = 1.0 - rho * (1.0 - self.decode_spectrograms(image_latents))
-        return self.finish(self.decode_spectrograms(audio_latents) * mask, audio_latents, vocoder,
-                           griffin_lim_iterations)
+        output = self.finish(self.decode_spectrograms(audio_latents) * mask, audio_latents, vocoder,
+                             griffin_lim_iterations)
+        return output if return_dict else output.to_tuple()
 
     def decode_spectrograms(self, latents: torch.Tensor) -> np.ndarray:
         """VAE decode -> [0, 1] image -> channel mean: spectrogram images [N, n_mels, W] (float32)."""
@@ -309,25 +400,52 @@ class ImagesThatSoundPipeline(DiffusionPipeline):
         return self.vocoder.vocode(torch.from_numpy(log_mel)).cpu().numpy()
 
 
-def load_tokenizer(source: str):
-    """The tokenizer in `source`'s `tokenizer/` folder, built from the class its tokenizer_config.json names.
+def find_vocoder(audio: ModelSource) -> HiFiGAN | None:
+    """The HiFi-GAN in the audio model's `vocoder/` (Auffusion's format), or None when it has none."""
+    from pipelines.vocoders import load_hifigan
+
+    local = Path(audio.source) / audio.subfolder("vocoder")
+    if Path(audio.source).is_dir():
+        return load_hifigan(local, AUFFUSION).model if (local / "config.json").is_file() else None
+    from huggingface_hub.errors import EntryNotFoundError
+
+    from pipelines.hub import download
+
+    try:
+        files = [download(audio.source, audio.subfolder(f"vocoder/{name}")) for name in ("config.json", "vocoder.pt")]
+    except EntryNotFoundError:  # a Hub model without a vocoder (or, offline, none cached)
+        return None
+    return load_hifigan(files[0].parent, AUFFUSION).model
+
+
+def save_hifigan(model: HiFiGAN, folder: Path) -> None:
+    """Auffusion's vocoder layout, which `find_vocoder` reads: config.json (the generator's settings) and vocoder.pt
+    holding {"generator": state dict}. The weights are plain convolution weights (weight norm was folded at load), so
+    Auffusion's own weight-normed generator would not load them strictly."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(dataclasses.asdict(model.config), indent=2) + "\n")
+    torch.save({"generator": {name: t.detach().cpu() for name, t in model.state_dict().items()}},
+               folder / "vocoder.pt")
+
+
+def load_tokenizer(model: ModelSource):
+    """The tokenizer in the model's `tokenizer/` folder, built from the class its tokenizer_config.json names.
 
     AutoTokenizer would first look for a model config.json, which diffusers-layout repos do not have at the root.
     """
-    import json
-
     import transformers
 
-    local = Path(source) / "tokenizer" / "tokenizer_config.json"
+    subfolder = model.subfolder("tokenizer")
+    local = Path(model.source) / subfolder / "tokenizer_config.json"
     if local.is_file():
         config_file = local
     else:
         from pipelines.hub import download
 
-        config_file = download(source, "tokenizer/tokenizer_config.json")
+        config_file = download(model.source, f"{subfolder}/tokenizer_config.json")
     class_name = json.loads(config_file.read_text()).get("tokenizer_class", "AutoTokenizer")
-    return getattr(transformers, class_name, transformers.AutoTokenizer).from_pretrained(source,
-                                                                                        subfolder="tokenizer")
+    return getattr(transformers, class_name, transformers.AutoTokenizer).from_pretrained(model.source,
+                                                                                        subfolder=subfolder)
 
 
 def to_viewable_image(spectrogram: np.ndarray) -> Image.Image:

@@ -16,7 +16,7 @@ score. The VAE encoding uses the posterior mean.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from torch import nn
 from pipelines.images_that_sound.pipeline_images_that_sound import (
     AUFFUSION, Guidance, ImagesThatSoundOutput, ImagesThatSoundPipeline,
 )
+from pipelines.pipeline_utils import StepCallback
 
 MAX_ITERATIONS = 40_000
 T_RANGE = (20, 980)
@@ -72,32 +73,36 @@ def encode(pipe: ImagesThatSoundPipeline, picture: torch.Tensor) -> torch.Tensor
 
 def score_distillation(pipe: ImagesThatSoundPipeline, image_prompt: str, audio_prompt: str, *,
                        negative_prompt: str = "", iterations: int = 2000, image_guidance_scale: float = 80.0,
-                       audio_guidance_scale: float = 10.0, image_weight: float = 0.4, warm_start_fraction: float = 0.125,
-                       learning_rate: float = 1e-4, latent_width: int = 128, generator: torch.Generator | None = None,
-                       vocoder: str = "hifigan", griffin_lim_iterations: int = 32,
-                       callback: Callable[[int, np.ndarray], None] | None = None,
-                       callback_steps: int = 100) -> ImagesThatSoundOutput:
+                       audio_guidance_scale: float = 10.0, image_weight: float = 0.4,
+                       warm_start_fraction: float = 0.125, learning_rate: float = 1e-4, latent_width: int = 128,
+                       generator: torch.Generator | None = None,
+                       vocoder: Literal["auto", "hifigan", "griffinlim"] = "auto", griffin_lim_iterations: int = 32,
+                       callback_on_step_end: StepCallback | None = None,
+                       callback_on_step_end_tensor_inputs: list[str] | None = None) -> ImagesThatSoundOutput:
     """Optimise one picture by multimodal SDS for a bounded number of iterations; returns it as a sample.
 
-    `callback(iteration, picture [1, n_mels, W])` reports progress every `callback_steps` iterations.
+    `callback_on_step_end(pipe, iteration, timestep, callback_kwargs)` runs after every iteration, with "preview"
+    (the picture [1, n_mels, W] in [0, 1], numpy, made only when read) and "latents" (its VAE latent); what it
+    returns is not used, since the picture's network, not a latent, is what is optimised. Setting
+    `pipe._interrupt = True` stops after the current iteration and returns the picture as it is.
     """
     if not 1 <= iterations <= MAX_ITERATIONS:
-        raise ValueError(f"`iterations` must be between 1 and {MAX_ITERATIONS} (the paper uses 40,000); got {iterations}")
+        raise ValueError(f"`iterations` must be between 1 and {MAX_ITERATIONS} (the paper uses 40,000); got "
+                         f"{iterations}")
     if not 0.0 <= warm_start_fraction < 1.0 or image_weight < 0:
         raise ValueError("`warm_start_fraction` must be in [0, 1) and `image_weight` >= 0, got "
                          f"{warm_start_fraction} and {image_weight}")
     pipe.check_inputs(1, image_guidance_scale, audio_guidance_scale, 1.0, 1.0, 0.0, 1, latent_width, None, vocoder)
-    image_model = Guidance(pipe.image_unet, pipe.encode_prompt(pipe.image_text_encoder, pipe.image_tokenizer,
-                                                               image_prompt, negative_prompt, 1),
-                           image_guidance_scale, 1.0)
-    audio_model = Guidance(pipe.audio_unet, pipe.encode_prompt(pipe.audio_text_encoder, pipe.audio_tokenizer,
-                                                               audio_prompt, negative_prompt, 1),
-                           audio_guidance_scale, 1.0)
+    pipe.start_sampling(callback_on_step_end, callback_on_step_end_tensor_inputs)
+    image_model = pipe.image_guidance(image_prompt, negative_prompt, 1, image_guidance_scale, 1.0)
+    audio_model = pipe.audio_guidance(audio_prompt, negative_prompt, 1, audio_guidance_scale, 1.0)
     pipe.vae.requires_grad_(False)  # gradients flow through the encoder to x, never into the VAE's weights
     picture = FourierImage(AUFFUSION.n_mels, latent_width * pipe.vae_scale_factor, generator=generator).to(pipe.device)
     optimizer = torch.optim.AdamW(picture.parameters(), lr=learning_rate, weight_decay=1e-3)
     warm_start = int(iterations * warm_start_fraction)
     for iteration in range(iterations):
+        if pipe.interrupt:
+            break
         timestep = int(torch.randint(T_RANGE[0], T_RANGE[1] + 1, (1,), generator=generator))
         latents = encode(pipe, picture())
         loss = sds_loss(pipe, audio_model, latents, timestep, generator)
@@ -106,8 +111,8 @@ def score_distillation(pipe: ImagesThatSoundPipeline, image_prompt: str, audio_p
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if callback is not None and (iteration + 1) % callback_steps == 0:
-            callback(iteration, _as_spectrograms(picture))
+        pipe.step_end(callback_on_step_end, iteration, timestep, callback_on_step_end_tensor_inputs,
+                      preview=lambda: _as_spectrograms(picture), latents=lambda latents=latents: latents.detach())
     with torch.no_grad():
         final_latents = encode(pipe, picture())
     return pipe.finish(_as_spectrograms(picture), final_latents, vocoder, griffin_lim_iterations)

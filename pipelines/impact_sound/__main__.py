@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--modes", help="modes JSON file to use as the physics (default: retrieved, as the paper)")
     render.add_argument("--model", default=str(STUDIO_MODEL), help="model folder (pipelines.train impact_sound)")
     render.add_argument("--steps", type=int, default=50, help="sampler steps (the paper: all 1000)")
-    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--seed", type=int, default=0, help="hit i is sampled with seed + i")
     render.add_argument("--wav", help="also write the soundtrack alone to this wav file")
     return parser
 
@@ -151,13 +151,14 @@ def run_soundtrack(args: argparse.Namespace) -> str:
 
 def run_render(args: argparse.Namespace) -> str:
     from pipelines.impact_sound.pipeline_diffusion import ImpactDiffusionPipeline
+    from pipelines.seeds import generators_for
 
     physics = ImpactPhysicsPipeline()
     model = ImpactDiffusionPipeline.from_pretrained(args.model)
     times, seconds = hit_times(physics, args)
     modes = physics.load_modes(args.modes) if args.modes else None
     out = model.render_video(args.video, times, duration_s=seconds, modes=modes, num_inference_steps=args.steps,
-                             generator=args.seed)
+                             generator=generators_for(args.seed, len(times))[0])
     if args.wav:
         write_wav(args.wav, out.soundtrack, out.sample_rate)
     physics.mux(args.video, out.soundtrack, args.out)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from pipelines.impact_sound.modal import T60_DB, Modes
 
@@ -99,6 +98,8 @@ def mute_band(modes: Modes, low_hz: float, high_hz: float, floor_db: float = -80
 def match_modes(a: Modes, b: Modes, max_semitones: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
     """Pair modes of `a` and `b` one to one, minimising the total |log2 f_a − log2 f_b| (Hungarian assignment);
     pairs more than `max_semitones` apart are left unpaired. Returns index arrays (into a, into b)."""
+    from scipy.optimize import linear_sum_assignment  # imported on use: scipy.optimize takes a second to import
+
     if not len(a) or not len(b):
         return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
     pitch_a = np.log2(np.maximum(a.frequencies, 1.0))  # 0 Hz modes (paper DC bin) count as 1 Hz

@@ -33,9 +33,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from scipy import ndimage, signal
 
-from pipelines.audio import SPECS, AudioSpec, resample
+from pipelines.audio import SPECS, AudioSpec, resample, stft_magnitude
 
 IMPACT: AudioSpec = SPECS["impact"]
 FORMAT_NAME = "synesthesia-impact-modes"
@@ -293,15 +292,6 @@ def _mono_float64(audio: np.ndarray) -> np.ndarray:
 # The released extractor ---------------------------------------------------------------------------------------
 
 
-def stft_magnitude(samples: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
-    """|STFT| [n_fft//2 + 1, 1 + len//hop] as librosa.stft computes it by default (centred, zero padding,
-    periodic Hann), in float64."""
-    padded = np.pad(samples, n_fft // 2)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
-    window = signal.get_window("hann", n_fft, fftbins=True)
-    return np.abs(np.fft.rfft(frames * window, axis=1)).T
-
-
 def amplitude_to_db_ref_max(magnitude: np.ndarray, top_db: float = -PAPER_FLOOR_DB) -> np.ndarray:
     """librosa.amplitude_to_db(S, ref=np.max): dB re the largest value, floored `top_db` below the maximum."""
     power = np.square(magnitude)
@@ -344,7 +334,7 @@ def _paper_peak_frequencies(samples: np.ndarray, centers: np.ndarray) -> np.ndar
 def _estimate_paper(samples: np.ndarray, sample_rate: int) -> Modes:
     clip = _fit_paper_clip(samples, sample_rate)
     hop = IMPACT.hop_length
-    spectrogram_db = amplitude_to_db_ref_max(stft_magnitude(clip, IMPACT.n_fft, hop))  # [1025, 44]
+    spectrogram_db = amplitude_to_db_ref_max(stft_magnitude(clip, IMPACT))  # [1025, 44]
     centers = np.fft.rfftfreq(IMPACT.n_fft, 1.0 / IMPACT.sample_rate)  # librosa.fft_frequencies
     frequencies = _paper_peak_frequencies(clip, centers)
     powers = spectrogram_db[:, 0]
@@ -380,6 +370,8 @@ def _noise_floor(samples: np.ndarray, sample_rate: int, frequencies: np.ndarray)
     A periodogram of white noise of variance v through the taper is exponential with mean v·Σtaper², whose median
     is ln2 times the mean; the median ignores the few bins that sparse modes occupy.
     """
+    from scipy import ndimage  # imported on use: scipy takes a second to import at studio start-up
+
     taper = _analysis_taper(len(samples))
     power = np.abs(np.fft.rfft(samples * taper)) ** 2
     bins = np.fft.rfftfreq(len(samples), 1.0 / sample_rate)
@@ -402,6 +394,8 @@ def _clip_spectrum(samples: np.ndarray, sample_rate: int) -> _Spectrum:
 def _detect_peaks(spectrum: _Spectrum, max_modes: int, min_peak_db: float, loudest_db: float) -> np.ndarray:
     """Sub-bin frequencies of up to `max_modes` spectral peaks standing `min_peak_db` above the noise floor
     (strongest first), within 80 dB of the loudest peak of the clip."""
+    from scipy import signal
+
     if max_modes < 1:
         return np.zeros(0)
     excess = spectrum.level_db - spectrum.floor_db
@@ -443,6 +437,8 @@ def _complex_envelope(samples: np.ndarray, frequency: float, sample_rate: int, w
 
     With Σw = 1, a steady sinusoid of amplitude A gives |envelope| = A; entry j is centred on sample j + N/2.
     """
+    from scipy import signal
+
     t = np.arange(len(samples)) / sample_rate
     heterodyned = samples * np.exp(-2j * np.pi * frequency * t)
     return 2.0 * signal.fftconvolve(heterodyned, window[::-1], mode="valid")
@@ -488,6 +484,8 @@ def _fit_envelope(samples: np.ndarray, sample_rate: int, frequency: float, windo
                   noise_variance: float, floor_margin_db: float) -> _ModeFit | None:
     """Fit one mode's log envelope, heterodyned at `frequency`, by linear regression of dB vs time over the frames
     that stand `floor_margin_db` above the noise (None if fewer than 4 do)."""
+    from scipy import signal
+
     window = signal.get_window("hann", window_length, fftbins=False)
     window /= window.sum()
     step = max(1, window_length // 8)

@@ -25,7 +25,6 @@ Weights are saved as `model.safetensors` beside a `config.json` (`save_pretraine
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +33,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipelines.audio import peak_normalize_rows
 from pipelines.impact_sound.modal import Modes, synthesize
 from pipelines.impact_sound.residual import (
     DECAY_SPAN_S, IMPACT, MIN_DECAY_S, N_BANDS, NOISE_SEED, NUM_SAMPLES, SAMPLE_RATE, ResidualParams, STFTLoss,
-    fit_length, log_spectrogram, peak_normalize, render_residual,
+    fit_length, log_spectrogram, render_residual,
 )
+from pipelines.pipeline_utils import load_weights, read_json, save_weights, write_json
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -143,39 +144,32 @@ class ResidualPredictor(nn.Module):
             raise ValueError("`audio` must be a finite mono clip [T] or a batch [B, T] with at least one sample")
         was_training = self.training
         self.eval()
-        try:
-            gains, decays = self(self.spectrogram(batch.to(self.device, torch.float32)))
+        try:  # the STFT runs in float32 whatever the weights' dtype
+            spectrogram = self.spectrogram(batch.to(self.device, torch.float32)).to(self.position.dtype)
+            gains, decays = self(spectrogram)
         finally:
             self.train(was_training)
-        params = [ResidualParams(g.cpu().numpy(), d.cpu().numpy()) for g, d in zip(gains, decays)]
+        params = [ResidualParams(g.float().cpu().numpy(), d.float().cpu().numpy()) for g, d in zip(gains, decays)]
         return params[0] if single else params
 
     # Saving and loading ------------------------------------------------------------------------------------------
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write `config.json` and `model.safetensors` (weights only) into `directory`."""
-        from safetensors.torch import save_file
-
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Write `config.json` and `model.safetensors` (weights only, cast to `dtype` when given) into `directory`."""
         folder = Path(directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=1), encoding="utf-8")
-        state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "model_type": MODEL_TYPE})
+        write_json(self.config.to_dict(), folder / CONFIG_NAME)
+        save_weights(self, folder / WEIGHTS_NAME, dtype)
         return folder
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: torch.device | str = "cpu") -> ResidualPredictor:
-        """Build from `config.json` and load `model.safetensors` strictly; returned in eval mode."""
-        from safetensors.torch import load_file
-
+    def from_pretrained(cls, directory: str | Path) -> ResidualPredictor:
+        """Build from `config.json` and load `model.safetensors` strictly (as float32); returned in eval mode."""
         folder = Path(directory)
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"{folder} has no {name}: not a saved residual predictor")
-        config = ResidualPredictorConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8")))
-        model = cls(config)
-        model.load_state_dict(load_file(str(folder / WEIGHTS_NAME), device="cpu"), strict=True)
-        return model.to(device).eval()
+        model = cls(ResidualPredictorConfig.from_dict(read_json(folder / CONFIG_NAME)))
+        return load_weights(model, folder / WEIGHTS_NAME).eval()
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -215,9 +209,9 @@ def modal_batch(batch_modes: Sequence[Modes | np.ndarray | torch.Tensor] | torch
 def residual_loss(model: ResidualPredictor, batch_audio: torch.Tensor, modal: torch.Tensor,
                   loss_fn: nn.Module | None = None) -> torch.Tensor:
     """L(peak_norm(ŝ + R), peak_norm(s)) with R rendered from the model's prediction on s (paper Sec. 3.1)."""
-    target = peak_normalize(fit_length(batch_audio, model.config.num_samples))
+    target = peak_normalize_rows(fit_length(batch_audio, model.config.num_samples))
     gains, decays = model(log_spectrogram(target))
-    prediction = peak_normalize(modal + model.render(gains, decays))
+    prediction = peak_normalize_rows(modal + model.render(gains, decays))
     return (loss_fn or STFTLoss().to(target.device))(prediction, target)
 
 

@@ -1,128 +1,143 @@
-"""A picture of an impact sound's physics: its spectrogram with one dot per mode on top (RGB uint8, drawn with PIL).
+"""A picture of an impact sound's physics: its spectrogram with one dot per mode on top, on real axes (time in s,
+frequency in Hz on a log scale, a colour bar in dB), as RGB uint8 drawn by matplotlib's Agg backend.
 
-- Background: the sound's STFT magnitude (the impact spec's n_fft 2048 / hop 256) in dB, the top 80 dB shown;
-  time runs left to right, frequency bottom to top on a log axis (20 Hz to Nyquist).
+- Background: the sound's |STFT| (the impact spec's, `audio.stft_magnitude`) in dB re its loudest bin, the top
+  80 dB shown; time runs left to right, frequency bottom to top on a log axis (20 Hz to Nyquist).
 - Dots: each mode at (its decay time T60, its frequency), i.e. where its line in the spectrogram has faded by
   60 dB; dot area grows with the mode's power (the loudest mode largest, modes 60 dB weaker smallest). A mode
   ringing past the end of the sound is drawn as a triangle at the right edge.
+
+Every slider edit draws a new picture, so it must take milliseconds: one figure per Nyquist frequency is kept; its
+frequency axis, labels and colour bar are rendered once, the strip under the plot with the time axis once per sound
+length (the last few are kept), and each picture draws only the spectrogram and the dots over them (blitting).
+matplotlib is imported on the first picture, never at studio start-up.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
+import threading
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
-from pipelines.impact_sound.modal import IMPACT, Modes, stft_magnitude
+from pipelines.audio import stft_magnitude
+from pipelines.impact_sound.modal import IMPACT, Modes
 
-WIDTH, HEIGHT = 760, 400
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 14, 46
+WIDTH, HEIGHT, DPI = 760, 400, 100
+AXES_BOX = (0.085, 0.2, 0.8, 0.74)  # left, bottom, width, height as fractions of the figure
+COLORBAR_BOX = (0.9, 0.2, 0.02, 0.74)
 MIN_HZ = 20.0
+ROWS = 256  # log-spaced frequency rows of the spectrogram image
 DYNAMIC_RANGE_DB = 80.0
 DOT_RANGE_DB = 60.0
-DOT_RGB, OUTLINE_RGB, TEXT_RGB, BACKGROUND_RGB = (90, 230, 255), (10, 10, 20), (30, 30, 40), (255, 255, 255)
-# Dark purple -> red -> orange -> pale yellow, as (level in [0, 1], R, G, B).
-COLORMAP = np.array([(0.0, 0, 0, 4), (0.35, 80, 18, 123), (0.65, 221, 70, 70), (0.85, 253, 160, 70),
-                     (1.0, 252, 253, 191)])
+COLORMAP = "magma"
+DOT_COLOUR, OUTLINE_COLOUR = "#5ae6ff", "#0a0a14"
 FREQUENCY_TICKS = (20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
+KEPT_TIME_AXES = 16  # rendered time-axis strips kept, one per recent sound length (0.2 MB each)
+CAPTION = "each dot is a mode: height = pitch, across = decay time (fallen 60 dB), size = power"
 
 
 def modes_picture(audio: np.ndarray, modes: Modes, sample_rate: int = IMPACT.sample_rate) -> np.ndarray:
     """[HEIGHT, WIDTH, 3] uint8: the spectrogram of `audio` with `modes` as dots (see the module docstring)."""
     seconds = max(len(audio) / sample_rate, 1e-3)
-    image = _axes(seconds, sample_rate / 2.0).copy()
-    plot = _spectrogram_pixels(audio, sample_rate, WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM)
-    image.paste(Image.fromarray(plot), (LEFT, TOP))
-    _draw_modes(ImageDraw.Draw(image), modes, seconds, sample_rate / 2.0)
-    return np.asarray(image)
+    return modes_figure(sample_rate / 2.0).draw(spectrogram_levels(audio, sample_rate), modes, seconds)
 
 
-@functools.lru_cache(maxsize=16)
-def _axes(duration: float, nyquist: float) -> Image.Image:
-    """The empty picture with its axes and labels (drawn once per length and rate: text is the slow part)."""
-    image = Image.new("RGB", (WIDTH, HEIGHT), BACKGROUND_RGB)
-    _draw_axes(ImageDraw.Draw(image), ImageFont.load_default(size=12), duration, nyquist)
-    return image
-
-
-def _y(frequency: np.ndarray | float, nyquist: float) -> np.ndarray:
-    """Pixel row of a frequency on the log axis (MIN_HZ at the bottom of the plot, Nyquist at the top)."""
-    span = math.log(nyquist / MIN_HZ)
-    fraction = np.log(np.maximum(frequency, MIN_HZ) / MIN_HZ) / span
-    return TOP + (1.0 - np.clip(fraction, 0.0, 1.0)) * (HEIGHT - TOP - BOTTOM)
-
-
-def _x(seconds: np.ndarray | float, duration: float) -> np.ndarray:
-    return LEFT + np.clip(np.asarray(seconds) / duration, 0.0, 1.0) * (WIDTH - LEFT - RIGHT)
-
-
-def _spectrogram_pixels(audio: np.ndarray, sample_rate: int, width: int, height: int) -> np.ndarray:
-    """The log-frequency dB spectrogram resampled to [height, width] and coloured."""
+def spectrogram_levels(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """dB re the loudest bin, floored 80 dB down, on ROWS log-spaced rows from Nyquist (top) to 20 Hz: [ROWS, frames].
+    Silence is at the floor everywhere."""
     samples = np.asarray(audio, dtype=np.float64)
     if len(samples) < IMPACT.hop_length:
         samples = np.pad(samples, (0, IMPACT.hop_length - len(samples)))
-    magnitude = stft_magnitude(samples, IMPACT.n_fft, IMPACT.hop_length)  # [bins, frames]
-    level = 20.0 * np.log10(np.maximum(magnitude, 1e-12))
-    level = np.clip((level - (level.max() - DYNAMIC_RANGE_DB)) / DYNAMIC_RANGE_DB, 0.0, 1.0)
-    if magnitude.max() < 1e-9:  # silence
-        level[:] = 0.0
-    rows = MIN_HZ * (sample_rate / 2.0 / MIN_HZ) ** np.linspace(1.0, 0.0, height)  # Hz per row, top to bottom
-    bins = np.clip(np.round(rows / (sample_rate / IMPACT.n_fft)).astype(int), 0, level.shape[0] - 1)
-    columns = np.minimum((np.arange(width) * level.shape[1]) // width, level.shape[1] - 1)
-    return _colour(level[bins][:, columns])
+    magnitude = stft_magnitude(samples, IMPACT)  # [bins, frames]
+    if magnitude.max() < 1e-9:
+        return np.full((ROWS, magnitude.shape[1]), -DYNAMIC_RANGE_DB)
+    level = 20.0 * np.log10(np.maximum(magnitude, 1e-12) / magnitude.max())
+    rows = MIN_HZ * (sample_rate / 2.0 / MIN_HZ) ** np.linspace(1.0, 0.0, ROWS)  # Hz per row, top to bottom
+    bins = np.clip(np.round(rows / (sample_rate / IMPACT.n_fft)).astype(int), 0, len(level) - 1)
+    return np.maximum(level[bins], -DYNAMIC_RANGE_DB)
 
 
-def _colour(level: np.ndarray) -> np.ndarray:
-    """Levels in [0, 1] -> RGB uint8 through the colormap, quantised to its 256 entries."""
-    return np.take(_palette(), (level * 255.0 + 0.5).astype(np.uint8), axis=0)
+@functools.lru_cache(maxsize=4)
+def modes_figure(nyquist: float) -> ModesFigure:
+    """The figure for sounds with this Nyquist frequency (made once)."""
+    return ModesFigure(nyquist)
 
 
-@functools.lru_cache(maxsize=1)
-def _palette() -> np.ndarray:
-    """[256, 3] uint8: COLORMAP interpolated at 256 evenly spaced levels."""
-    levels = np.linspace(0.0, 1.0, 256)
-    return np.stack([np.interp(levels, COLORMAP[:, 0], COLORMAP[:, c]) for c in (1, 2, 3)], axis=-1).astype(np.uint8)
+class ModesFigure:
+    """One figure (axes, labels, colour bar) whose spectrogram and dots are redrawn for each picture; one picture at
+    a time (the studio serves several artists from threads)."""
 
+    def __init__(self, nyquist: float) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
-def _draw_axes(draw: ImageDraw.ImageDraw, font, duration: float, nyquist: float) -> None:
-    bottom = HEIGHT - BOTTOM
-    draw.rectangle([LEFT - 1, TOP - 1, WIDTH - RIGHT, bottom], outline=TEXT_RGB)
-    for hz in [tick for tick in FREQUENCY_TICKS if tick <= nyquist]:
-        y = float(_y(hz, nyquist))
-        draw.line([LEFT - 5, y, LEFT - 1, y], fill=TEXT_RGB)
-        draw.text((LEFT - 8, y), f"{hz // 1000}k" if hz >= 1000 else str(hz), fill=TEXT_RGB, font=font, anchor="rm")
-    step = _nice_step(duration)
-    for tick in np.arange(0.0, duration + 1e-9, step):
-        x = float(_x(tick, duration))
-        draw.line([x, bottom, x, bottom + 4], fill=TEXT_RGB)
-        draw.text((x, bottom + 6), f"{tick:g}", fill=TEXT_RGB, font=font, anchor="mt")
-    draw.text((LEFT + (WIDTH - LEFT - RIGHT) / 2, HEIGHT - 4), "time (s) · each dot is a mode: height = pitch, "
-              "across = decay time (fallen 60 dB), size = power", fill=TEXT_RGB, font=font, anchor="mb")
-    draw.text((4, TOP + 2), "Hz", fill=TEXT_RGB, font=font)
+        self.lock = threading.Lock()
+        self.low, self.high = math.log10(MIN_HZ), math.log10(nyquist)
+        self.figure = Figure(figsize=(WIDTH / DPI, HEIGHT / DPI), dpi=DPI)
+        FigureCanvasAgg(self.figure)
+        self.axes = self.figure.add_axes(AXES_BOX)
+        self.image = self.axes.imshow(np.zeros((ROWS, 1)), cmap=COLORMAP, vmin=-DYNAMIC_RANGE_DB, vmax=0.0,
+                                      aspect="auto", interpolation="nearest", animated=True)
+        self.dots = self.axes.scatter([], [], c=DOT_COLOUR, edgecolors=OUTLINE_COLOUR, linewidths=0.7,
+                                      animated=True)
+        self.ringing = self.axes.scatter([], [], marker=">", c=DOT_COLOUR, edgecolors=OUTLINE_COLOUR,
+                                         linewidths=0.7, animated=True, clip_on=False)
+        self._label(nyquist)
+        self.axes.xaxis.set_animated(True)  # the time axis changes with the sound's length: rendered apart
+        self.figure.canvas.draw()
+        self.background = self.figure.canvas.copy_from_bbox(self.figure.bbox)
+        self.time_axes: collections.OrderedDict = collections.OrderedDict()  # sound length → rendered strip
 
+    def _label(self, nyquist: float) -> None:
+        ticks = [tick for tick in FREQUENCY_TICKS if tick <= nyquist]
+        self.axes.set_ylim(self.low, self.high)
+        self.axes.set_yticks(np.log10(ticks), [f"{tick // 1000}k" if tick >= 1000 else str(tick) for tick in ticks])
+        self.axes.set_xlabel("time (s)")
+        self.axes.set_ylabel("frequency (Hz)")
+        colorbar = self.figure.colorbar(self.image, cax=self.figure.add_axes(COLORBAR_BOX))
+        colorbar.set_label("level (dB re loudest)")
+        self.figure.text(0.5, 0.02, CAPTION, ha="center", va="bottom")
 
-def _nice_step(duration: float) -> float:
-    """A tick spacing of 1, 2 or 5 × 10^k giving 4 to 10 ticks."""
-    for power in range(-3, 3):
-        for base in (1, 2, 5):
-            step = base * 10.0**power
-            if duration / step <= 10:
-                return step
-    return duration
+    def _time_axis(self, duration: float):
+        """The strip under the plot (time ticks, their labels, the axis label) rendered for `duration` seconds, over
+        the background: restore the background first, this strip on top of it."""
+        if duration in self.time_axes:
+            self.time_axes.move_to_end(duration)
+            return self.time_axes[duration]
+        from matplotlib.transforms import Bbox
 
+        self.axes.draw_artist(self.axes.xaxis)
+        below_plot = Bbox.from_extents(0, 0, self.figure.bbox.width, self.axes.bbox.y0)
+        self.time_axes[duration] = self.figure.canvas.copy_from_bbox(below_plot)
+        if len(self.time_axes) > KEPT_TIME_AXES:
+            self.time_axes.popitem(last=False)
+        return self.time_axes[duration]
 
-def _draw_modes(draw: ImageDraw.ImageDraw, modes: Modes, duration: float, nyquist: float) -> None:
-    if not len(modes):
-        return
-    order = np.argsort(modes.powers, kind="stable")  # loud dots on top
-    relative = np.clip((modes.powers - modes.powers.max() + DOT_RANGE_DB) / DOT_RANGE_DB, 0.0, 1.0)
-    radius = 2.0 + 7.0 * np.sqrt(relative)  # dot area ~ power above the −60 dB floor
-    xs, ys = _x(modes.decays, duration), _y(modes.frequencies, nyquist)
-    for i in order:
-        x, y, r = float(xs[i]), float(ys[i]), float(radius[i])
-        if modes.decays[i] > duration:  # still ringing at the end: a triangle pointing right
-            draw.polygon([(x - 2 * r, y - r), (x, y), (x - 2 * r, y + r)], fill=DOT_RGB, outline=OUTLINE_RGB)
-        else:
-            draw.ellipse([x - r, y - r, x + r, y + r], fill=DOT_RGB, outline=OUTLINE_RGB)
+    def _place_dots(self, modes: Modes, duration: float) -> None:
+        order = np.argsort(modes.powers, kind="stable")  # loud dots on top
+        loudest = modes.powers.max() if len(modes) else 0.0
+        relative = np.clip((modes.powers[order] - loudest + DOT_RANGE_DB) / DOT_RANGE_DB, 0.0, 1.0)
+        diameter_pt = (4.0 + 14.0 * np.sqrt(relative)) * 72.0 / DPI  # 4 to 18 pixels across
+        y = np.clip(np.log10(np.maximum(modes.frequencies[order], MIN_HZ)), self.low, self.high)
+        decays = modes.decays[order]
+        inside = decays <= duration
+        self.dots.set_offsets(np.column_stack([decays[inside], y[inside]]))
+        self.dots.set_sizes(diameter_pt[inside] ** 2)
+        self.ringing.set_offsets(np.column_stack([np.full((~inside).sum(), duration), y[~inside]]))
+        self.ringing.set_sizes(diameter_pt[~inside] ** 2)
+
+    def draw(self, levels: np.ndarray, modes: Modes, duration: float) -> np.ndarray:
+        """The picture of spectrogram `levels` (`spectrogram_levels`) and `modes` over `duration` seconds."""
+        with self.lock:
+            self.axes.set_xlim(0.0, duration)
+            self.image.set_extent((0.0, duration, self.low, self.high))
+            self.figure.canvas.restore_region(self.background)
+            self.figure.canvas.restore_region(self._time_axis(duration))
+            self.image.set_data(levels)
+            self._place_dots(modes, duration)
+            for artist in (self.image, *self.axes.spines.values(), self.dots, self.ringing):
+                self.axes.draw_artist(artist)
+            return np.asarray(self.figure.canvas.buffer_rgba())[..., :3].copy()

@@ -26,7 +26,8 @@ from pipelines.impact_sound.materials import MATERIALS, material_preset
 from pipelines.impact_sound.modal import IMPACT, Modes, estimate_modes, synthesize
 from pipelines.impact_sound.picture import modes_picture
 from pipelines.impact_sound.soundtrack import place_impacts
-from pipelines.impact_sound.video import mux, read_frames, video_seconds
+from pipelines.impact_sound.video import mux, read_frames
+from pipelines.media import video_info
 
 METHODS = ("refined", "paper")
 MATERIAL_CHOICES = [(material.name.capitalize(), key) for key, material in MATERIALS.items()]
@@ -178,8 +179,8 @@ class ImpactPhysicsPipeline:
         return Hits(times, video.seconds, video.fps, video.notes)
 
     def video_seconds(self, video_path: str | Path) -> float:
-        """A video's length in seconds (ValueError when it cannot be read)."""
-        return video_seconds(video_path)
+        """A video's length in seconds (`media.VideoDecodeError` when it cannot be read)."""
+        return video_info(video_path).seconds
 
     def soundtrack(self, hit_times, impacts: np.ndarray, seconds: float) -> np.ndarray:
         """An impact (one for all, or one per hit) at each hit time in `seconds` of sound, peak-safe."""

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipelines.audio import SPECS, AudioSpec
+from pipelines.audio import SPECS, AudioSpec, impact_log_scale, peak_normalize_rows, stft, stft_magnitude
 
 IMPACT: AudioSpec = SPECS["impact"]
 SAMPLE_RATE = IMPACT.sample_rate  # 44.1 kHz
@@ -50,12 +50,6 @@ T60_DB = 60.0  # decays are T60s: γ = 60 / d dB/s (the code's envelope 10^{-(60
 MIN_DECAY_S = 1e-5  # the code's decay head: noise_t = 1e-5 + 0.5·sigmoid(·) seconds
 DECAY_SPAN_S = 0.5
 MAX_DECAY_S = MIN_DECAY_S + DECAY_SPAN_S
-
-# The encoder input (paper: "log-spectrogram" S ∈ R^{1025×44}). Scaled as the official diffusion dataset scales its
-# log-spectrogram (notes B3): ln(|STFT(x / max|x|)| + 1e-8), min-max mapped to [-1, 1] with these two constants.
-LOG_EPS = 1e-8
-SPEC_MIN = math.log(LOG_EPS)  # -18.420681
-SPEC_MAX = 5.9540715  # a dataset constant of the official code (notes B3)
 
 # The training loss of the released code (notes B2): auraloss STFTLoss at fft 2048, hop 128, all three terms weight 1.
 LOSS_FFT_SIZE = 2048
@@ -217,12 +211,6 @@ class ResidualParams:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def peak_normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """x / max|x| per row of [..., T] (the code normalises both the recording and its prediction to peak 1);
-    a silent row stays silent."""
-    return x / x.abs().amax(dim=-1, keepdim=True).clamp_min(eps)
-
-
 def fit_length(x: torch.Tensor, num_samples: int = NUM_SAMPLES) -> torch.Tensor:
     """Cut or zero-pad the last axis to `num_samples` (the code zero-pads a clip at the end of its file)."""
     if x.shape[-1] >= num_samples:
@@ -230,20 +218,17 @@ def fit_length(x: torch.Tensor, num_samples: int = NUM_SAMPLES) -> torch.Tensor:
     return F.pad(x, (0, num_samples - x.shape[-1]))
 
 
-def log_spectrogram(audio: torch.Tensor, n_fft: int = IMPACT.n_fft,
-                    hop_length: int = IMPACT.hop_length) -> torch.Tensor:
-    """The encoder input: [B, T] -> [B, 1025, 44] for 0.25 s at 44.1 kHz, in [-1, 1].
+def log_spectrogram(audio: torch.Tensor) -> torch.Tensor:
+    """The encoder input (paper: "log-spectrogram" S ∈ R^{1025×44}): [B, T] -> [B, 1025, 44] for 0.25 s at
+    44.1 kHz, in [-1, 1].
 
-    |STFT| with n_fft 2048, hop 256, periodic Hann, centred with zero padding (librosa's defaults, notes B1) of the
-    peak-normalised clip, then ln(|S| + 1e-8) mapped to [-1, 1] with SPEC_MIN / SPEC_MAX (notes B3).
+    The impact |STFT| (`pipelines.audio`: n_fft 2048, hop 256, periodic Hann, centred with zero padding, librosa's
+    defaults, notes B1) of the peak-normalised clip, then ln(|S| + 1e-8) mapped to [-1, 1] as the official diffusion
+    dataset scales its log-spectrogram (`audio.impact_log_scale`, notes B3).
     **Departure**: the released residual code feeds *linear* |STFT| to its encoder; the paper says log-spectrogram,
-    which is used here (scaled as the official diffusion model scales its input).
+    which is used here.
     """
-    window = torch.hann_window(n_fft, periodic=True, dtype=audio.dtype, device=audio.device)
-    stft = torch.stft(peak_normalize(audio), n_fft, hop_length, window=window, center=True, pad_mode="constant",
-                      return_complex=True)
-    log_magnitude = torch.log(stft.abs() + LOG_EPS)
-    return 2.0 * (log_magnitude - SPEC_MIN) / (SPEC_MAX - SPEC_MIN) - 1.0
+    return impact_log_scale(stft_magnitude(peak_normalize_rows(audio), IMPACT))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -256,7 +241,7 @@ class STFTLoss(nn.Module):
 
         L = w_sc · ‖|Y| - |X|‖_F / ‖|Y|‖_F  +  w_log · mean|ln|X| - ln|Y||  +  w_lin · mean||X| - |Y||
 
-    with X = STFT(input), Y = STFT(target), |·| = sqrt(max(re² + im², 1e-8)); torch.stft centred with reflect
+    with X = STFT(input), Y = STFT(target), |·| = sqrt(max(re² + im², 1e-8)); `audio.stft` centred with reflect
     padding, a periodic Hann window of `win_length` samples centred in the `fft_size`-point frame. The Frobenius
     norms and the means run over the whole batch (auraloss's reduction), not per clip.
 
@@ -276,10 +261,8 @@ class STFTLoss(nn.Module):
 
     def magnitude(self, x: torch.Tensor) -> torch.Tensor:
         """[..., T] -> [B, fft_size // 2 + 1, frames] magnitudes (leading axes flattened)."""
-        window = torch.hann_window(self.win_length, periodic=True, dtype=x.dtype, device=x.device)
-        stft = torch.stft(x.reshape(-1, x.shape[-1]), self.fft_size, self.hop_size, self.win_length, window,
-                          center=True, pad_mode="reflect", return_complex=True)
-        return torch.sqrt(torch.clamp(stft.real**2 + stft.imag**2, min=self.eps))
+        spectrum = stft(x.reshape(-1, x.shape[-1]), self.fft_size, self.hop_size, self.win_length, pad_mode="reflect")
+        return torch.sqrt(torch.clamp(spectrum.real**2 + spectrum.imag**2, min=self.eps))
 
     def terms(self, input: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """The three unweighted terms: spectral convergence, log-magnitude L1, linear-magnitude L1."""

@@ -138,11 +138,11 @@ def fit_clip(audio: np.ndarray) -> np.ndarray:
 def decibel_spectrogram(audio: np.ndarray) -> np.ndarray:
     """The LSD's spectrogram: [N, S] -> [N, 1025, 44] in dB re each clip's loudest bin, floored at −80 dB (a silent
     clip is at the floor everywhere)."""
-    from pipelines.impact_sound.modal import stft_magnitude
+    from pipelines.audio import stft_magnitude
 
     out = []
     for clip in fit_clip(audio):
-        magnitude = stft_magnitude(clip, IMPACT.n_fft, IMPACT.hop_length)
+        magnitude = stft_magnitude(clip, IMPACT)
         if magnitude.max() <= LSD_AMIN:
             out.append(np.full(magnitude.shape, -LSD_FLOOR_DB))
             continue
@@ -291,12 +291,12 @@ def ground_truth(context: Context) -> np.ndarray:
 
 def spectrogram_round_trip(context: Context) -> np.ndarray:
     """The true sound through the diffusion model's own representation and vocoder: its spectrogram
-    (`modeling_diffusion.audio_to_spectrogram` with the model's `freq_bins` rows) decoded by the pipeline's
+    (`spectrogram.audio_to_spectrogram` with the model's `freq_bins` rows) decoded by the pipeline's
     Griffin-Lim. The best the diffusion path could do: what is lost here is lost before any sampling."""
-    from pipelines.impact_sound.modeling_diffusion import audio_to_spectrogram
+    from pipelines.impact_sound.spectrogram import audio_to_spectrogram
 
     spectrogram = audio_to_spectrogram(np.asarray(context.clips.audio, dtype=np.float32),
-                                       context.pipe.config.freq_bins)
+                                       context.pipe.model_config.freq_bins)
     return np.concatenate([context.pipe.decode(spectrogram[start : start + context.batch_size])
                            for start in range(0, len(spectrogram), context.batch_size)])
 

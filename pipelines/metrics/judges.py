@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from pipelines.audio import SPECS, log_mel, resample, spectrogram_to_image
+from pipelines.audio import SPECS, log_mel, peak_normalize_rows, resample, spectrogram_to_image, stft_magnitude
 from pipelines.impact_sound.materials import MATERIALS
 from pipelines.toyworld.captioned import (CORE_IMAGE_CLASSES, CORE_SOUND_CLASSES, IMAGE_CAPTIONS, IMAGE_CLASSES,
                                           SOUND_CAPTIONS, SOUND_CLASSES)
@@ -295,17 +295,15 @@ def impact_spectrogram_tensor(audio: torch.Tensor) -> torch.Tensor:
     """The batched torch core of `impact_spectrogram_images`: [N, S] at 44.1 kHz -> [N, 256, 44] in [0, 1]."""
     clip = IMPACT.clip_samples
     x = audio[..., :clip] if audio.shape[-1] >= clip else F.pad(audio, (0, clip - audio.shape[-1]))
-    peak = x.abs().amax(dim=-1, keepdim=True)
-    x = x / peak.clamp_min(1e-12)
-    window = torch.hann_window(IMPACT.n_fft, periodic=True, dtype=x.dtype, device=x.device)
-    magnitude = torch.stft(x, IMPACT.n_fft, IMPACT.hop_length, window=window, center=True, pad_mode="constant",
-                           return_complex=True).abs()
+    x = peak_normalize_rows(x, eps=1e-12)
+    magnitude = stft_magnitude(x, IMPACT)
     decibels = 20.0 * torch.log10(magnitude.clamp_min(MATERIAL_AMIN))
     decibels = decibels - decibels.amax(dim=(1, 2), keepdim=True)
     unit = (decibels.clamp_min(-MATERIAL_FLOOR_DB) + MATERIAL_FLOOR_DB) / MATERIAL_FLOOR_DB
     bins = (IMPACT.n_fft // 2) // MATERIAL_ROW_POOL * MATERIAL_ROW_POOL
     pooled = unit[:, :bins].reshape(len(unit), -1, MATERIAL_ROW_POOL, unit.shape[-1]).amax(dim=2)
-    return torch.where(peak[:, :, None] > 0, pooled, torch.zeros_like(pooled))
+    silent = x.abs().amax(dim=-1) == 0
+    return torch.where(silent[:, None, None], torch.zeros_like(pooled), pooled)
 
 
 def material_probabilities(judge: JudgeCNN, audio: np.ndarray, sample_rate: int = IMPACT.sample_rate) -> np.ndarray:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.sounding_video import ClipFormat
+from pipelines.mm_diffusion.clips import ClipFormat
 
 FOREGROUND_THRESHOLD = 0.05  # |frame − background| (0..1) below which a pixel is backdrop
 OBJECT_WEIGHT = 0.05  # foreground weight (summed over three columns) that makes a pixel part of an object
@@ -46,6 +46,7 @@ ONSET_RANGE_DB = 30.0  # onsets quieter than the clip's loudest window by more t
 ONSET_MIN_RMS = 0.01  # nor those below this absolute level (silence, noise floor)
 WINDOWS_PER_FRAME = 8
 MODES = ("joint", "a2v", "v2a")
+DEFAULT_SCENES = ("bounce",)  # the scene whose contacts the detectors see, for a model that does not name its own
 
 
 # Detectors ---------------------------------------------------------------------------------------------------------
@@ -237,19 +238,11 @@ def detector_table(result: dict, tolerance: int) -> str:
     return "\n".join(lines)
 
 
-def studio_scenes() -> tuple[str, ...]:
-    """The toy scenes the bundled studio model was trained on (its model.json), `bounce` when it does not say."""
-    from pipelines.mm_diffusion.entries import STUDIO_FOLDER
-
-    config = STUDIO_FOLDER / "model.json"
-    return tuple(json.loads(config.read_text()).get("scenes", ["bounce"])) if config.is_file() else ("bounce",)
-
-
 def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: int = 0, sampler: str = "dpm_solver",
         steps: int = 20, tolerance: int = 1, weights: str = "mm_diffusion_toyworld", variant: str = "studio",
         scenes: tuple[str, ...] | None = None, mode: str = "joint", batch: int = 16, verbose: bool = True) -> dict:
     """Score ground-truth toy clips and `samples` generated ones; print the tables; write the JSON to `out`.
-    `scenes`: of the ground-truth clips; by default those the studio model learnt."""
+    `scenes`: of the ground-truth clips; by default those the model was trained on (its training record)."""
     from pipelines.metrics.images_that_sound import machine
     from pipelines.registry import get_pipeline
     from pipelines.toyworld.videos import FLOOR
@@ -257,9 +250,9 @@ def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: in
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     started = time.time()
-    scenes = scenes or studio_scenes()
-    pipe = get_pipeline(weights, variant).base
-    fmt = ClipFormat(*pipe.default_size(), pipe.audio_length(pipe.default_size()[0]), pipe.fps, pipe.sample_rate)
+    pipe = get_pipeline(weights, variant)
+    scenes = scenes or tuple(pipe.training_record.get("scenes", DEFAULT_SCENES))
+    fmt = pipe.clip_format
     frames, audio, truth = ground_truth_clips(ground_truth, seed + 1_000_003, fmt, scenes)  # unseen toy seeds
     results = {"ground truth": evaluate(frames, audio, fmt, FLOOR, tolerance, truth)}
     generated = generated_pairs(pipe, mode, fmt, scenes, samples, seed, sampler, steps, batch)
@@ -292,7 +285,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--mode", default="joint", choices=MODES,
                         help="joint samples, or zero-shot video for given audio (a2v) or audio for given video (v2a)")
     parser.add_argument("--scenes", default=None, help="toy scenes of the ground-truth clips, comma-separated "
-                        "(default: those the bundled studio model was trained on)")
+                        "(default: those the model was trained on)")
 
 
 def main(args) -> dict:

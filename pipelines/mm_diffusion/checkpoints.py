@@ -15,10 +15,16 @@ Not in the notes: the dtype the released files store. Any floating dtype is acce
 loading (the official `load_state_dict` copies into float32 parameters); `dtype=torch.float16` then applies the
 official mixed precision (`convert_to_fp16`, as `--use_fp16 True`): convolutions in float16, norms, embeddings and the
 attention softmax in float32.
+
+Saved pipelines (`save_pretrained`, the trainer's output, the bundled studio model) are a folder holding
+`model.safetensors` (the same keys) and `model.json` ({"flags": the official flags, ...}). A checkpoint file may have
+such a JSON next to it (`Landscape.json` for `Landscape.pt`) naming the flags of a model trained with other flags;
+`load_pretrained` reads both layouts.
 """
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 from collections.abc import Mapping
@@ -29,6 +35,8 @@ from typing import Any, Literal
 
 import torch
 
+from pipelines.pipeline_utils import save_weights, write_json
+
 from .modeling_mm_diffusion import MMDiffusionUNet
 from .modeling_mm_diffusion_sr import MMDiffusionSuperResModel
 
@@ -38,6 +46,9 @@ MODEL_CLASSES: dict[str, type[MMDiffusionUNet | MMDiffusionSuperResModel]] = {
     "sr": MMDiffusionSuperResModel,
 }
 SUPPORTED_DTYPES = (torch.float32, torch.float16)
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "model.json"
 MAX_LISTED = 5  # offending keys named in an error message
 
 # The released base model: Table A.1 coupled U-Net column as the official scripts' flags (joint-av.md §A3; the flags
@@ -305,10 +316,83 @@ def build_and_load(state_dict: dict[str, torch.Tensor], kind: CheckpointKind, fl
     return model.to(device).eval()
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Saved pipelines: a folder (model.safetensors + model.json) or a checkpoint file with an optional JSON beside it
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def official_precision(torch_dtype: torch.dtype) -> torch.dtype:
+    """float32, or the official mixed precision (float16 convolutions) for any half dtype asked for."""
+    if torch_dtype == torch.float32:
+        return torch.float32
+    if torch_dtype in HALF_DTYPES:
+        return torch.float16
+    raise ValueError(f"`torch_dtype` must be torch.float32 or a half dtype (the official mixed precision), got "
+                     f"{torch_dtype}.")
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A model.json-style config: {"flags": official flags (a mapping or a flag string), ...}."""
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path.name} could not be read as JSON ({type(error).__name__}).") from None
+    if not isinstance(config, dict) or not isinstance(config.get("flags"), (dict, str)):
+        message = f"{path.name} must hold {{\"flags\": {{...}}}} with the model's official flags."
+        raise ValueError(message)  # noqa: TRY004 - a malformed file is bad input, not a caller's type error
+    return config
+
+
+def pretrained_files(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The weights file and the config of a saved folder or of a checkpoint file ({} when the file has no JSON beside
+    it: a released model, recognised from its keys)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / CONFIG_FILE).is_file():
+            raise ValueError(f"{path} holds no {CONFIG_FILE}: give a folder written by `save_pretrained` (or the "
+                             f"trainer), or a checkpoint file.")
+        return path / WEIGHTS_FILE, read_config(path / CONFIG_FILE)
+    sidecar = path.with_suffix(".json")
+    return path, read_config(sidecar) if sidecar.is_file() else {}
+
+
+def load_pretrained(path: str | Path, kind: CheckpointKind,
+                    torch_dtype: torch.dtype) -> tuple[MMDiffusionUNet | MMDiffusionSuperResModel, dict[str, Any]]:
+    """A saved folder or a checkpoint file -> (its network on the CPU, checked key by key, its config)."""
+    weights, config = pretrained_files(path)
+    model = load_official_checkpoint(weights, kind=kind, flags=config.get("flags"),
+                                     dtype=official_precision(torch_dtype))
+    return model, config
+
+
+def official_flags(model: MMDiffusionUNet | MMDiffusionSuperResModel) -> dict[str, Any]:
+    """The official flags that build `model` again (recorded by `from_official_flags`)."""
+    flags = getattr(model, "official_flags", None)
+    if flags is None:
+        raise ValueError(f"Only a {type(model).__name__} built from official flags (`from_official_flags`, or loaded "
+                         f"from a checkpoint) can be saved: its flags are what builds it again.")
+    return flags
+
+
+def save_pretrained_files(model: MMDiffusionUNet | MMDiffusionSuperResModel, folder: str | Path,
+                          config: dict[str, Any], dtype: torch.dtype | None) -> Path:
+    """folder/model.safetensors (official key names, optionally cast, e.g. to float16 for bundling) and
+    folder/model.json (`config`)."""
+    folder = Path(folder)
+    save_weights(model, folder / WEIGHTS_FILE, dtype)
+    write_json(config, folder / CONFIG_FILE)
+    return folder
+
+
 __all__ = [
+    "CONFIG_FILE",
     "OFFICIAL_MODELS",
+    "WEIGHTS_FILE",
     "OfficialModel",
     "identify_official_model",
     "load_official_checkpoint",
+    "load_pretrained",
+    "official_flags",
     "read_state_dict",
+    "save_pretrained_files",
 ]

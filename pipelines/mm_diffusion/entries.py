@@ -1,6 +1,7 @@
 """MM-Diffusion's registry entries: one per released base checkpoint (`mm_diffusion_landscape`,
-`mm_diffusion_aist`, paper weights, with their 64 → 256 up-samplers when configured) and the bundled toy-world model
-(`mm_diffusion_toyworld`, studio weights).
+`mm_diffusion_aist`, paper weights), one per released 64 → 256 up-sampler (`mm_diffusion_landscape_sr`,
+`mm_diffusion_aist_sr`), and the bundled toy-world model (`mm_diffusion_toyworld`, studio weights). Each loads one
+pipeline with `from_pretrained`.
 
 The released checkpoints are local files (they are not on the Hub): space.yaml `checkpoints.mm_diffusion` names
 them and start-up hands the paths over with `pipelines.registry.register_local_checkpoints`."""
@@ -18,7 +19,8 @@ _LOCAL_CHECKPOINTS: dict[str, str] = {}
 
 
 def entries() -> list[PipelineEntry]:
-    return [*(released_entry(key) for key in CHECKPOINTS), studio_entry()]
+    return [*(released_entry(key) for key in CHECKPOINTS), *(released_sr_entry(key) for key in CHECKPOINTS),
+            studio_entry()]
 
 
 def set_local_checkpoints(paths: dict[str, str | None]) -> list[str]:
@@ -32,26 +34,44 @@ def set_local_checkpoints(paths: dict[str, str | None]) -> list[str]:
         return []
     _LOCAL_CHECKPOINTS.clear()
     _LOCAL_CHECKPOINTS.update(configured)
-    return [f"mm_diffusion_{key}" for key in CHECKPOINTS]
+    return [f"mm_diffusion_{key}" for key in CHECKPOINT_KEYS]
+
+
+def local_file_missing(key: str) -> str | None:
+    """None when space.yaml `checkpoints.mm_diffusion.<key>` names a file that exists, else why not."""
+    path = _LOCAL_CHECKPOINTS.get(key)
+    if not path:
+        return f"have no checkpoint path configured (space.yaml `checkpoints.mm_diffusion.{key}`)"
+    return None if Path(path).is_file() else f"are missing: file {path} not found"
 
 
 def released_entry(key: str) -> PipelineEntry:
-    """`mm_diffusion_<key>`: a released base checkpoint (+ its `<key>_sr` up-sampler when configured)."""
+    """`mm_diffusion_<key>`: a released base checkpoint."""
     model = CHECKPOINTS[key]
 
-    def missing(offline: bool) -> str | None:
-        path = _LOCAL_CHECKPOINTS.get(key)
-        if not path:
-            return f"have no checkpoint path configured (space.yaml `checkpoints.mm_diffusion.{key}`)"
-        return None if Path(path).is_file() else f"are missing: file {path} not found"
-
     def load(device: str, dtype):
-        from pipelines.sounding_video import load_sounding_video
+        from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
 
-        return load_sounding_video(_LOCAL_CHECKPOINTS[key], _LOCAL_CHECKPOINTS.get(f"{key}_sr"), device, dtype)
+        return MMDiffusionPipeline.from_pretrained(_LOCAL_CHECKPOINTS[key], torch_dtype=dtype).to(device)
 
     return PipelineEntry(f"mm_diffusion_{key}", f"MM-Diffusion ({model})", {"paper": WeightsSource(
-        load=load, missing=missing, description=f"the released {model} checkpoint (local file)")})
+        load=load, missing=lambda offline: local_file_missing(key),
+        description=f"the released {model} checkpoint (local file)")})
+
+
+def released_sr_entry(key: str) -> PipelineEntry:
+    """`mm_diffusion_<key>_sr`: the released 64 → 256 up-sampler for the `<key>` model."""
+    model = CHECKPOINTS[key]
+
+    def load(device: str, dtype):
+        from pipelines.mm_diffusion.pipeline_mm_diffusion_sr import MMDiffusionSuperResPipeline
+
+        path = _LOCAL_CHECKPOINTS[f"{key}_sr"]
+        return MMDiffusionSuperResPipeline.from_pretrained(path, torch_dtype=dtype).to(device)
+
+    source = WeightsSource(load=load, missing=lambda offline: local_file_missing(f"{key}_sr"),
+                           description=f"the released {model}_SR checkpoint (local file)")
+    return PipelineEntry(f"mm_diffusion_{key}_sr", f"MM-Diffusion super-resolution ({model})", {"paper": source})
 
 
 def studio_entry() -> PipelineEntry:

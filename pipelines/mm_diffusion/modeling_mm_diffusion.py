@@ -435,8 +435,9 @@ class MMDiffusionUNet(nn.Module):
         """Build from the official flags (`multimodal_script_util.model_and_diffusion_defaults` names/defaults).
 
         Values may be strings as on the official command line (`video_size="16,3,64,64"`, `learn_sigma="False"`)
-        or parsed values. Diffusion flags are kept in `model.diffusion_flags`. `use_fp16=True` converts the
-        convolutions to float16 as the official `convert_to_fp16` does.
+        or parsed values. Diffusion flags are kept in `model.diffusion_flags`, all flags as given in
+        `model.official_flags`. `use_fp16=True` converts the convolutions to float16 as the official `convert_to_fp16`
+        does.
         """
         check_flag_names(flags, {**OFFICIAL_MODEL_FLAGS, **OFFICIAL_DIFFUSION_FLAGS})
         f = {**OFFICIAL_MODEL_FLAGS, **flags}
@@ -471,6 +472,7 @@ class MMDiffusionUNet(nn.Module):
         )
         # `num_heads_upsample` is accepted for flag compatibility: the official MultimodalUNet never uses it.
         model.diffusion_flags.update({k: flags[k] for k in OFFICIAL_DIFFUSION_FLAGS if k in flags})
+        model.official_flags = dict(flags)  # what `save_pretrained` writes, to build the same network again
         if parse_bool(f["use_fp16"]):
             model.convert_to_fp16()
         return model

@@ -248,7 +248,8 @@ class MMDiffusionSuperResModel(nn.Module):
 
     @classmethod
     def from_official_flags(cls, **flags: Any) -> MMDiffusionSuperResModel:
-        """Build from the official SR flags (`sr_num_channels`, `large_size`, ...; values may be strings)."""
+        """Build from the official SR flags (`sr_num_channels`, `large_size`, ...; values may be strings); the flags as
+        given are kept in `model.official_flags`."""
         check_flag_names(flags, {**OFFICIAL_SR_FLAGS, **OFFICIAL_SR_DIFFUSION_FLAGS})
         f = {**OFFICIAL_SR_FLAGS, **flags}
         if parse_bool(f["sr_class_cond"]):
@@ -273,6 +274,7 @@ class MMDiffusionSuperResModel(nn.Module):
             use_checkpoint=parse_bool(f["use_checkpoint"]),
         )
         model.diffusion_flags.update({k: flags[k] for k in OFFICIAL_SR_DIFFUSION_FLAGS if k in flags})
+        model.official_flags = dict(flags)  # what `save_pretrained` writes, to build the same network again
         if parse_bool(f["use_fp16"]):
             model.convert_to_fp16()
         return model

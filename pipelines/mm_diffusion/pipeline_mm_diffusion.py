@@ -30,24 +30,30 @@ Departures from the official code (research/joint-av.md §A7 lists its pitfalls)
 - DPM-Solver steps with an order-1 group use the correct DPM-Solver-1 for audio (the official noise-prediction
   `dpm_solver_first_update` applies the data-prediction formula to audio; the default 20 steps never use it).
 Gradient guidance needs a one-evaluation-per-step sampler: it is offered with DDPM and DDIM, not DPM-Solver.
+
+Loading and saving (`from_pretrained` / `save_pretrained`, `checkpoints`): a released checkpoint file (`Landscape.pt`,
+`AIST++.pt`, read with `torch.load(weights_only=True)`) or a saved folder (model.safetensors + model.json: the official
+flags, the clip format and how the weights were trained), the layout the trainer writes and the studio bundles.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from pipelines.audio import SPECS
+from pipelines.pipeline_utils import BaseOutput, StepCallback, StudioPipeline
 
 from .attention import RSMMABlock
+from .checkpoints import load_pretrained, official_flags, save_pretrained_files
+from .clips import FPS, SAMPLE_RATE, ClipFormat
 from .modeling_mm_diffusion import MMDiffusionUNet
 from .scheduling_mm_diffusion import (
     SAMPLERS,
@@ -58,8 +64,8 @@ from .scheduling_mm_diffusion import (
     split_model_output,
 )
 
-MM_DIFFUSION = SPECS["mm_diffusion"]
-FPS = 10  # paper §4.1: 16 frames at 10 fps with 1.6 s of 16 kHz audio
+CONFIG_FORMAT = "mm_diffusion-trained-1"  # model.json's "format", as the trainer has always written it
+CONFIG_KEYS = ("format", "flags", "clip_format")  # the rest of model.json records how the weights were trained
 DEFAULT_STEPS = {"ddpm": 1000, "ddim": 25, "dpm_solver": 20}  # full DDPM ("Ours*"), the SR's ddim25, DPM-Solver-20
 
 Generator = torch.Generator | list[torch.Generator] | None
@@ -91,7 +97,7 @@ class Condition:
     target: slice
 
 
-class MMDiffusionPipeline:
+class MMDiffusionPipeline(StudioPipeline):
     """Joint audio-video generation and zero-shot A2V / V2A with MM-Diffusion's coupled U-Net.
 
     Args:
@@ -100,33 +106,48 @@ class MMDiffusionPipeline:
         sampler: the default sampler, "dpm_solver" (official unconditional default), "ddpm" or "ddim".
         sample_rate, fps: the clip's audio rate and frame rate (the released models: 16 kHz, 10 fps; a smaller
             model trained by `pipelines.train mm_diffusion` may use others).
+        training_record: how the weights were trained (the trainer's record in model.json: size, data, steps, seed
+            and, on toy-world data, the scenes); empty for the released checkpoints.
     """
 
-    _callback_tensor_inputs = ["video", "audio", "denoised_video", "denoised_audio"]
+    _callback_tensor_inputs: ClassVar[list[str]] = ["preview", "video", "audio", "denoised_video", "denoised_audio"]
 
-    def __init__(self, unet: MMDiffusionUNet, sampler: str = "dpm_solver", sample_rate: int = MM_DIFFUSION.sample_rate,
-                 fps: int = FPS):
+    def __init__(self, unet: MMDiffusionUNet, sampler: str = "dpm_solver", sample_rate: int = SAMPLE_RATE,
+                 fps: int = FPS, training_record: dict[str, Any] | None = None):
+        super().__init__()
         if sampler not in SAMPLERS:
             raise ValueError(f"`sampler` must be one of {SAMPLERS}, got {sampler!r}.")
-        self.unet = unet
+        self.register_modules(unet=unet)
         self.sampler = sampler
         self.sample_rate, self.fps = sample_rate, fps
+        self.training_record = dict(training_record or {})
         self.learn_sigma = unet.config["video_out_channels"] == 2 * unet.config["video_size"][1]
         self.process = DiffusionProcess.from_flags(unet.diffusion_flags, learn_sigma=self.learn_sigma)
-        self._interrupt = False
+
+    # 0. Loading and saving
+    @classmethod
+    def from_pretrained(cls, pretrained: str | Path, torch_dtype: torch.dtype = torch.float32) -> MMDiffusionPipeline:
+        """A released checkpoint file (`Landscape.pt`, `AIST++.pt`; a `<name>.json` beside it may give other flags)
+        or a folder written by `save_pretrained` or the trainer, on the CPU. Any half `torch_dtype` loads the official
+        mixed precision (float16 convolutions)."""
+        unet, config = load_pretrained(pretrained, "base", torch_dtype)
+        clip = config.get("clip_format", {})
+        record = {key: value for key, value in config.items() if key not in CONFIG_KEYS}
+        return cls(unet, sample_rate=clip.get("sample_rate", SAMPLE_RATE), fps=clip.get("fps", FPS),
+                   training_record=record)
+
+    def save_pretrained(self, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """folder/model.safetensors (the U-Net under the official key names; `dtype=torch.float16` halves it for
+        bundling) and folder/model.json (flags, clip format, training record), which `from_pretrained` loads."""
+        config = {"format": CONFIG_FORMAT, "flags": official_flags(self.unet),
+                  "clip_format": dataclasses.asdict(self.clip_format), **self.training_record}
+        return save_pretrained_files(self.unet, folder, config, dtype)
 
     @property
-    def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
-
-    @property
-    def interrupt(self) -> bool:
-        """Set `pipe._interrupt = True` (e.g. from a callback) to stop after the current step."""
-        return self._interrupt
-
-    def to(self, device: torch.device | str) -> MMDiffusionPipeline:
-        self.unet.to(device)
-        return self
+    def clip_format(self) -> ClipFormat:
+        """The clip this model makes by default: its training frames, size and audio length, at its rates."""
+        frames, height, width = self.default_size()
+        return ClipFormat(frames, height, width, self.audio_length(frames), self.fps, self.sample_rate)
 
     # 1. Inputs
     def default_size(self) -> tuple[int, int, int]:
@@ -141,7 +162,7 @@ class MMDiffusionPipeline:
     def check_inputs(self, video, audio, num_frames: int, height: int, width: int, sampler: str,
                      num_inference_steps: int, eta: float, timestep_respacing: str | None, guidance_scale: float,
                      guidance_scale_form: str,
-                     num_samples: int, generator: Generator, latents, output_type: str, callback_steps: int) -> None:
+                     num_samples: int, generator: Generator, latents, output_type: str) -> None:
         if video is not None and audio is not None:
             raise ValueError("Give at most one of `video` (video-to-audio) and `audio` (audio-to-video): the other "
                              "modality is generated. For joint generation give neither.")
@@ -182,8 +203,6 @@ class MMDiffusionPipeline:
         if output_type not in ("np", "pt"):
             raise ValueError(f"`output_type` must be 'np' (uint8 video) or 'pt' (float video in [0, 1]), got "
                              f"{output_type!r}.")
-        if not isinstance(callback_steps, int) or callback_steps < 1:
-            raise ValueError(f"`callback_steps` must be an integer >= 1, got {callback_steps!r}.")
         self.check_size(num_frames, height, width)
         shapes = self.shapes(num_samples, num_frames, height, width)
         if latents is not None:
@@ -323,8 +342,8 @@ class MMDiffusionPipeline:
         latents: tuple[torch.Tensor, torch.Tensor] | None = None,
         output_type: Literal["np", "pt"] = "np",
         return_dict: bool = True,
-        callback: Callable[[int, int, dict[str, torch.Tensor]], None] | None = None,
-        callback_steps: int = 1,
+        callback_on_step_end: StepCallback | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
     ) -> MMDiffusionPipelineOutput | tuple:
         """Generate `num_samples` sounding videos; with `video` (V2A) or `audio` (A2V), generate the other modality.
 
@@ -345,8 +364,11 @@ class MMDiffusionPipeline:
             latents: initial noise (video `[N, F, C, H, W]`, audio `[N, C, L]`); for zero-shot generation the
                 conditioning modality's noise is its fixed replacement noise ε_c.
             output_type: "np" (uint8 video, numpy audio) or "pt" (float video in [0, 1], torch audio).
-            callback: `callback(step, timestep, tensors)` every `callback_steps` steps; tensors holds "video",
-                "audio" (the current state) and "denoised_video", "denoised_audio" (x̂_0), unpacked, in [-1, 1].
+            callback_on_step_end: `callback_on_step_end(pipe, step, timestep, callback_kwargs)` after every step;
+                `callback_kwargs` holds the names asked for in `callback_on_step_end_tensor_inputs` (default: all),
+                each computed when read: "preview" (x̂_0's frames, uint8 numpy `[N, F, H, W, 3]`), "video", "audio"
+                (the current state) and "denoised_video", "denoised_audio" (x̂_0), unpacked, in [-1, 1]. A "video" or
+                "audio" it returns replaces the state. Setting `pipe._interrupt = True` stops after the step.
         """
         # 1. Check inputs
         default_frames, default_height, default_width = self.default_size()
@@ -358,8 +380,8 @@ class MMDiffusionPipeline:
             num_inference_steps = DEFAULT_STEPS.get(sampler, 1)
         self.check_inputs(video, audio, num_frames, height, width, sampler, num_inference_steps, eta,
                           timestep_respacing, guidance_scale, guidance_scale_form, num_samples, generator, latents,
-                          output_type, callback_steps)
-        self._interrupt = False
+                          output_type)
+        self.start_sampling(callback_on_step_end, callback_on_step_end_tensor_inputs)
         shapes = self.shapes(num_samples, num_frames, height, width)
         split = math.prod(shapes[0][1:])
         # 2. Encode the condition and prepare the sampler
@@ -371,7 +393,7 @@ class MMDiffusionPipeline:
         eps_c = x[:, cond.part].clone() if cond is not None else None
         # 4. Denoising loop
         x = self.denoise(schedule, x, cond, eps_c, guidance_scale, guidance_scale_form, generator, shift_generator,
-                         split, shapes, callback, callback_steps)
+                         split, shapes, callback_on_step_end, callback_on_step_end_tensor_inputs)
         if cond is not None:  # the given modality is returned as given
             x[:, cond.part] = cond.clean
         # 5. Decode
@@ -388,7 +410,7 @@ class MMDiffusionPipeline:
 
     def denoise(self, schedule: Sampler, x: torch.Tensor, cond: Condition | None, eps_c: torch.Tensor | None,
                 guidance_scale: float, form: str, generator: Generator, shift_generator, split: int, shapes,
-                callback, callback_steps: int) -> torch.Tensor:
+                callback_on_step_end: StepCallback | None, tensor_inputs: list[str] | None) -> torch.Tensor:
         """The reverse process; the conditioning modality is replaced by q(c_t | c) before every model call."""
         for i in range(schedule.num_steps):
             if self.interrupt:
@@ -406,25 +428,41 @@ class MMDiffusionPipeline:
             else:
                 eps, var = model(x)
                 x, denoised = schedule.step(eps, var, i, x, generator)
-            if callback is not None and (i + 1) % callback_steps == 0:
-                video, audio = unpack(x, split, shapes)
-                denoised_video, denoised_audio = unpack(denoised, split, shapes)
-                callback(i, int(timestep[0]), {"video": video, "audio": audio, "denoised_video": denoised_video,
-                                               "denoised_audio": denoised_audio})
+            x = self.end_step(callback_on_step_end, i, timestep[0], tensor_inputs, x, denoised, split, shapes)
         return x
+
+    def end_step(self, callback_on_step_end: StepCallback | None, step: int, timestep: torch.Tensor,
+                 tensor_inputs: list[str] | None, x: torch.Tensor, denoised: torch.Tensor, split: int,
+                 shapes) -> torch.Tensor:
+        """Hand the step to the callback (each value made only when it reads it); returns the state, with the
+        "video" or "audio" the callback gave back."""
+        returned = self.step_end(
+            callback_on_step_end, step, timestep, tensor_inputs,
+            preview=lambda: frames_as_uint8(unpack(denoised, split, shapes)[0]).cpu().numpy(),
+            video=lambda: unpack(x, split, shapes)[0], audio=lambda: unpack(x, split, shapes)[1],
+            denoised_video=lambda: unpack(denoised, split, shapes)[0],
+            denoised_audio=lambda: unpack(denoised, split, shapes)[1])
+        if not returned.keys() & {"video", "audio"}:
+            return x
+        video, audio = unpack(x, split, shapes)
+        return pack(returned.get("video", video), returned.get("audio", audio))
 
     def decode(self, video: torch.Tensor, audio: torch.Tensor, output_type: str, return_dict: bool):
         """`[N, F, C, H, W]` in [-1, 1] -> `[N, F, H, W, C]` (uint8 or float in [0, 1]); audio -> `[N, L]` float32."""
-        video = video.permute(0, 1, 3, 4, 2)
         audio = audio[:, 0].float()
         if output_type == "np":
-            video = ((video + 1) * 127.5).clamp(0, 255).round().to(torch.uint8).cpu().numpy()
+            video = frames_as_uint8(video).cpu().numpy()
             audio = audio.cpu().numpy()
         else:
-            video = ((video + 1) / 2).clamp(0, 1).float()
+            video = ((video.permute(0, 1, 3, 4, 2) + 1) / 2).clamp(0, 1).float()
         if not return_dict:
             return video, audio, self.sample_rate, self.fps
         return MMDiffusionPipelineOutput(video=video, audio=audio, sample_rate=self.sample_rate, fps=self.fps)
+
+
+def frames_as_uint8(video: torch.Tensor) -> torch.Tensor:
+    """`[N, F, C, H, W]` in [-1, 1] -> uint8 `[N, F, H, W, C]`, rounded (the official cast truncates)."""
+    return ((video.permute(0, 1, 3, 4, 2) + 1) * 127.5).clamp(0, 255).round().to(torch.uint8)
 
 
 def pack(video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
@@ -437,4 +475,4 @@ def unpack(x: torch.Tensor, split: int, shapes) -> tuple[torch.Tensor, torch.Ten
     return x[:, :split].reshape(n, *shapes[0][1:]), x[:, split:].reshape(n, *shapes[1][1:])
 
 
-__all__ = ["FPS", "MMDiffusionPipeline", "MMDiffusionPipelineOutput", "pack", "unpack"]
+__all__ = ["MMDiffusionPipeline", "MMDiffusionPipelineOutput", "frames_as_uint8", "pack", "unpack"]

@@ -23,24 +23,31 @@ Departures from the official code:
 - video is rounded to uint8 (the official cast truncates, a −0.5 level bias), as in `pipeline_mm_diffusion`.
 UNCLEAR in the notes: whether the official script hands the SR model the base model's float output or its uint8
 frames; here the input is what the caller gives (uint8, or float in [0, 1] to avoid the quantisation).
+
+Loading and saving as `pipeline_mm_diffusion`: a released `*_SR.pt` file or a folder written by `save_pretrained`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from pipelines.pipeline_utils import BaseOutput, StepCallback, StudioPipeline
+
+from .checkpoints import load_pretrained, official_flags, save_pretrained_files
 from .modeling_mm_diffusion_sr import MMDiffusionSuperResModel
+from .pipeline_mm_diffusion import frames_as_uint8
 from .scheduling_mm_diffusion import DDIMSampler, DiffusionProcess, make_sampler, space_timesteps, split_model_output
 
 DEFAULT_SR_STEPS = 25  # official `--sr_timestep_respacing ddim25` (Table A.1 SR column: DDIM / 25)
+CONFIG_FORMAT = "mm_diffusion-sr-1"  # model.json's "format" for a saved up-sampler
 
 Generator = torch.Generator | list[torch.Generator] | None
 
@@ -65,7 +72,7 @@ def process_flags(sr_flags: Mapping[str, Any]) -> dict[str, Any]:
     return flags
 
 
-class MMDiffusionSuperResPipeline:
+class MMDiffusionSuperResPipeline(StudioPipeline):
     """Frame-wise 64 -> 256 super-resolution of MM-Diffusion clips with the ADM up-sampler and DDIM.
 
     Args:
@@ -73,34 +80,33 @@ class MMDiffusionSuperResPipeline:
             define the process, its output channels whether sigma is learned (6 = ε and the variance term).
     """
 
-    _callback_tensor_inputs: ClassVar[list[str]] = ["video", "denoised_video"]
+    _callback_tensor_inputs: ClassVar[list[str]] = ["preview", "video", "denoised_video"]
 
     def __init__(self, sr_model: MMDiffusionSuperResModel):
-        self.sr_model = sr_model
+        super().__init__()
+        self.register_modules(sr_model=sr_model)
         self.learn_sigma = sr_model.config["out_channels"] == 2 * sr_model.config["in_channels"]
         self.process = DiffusionProcess.from_flags(process_flags(sr_model.diffusion_flags), self.learn_sigma)
-        self._interrupt = False
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.sr_model.parameters()).device
+    @classmethod
+    def from_pretrained(cls, pretrained: str | Path,
+                        torch_dtype: torch.dtype = torch.float32) -> MMDiffusionSuperResPipeline:
+        """A released `*_SR.pt` file (a `<name>.json` beside it may give other flags) or a folder written by
+        `save_pretrained`, on the CPU. Any half `torch_dtype` loads the official mixed precision."""
+        return cls(load_pretrained(pretrained, "sr", torch_dtype)[0])
 
-    @property
-    def interrupt(self) -> bool:
-        """Set `pipe._interrupt = True` (e.g. from a callback) to stop after the current step."""
-        return self._interrupt
+    def save_pretrained(self, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """folder/model.safetensors (official key names, optionally cast) and folder/model.json (the flags)."""
+        config = {"format": CONFIG_FORMAT, "flags": official_flags(self.sr_model)}
+        return save_pretrained_files(self.sr_model, folder, config, dtype)
 
     @property
     def image_size(self) -> int:
         return int(self.sr_model.config["image_size"])
 
-    def to(self, device: torch.device | str) -> MMDiffusionSuperResPipeline:
-        self.sr_model.to(device)
-        return self
-
     # 1. Inputs
     def check_inputs(self, num_inference_steps: int, eta: float, timestep_respacing: str | None,
-                     output_type: str, callback_steps: int, frame_batch_size: int | None) -> None:
+                     output_type: str, frame_batch_size: int | None) -> None:
         if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= self.process.num_timesteps:
             raise ValueError(f"`num_inference_steps` must be an integer between 1 and the "
                              f"{self.process.num_timesteps} training steps, got {num_inference_steps!r}.")
@@ -114,8 +120,6 @@ class MMDiffusionSuperResPipeline:
         if output_type not in ("np", "pt"):
             raise ValueError(f"`output_type` must be 'np' (uint8 video) or 'pt' (float video in [0, 1]), got "
                              f"{output_type!r}.")
-        if not isinstance(callback_steps, int) or callback_steps < 1:
-            raise ValueError(f"`callback_steps` must be an integer >= 1, got {callback_steps!r}.")
         if frame_batch_size is not None and (not isinstance(frame_batch_size, int) or frame_batch_size < 1):
             raise ValueError(f"`frame_batch_size` must be None (all frames at once) or an integer >= 1, got "
                              f"{frame_batch_size!r}.")
@@ -190,8 +194,8 @@ class MMDiffusionSuperResPipeline:
         latents: torch.Tensor | None = None,
         output_type: Literal["np", "pt"] = "np",
         return_dict: bool = True,
-        callback: Callable[[int, int, dict[str, torch.Tensor]], None] | None = None,
-        callback_steps: int = 1,
+        callback_on_step_end: StepCallback | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
         frame_batch_size: int | None = None,
     ) -> MMDiffusionSuperResPipelineOutput | tuple:
         """Up-sample clips frame by frame to `image_size` x `image_size` (256 for the released models).
@@ -204,13 +208,16 @@ class MMDiffusionSuperResPipeline:
             generator: one `torch.Generator` for all clips, or one per clip.
             latents: the initial noise image per clip, `[N, 3, H, W]`; it is shared by all frames of the clip.
             output_type: "np" (uint8) or "pt" (float32 in [0, 1]).
-            callback: `callback(step, timestep, tensors)` every `callback_steps` steps; tensors holds "video" (x_t) and
-                "denoised_video" (x̂_0), `[N, F, 3, H, W]` in [-1, 1].
+            callback_on_step_end: `callback_on_step_end(pipe, step, timestep, callback_kwargs)` after every step;
+                `callback_kwargs` holds the names asked for in `callback_on_step_end_tensor_inputs` (default: all),
+                each computed when read: "preview" (x̂_0's frames, uint8 numpy `[N, F, H, W, 3]`), "video" (x_t) and
+                "denoised_video" (x̂_0), `[N, F, 3, H, W]` in [-1, 1]. A "video" it returns replaces x_t. Setting
+                `pipe._interrupt = True` stops after the step.
             frame_batch_size: frames per model call (None: all N·F frames at once, as the official script).
         """
         # 1. Check inputs
-        self.check_inputs(num_inference_steps, eta, timestep_respacing, output_type, callback_steps, frame_batch_size)
-        self._interrupt = False
+        self.check_inputs(num_inference_steps, eta, timestep_respacing, output_type, frame_batch_size)
+        self.start_sampling(callback_on_step_end, callback_on_step_end_tensor_inputs)
         # 2. Encode the condition
         low_res = self.encode_video(video)
         # 3. Prepare timesteps (the official respacing "ddim25": 960, 920, ..., 0 as the model sees them)
@@ -218,30 +225,39 @@ class MMDiffusionSuperResPipeline:
         # 4. Prepare latents: one noise image per clip, shared by its frames
         x = self.prepare_latents(low_res.shape[0], low_res.shape[1], generator, latents)
         # 5. Denoising loop
-        x = self.denoise(sampler, x, low_res, generator, callback, callback_steps, frame_batch_size)
+        x = self.denoise(sampler, x, low_res, generator, callback_on_step_end, callback_on_step_end_tensor_inputs,
+                         frame_batch_size)
         # 6. Decode
         return self.decode(x, output_type, return_dict)
 
     def denoise(self, sampler: DDIMSampler, x: torch.Tensor, low_res: torch.Tensor, generator: Generator,
-                callback, callback_steps: int, frame_batch_size: int | None) -> torch.Tensor:
+                callback_on_step_end: StepCallback | None, tensor_inputs: list[str] | None,
+                frame_batch_size: int | None) -> torch.Tensor:
         for i in range(sampler.num_steps):
             if self.interrupt:
                 break
             timestep = sampler.model_timesteps[i].expand(x.shape[0])
             eps, var = self.predict_noise(x, timestep, low_res, frame_batch_size)
             x, denoised = sampler.step(eps, var, i, x, generator)  # DDIM: ε half only, x̂_0 clipped
-            if callback is not None and (i + 1) % callback_steps == 0:
-                callback(i, int(timestep[0]), {"video": x, "denoised_video": denoised})
+            x = self.end_step(callback_on_step_end, i, timestep[0], tensor_inputs, x, denoised)
         return x
+
+    def end_step(self, callback_on_step_end: StepCallback | None, step: int, timestep: torch.Tensor,
+                 tensor_inputs: list[str] | None, x: torch.Tensor, denoised: torch.Tensor) -> torch.Tensor:
+        """Hand the step to the callback (each value made only when it reads it); returns x_t, or the "video" the
+        callback gave back."""
+        returned = self.step_end(callback_on_step_end, step, timestep, tensor_inputs,
+                                 preview=lambda: frames_as_uint8(denoised).cpu().numpy(), video=lambda: x,
+                                 denoised_video=lambda: denoised)
+        return returned.get("video", x)
 
     @staticmethod
     def decode(video: torch.Tensor, output_type: str, return_dict: bool):
         """`[N, F, 3, H, W]` in [-1, 1] -> `[N, F, H, W, 3]`, uint8 numpy or float32 torch in [0, 1]."""
-        video = video.permute(0, 1, 3, 4, 2)
         if output_type == "np":
-            video = ((video + 1) * 127.5).clamp(0, 255).round().to(torch.uint8).cpu().numpy()
+            video = frames_as_uint8(video).cpu().numpy()
         else:
-            video = ((video + 1) / 2).clamp(0, 1).float()
+            video = ((video.permute(0, 1, 3, 4, 2) + 1) / 2).clamp(0, 1).float()
         if not return_dict:
             return (video,)
         return MMDiffusionSuperResPipelineOutput(video=video)

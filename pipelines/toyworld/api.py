@@ -4,6 +4,7 @@
 - "sounding_video" -> `SoundingVideoBatch`; options: scenes, frame_size, materials
 - "image" -> `CaptionedImages`; options: classes, height, width, balanced
 - "sound" -> `CaptionedSounds`; options: classes, height, width, balanced
+- "paired" -> `PairedBatch` (Visual Echoes' pictures and their sounds); options: kinds, size, frames, balanced
 
 Sample i of a call depends only on (kind, seed, i, options): `sample(k, 8, s)` is the first 8 of `sample(k, 32, s)`.
 """
@@ -14,16 +15,17 @@ from typing import Literal
 
 from pipelines.toyworld.captioned import CaptionedImages, CaptionedSounds, sample_images, sample_sounds
 from pipelines.toyworld.impacts import ImpactBatch, sample_impacts
+from pipelines.toyworld.paired import PairedBatch, sample_paired
 from pipelines.toyworld.videos import SoundingVideoBatch, sample_videos
 
-Kind = Literal["impact", "sounding_video", "image", "sound"]
-KINDS: tuple[str, ...] = ("impact", "sounding_video", "image", "sound")
+Kind = Literal["impact", "sounding_video", "image", "sound", "paired"]
+KINDS: tuple[str, ...] = ("impact", "sounding_video", "image", "sound", "paired")
 _SAMPLERS = {"impact": sample_impacts, "sounding_video": sample_videos, "image": sample_images,
-             "sound": sample_sounds}
+             "sound": sample_sounds, "paired": sample_paired}
 
 
 def sample(kind: Kind, n: int, seed: int = 0,
-           **options) -> ImpactBatch | SoundingVideoBatch | CaptionedImages | CaptionedSounds:
+           **options) -> ImpactBatch | SoundingVideoBatch | CaptionedImages | CaptionedSounds | PairedBatch:
     """N seeded toy-world samples of `kind` with their ground truth (see the table in the module docstring)."""
     if kind not in _SAMPLERS:
         raise ValueError(f"unknown toy-world kind {kind!r}; choose one of {', '.join(KINDS)}")

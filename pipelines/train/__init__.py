@@ -10,7 +10,7 @@ Generators:
 - `images_that_sound` (`pipelines.train.images_that_sound`): a shared `AutoencoderKL` (8× down-sampling) trained
   on pictures and spectrogram images, a frozen random-init `CLIPTextModel` with a word-level tokenizer, and two
   small `UNet2DConditionModel`s (image, audio) with ε-prediction and 10 % caption dropout. The output folder is
-  what `ImagesThatSoundPipeline.from_pretrained(OUT/image_model, OUT/audio_model)` loads.
+  what `ImagesThatSoundPipeline.from_pretrained(OUT)` loads.
 
 - `judges` (`pipelines.train.judges`): the toy-world CNN judges of `pipelines.metrics.judges` (picture class,
   sound class, impact material; `--judges` picks which), toy world only; OUT holds `image.safetensors`/`.json`,
@@ -31,6 +31,12 @@ Generators:
   with their audio tracks (several clips per long file). OUT holds `model.safetensors` + `model.json` (official
   flags and clip format), which the registry's studio Sounding Video loads.
 
+- `visual_echoes` (`pipelines.train.visual_echoes`): Visual Echoes (paper 002) in two resumable stages
+  (`--stage tokenizers|transformer|all`): one `VQModel` per modality (picture; SpecVQGAN log-mel spectrogram), then
+  the masked audio-visual token transformer (per-modality truncated-Gaussian mask ratios, 50 % token dropping,
+  cross-entropy on masked tokens). `--size studio|tiny|paper`; `--data toyworld` (paired toy pictures and sounds) or
+  a folder with a `pairs.jsonl`. OUT is what `VisualEchoesPipeline.from_pretrained(OUT)` loads.
+
 Real-data folder format for `images_that_sound` (`--data FOLDER`): the folder holds a `captions.jsonl`, one JSON
 object a line::
 
@@ -45,4 +51,4 @@ bottom). Both kinds are needed: the VAE trains on all of them, the image UNet on
 sounds.
 """
 
-GENERATORS = ("images_that_sound", "judges", "impact_sound", "mm_diffusion")
+GENERATORS = ("images_that_sound", "judges", "impact_sound", "mm_diffusion", "visual_echoes")

@@ -4,11 +4,14 @@ Stages (each resumable, each with its own checkpoints under OUT/checkpoints/<sta
 
 1. `vae`: an `AutoencoderKL` with 8× down-sampling (256 rows → 32 latent rows), trained on pictures AND spectrogram
    images together (the shared latent space), L1 reconstruction + a small KL. Its `scaling_factor` is set to
-   1 / std of the latents of the training data, then it is saved to OUT/image_model/vae and OUT/audio_model/vae.
+   1 / std of the latents of the training data, then it is saved to OUT/audio_model/vae (where the pipeline reads it).
 2. `unets`: the image UNet (pictures) and the audio UNet (spectrograms), `UNet2DConditionModel`s trained together
    (one optimizer over two disjoint parameter sets: the same as two separate trainings), ε-prediction on the
    Stable Diffusion v1.5 noise schedule, 10 % caption dropout (the empty caption) for classifier-free guidance.
    The data is encoded once by the frozen VAE (posterior mean and std; a fresh latent is drawn every step).
+
+OUT is then written by `ImagesThatSoundPipeline.save_pretrained`, so `ImagesThatSoundPipeline.from_pretrained(OUT)`
+loads it as it loads the bundled `assets/models/images_that_sound`.
 
 The text encoder is a tiny `CLIPTextModel` with RANDOM, FROZEN weights (it is never trained: a fixed embedding of
 each word and its position, which the UNets' cross-attention learns to read) and a word-level tokenizer over the
@@ -30,7 +33,7 @@ from accelerate.utils import set_seed
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
 from pipelines.train.common import (
-    EMA, LossLog, TrainState, batch_indices, data_seed, final_losses, make_accelerator, plot_losses, run_loop, save_module,
+    EMA, LossLog, TrainState, batch_indices, data_seed, final_losses, make_accelerator, plot_losses, run_loop,
     stage_done, update,
 )
 from pipelines.train.data import CaptionedPool, folder_pools, toyworld_pools
@@ -217,8 +220,7 @@ def train_vae(args, sizes: Sizes, pictures: CaptionedPool, sounds: CaptionedPool
     model = accelerator.unwrap_model(vae).vae
     ema.copy_to(model)
     model.register_to_config(scaling_factor=latent_scale(model, data))
-    for folder in ("image_model", "audio_model"):
-        model.save_pretrained(out / folder / "vae", safe_serialization=True)
+    model.save_pretrained(out / "audio_model" / "vae", safe_serialization=True)
     return model.eval().requires_grad_(False)
 
 
@@ -317,13 +319,14 @@ def train_unets(args, sizes: Sizes, vae: AutoencoderKL, tokenizer, text_encoder,
 
 
 def export(out: Path, args, vae, text_encoder, tokenizer, unets) -> None:
-    """OUT/image_model and OUT/audio_model in the diffusers layout `ImagesThatSoundPipeline.from_pretrained` loads."""
-    dtype = torch.float16 if args.save_dtype == "fp16" else torch.float32
-    scheduler = DDIMScheduler(**SD_SCHEDULE)
-    for folder, unet in zip(("image_model", "audio_model"), unets):
-        root = out / folder
-        for name, module in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder)):
-            save_module(module, root / name, dtype)
-        tokenizer.save_pretrained(root / "tokenizer")
-        scheduler.save_pretrained(root / "scheduler")
+    """The trained parts as one `ImagesThatSoundPipeline`, saved by its `save_pretrained`: OUT is then exactly the
+    folder `ImagesThatSoundPipeline.from_pretrained(OUT)` loads (weights in `--save-dtype`; no vocoder: the toy
+    models use Griffin-Lim). Casts the trained modules: call it last."""
+    from pipelines.images_that_sound.pipeline_images_that_sound import ImagesThatSoundPipeline
+
+    image_unet, audio_unet = unets
+    pipe = ImagesThatSoundPipeline(vae=vae, image_unet=image_unet, image_text_encoder=text_encoder,
+                                   image_tokenizer=tokenizer, audio_unet=audio_unet, audio_text_encoder=text_encoder,
+                                   audio_tokenizer=tokenizer, scheduler=DDIMScheduler(**SD_SCHEDULE))
+    pipe.to(dtype=torch.float16 if args.save_dtype == "fp16" else torch.float32).save_pretrained(out)
 

@@ -56,14 +56,17 @@ import torch.nn.functional as F
 from accelerate.utils import set_seed
 
 from pipelines.impact_sound.modal import Modes, estimate_modes, synthesize
-from pipelines.impact_sound.modeling_diffusion import (
-    NUM_SAMPLES, SAMPLE_RATE, DiffusionSchedule, ImpactDenoiser, ImpactDiffusionConfig, PhysicsPriors, RetrievalBank,
-    VisualEncoder, audio_to_spectrogram, diffusion_loss,
+from pipelines.impact_sound.modeling_impact_sound import (
+    ImpactDenoiser, ImpactDiffusionConfig, PhysicsPriors, VisualEncoder,
 )
 from pipelines.impact_sound.modeling_residual import ResidualPredictor, ResidualPredictorConfig, residual_loss
 from pipelines.impact_sound.pipeline_diffusion import (
     ImpactDiffusionPipeline, physics_priors_of, read_hit_windows, resize_frames, window_indices,
 )
+from pipelines.impact_sound.retrieval import RetrievalBank
+from pipelines.impact_sound.scheduling_impact_sound import DiffusionSchedule, diffusion_loss
+from pipelines.impact_sound.spectrogram import NUM_SAMPLES, SAMPLE_RATE, audio_to_spectrogram
+from pipelines.pipeline_utils import load_weights, save_weights
 from pipelines.train.common import (
     EMA, LossLog, TrainState, batch_indices, data_seed, final_losses, make_accelerator, plot_losses, run_loop,
     stage_done, update,
@@ -147,14 +150,13 @@ def clip_audio(samples: np.ndarray, start_s: float) -> np.ndarray:
 
 def video_soundtrack(path: Path) -> np.ndarray:
     """A video's sound as 44.1 kHz mono float32 (ValueError when it has none)."""
-    from moviepy import AudioFileClip
+    from pipelines.media import VideoDecodeError, read_soundtrack
 
     try:
-        with AudioFileClip(str(path), fps=SAMPLE_RATE) as clip:
-            sound = clip.to_soundarray(fps=SAMPLE_RATE)
-    except Exception as error:  # noqa: BLE001 - no audio stream, or undecodable: same message either way
-        raise ValueError(f"{path.name} has no readable soundtrack: give an \"audio\" file in hits.jsonl") from error
-    return np.asarray(sound, dtype=np.float32).reshape(len(sound), -1).mean(axis=1)
+        return read_soundtrack(path, SAMPLE_RATE)
+    except VideoDecodeError as error:
+        raise ValueError(f"{path.name} has no readable soundtrack ({error}): give an \"audio\" file in "
+                         "hits.jsonl") from error
 
 
 def folder_clips(folder: str | Path, config: ImpactDiffusionConfig) -> ImpactClips:
@@ -271,8 +273,7 @@ def train(args: argparse.Namespace) -> Path:
     with torch.no_grad():
         mu = denoiser.eval().physics(priors)
     bank = RetrievalBank.build(nu, mu, modes, residuals, list(clips.materials))
-    pipeline = ImpactDiffusionPipeline(config, denoiser, visual, predictor, bank,
-                                       retrieval_metric=args.retrieval_metric)
+    pipeline = ImpactDiffusionPipeline(denoiser, visual, predictor, bank, retrieval_metric=args.retrieval_metric)
     pipeline.save_pretrained(out, torch.float16 if args.save_dtype == "fp16" else torch.float32)
     plot_losses(log.read(), out / "loss_curve.png")
     summary = {"seconds": round(time.time() - started, 1), "final": final_losses(log.read()),
@@ -353,14 +354,11 @@ def frames_tensor(frames: np.ndarray) -> torch.Tensor:
 def train_visual(args, config: ImpactDiffusionConfig, clips: ImpactClips, log: LossLog
                  ) -> tuple[VisualEncoder, dict[str, float]]:
     """Stage 2: the visual encoder as a material classifier of the frame-averaged logits."""
-    from safetensors.torch import load_file, save_file
-
     out = Path(args.out)
     labels = torch.tensor([config.visual_classes.index(m) for m in clips.materials])
     path = stage_model_path(out, "visual").with_suffix(".safetensors")
     if args.resume and stage_done(out, "visual"):
-        model = VisualEncoder(config)
-        model.load_state_dict(load_file(str(path)))
+        model = load_weights(VisualEncoder(config), path)
         return model.eval(), visual_accuracy(model, args, config, clips, labels)
     torch.manual_seed(args.seed + 2)
     model = VisualEncoder(config)
@@ -383,8 +381,7 @@ def train_visual(args, config: ImpactDiffusionConfig, clips: ImpactClips, log: L
     run_loop(accelerator, args, "visual", args.visual_steps, state, step, log)
     encoder = accelerator.unwrap_model(model).cpu()
     ema.copy_to(encoder)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, str(path))
+    save_weights(encoder, path)
     return encoder.eval(), visual_accuracy(encoder, args, config, clips, labels)
 
 
@@ -422,14 +419,10 @@ class DiffusionObjective(torch.nn.Module):
 def train_diffusion(args, config: ImpactDiffusionConfig, clips: ImpactClips, priors: PhysicsPriors,
                     nu: torch.Tensor, log: LossLog) -> ImpactDenoiser:
     """Stage 3: the U-Net and the physics encoder, jointly, on precomputed spectrograms, priors and ν."""
-    from safetensors.torch import load_file, save_file
-
     out = Path(args.out)
     path = stage_model_path(out, "diffusion").with_suffix(".safetensors")
     if args.resume and stage_done(out, "diffusion"):
-        denoiser = ImpactDenoiser(config)
-        denoiser.load_state_dict(load_file(str(path)))
-        return denoiser
+        return load_weights(ImpactDenoiser(config), path)
     spectrograms = audio_to_spectrogram(clips.audio, config.freq_bins)[:, None]  # [N, 1, F, 44]
     schedule = DiffusionSchedule.from_config(config)
     torch.manual_seed(args.seed + 3)
@@ -461,6 +454,5 @@ def train_diffusion(args, config: ImpactDiffusionConfig, clips: ImpactClips, pri
     run_loop(accelerator, args, "diffusion", args.steps, state, step, log)
     denoiser = inner.cpu()
     ema.copy_to(denoiser)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in denoiser.state_dict().items()}, str(path))
+    save_weights(denoiser, path)
     return denoiser

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
 
-from pipelines.audio import SPECS
+from pipelines.audio import SPECS, griffin_lim_torch, stft_magnitude
 from pipelines.metrics.judges import (
     KINDS, JudgeCNN, JudgeConfig, default_classes, impact_spectrogram_tensor, save_judge, to_input,
 )
@@ -207,42 +207,18 @@ def held_out_accuracy(judges: torch.nn.ModuleDict, args, classes: dict, dtype: t
 # The material judge -------------------------------------------------------------------------------------------------
 
 
-def impact_magnitude(audio: torch.Tensor) -> torch.Tensor:
-    """|STFT| of impact clips [B, S] -> [B, 1025, F] (n_fft 2048, hop 256, periodic Hann, centred, zero padding)."""
-    window = torch.hann_window(IMPACT.n_fft, periodic=True, dtype=audio.dtype)
-    return torch.stft(audio, IMPACT.n_fft, IMPACT.hop_length, window=window, pad_mode="constant",
-                      return_complex=True).abs()
-
-
-def griffin_lim(magnitude: torch.Tensor, n_iter: int, generator: torch.Generator, length: int,
-                momentum: float = 0.99) -> torch.Tensor:
-    """Fast Griffin-Lim (Perraudin et al. 2013, as librosa.griffinlim) of impact magnitudes [B, 1025, F]: random
-    initial phases from `generator`, the STFT of `impact_magnitude` -> waveforms [B, length]."""
-    n_fft, hop_length = IMPACT.n_fft, IMPACT.hop_length
-    window = torch.hann_window(n_fft, periodic=True, dtype=magnitude.dtype)
-    angles = torch.exp(2j * torch.pi * torch.rand(magnitude.shape, generator=generator, dtype=magnitude.dtype))
-    previous = torch.zeros_like(angles)
-    for _ in range(n_iter):
-        inverse = torch.istft(magnitude * angles, n_fft, hop_length, window=window, length=length)
-        rebuilt = torch.stft(inverse, n_fft, hop_length, window=window, pad_mode="constant", return_complex=True)
-        angles = rebuilt - (momentum / (1.0 + momentum)) * previous
-        angles = angles / (angles.abs() + 1e-16)
-        previous = rebuilt
-    return torch.istft(magnitude * angles, n_fft, hop_length, window=window, length=length)
-
-
 def decoded_like(audio: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Clips [B, S] re-made the way a spectrogram model's output is heard: their |STFT 2048/256| with log-normal
     jitter (σ up to 0.5 neper per bin), half of the batches blurred along frequency (down to 128-512 rows and back),
     then Griffin-Lim with 8-32 iterations (one count per call)."""
     u = lambda *shape: torch.rand(*shape, generator=generator)  # noqa: E731
-    magnitude = impact_magnitude(audio)
+    magnitude = stft_magnitude(audio, IMPACT)
     magnitude = magnitude * torch.exp(0.5 * u(len(audio), 1, 1) * torch.randn(magnitude.shape, generator=generator))
     if u(1).item() < 0.5:
         rows = (128, 256, 512)[int(u(1).item() * 3)]
         small = F.interpolate(magnitude[:, None], size=(rows, magnitude.shape[-1]), mode="area")
         magnitude = F.interpolate(small, size=magnitude.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    return griffin_lim(magnitude, 8 + int(u(1).item() * 25), generator, length=audio.shape[-1])
+    return griffin_lim_torch(magnitude, IMPACT, 8 + int(u(1).item() * 25), generator, length=audio.shape[-1])
 
 
 def perturbed_physics(batch, rng: np.random.Generator) -> np.ndarray:
@@ -360,7 +336,8 @@ def material_held_out(folder: Path, per_material: int, classes: tuple[str, ...])
     batch = balanced_impacts(per_material, HELD_OUT_SEED + 2, materials=classes, keep_frames=False)
     labels = np.array([classes.index(m) for m in batch.materials])
     audio = torch.as_tensor(batch.audio)
-    resynthesised = griffin_lim(impact_magnitude(audio), 32, torch.Generator().manual_seed(0), audio.shape[-1])
+    magnitude = stft_magnitude(audio, IMPACT)
+    resynthesised = griffin_lim_torch(magnitude, IMPACT, 32, torch.Generator().manual_seed(0), audio.shape[-1])
     clean = judge.probabilities(impact_spectrogram_tensor(audio).numpy()).argmax(axis=1)
     decoded = judge.probabilities(impact_spectrogram_tensor(resynthesised).numpy()).argmax(axis=1)
     confusion = np.zeros((len(classes), len(classes)), dtype=int)

@@ -23,17 +23,17 @@ Data (`--data`):
   `bounce`, the scene whose contacts the coupling metric can see): 16 frames of 64×64 at 10 fps with 16 kHz audio,
   shrunk to the clip format (area-averaged frames, resampled audio).
 - a FOLDER in the Landscape / AIST++ layout: video files (.mp4, .mov, .mkv, .webm, .avi, .m4v; sub-folders are
-  searched too), each with its audio track (a file without one is an error). Each file is decoded at `--fps` and
-  converted with `pipelines.sounding_video`'s converters (frames centre-cropped square and resized, as uploads to
-  the Sounding Video tab; audio mixed to mono at `--sample-rate`). A file longer than one clip gives several: every
-  window of `--frames` consecutive frames, starting every `--clip-stride` frames (1, the official stride, by
-  default), with its audio samples; a file shorter than a clip is padded (last frame held, silence).
+  searched too), each with its audio track (a file without one is an error). Each file is decoded at `--fps` by
+  `pipelines.media` and converted with `pipelines.mm_diffusion.clips` (frames centre-cropped square and resized, as
+  uploads to the Sounding Video tab; audio mixed to mono at `--sample-rate`). A file longer than one clip gives
+  several: every window of `--frames` consecutive frames, starting every `--clip-stride` frames (1, the official
+  stride, by default), with its audio samples; a file shorter than a clip is padded (last frame held, silence).
 
-Output (OUT): `model.safetensors` (the EMA weights under the official key names, in `--save-dtype`) and
-`model.json` ({"flags": the official flags, "clip_format": frames/height/width/audio_samples/fps/sample_rate, ...}),
-which `load_trained` (the registry's studio Sounding Video) and `pipelines.sounding_video.load_sounding_video`
-(flags sidecar) load; plus `checkpoints/train/step-N` (resumable), `loss_log.jsonl`, `loss_curve.png` and
-`training_summary.json`.
+Output (OUT): the pipeline's `save_pretrained` folder, `model.safetensors` (the EMA weights under the official key
+names, in `--save-dtype`) and `model.json` ({"flags": the official flags, "clip_format":
+frames/height/width/audio_samples/fps/sample_rate, and how it was trained}), which
+`MMDiffusionPipeline.from_pretrained(OUT)` loads (the registry's studio Sounding Video); plus
+`checkpoints/train/step-N` (resumable), `loss_log.jsonl`, `loss_curve.png` and `training_summary.json`.
 
 Departures from the official training: studio/tiny use a higher learning rate (1e-3 instead of 1e-4), no
 dropout and an EMA decay chosen for a short run (`--ema-decay`; the paper's 0.9999 needs 100k steps); horizontal
@@ -54,19 +54,19 @@ import torch
 from accelerate.utils import set_seed
 from PIL import Image
 
+from pipelines.media import VideoDecodeError, read_soundtrack, read_video
 from pipelines.mm_diffusion.checkpoints import BASE_FLAGS
+from pipelines.mm_diffusion.clips import FPS, SAMPLE_RATE, ClipFormat, fit_audio, fit_frames
 from pipelines.mm_diffusion.modeling_mm_diffusion import MMDiffusionUNet, parse_flag_string
+from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
 from pipelines.mm_diffusion.scheduling_mm_diffusion import DiffusionProcess
-from pipelines.sounding_video import ClipFormat, SoundingVideoPipelines, fit_audio, read_video_clip
+from pipelines.toyworld import videos as toy_videos
 from pipelines.train.common import (
     EMA, LossLog, TrainState, batch_indices, final_losses, make_accelerator, plot_losses, run_loop, update,
 )
 
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "model.json"
 STAGE = "train"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
-TOY_FPS = 10  # the toy world's contacts fall on 10 fps frame times
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ SMALL_FLAGS = dict(num_res_blocks=1, cross_attention_shift=True, audio_attention
 PRESETS = {
     # The released network (checkpoints.BASE_FLAGS) with Table A.1's dropout 0.1, on the paper's clip.
     "paper": Preset({**{k: v for k, v in parse_flag_string(BASE_FLAGS).items()
-                        if k not in ("video_size", "audio_size")}, "dropout": 0.1}, 16, 64, 16000, 1e-4, 4),
+                        if k not in ("video_size", "audio_size")}, "dropout": 0.1}, 16, 64, SAMPLE_RATE, 1e-4, 4),
     # 64 channels, not 32: GroupNorm32 with one channel per group removes every channel's mean, so a 32-channel
     # network cannot follow the per-clip mean of the noise it must predict (measured: ε bias ~0.02-0.07 at high t,
     # samples locked to a flat colour and a DC audio offset); two channels per group keep it.
@@ -194,15 +194,13 @@ def resample_audio(audio: np.ndarray, from_rate: int, fmt: ClipFormat) -> np.nda
 def toy_clips(count: int, seed: int, fmt: ClipFormat, scenes: tuple[str, ...], chunk: int = 100):
     """`count` toy sounding videos (16 frames each) in `fmt` (all frames, all audio) and their toy batches' ground
     truth: (videos uint8 [N, 16, H, W, 3], audios [N, 16 · samples_per_frame], contact frames per video)."""
-    from pipelines.toyworld.videos import NUM_FRAMES, sample_videos
-
-    if fmt.fps != TOY_FPS:
-        raise ValueError(f"Toy-world videos are {TOY_FPS} fps; got --fps {fmt.fps}.")
-    if fmt.frames > NUM_FRAMES:
-        raise ValueError(f"Toy-world videos have {NUM_FRAMES} frames; a clip of {fmt.frames} does not fit.")
+    if fmt.fps != toy_videos.FPS:  # the toy world's contacts fall on its own frame times
+        raise ValueError(f"Toy-world videos are {toy_videos.FPS:g} fps; got --fps {fmt.fps}.")
+    if fmt.frames > toy_videos.NUM_FRAMES:
+        raise ValueError(f"Toy-world videos have {toy_videos.NUM_FRAMES} frames; a clip of {fmt.frames} does not fit.")
     videos, audios, contacts = [], [], []
     for first in range(0, count, chunk):
-        batch = sample_videos(min(chunk, count - first), seed + first, scenes=scenes)
+        batch = toy_videos.sample_videos(min(chunk, count - first), seed + first, scenes=scenes)
         for index in range(len(batch)):
             videos.append(shrink_frames(batch.frames[index], fmt))
             audios.append(resample_audio(batch.audio[index], batch.sample_rate, fmt))
@@ -216,42 +214,18 @@ def toyworld_footage(args: argparse.Namespace, fmt: ClipFormat) -> Footage:
                    fmt)
 
 
-def read_audio_track(path: Path, fmt: ClipFormat) -> np.ndarray:
-    """The file's first audio stream, mixed to mono and resampled to the clip's rate by ffmpeg (imageio-ffmpeg's);
-    a ValueError when it has none or cannot be read."""
-    import subprocess
-
-    from imageio_ffmpeg import get_ffmpeg_exe
-
-    command = [get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar",
-               str(fmt.sample_rate), "-f", "f32le", "-"]
-    result = subprocess.run(command, capture_output=True, check=False)
-    if result.returncode != 0:
-        if b"matches no streams" in result.stderr:
-            raise ValueError(f"{path.name} has no audio track: MM-Diffusion learns video together with its sound. "
-                             f"Remove the file or give it its sound.")
-        raise ValueError(f"{path.name} could not be read as a video with sound: "
-                         f"{result.stderr.decode(errors='replace').strip()[:200]}")
-    return np.frombuffer(result.stdout, dtype=np.float32).copy()
-
-
-def video_frame_count(path: Path, fps: int) -> int:
-    from moviepy import VideoFileClip
-
-    try:
-        with VideoFileClip(str(path), audio=False) as clip:
-            return int(float(clip.duration or 0.0) * fps + 1e-6)
-    except Exception as error:  # noqa: BLE001
-        raise ValueError(f"{path.name} could not be read as a video ({type(error).__name__}).") from None
-
-
 def read_sounding_file(path: Path, fmt: ClipFormat) -> tuple[np.ndarray, np.ndarray]:
-    """A whole file in the model's format: frames `[T, H, W, 3]` (T ≥ one clip) and audio `[T · samples/frame]`."""
-    total = max(fmt.frames, video_frame_count(path, fmt.fps))
+    """A whole file in the model's format: frames `[T, H, W, 3]` (T ≥ one clip) and audio `[T · samples/frame]`;
+    a ValueError naming the file when it cannot be read or has no sound."""
+    try:
+        video = read_video(path, fps=fmt.fps)
+        soundtrack = read_soundtrack(path, fmt.sample_rate)
+    except VideoDecodeError as error:
+        raise ValueError(f"{path.name} could not be read as a video with sound ({error}): MM-Diffusion learns each "
+                         f"video together with its sound.") from None
+    total = max(fmt.frames, len(video.frames))
     whole = dataclasses.replace(fmt, frames=total, audio_samples=total * (fmt.audio_samples // fmt.frames))
-    frames = read_video_clip(path, whole).value
-    audio = fit_audio(read_audio_track(path, fmt), whole).value
-    return frames, audio
+    return fit_frames(video, whole).value, fit_audio(soundtrack, whole).value
 
 
 def folder_footage(folder: str | Path, fmt: ClipFormat, stride: int) -> Footage:
@@ -325,7 +299,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=None, help="frames per clip (default: the preset's)")
     parser.add_argument("--frame-size", type=int, default=None, help="square frame side in pixels")
     parser.add_argument("--sample-rate", type=int, default=None, help="audio samples per second")
-    parser.add_argument("--fps", type=int, default=10, help="frames per second (the toy world is 10 fps)")
+    parser.add_argument("--fps", type=int, default=FPS, help=f"frames per second (default {FPS}: the paper's, and "
+                        f"the toy world's)")
     parser.add_argument("--clip-stride", type=int, default=1, help="frames between the starts of training clips")
     parser.add_argument("--flip", type=float, default=0.5, help="probability of a horizontal flip")
     parser.add_argument("--pool", type=int, default=2000, help="toy-world videos generated")
@@ -367,7 +342,7 @@ def train(args: argparse.Namespace) -> Path:
     ema = run_training(args, objective, footage, log, batch_size=args.batch_size or preset.batch_size,
                        lr=args.lr or preset.lr)
     ema.copy_to(objective.unet)
-    export(out, objective.unet, flags, fmt, args)
+    export(out, objective.unet, fmt, args)
     plot_losses(log.read(), out / "loss_curve.png")
     summary = {"seconds": round(time.time() - started, 1), "final": final_losses(log.read()), "clips": len(footage),
                "parameters": sum(p.numel() for p in objective.unet.parameters()), "args": vars(args)}
@@ -408,37 +383,11 @@ def run_training(args, objective: JointDiffusionObjective, footage: Footage, log
 # The exported model ------------------------------------------------------------------------------------------------
 
 
-def export(out: Path, unet: MMDiffusionUNet, flags: dict, fmt: ClipFormat, args: argparse.Namespace) -> None:
-    """OUT/model.safetensors (official key names) + OUT/model.json (flags, clip format)."""
-    from safetensors.torch import save_file
-
-    dtype = torch.float16 if args.save_dtype == "fp16" else torch.float32
-    save_file({k: v.detach().to(dtype).contiguous().cpu() for k, v in unet.state_dict().items()}, out / MODEL_FILE)
-    config = {"format": "mm_diffusion-trained-1", "flags": flags, "clip_format": dataclasses.asdict(fmt),
-              "size": args.size, "data": args.data, "steps": args.steps, "seed": args.seed}
+def export(out: Path, unet: MMDiffusionUNet, fmt: ClipFormat, args: argparse.Namespace) -> Path:
+    """OUT as the pipeline's `save_pretrained` folder: model.safetensors + model.json (flags, clip format, and how it
+    was trained)."""
+    record = {"size": args.size, "data": args.data, "steps": args.steps, "seed": args.seed}
     if args.data == "toyworld":
-        config["scenes"] = args.scenes.split(",")  # what the coupling metric compares it with
-    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-
-
-def read_clip_format(folder: str | Path) -> ClipFormat:
-    """The clip format a trained model folder generates (from its model.json)."""
-    path = Path(folder) / CONFIG_FILE
-    try:
-        return ClipFormat(**json.loads(path.read_text())["clip_format"])
-    except (OSError, KeyError, TypeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} does not describe a trained MM-Diffusion model ({type(error).__name__}).") from None
-
-
-def load_trained(folder: str | Path, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> SoundingVideoPipelines:
-    """A trained model folder as the Sounding Video pipelines: weights checked key by key against the flags."""
-    from pipelines.mm_diffusion.checkpoints import load_official_checkpoint
-    from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
-
-    folder = Path(folder)
-    fmt = read_clip_format(folder)
-    flags = json.loads((folder / CONFIG_FILE).read_text())["flags"]
-    precision = torch.float32 if dtype == torch.float32 else torch.float16  # official mixed precision off the CPU
-    unet = load_official_checkpoint(folder / MODEL_FILE, kind="base", flags=flags, dtype=precision, device=device)
-    return SoundingVideoPipelines(MMDiffusionPipeline(unet, sample_rate=fmt.sample_rate, fps=fmt.fps))
+        record["scenes"] = args.scenes.split(",")  # what the coupling metric compares it with
+    pipe = MMDiffusionPipeline(unet, sample_rate=fmt.sample_rate, fps=fmt.fps, training_record=record)
+    return pipe.save_pretrained(out, dtype=torch.float16 if args.save_dtype == "fp16" else None)

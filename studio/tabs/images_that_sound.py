@@ -19,18 +19,26 @@ from types import SimpleNamespace
 import gradio as gr
 import numpy as np
 
+from pipelines.audio import SPECS
+from pipelines.images_that_sound import LATENT_BLOCK, PIXELS_PER_LATENT
 from pipelines.media import save_playhead_video, save_png, save_wav, to_uint8
 from pipelines.registry import REGISTRY, WeightsUnavailableError, available, chosen_variant, describe, get_pipeline
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
-from studio.streaming import stream
+from studio.streaming import every_steps, stream
 from studio.validation import require_number, require_prompt, user_facing
 
 NAME = "images_that_sound"
 REQUIRES = (NAME,)
 MAX_SAMPLES = 8
-SECONDS_PER_LATENT_BLOCK = 8 * 8 * 160 / 16000  # 8 latent columns = 64 pixels = 64 hops of 10 ms = 0.64 s
+SPEC = SPECS["auffusion"]
+# Lengths come in blocks of latent columns; one pixel column of the spectrogram is one hop.
+SECONDS_PER_LATENT_BLOCK = LATENT_BLOCK * PIXELS_PER_LATENT * SPEC.hop_length / SPEC.sample_rate
+MAX_SECONDS = SPEC.clip_seconds
 PREVIEW_EVERY = 5
+VOCODERS = [("Auto (HiFi-GAN when the weights have one)", "auto"), ("HiFi-GAN", "hifigan"),
+            ("Griffin-Lim", "griffinlim")]
+SOUND_MADE_BY = {"hifigan": "HiFi-GAN", "griffinlim": "Griffin-Lim"}
 # Prompt pairs from the paper's figures and examples (research/images-that-sound.md).
 PAPER_PROMPTS = [
     ["a castle with bell towers, grayscale, lithograph style", "bell ringing"],
@@ -57,7 +65,7 @@ def build(context: StudioContext) -> None:
     settings = context.config.tab(NAME)
     # The studio models were trained on 0.64 s spectrograms; the paper's on 10.24 s. Start where each is at home.
     seconds_default, steps_default = ((4 * SECONDS_PER_LATENT_BLOCK, 50) if chosen_variant(NAME, settings.variant)
-                                      == "studio" else (10.24, 100))
+                                      == "studio" else (MAX_SECONDS, 100))
     handlers = ImagesThatSoundHandlers(context, settings.variant, steps_default, seconds_default)
     colour_paths, colour_reason = colorization_paths(settings.variant)
     with gr.Tab("Images that Sound", id=NAME):
@@ -84,12 +92,12 @@ def build(context: StudioContext) -> None:
                                        info="Fraction of the reverse process; 0.9 lets audio shape the first 10 %.")
                 warm_audio = gr.Slider(0, 1, value=1.0, step=0.01, label="Audio model active for (t_a)")
             with gr.Row():
-                seconds = gr.Slider(SECONDS_PER_LATENT_BLOCK, 16 * SECONDS_PER_LATENT_BLOCK, value=seconds_default,
+                seconds = gr.Slider(SECONDS_PER_LATENT_BLOCK, MAX_SECONDS, value=seconds_default,
                                     step=SECONDS_PER_LATENT_BLOCK, label="Length before cropping (s)",
                                     elem_id="its-seconds")
                 samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples")
                 seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
-                vocoder = gr.Radio(["hifigan", "griffinlim"], value="hifigan", label="Vocoder")
+                vocoder = gr.Radio(VOCODERS, value="auto", label="Vocoder")
             sds_iterations = gr.Slider(10, MAX_SDS_ITERATIONS, value=500, step=10, label="SDS iterations",
                                        info=f"The paper runs 40,000 (about 2 h on a GPU); this tab allows up to "
                                             f"{MAX_SDS_ITERATIONS:,}.")
@@ -195,7 +203,8 @@ def _unavailable_reason(name: str, variant: str) -> str:
 
 
 class ImagesThatSoundHandlers:
-    def __init__(self, context: StudioContext, variant: str, steps_default: int = 100, seconds_default: float = 10.24):
+    def __init__(self, context: StudioContext, variant: str, steps_default: int = 100,
+                 seconds_default: float = MAX_SECONDS):
         self.context, self.variant = context, variant
         self.steps_default, self.seconds_default = steps_default, seconds_default
 
@@ -208,7 +217,7 @@ class ImagesThatSoundHandlers:
         images are left out: they are empty here, and gradio's store cannot give back an empty image.
         """
         *_, final = self.generate(image_prompt, audio_prompt, "", self.steps_default, 10.0, 10.0, 0.9, 1.0,
-                                  self.seconds_default, 1, EXAMPLE_SEED, "hifigan", COMPOSED, 10, "", EXAMPLES_REQUEST)
+                                  self.seconds_default, 1, EXAMPLE_SEED, "auto", COMPOSED, 10, "", EXAMPLES_REQUEST)
         return final[1:6]
 
     @user_facing("composing the picture and the sound")
@@ -228,19 +237,14 @@ class ImagesThatSoundHandlers:
             audio_guidance_scale=require_number(audio_scale, "Audio guidance", 0, 30),
             warm_start_image=require_number(warm_image, "Image model active for", 0, 1),
             warm_start_audio=require_number(warm_audio, "Audio model active for", 0, 1),
-            latent_width=8 * round(require_number(seconds, "Length", 0.64, 10.24) / SECONDS_PER_LATENT_BLOCK),
+            latent_width=LATENT_BLOCK * round(require_number(seconds, "Length", SECONDS_PER_LATENT_BLOCK, MAX_SECONDS)
+                                              / SECONDS_PER_LATENT_BLOCK),
             num_samples=require_number(samples, "Samples", 1, MAX_SAMPLES, integer=True),
-            vocoder=vocoder if vocoder in ("hifigan", "griffinlim") else "hifigan",
+            vocoder=vocoder,
         )
-        if max(arguments["warm_start_image"], arguments["warm_start_audio"]) < 1.0:
-            raise gr.Error("One of the two models must be active from the start: set t_v or t_a to 1.")
         generators, seed_used = generators_for(require_number(seed, "Seed", -1, 2**31 - 1, integer=True),
                                                arguments["num_samples"])
         pipe = get_pipeline(NAME, self.variant)
-        vocoder_note = ""
-        if arguments["vocoder"] == "hifigan" and pipe.vocoder is None:
-            arguments["vocoder"] = "griffinlim"
-            vocoder_note = " These weights come without a HiFi-GAN, so Griffin-Lim made the sound."
         colour_prompt = require_prompt(colour_prompt, "Colorize prompt", allow_empty=True)
         if colour_prompt:
             colour_with = _require_colorizer(colour_with, self.variant)
@@ -251,7 +255,6 @@ class ImagesThatSoundHandlers:
         payload = yield from stream(lambda preview: work(pipe, arguments, generators, preview),
                                     lambda previews: (to_uint8(previews[0]),) + (gr.skip(),) * 6)
         saved, best = self._save(payload, seed_used, request, (arguments["image_prompt"], arguments["audio_prompt"]))
-        saved = saved[:3] + (saved[3] + vocoder_note,) + saved[4:]
         if not colour_prompt:
             yield (None,) + saved + (None,)
             return
@@ -290,6 +293,7 @@ class ImagesThatSoundHandlers:
         note = f"Seeds {seed_used}…{seed_used + len(images) - 1} (sample *i* uses seed + *i*)."
         if scores:
             note += f" Ranked best first by {' and '.join(name.upper() for name in scores)} (mean rank)."
+        note += f" {SOUND_MADE_BY[output.vocoder]} made the sound."
         return (images, paths[1], str(video), note, paths + [str(video)]), best
 
     def _scores(self, output, prompts: tuple[str, str]) -> tuple[dict, list[int]]:
@@ -305,33 +309,32 @@ class ImagesThatSoundHandlers:
 
 
 def _imprint(pipe, arguments: dict, generators, preview) -> object:
-    """The imprint baseline with the paper's step counts (image model 50, audio model 100 at the default 100); it makes
-    no previews, so Stop takes effect only when it ends."""
+    """The imprint baseline with the paper's step counts (image model 50, audio model 100 at the default 100),
+    previews of the image model's sample forming, then the audio model's."""
     steps = arguments["num_inference_steps"]
     return pipe.imprint(
         arguments["image_prompt"], arguments["audio_prompt"], arguments["negative_prompt"],
         image_steps=max(1, steps // 2), audio_steps=steps, image_guidance_scale=arguments["image_guidance_scale"],
         audio_guidance_scale=arguments["audio_guidance_scale"], generator=generators,
         num_samples=arguments["num_samples"], latent_width=arguments["latent_width"], vocoder=arguments["vocoder"],
+        callback_on_step_end=every_steps(preview, PREVIEW_EVERY),
     )
 
 
 def _score_distillation(pipe, arguments: dict, generators, preview) -> object:
-    """The SDS baseline: one picture, optimised for the chosen number of iterations, with previews."""
+    """The SDS baseline: one picture, optimised for the chosen number of iterations, with about 20 previews."""
     from pipelines.images_that_sound.sds import score_distillation
 
     return score_distillation(
         pipe, arguments["image_prompt"], arguments["audio_prompt"], negative_prompt=arguments["negative_prompt"],
         iterations=arguments["iterations"], latent_width=arguments["latent_width"], generator=generators[0],
-        vocoder=arguments["vocoder"], callback_steps=max(1, arguments["iterations"] // 20),
-        callback=lambda iteration, picture: preview(picture),
+        vocoder=arguments["vocoder"], callback_on_step_end=every_steps(preview, max(1, arguments["iterations"] // 20)),
     )
 
 
 def _sample(pipe, arguments: dict, generators, preview) -> object:
     """The paper's composed sampling, a preview of the spectrograms forming every PREVIEW_EVERY steps."""
-    return pipe(**arguments, generator=generators, callback_steps=PREVIEW_EVERY,
-                callback=lambda step, timestep, previews: preview(previews))
+    return pipe(**arguments, generator=generators, callback_on_step_end=every_steps(preview, PREVIEW_EVERY))
 
 
 def _require_colorizer(choice: str | None, variant: str) -> str:

@@ -1,49 +1,49 @@
 """Sounding Video: MM-Diffusion makes a short video and its sound together, or one from the other (zero-shot).
 
-Frames form live (previews of the clean estimate stream in while sampling); every sample is kept as an mp4 with its
-sound muxed in and as a wav. Weights: the released Landscape / AIST++ checkpoints when configured, and the bundled
-studio model trained on toy-world bounces (a shrunken clip: its format is shown), which works offline.
+Frames form live (previews of the clean estimate stream in while sampling, and Stop ends the sampling); every sample
+is kept as an mp4 with its sound muxed in and as a wav. Weights: the released Landscape / AIST++ checkpoints when
+configured (with their 64 → 256 up-samplers when those are configured too), and the bundled studio model trained on
+the toy world (a shrunken clip: the loaded model shows its format), which works offline.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
-from pipelines import registry
 from pipelines.audio import SPECS, resample
-from pipelines.media import VideoDecodeError, save_wav
+from pipelines.media import VideoDecodeError, save_wav, write_video
+from pipelines.mm_diffusion.clips import PAPER_CLIP, ClipFormat, fit_audio, read_video_clip
 from pipelines.registry import available, describe, get_pipeline
-from pipelines.sounding_video import (
-    ClipFormat, fit_audio, preview_grid, read_video_clip, save_sounding_video,
-)
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
-from studio.streaming import stream
+from studio.streaming import every_steps, stream
 from studio.validation import VIDEO_SUFFIXES, read_audio, require_file, require_number, user_facing
 
 NAME = "sounding_video"
 WEIGHTS = {"mm_diffusion_landscape": "Landscape (nature scenes)", "mm_diffusion_aist": "AIST++ (dance)",
            "mm_diffusion_toyworld": "Studio (toy world)"}  # released checkpoints first: the default when configured
+SUPER_RESOLUTION = {"mm_diffusion_landscape": "mm_diffusion_landscape_sr",  # the registry's 64 → 256 up-sampler
+                    "mm_diffusion_aist": "mm_diffusion_aist_sr"}  # for each released checkpoint
 STUDIO_WEIGHTS = "mm_diffusion_toyworld"
 REQUIRES = (tuple(WEIGHTS),)  # any one of them
-RELEASED_FORMAT = ClipFormat(16, 64, 64, 25600)  # paper §4.1: 16 frames of 64×64 at 10 fps, 1.6 s at 16 kHz
-PLAYBACK_RATE = SPECS["mm_diffusion"].sample_rate  # mp4 and wav are written at 16 kHz whatever the model's rate
-MIN_MP4_SIZE = 64  # smaller frames (the studio model's 16×16) are enlarged, pixel for pixel, in the mp4
+PLAYBACK_RATE = SPECS["mm_diffusion"].sample_rate  # mp4 and wav are written at this rate whatever the model's rate
+MIN_SHOWN_SIZE = 64  # smaller frames (the studio model's 16×16) are enlarged, pixel for pixel, in mp4 and preview
 # The small studio model needs the full 1000-step DDPM chain (the paper's best "Ours*" sampler too): with DPM-Solver-20
 # or DDIM its frames drift to flat colours and its sound has no knocks (measured on the bundled model).
 STUDIO_SAMPLER = "DDPM"
 JOINT, AUDIO_TO_VIDEO, VIDEO_TO_AUDIO = "Video and sound together", "Audio → video", "Video → audio"
+MODES = (JOINT, AUDIO_TO_VIDEO, VIDEO_TO_AUDIO)
 SAMPLERS = {"DPM-Solver": "dpm_solver", "DDIM": "ddim", "DDPM": "ddpm"}
-DEFAULT_STEPS = {"DPM-Solver": 20, "DDIM": 25, "DDPM": 1000}  # as pipeline_mm_diffusion.DEFAULT_STEPS
+DEFAULT_STEPS = {"DPM-Solver": 20, "DDIM": 25, "DDPM": 1000}  # the slider's start: the paper's step counts
 FORMS = {"Paper (Eq. 12: √(1 − ᾱ))": "paper", "Released code (√ᾱ)": "code"}
 MAX_SAMPLES = 4
 MAX_STEPS = 1000
 MAX_GUIDANCE = 100.0
 PREVIEW_EVERY = 2
+PREVIEW_COLUMNS = 8
 
 INTRO = """
 MM-Diffusion (Ruan et al., CVPR 2023) denoises a video and its sound **together** with one coupled U-Net, so what you
@@ -53,54 +53,51 @@ are trimmed, resampled and resized to it, and the result says what was changed.
 """
 
 
-def clip_format(weights: str) -> ClipFormat:
-    """The clip a weights choice makes (the studio model's from its model.json; nothing is loaded)."""
-    if weights != STUDIO_WEIGHTS:
-        return RELEASED_FORMAT
-    config = Path(__file__).resolve().parents[2] / registry.STUDIO_MM_DIFFUSION / "model.json"
-    return ClipFormat(**json.loads(config.read_text())["clip_format"])
-
-
 def default_sampler(weights: str | None) -> str:
     return STUDIO_SAMPLER if weights == STUDIO_WEIGHTS else "DPM-Solver"
 
 
-def describe_format(weights: str | None) -> str:
-    if weights is None:
-        return ""
-    fmt = clip_format(weights)
+def has_super_resolution(weights: str | None, variant: str) -> bool:
+    return weights in SUPER_RESOLUTION and available(SUPER_RESOLUTION[weights], variant)
+
+
+def describe_model(pipe) -> str:
+    """The clip a loaded model makes, and what it was trained on when it says."""
+    fmt: ClipFormat = pipe.clip_format
     text = (f"**Clip format:** {fmt.frames} frames of {fmt.width}×{fmt.height} at {fmt.fps} fps "
             f"({fmt.video_seconds:g} s) with {fmt.audio_seconds:g} s of sound at {fmt.sample_rate} Hz.")
-    if weights == STUDIO_WEIGHTS:
-        text += (" The studio model is small and trained on toy-world bounces on a CPU, so its clip is shrunk from "
-                 f"the paper's {RELEASED_FORMAT.frames} frames of {RELEASED_FORMAT.width}×{RELEASED_FORMAT.height} "
-                 f"with {RELEASED_FORMAT.sample_rate // 1000} kHz sound.")
+    if fmt != PAPER_CLIP:
+        text += (f" This model is smaller than the paper's, so its clip is shrunk from the paper's "
+                 f"{PAPER_CLIP.frames} frames of {PAPER_CLIP.width}×{PAPER_CLIP.height} with "
+                 f"{PAPER_CLIP.sample_rate / 1000:g} kHz sound.")
+    scenes = pipe.training_record.get("scenes")
+    if scenes:
+        text += f" It was trained on the toy world's {', '.join(scenes)} scenes."
     return text
 
 
 def build(context: StudioContext) -> None:
     settings = context.config.tab(NAME)
     choices = [(label, name) for name, label in WEIGHTS.items() if available(name, settings.variant)]
-    has_sr = any(key.endswith("_sr") for key in context.config.checkpoints.get("mm_diffusion", {}))
+    first = choices[0][1] if choices else None
     handlers = SoundingVideoHandlers(context, settings.variant)
     with gr.Tab("Sounding Video", id=NAME):
         gr.Markdown(INTRO + "\n" + "\n".join(f"*{label}: {describe(name, settings.variant)}*"
                                              for label, name in choices))
         with gr.Row():
-            weights = gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Weights",
+            weights = gr.Dropdown(choices, value=first, label="Weights",
                                   info="Which model: each makes the kind of clips it was trained on.")
-            mode = gr.Radio([JOINT, AUDIO_TO_VIDEO, VIDEO_TO_AUDIO], value=JOINT, label="Make")
-        format_note = gr.Markdown(describe_format(choices[0][1] if choices else None))
+            mode = gr.Radio(list(MODES), value=JOINT, label="Make")
+        format_note = gr.Markdown(elem_id="sv-format")
         with gr.Row():
             audio_in = gr.Audio(type="filepath", label="Sound to make a video for", visible=False)
             video_in = gr.Video(label="Video to make a sound for", visible=False, sources=["upload"])
         with gr.Accordion("Settings", open=False):
             with gr.Row():
-                first_sampler = default_sampler(choices[0][1] if choices else None)
-                sampler = gr.Radio(list(SAMPLERS), value=first_sampler, label="Sampler",
+                sampler = gr.Radio(list(SAMPLERS), value=default_sampler(first), label="Sampler",
                                    info="DPM-Solver: 20 steps is the paper's fast default. DDPM is the slowest and "
                                         "the best (the studio model needs its 1000 steps).")
-                steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS[first_sampler], step=1, label="Steps",
+                steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS[default_sampler(first)], step=1, label="Steps",
                                   elem_id="sv-steps")
             with gr.Row():
                 guidance = gr.Slider(0, MAX_GUIDANCE, value=0, step=0.5, label="Guidance λ (audio → video, "
@@ -110,22 +107,25 @@ def build(context: StudioContext) -> None:
             with gr.Row():
                 seed = gr.Number(-1, precision=0, label="Seed", info="-1 picks a random one (shown with the result).")
                 samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples")
-                super_res = gr.Checkbox(False, label="Super-resolution to 256×256", visible=has_sr,
-                                        info="Up-samples the frames with the released SR model (slow).")
+                super_res = gr.Checkbox(False, label="Super-resolution to 256×256",
+                                        visible=has_super_resolution(first, settings.variant),
+                                        info="Up-samples the generated frames with the released SR model (slow).")
         with gr.Row():
             run = gr.Button("Generate", variant="primary", elem_id="sv-generate")
             stop = gr.Button("Stop")
         preview = gr.Image(label="Frames forming", interactive=False)
         with gr.Row():
             video_out = gr.Video(label="Sounding video (first sample)", autoplay=False, elem_id="sv-video")
-            audio_out = gr.Audio(label="Its sound (wav, 16 kHz)", type="filepath")
+            audio_out = gr.Audio(label=f"Its sound (wav, {PLAYBACK_RATE / 1000:g} kHz)", type="filepath")
         note = gr.Markdown(elem_id="sv-note")
         files = gr.File(label="All samples (mp4 + wav)", file_count="multiple", elem_id="sv-files")
-        weights.change(lambda w: (describe_format(w), default_sampler(w), DEFAULT_STEPS[default_sampler(w)]),
-                       weights, [format_note, sampler, steps], queue=False)
+        gr.on(None, handlers.describe_weights, weights, format_note)  # on page load and on every change of weights
+        weights.change(lambda w: (default_sampler(w), DEFAULT_STEPS[default_sampler(w)],
+                                  gr.update(visible=has_super_resolution(w, settings.variant))),
+                       weights, [sampler, steps, super_res], queue=False)
         mode.change(lambda m: (gr.update(visible=m == AUDIO_TO_VIDEO), gr.update(visible=m == VIDEO_TO_AUDIO)),
                     mode, [audio_in, video_in], queue=False)
-        sampler.change(lambda s: DEFAULT_STEPS.get(s, 20), sampler, steps, queue=False)
+        sampler.change(lambda s: DEFAULT_STEPS.get(s, DEFAULT_STEPS["DPM-Solver"]), sampler, steps, queue=False)
         event = run.click(
             gpu_handler(handlers.generate, settings.gpu_seconds),
             [weights, mode, audio_in, video_in, sampler, steps, guidance, form, seed, samples, super_res],
@@ -139,6 +139,13 @@ class SoundingVideoHandlers:
     def __init__(self, context: StudioContext, variant: str):
         self.context, self.variant = context, variant
 
+    @user_facing("loading the model")
+    def describe_weights(self, weights: str | None) -> str:
+        """The chosen model's clip format (it is loaded, as the next generation needs it anyway)."""
+        if weights not in WEIGHTS or not available(weights, self.variant):
+            return ""
+        return describe_model(get_pipeline(weights, self.variant))
+
     @user_facing("making the sounding video")
     def generate(self, weights, mode, audio_file, video_file, sampler, steps, guidance, form, seed, samples,
                  super_res, request: gr.Request):
@@ -147,32 +154,26 @@ class SoundingVideoHandlers:
 
         if weights not in WEIGHTS or not available(weights, self.variant):
             raise gr.Error("Choose the weights to use: no MM-Diffusion checkpoint is available for that choice.")
-        if mode not in (JOINT, AUDIO_TO_VIDEO, VIDEO_TO_AUDIO):
+        if mode not in MODES:
             raise gr.Error(f"Choose what to make: {JOINT}, {AUDIO_TO_VIDEO} or {VIDEO_TO_AUDIO}.")
         arguments = self._settings(mode, sampler, steps, guidance, form, samples)
         generators, seed_used = generators_for(require_number(seed, "Seed", -1, 2**31 - 1, integer=True),
                                                arguments["num_samples"])
-        models = get_pipeline(weights, self.variant)
-        fmt = models.clip_format()
-        notes = self._condition(mode, audio_file, video_file, fmt, arguments)
-        output, upsampled = yield from stream(
-            lambda preview: _sample(models, arguments, generators, bool(super_res), preview),
-            lambda grid: (grid,) + (gr.skip(),) * 4)
-        if super_res and models.super_resolution is None:
-            notes.append("No super-resolution checkpoint is configured for these weights: frames stay "
-                         f"{fmt.width}×{fmt.height}.")
-        yield (None,) + self._save(output, upsampled, seed_used, notes, request)
+        pipe = get_pipeline(weights, self.variant)
+        notes = self._condition(mode, audio_file, video_file, pipe.clip_format, arguments)
+        upsampler = self._upsampler(weights, bool(super_res), "video" in arguments, pipe.clip_format, notes)
+        output, frames = yield from stream(lambda preview: sample(pipe, upsampler, arguments, generators, preview),
+                                           lambda previews: (preview_grid(previews[0]),) + (gr.skip(),) * 4)
+        yield (None,) + self._save(output, frames, seed_used, notes, request)
 
     def _settings(self, mode: str, sampler, steps, guidance, form, samples) -> dict:
+        """The pipeline's arguments from the controls (the pipeline checks how they combine)."""
         if sampler not in SAMPLERS:
             raise gr.Error(f"Choose a sampler: {', '.join(SAMPLERS)}.")
-        scale = require_number(guidance, "Guidance λ", 0, MAX_GUIDANCE) if mode != JOINT else 0.0
-        if scale > 0 and sampler == "DPM-Solver":
-            raise gr.Error("Gradient guidance (λ above 0) needs the DDIM or DDPM sampler. Choose one of those, or "
-                           "set λ to 0 to use replacement with DPM-Solver.")
         return dict(
             sampler=SAMPLERS[sampler], num_inference_steps=require_number(steps, "Steps", 1, MAX_STEPS, integer=True),
-            guidance_scale=scale, guidance_scale_form=FORMS.get(form, "paper"),
+            guidance_scale=require_number(guidance, "Guidance λ", 0, MAX_GUIDANCE) if mode != JOINT else 0.0,
+            guidance_scale_form=FORMS.get(form, "paper"),
             num_samples=require_number(samples, "Samples", 1, MAX_SAMPLES, integer=True),
         )
 
@@ -200,16 +201,28 @@ class SoundingVideoHandlers:
             return converted.notes
         return []
 
-    def _save(self, output, upsampled, seed_used: int, notes: list[str], request: gr.Request) -> tuple:
+    def _upsampler(self, weights: str, wanted: bool, video_given: bool, fmt: ClipFormat, notes: list[str]):
+        """The up-sampler to run after sampling, or None (with a note when one was asked for but cannot run)."""
+        if not wanted:
+            return None
+        if video_given:
+            notes.append("Super-resolution up-samples generated frames only: your video is returned as given.")
+            return None
+        if not has_super_resolution(weights, self.variant):
+            notes.append(f"No super-resolution checkpoint is configured for these weights: frames stay "
+                         f"{fmt.width}×{fmt.height}.")
+            return None
+        return get_pipeline(SUPER_RESOLUTION[weights], self.variant)
+
+    def _save(self, output, videos: np.ndarray, seed_used: int, notes: list[str], request: gr.Request) -> tuple:
         """An mp4 (frames with their sound) and a wav per sample."""
         session = request.session_hash
-        videos = upsampled if upsampled is not None else output.video
         sounds = [playable(audio, output.sample_rate) for audio in output.audio]
         paths = []
         for index, sound in enumerate(sounds):
             stem = f"sounding-video-{seed_used + index}"
-            mp4 = save_sounding_video(enlarged(videos[index]), sound, PLAYBACK_RATE, output.fps,
-                                      self.context.files.new_path(session, stem, ".mp4"))
+            mp4 = write_video(self.context.files.new_path(session, stem, ".mp4"), enlarged(videos[index]),
+                              output.fps, audio=sound, sample_rate=PLAYBACK_RATE)
             wav = save_wav(sound, PLAYBACK_RATE, self.context.files.new_path(session, stem, ".wav"))
             paths += [str(mp4), str(wav)]
         count = len(output.audio)
@@ -226,26 +239,36 @@ class SoundingVideoHandlers:
         return paths[0], paths[1], paths, text
 
 
-def enlarged(frames):
-    """Frames [F, H, W, 3] repeated pixel for pixel until they are at least MIN_MP4_SIZE high."""
-    scale = -(-MIN_MP4_SIZE // frames.shape[1])
+def sample(pipe, upsampler, arguments: dict, generators, preview) -> tuple:
+    """Sample (and up-sample), handing the frames forming to `preview` every PREVIEW_EVERY steps of either loop
+    -> (the pipeline's output, the frames to save)."""
+    show = every_steps(preview, PREVIEW_EVERY)
+    output = pipe(**arguments, generator=generators, callback_on_step_end=show,
+                  callback_on_step_end_tensor_inputs=["preview"])
+    if upsampler is None:
+        return output, output.video
+    upsampled = upsampler(output.video, generator=generators, callback_on_step_end=show,
+                          callback_on_step_end_tensor_inputs=["preview"])
+    return output, upsampled.video
+
+
+def preview_grid(video: np.ndarray, columns: int = PREVIEW_COLUMNS) -> np.ndarray:
+    """Frames [F, H, W, 3] (uint8) as one image, `columns` frames per row, each enlarged to at least 64 pixels."""
+    frames, height, width = video.shape[:3]
+    rows = -(-frames // columns)
+    padded = np.concatenate([video, np.zeros((rows * columns - frames, height, width, 3), video.dtype)])
+    grid = padded.reshape(rows, columns, height, width, 3).transpose(0, 2, 1, 3, 4).reshape(rows * height,
+                                                                                            columns * width, 3)
+    scale = max(1, MIN_SHOWN_SIZE // max(height, 1))
+    return grid.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def enlarged(frames: np.ndarray) -> np.ndarray:
+    """Frames [F, H, W, 3] repeated pixel for pixel until they are at least MIN_SHOWN_SIZE high."""
+    scale = -(-MIN_SHOWN_SIZE // frames.shape[1])
     return frames if scale <= 1 else frames.repeat(scale, axis=1).repeat(scale, axis=2)
 
 
-def playable(audio, sample_rate: int):
-    """The model's sound at the 16 kHz every player and AAC encoder takes (the studio model makes 4 kHz)."""
+def playable(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The model's sound at PLAYBACK_RATE, which every player and AAC encoder takes (the studio model makes 4 kHz)."""
     return audio if sample_rate == PLAYBACK_RATE else resample(audio, sample_rate, PLAYBACK_RATE)
-
-
-def _sample(models, arguments: dict, generators, super_res: bool, preview) -> tuple:
-    """Sampling (and up-sampling), a grid of the frames forming every PREVIEW_EVERY steps -> (output, upsampled)."""
-
-    def show_frames(step: int, timestep: int, tensors: dict) -> None:
-        frames = ((tensors["denoised_video"][0].permute(0, 2, 3, 1) + 1) * 127.5).clamp(0, 255).byte().cpu().numpy()
-        preview(preview_grid(frames))
-
-    output = models.base(**arguments, generator=generators, callback=show_frames, callback_steps=PREVIEW_EVERY)
-    upsampled = None
-    if super_res and models.super_resolution is not None and "video" not in arguments:
-        upsampled = models.super_resolution(output.video, generator=generators).video
-    return output, upsampled

@@ -8,11 +8,11 @@ from pathlib import Path
 import gradio as gr
 
 from pipelines.audio import SPECS
+from pipelines.media import save_playhead_video, save_png, save_wav
 from pipelines.registry import available, get_pipeline
 from pipelines.spectrogram_lab import MAX_SECONDS, MIN_SECONDS, round_trip_error
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
-from pipelines.media import save_playhead_video, save_png, save_wav
 from studio.validation import read_audio, read_picture, require_number, user_facing
 
 NAME = "spectrogram_lab"
@@ -106,8 +106,8 @@ class LabHandlers:
         lab = get_pipeline(NAME, self.variant)
         vocoder = get_pipeline("hifigan", self.variant) if vocoder_name == HIFIGAN else None
         progress(0.1, desc=f"Turning the picture into sound ({vocoder_name})")
-        result = lab.picture_to_sound(pixels, seconds=duration, invert=bool(dark_is_loud), n_iter=n_iter,
-                                      vocoder=vocoder)
+        result = lab(pixels, seconds=duration, invert=bool(dark_is_loud), griffin_lim_iterations=n_iter,
+                     vocoder=vocoder)
         progress(0.6, desc="Analysing the sound again")
         again = lab.heard_again(result)
         progress(0.75, desc="Writing files")
@@ -128,7 +128,7 @@ class LabHandlers:
         progress(0.1, desc="Computing the spectrogram")
         result = lab.sound_to_picture(loaded.samples)
         progress(0.3, desc="Playing the picture back (Griffin-Lim)")
-        back = lab.picture_to_sound(result.image, seconds=_playable_seconds(result.seconds), n_iter=n_iter)
+        back = lab(result.image, seconds=_playable_seconds(result.seconds), griffin_lim_iterations=n_iter)
         progress(0.7, desc="Writing files")
         files = _write_outputs(self.context, request, "sound", result.image, result.audio, result.sample_rate)
         back_wav = save_wav(back.audio, back.sample_rate,

@@ -141,3 +141,63 @@ def test_write_wav_clips_to_full_scale(tmp_path):
     samples, rate = soundfile.read(path)
     assert rate == 16000
     np.testing.assert_allclose(samples, [1.0, -1.0, 0.5], atol=1e-4)
+
+
+# The impact convention and the torch STFT ----------------------------------------------------------------------------
+IMPACT = SPECS["impact"]
+
+
+def decaying_noise(seed: int = 0, count: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((count, IMPACT.clip_samples)) * np.exp(-np.arange(IMPACT.clip_samples) / 900)
+
+
+def test_stft_magnitude_is_librosas_default_stft_for_numpy_and_torch_alike():
+    import librosa
+
+    x = decaying_noise(count=2)
+    reference = np.abs(librosa.stft(x, n_fft=IMPACT.n_fft, hop_length=IMPACT.hop_length))
+    assert audio.stft_magnitude(x, IMPACT).shape == (2, 1025, 44)
+    np.testing.assert_allclose(audio.stft_magnitude(x, IMPACT), reference, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(audio.stft_magnitude(torch.from_numpy(x), IMPACT).numpy(), reference, atol=1e-9)
+    shorter_window = audio.stft_magnitude(torch.from_numpy(x), AUFFUSION).numpy()  # 1024 samples in 2048
+    np.testing.assert_allclose(audio.stft_magnitude(x, AUFFUSION), shorter_window, atol=1e-9)
+
+
+def test_a_shorter_window_sits_in_the_middle_of_the_frame_with_reflect_padding():
+    import librosa
+
+    x = decaying_noise(1)[0]
+    ours = audio.stft(torch.from_numpy(x), 64, 16, 32, pad_mode="reflect").numpy()
+    reference = librosa.stft(x, n_fft=64, hop_length=16, win_length=32, window="hann", pad_mode="reflect")
+    np.testing.assert_allclose(ours, reference, atol=1e-9)
+
+
+def test_peak_normalize_rows_scales_each_row_and_keeps_silence():
+    x = torch.tensor([[0.5, -2.0, 1.0], [0.0, 0.0, 0.0]])
+    torch.testing.assert_close(audio.peak_normalize_rows(x), torch.tensor([[0.25, -1.0, 0.5], [0.0, 0.0, 0.0]]))
+
+
+def test_the_impact_log_scale_maps_its_range_to_minus_one_to_one_and_back():
+    ends = torch.tensor([0.0, math.exp(audio.IMPACT_SPEC_MAX) - audio.IMPACT_LOG_EPS], dtype=torch.float64)
+    torch.testing.assert_close(audio.impact_log_scale(ends), torch.tensor([-1.0, 1.0], dtype=torch.float64))
+    magnitude = torch.from_numpy(audio.stft_magnitude(decaying_noise(2), IMPACT))
+    torch.testing.assert_close(audio.impact_log_unscale(audio.impact_log_scale(magnitude)), magnitude, rtol=1e-9,
+                               atol=1e-12)
+
+
+def test_both_griffin_lims_recover_a_magnitude_they_were_given():
+    x = torch.from_numpy(decaying_noise(3, count=2))
+    magnitude = audio.stft_magnitude(x, IMPACT)
+
+    def convergence(rebuilt: torch.Tensor) -> float:
+        error = audio.stft_magnitude(rebuilt, IMPACT) - magnitude
+        return float(torch.linalg.vector_norm(error) / torch.linalg.vector_norm(magnitude))
+
+    def torch_version(n_iter: int) -> torch.Tensor:
+        return audio.griffin_lim_torch(magnitude, IMPACT, n_iter, torch.Generator().manual_seed(0), x.shape[-1])
+
+    assert convergence(torch_version(16)) < 0.5 * convergence(torch_version(0))
+    numpy_version = audio.griffin_lim_magnitude(magnitude.numpy(), IMPACT, 16, seed=0, length=x.shape[-1])
+    assert numpy_version.shape == tuple(x.shape)
+    assert convergence(torch.from_numpy(numpy_version)) < 0.5 * convergence(torch_version(0))

@@ -56,6 +56,31 @@ def test_nothing_loads_until_asked_and_then_only_once_across_threads():
     assert all(result is results[0] for result in results)
 
 
+def test_different_pipelines_load_one_at_a_time():
+    """Loads import diffusers/transformers lazily, which is not thread-safe: two loads never overlap."""
+    active, overlaps = [], []
+
+    def source(name):
+        def load(device, dtype):
+            active.append(name)
+            overlaps.append(len(active))
+            time.sleep(0.05)
+            active.remove(name)
+            return FakePipeline(name, device)
+
+        return WeightsSource(load=load)
+
+    registry = Registry(device="cpu")
+    for name in ("a", "b", "c"):
+        registry.register(PipelineEntry(name, name, {"studio": source(name)}))
+    threads = [threading.Thread(target=registry.get, args=(name,)) for name in ("a", "b", "c")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlaps == [1, 1, 1]
+
+
 def test_auto_uses_paper_weights_when_present():
     registry = Registry(device="cpu")
     registry.register(PipelineEntry("toy", "Toy", {"paper": counting_source([], "paper"),

@@ -8,7 +8,7 @@ import torch
 
 from pipelines.audio import SPECS
 from pipelines.registry import REGISTRY, available, describe, get_pipeline
-from pipelines.spectrogram_lab import SpectrogramLabPipeline
+from pipelines.spectrogram_lab.pipeline_spectrogram_lab import SpectrogramLabPipeline
 from pipelines.vocoders import AUFFUSION_REPO, GriffinLimVocoder, load_hifigan
 from pipelines.vocoders.hifigan import HiFiGAN, HiFiGANConfig
 from tests.factories import TINY, cached_repo, write_auffusion_vocoder
@@ -47,7 +47,7 @@ def test_registry_uses_paper_hifigan_from_the_local_cache_offline(hub_cache):
     assert available("hifigan")
     vocoder = get_pipeline("hifigan", device="cpu")
     assert [report.variant for report in REGISTRY.reports() if report.name == "hifigan"] == ["paper"]
-    played = SpectrogramLabPipeline().picture_to_sound(np.full((256, 50), 0.4), seconds=0.5, vocoder=vocoder)
+    played = SpectrogramLabPipeline()(np.full((256, 50), 0.4), seconds=0.5, vocoder=vocoder)
     assert played.audio.shape == (8000,) and np.isfinite(played.audio).all()
 
 

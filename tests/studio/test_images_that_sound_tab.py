@@ -51,6 +51,7 @@ def test_tab_streams_previews_and_writes_samples(tmp_path, paper_weights_cached)
     assert Image.open(gallery[0][0]).size == (62, 256)
     assert soundfile.info(wav).samplerate == 16000 and soundfile.info(wav).frames == 62 * 160
     assert mp4.endswith(".mp4") and "Seeds 7…8" in note and len(downloads) == 5
+    assert "HiFi-GAN made the sound" in note
     assert [r.variant for r in REGISTRY.reports() if r.name == "images_that_sound"] == ["paper"]
 
 
@@ -64,11 +65,11 @@ def test_tab_runs_the_imprint_baseline(tmp_path, paper_weights_cached):
     assert colour.shape == (256, 62, 3) and colour.std(axis=-1).max() > 0
 
 
-def test_tab_refuses_settings_with_no_model_at_the_start(tmp_path, paper_weights_cached):
+def test_tab_shows_the_pipelines_own_rule_for_settings_with_no_model_at_the_start(tmp_path, paper_weights_cached):
     import gradio as gr
 
     handlers = ImagesThatSoundHandlers(context(tmp_path), "auto")
-    with pytest.raises(gr.Error, match="must be active from the start"):
+    with pytest.raises(gr.Error, match="At least one of 'warm_start_image' and 'warm_start_audio' must be 1.0"):
         list(handlers.generate("a", "b", "", 4, 7.5, 7.5, 0.5, 0.5, 0.64, 1, 3, "hifigan", images_that_sound.COMPOSED,
                                10, "", FakeRequest()))
     with pytest.raises(gr.Error, match="Image prompt is empty"):

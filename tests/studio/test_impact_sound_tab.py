@@ -1,9 +1,11 @@
 """The Impact Sound tab: handlers called directly, hit detection and soundtrack placement with known answers, a
-silent video scored into an mp4 with sound from the modes or from the bundled diffusion model."""
+silent video scored into an mp4 with sound from the modes or from the bundled diffusion model (streamed, stoppable)."""
 
 from __future__ import annotations
 
 import subprocess
+import sys
+import time
 
 import gradio as gr
 import imageio_ffmpeg
@@ -16,21 +18,18 @@ from pipelines.impact_sound.hits import detect_hits, motion_energy
 from pipelines.impact_sound.modal import Modes, synthesize
 from pipelines.impact_sound.pipeline_physics import MATERIAL_CHOICES, ImpactPhysicsPipeline
 from pipelines.impact_sound.soundtrack import place_impacts
+from pipelines.media import write_video
 from pipelines.registry import describe, get_pipeline
 from studio.config import StudioConfig
 from studio.context import StudioContext
 from studio.sessions import SessionFiles
-from studio.tabs.impact_sound import COLUMNS, ImpactHandlers, modes_table
-from tests.factories import FakeRequest, write_glass_video
+from studio.tabs.impact_sound import COLUMNS, DIFFUSION, ImpactHandlers, modes_table
+from tests.factories import ROOT, FakeRequest, write_glass_video
 
 SR = 44100
 FIVE = Modes(frequencies=[440.0, 1187.0, 2650.0, 5210.0, 8333.0], powers=[0.0, -4.4, -8.0, -12.0, -20.0],
              decays=[0.15, 0.08, 0.05, 0.03, 0.02])
 NO_EDITS = (0.25, 0, 1, 0, 0, 0, 0)  # length, pitch, damping, brightness, low cut, band from, band to
-
-
-def quiet(*args, **kwargs) -> None:
-    return None
 
 
 @pytest.fixture
@@ -52,6 +51,19 @@ def table_of(modes: Modes) -> pd.DataFrame:
 
 def render(handlers, table, edits=NO_EDITS, source=""):
     return handlers.render(table, source, *edits, FakeRequest())
+
+
+def score(handlers, video, hits, table, *options) -> tuple[str, str, str]:
+    """The soundtrack handler run to its end: (mp4, wav, note) of its last update."""
+    *_, last = handlers.score_video(video, hits, table, *NO_EDITS, *options, request=FakeRequest())
+    return last[1:]
+
+
+def test_importing_the_tab_leaves_torch_scipy_and_matplotlib_for_later():
+    heavy = ("torch", "scipy.optimize", "scipy.signal", "matplotlib")
+    code = f"import sys, studio.tabs.impact_sound; print([m for m in {heavy!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def peak_hz(path) -> float:
@@ -145,7 +157,7 @@ def test_bad_reference_hits_and_settings_get_clear_messages(handlers, tmp_path, 
     noise = tmp_path / "noise.wav"
     soundfile.write(noise, np.random.default_rng(0).normal(0, 0.1, SR // 2), SR)
     for path, message in [(None, "No reference hit was given"), (corrupt, "We could not read 'broken.wav'"),
-                          (silent, "the recording is silent"), (noise, "no ringing modes were found"),
+                          (silent, "The recording is silent"), (noise, "No ringing modes were found"),
                           (tmp_path / "gone.wav", "did not arrive")]:
         with pytest.raises(gr.Error, match=message):
             handlers.estimate(None if path is None else str(path), "refined")
@@ -153,7 +165,7 @@ def test_bad_reference_hits_and_settings_get_clear_messages(handlers, tmp_path, 
         handlers.estimate(hit_wav, "magic")
     with pytest.raises(gr.Error, match="Pitch must be between"):
         render(handlers, table_of(FIVE), (0.25, 99, 1, 0, 0, 0, 0))
-    with pytest.raises(gr.Error, match="Length must be between"):
+    with pytest.raises(gr.Error, match="The impact length must be between 0.05 and 2.0 s"):
         render(handlers, table_of(FIVE), (30, 0, 1, 0, 0, 0, 0))
 
 
@@ -166,7 +178,7 @@ def test_modes_json_download_round_trips(handlers, tmp_path):
     np.testing.assert_allclose(soundfile.read(again)[0], soundfile.read(wav)[0], atol=1e-3)
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "something else"}')
-    with pytest.raises(gr.Error, match="bad.json.* is not a modes file we can use: not a modes file"):
+    with pytest.raises(gr.Error, match="Not a modes file: expected"):
         handlers.load_modes(str(bad))
     sound = tmp_path / "hit.wav"
     sound.write_bytes(b"RIFF")
@@ -220,21 +232,14 @@ def test_impacts_land_on_the_exact_sample_and_stay_below_full_scale():
 
 @pytest.fixture(scope="module")
 def silent_video(tmp_path_factory):
-    from moviepy import ImageSequenceClip
-
     path = tmp_path_factory.mktemp("video") / "hits.mp4"
-    frames = bouncing_frames([10, 40], 60, height=96, width=128)
-    clip = ImageSequenceClip([(frame * 255).astype(np.uint8) for frame in frames], fps=25)
-    clip.write_videofile(str(path), codec="libx264", audio=False, logger=None, preset="ultrafast",
-                         ffmpeg_params=["-pix_fmt", "yuv420p"])
-    return str(path)
+    return str(write_video(path, bouncing_frames([10, 40], 60, height=96, width=128), 25))
 
 
 def test_a_silent_video_is_scored_into_an_mp4_with_sound(handlers, silent_video):
     text, note = handlers.find_hits(silent_video, 0.5)
     assert text == "0.400, 1.600" and "2 hits found in 2.40 s of video (25 frames per second)" in note
-    mp4, wav, note = handlers.score_video(silent_video, "0.4, 1.6", table_of(FIVE), *NO_EDITS, request=FakeRequest(),
-                                          progress=quiet)
+    mp4, wav, note = score(handlers, silent_video, "0.4, 1.6", table_of(FIVE))
     assert note == "2 impacts in 2.40 s of video."
     track, rate = soundfile.read(wav)
     assert rate == SR and len(track) == round(2.4 * SR)
@@ -270,7 +275,7 @@ def test_cli_scores_a_silent_video_with_a_preset_at_found_or_given_hits(silent_v
 ])
 def test_bad_hit_lists_and_videos_get_clear_messages(handlers, silent_video, tmp_path, hits, message):
     with pytest.raises(gr.Error, match=message):
-        handlers.score_video(silent_video, hits, table_of(FIVE), *NO_EDITS, request=FakeRequest(), progress=quiet)
+        score(handlers, silent_video, hits, table_of(FIVE))
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(np.random.default_rng(1).bytes(5000))
     with pytest.raises(gr.Error, match="We could not read 'broken.mp4' as a video"):
@@ -284,8 +289,6 @@ def test_bad_hit_lists_and_videos_get_clear_messages(handlers, silent_video, tmp
 # The diffusion model (bundled studio weights) -----------------------------------------------------------------------
 
 
-
-
 @pytest.fixture(scope="module")
 def glass_video(tmp_path_factory):
     """The toy glass video's path and the time of its hit."""
@@ -297,16 +300,18 @@ def test_the_diffusion_model_scores_a_video_with_retrieved_or_given_physics(hand
     path, hit = glass_video
     assert handlers.has_diffusion and "studio weights" in handlers.diffusion_note
     empty_table = pd.DataFrame(columns=table_of(FIVE).columns)  # retrieved physics: the table is not needed
-    mp4, wav, note = handlers.score_video(path, f"{hit:.3f}", empty_table, *NO_EDITS, "retrieved", 10, 0,
-                                          request=FakeRequest(), progress=quiet)
+    updates = list(handlers.score_video(path, f"{hit:.3f}", empty_table, *NO_EDITS, "retrieved", 10, 0,
+                                        request=FakeRequest()))
+    forming = updates[0][0]  # the spectrograms forming, every 5 of the 10 steps, before the files
+    assert len(updates) == 3 and forming.dtype == np.uint8 and forming.shape == (96, 44)
+    mp4, wav, note = updates[-1][1:]
     assert note.endswith("Diffusion model (10 steps): physics retrieved from training clips of glass.")
     track, rate = soundfile.read(wav)
     loud = np.flatnonzero(np.abs(track) > 0.05)
     assert rate == SR and loud[0] >= round(hit * SR) - 1 and 0.5 < np.abs(track).max() <= 0.99
     probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", mp4], capture_output=True, text=True).stderr
     assert "Video: h264" in probe and "Audio: aac" in probe
-    _, _, note = handlers.score_video(path, f"{hit:.3f}", table_of(FIVE), *NO_EDITS, "diffusion_modes", 10, 0,
-                                      request=FakeRequest(), progress=quiet)
+    _, _, note = score(handlers, path, f"{hit:.3f}", table_of(FIVE), "diffusion_modes", 10, 0)
     assert note.endswith("Diffusion model (10 steps), with the table's modes as its physics.")
 
 
@@ -319,14 +324,41 @@ def test_the_retrieved_physics_fills_the_table(handlers, glass_video):
 
 
 @pytest.mark.parametrize("source, steps, seed, message", [
-    ("guess", 10, 0, "Unknown sound source 'guess'"), ("retrieved", 0, 0, "Diffusion steps must be"),
+    ("guess", 10, 0, "Unknown sound source 'guess'"),
+    ("retrieved", 0, 0, "'num_inference_steps' must be between 1 and 1000, got 0"),  # the pipeline's own check
     ("retrieved", 10, -1, "Seed must be"),
 ])
 def test_bad_diffusion_settings_get_clear_messages(handlers, glass_video, source, steps, seed, message):
     path, hit = glass_video
     with pytest.raises(gr.Error, match=message):
-        handlers.score_video(path, f"{hit:.3f}", table_of(FIVE), *NO_EDITS, source, steps, seed,
-                             request=FakeRequest(), progress=quiet)
+        score(handlers, path, f"{hit:.3f}", table_of(FIVE), source, steps, seed)
+
+
+def test_stop_ends_the_diffusion_sampling(handlers, glass_video):
+    """Closing the streaming handler (what Stop does) makes the model's next preview raise `Stopped`: the sampling
+    ends there instead of running its 1000 steps unseen."""
+    path, hit = glass_video
+    unet_calls = []
+    hook = get_pipeline(DIFFUSION).denoiser.unet.register_forward_hook(lambda *args: unet_calls.append(1))
+    try:
+        updates = handlers.score_video(path, f"{hit:.3f}", table_of(FIVE), *NO_EDITS, "retrieved", 1000, 0,
+                                       request=FakeRequest())
+        forming, *_ = next(updates)  # the first preview: 5 steps done
+        assert forming.dtype == np.uint8
+        updates.close()  # Stop
+        settled = wait_until_settled(unet_calls)
+    finally:
+        hook.remove()
+    assert 5 <= settled < 20  # at most the steps up to the next preview
+
+
+def wait_until_settled(calls: list, quiet_s: float = 1.0, limit_s: float = 60.0) -> int:
+    """How many calls there are once none has come for `quiet_s` seconds."""
+    start, count = time.monotonic(), -1
+    while count != len(calls) and time.monotonic() - start < limit_s:
+        count = len(calls)
+        time.sleep(quiet_s)
+    return count
 
 
 def test_cli_renders_a_video_with_the_diffusion_model(glass_video, tmp_path, capsys):

@@ -1,12 +1,13 @@
 """The Sounding Video tab: shown with a configured MM-Diffusion checkpoint or the bundled studio weights; joint,
-audio→video and video→audio through the handlers with a tiny model; mp4 with sound, 16 kHz wav, plain errors;
-space.yaml `checkpoints`."""
+audio→video and video→audio through the handlers with a tiny model, previews streamed and Stop ending the sampling;
+mp4 with sound, 16 kHz wav, the pipeline's own errors as plain messages; space.yaml `checkpoints`."""
 
 from __future__ import annotations
 
 import json
 import re
 import subprocess
+import threading
 
 import gradio as gr
 import numpy as np
@@ -15,9 +16,10 @@ import soundfile
 import torch
 
 from pipelines.audio import SPECS, load_audio
+from pipelines.media import write_video
 from pipelines.mm_diffusion import MMDiffusionSuperResModel, MMDiffusionUNet
+from pipelines.mm_diffusion.clips import fit_audio
 from pipelines.registry import REGISTRY, available, get_pipeline, register_local_checkpoints
-from pipelines.sounding_video import fit_audio, save_sounding_video
 from studio.app import working_tabs
 from studio.config import build_config, load_space_file
 from studio.context import StudioContext
@@ -30,6 +32,7 @@ DATA = ROOT / "tests" / "data" / "mm_diffusion"
 TINY_SR_FLAGS = dict(large_size=64, small_size=16, sr_num_channels=32, sr_num_res_blocks=1,
                      sr_attention_resolutions="8")
 LANDSCAPE = "mm_diffusion_landscape"
+PAPER_FORM = "Paper (Eq. 12: √(1 − ᾱ))"
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +43,7 @@ def one_thread():
     torch.set_num_threads(threads)
     register_local_checkpoints({})
     REGISTRY.forget(LANDSCAPE)
+    REGISTRY.forget(f"{LANDSCAPE}_sr")
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +78,8 @@ def handlers(tmp_path, checkpoints) -> SoundingVideoHandlers:
 
 def run(handlers, mode=JOINT, audio=None, video=None, sampler="DDIM", steps=2, guidance=0, samples=1, seed=3,
         super_res=False) -> list:
-    return list(handlers.generate(LANDSCAPE, mode, audio, video, sampler, steps, guidance,
-                                  "Paper (Eq. 12: √(1 − ᾱ))", seed, samples, super_res, FakeRequest()))
+    return list(handlers.generate(LANDSCAPE, mode, audio, video, sampler, steps, guidance, PAPER_FORM, seed, samples,
+                                  super_res, FakeRequest()))
 
 
 def streams(path: str) -> str:
@@ -106,6 +110,32 @@ def test_joint_generation_streams_frames_and_writes_mp4_with_sound(handlers):
     assert len(files) == 4 and "Seeds 5…6" in note and "8 frames of 16×16 at 10 fps" in note
 
 
+def test_the_format_note_comes_from_the_loaded_model(handlers):
+    note = handlers.describe_weights(LANDSCAPE)
+    assert "**Clip format:** 8 frames of 16×16 at 10 fps (0.8 s) with 0.128 s of sound at 16000 Hz" in note
+    assert "shrunk from the paper's 16 frames of 64×64" in note and "toy world" not in note
+
+
+def test_stop_ends_the_sampling_at_its_next_preview(handlers, monkeypatch):
+    """What Gradio does on Stop: close the handler. The pipeline's next preview then raises, ending the sampling."""
+    previews, ended = [], threading.Event()
+    sample = sounding_video.sample
+
+    def counted_sample(pipe, upsampler, arguments, generators, preview):
+        try:
+            return sample(pipe, upsampler, arguments, generators, lambda frames: previews.append(preview(frames)))
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(sounding_video, "sample", counted_sample)
+    updates = handlers.generate(LANDSCAPE, JOINT, None, None, "DDPM", 1000, 0, PAPER_FORM, 3, 1, False,
+                                FakeRequest())
+    next(updates)
+    updates.close()
+    assert ended.wait(timeout=120)  # only a guard against hanging the suite
+    assert len(previews) < 500  # a whole run shows 1000 / PREVIEW_EVERY previews
+
+
 def test_audio_to_video_keeps_the_given_sound_and_says_what_was_converted(handlers, tmp_path, tone):
     stereo = np.stack([tone(440, 0.5, 44100), tone(660, 0.5, 44100)], axis=1)
     source = tmp_path / "sound.wav"
@@ -113,7 +143,7 @@ def test_audio_to_video_keeps_the_given_sound_and_says_what_was_converted(handle
     *_, (_, mp4, wav, _, note) = run(handlers, AUDIO_TO_VIDEO, audio=str(source), guidance=1.0)
     assert "Mixed 2 channels" in note and "Resampled from 44100 Hz to 16000 Hz" in note
     expected = fit_audio(load_audio(source, SPECS["mm_diffusion"], max_seconds=0.128).samples,
-                         get_pipeline(LANDSCAPE).clip_format()).value  # the handler's conversion, repeated here
+                         get_pipeline(LANDSCAPE).clip_format).value  # the handler's conversion, repeated here
     returned, rate = soundfile.read(wav, dtype="float32")
     assert rate == 16000 and np.abs(returned - np.clip(expected, -1, 1)).max() <= 1 / 32767
     assert "Video: h264" in streams(mp4)
@@ -121,25 +151,31 @@ def test_audio_to_video_keeps_the_given_sound_and_says_what_was_converted(handle
 
 def test_video_to_audio_converts_the_upload_and_super_resolution_only_upsamples_generated_video(handlers, tmp_path):
     frames = np.random.default_rng(0).integers(0, 255, (30, 48, 80, 3), dtype=np.uint8)
-    source = save_sounding_video(frames, np.zeros(16000, np.float32), 16000, 30, tmp_path / "clip.mp4")
+    source = write_video(tmp_path / "clip.mp4", frames, 30, audio=np.zeros(16000, np.float32), sample_rate=16000)
     *_, (_, mp4, wav, _, note) = run(handlers, VIDEO_TO_AUDIO, video=str(source), sampler="DPM-Solver", steps=3)
     assert "10 frames per second from the video's 30" in note and "80×48 frames were centre-cropped" in note
     assert "Audio: aac" in streams(mp4) and soundfile.info(wav).frames == 2048
-    *_, (_, mp4, _, _, note) = run(handlers, super_res=True)
+    *previews, (_, mp4, _, _, note) = run(handlers, super_res=True, steps=2)
     assert "8 frames of 64×64" in note and re.search(r"64x64", streams(mp4))
+    assert previews[-1][0].shape == (64, 512, 3)  # the up-sampler's previews stream too (8 frames of 64×64)
+    *_, (_, _, _, _, note) = run(handlers, VIDEO_TO_AUDIO, video=str(source), super_res=True)
+    assert "Super-resolution up-samples generated frames only" in note
 
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(mode=AUDIO_TO_VIDEO), "needs a sound"),
     (dict(mode=VIDEO_TO_AUDIO), "needs a video"),
-    (dict(mode=AUDIO_TO_VIDEO, sampler="DPM-Solver", guidance=3), "needs the DDIM or DDPM"),
+    (dict(mode=AUDIO_TO_VIDEO, audio="tone", sampler="DPM-Solver", guidance=3), "needs sampler='ddpm' or 'ddim'"),
     (dict(steps=0), "Steps must be between"),
     (dict(samples=float("nan")), "Samples must be a finite number"),
     (dict(mode=VIDEO_TO_AUDIO, video="corrupt"), "could not read 'clip.mp4' as a video"),
     (dict(mode=VIDEO_TO_AUDIO, video="notes.txt"), "not a video file"),
     (dict(mode=AUDIO_TO_VIDEO, audio="corrupt-audio"), "could not read 'sound.wav' as audio"),
 ])
-def test_bad_uploads_and_settings_get_plain_errors(handlers, tmp_path, kwargs, message):
+def test_bad_uploads_and_settings_get_plain_errors(handlers, tmp_path, tone, kwargs, message):
+    if kwargs.get("audio") == "tone":
+        soundfile.write(tmp_path / "tone.wav", tone(440, 0.2, 16000), 16000)
+        kwargs["audio"] = str(tmp_path / "tone.wav")
     if kwargs.get("video") == "corrupt":
         (tmp_path / "clip.mp4").write_text("not a video at all")
         kwargs["video"] = str(tmp_path / "clip.mp4")

@@ -7,14 +7,15 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from pipelines.registry import REGISTRY, _register_builtin_pipelines, _studio_images_that_sound_folder, get_pipeline
+from pipelines.images_that_sound.entries import STUDIO_FOLDER
+from pipelines.registry import REGISTRY, _register_builtin_pipelines, get_pipeline
 from studio.app import working_tabs
 from studio.config import build_config
 from studio.context import StudioContext
 from studio.sessions import SessionFiles
 from studio.tabs import images_that_sound
 
-FOLDER = _studio_images_that_sound_folder()
+FOLDER = STUDIO_FOLDER
 
 
 @pytest.fixture
@@ -44,8 +45,9 @@ def test_studio_variant_loads_offline_and_generates(studio_only):
     assert studio_only.resolve("images_that_sound")[0] == "studio"
     pipe = get_pipeline("images_that_sound", "studio", device="cpu")
     assert pipe.vocoder is None and pipe.image_unet.dtype == torch.float32 and pipe.vae.dtype == torch.float32
-    out = pipe("concentric rings", "a bell ringing", num_inference_steps=2, latent_width=8, vocoder="griffinlim",
-               griffin_lim_iterations=2, generator=torch.Generator().manual_seed(0))
+    out = pipe("concentric rings", "a bell ringing", num_inference_steps=2, latent_width=8,
+               generator=torch.Generator().manual_seed(0))  # the default vocoder: Griffin-Lim, as there is no HiFi-GAN
+    assert out.vocoder == "griffinlim"
     assert out.spectrogram.shape == (1, 256, 62) and np.isfinite(out.spectrogram).all()
     assert out.audio.shape == (1, 62 * 160) and np.isfinite(out.audio).all()
 
@@ -55,11 +57,15 @@ def test_tab_works_with_studio_models(tmp_path, studio_only):
     assert images_that_sound in working_tabs(context)
 
 
-def test_tab_says_when_griffin_lim_replaces_the_missing_hifigan(tmp_path, studio_only):
+def test_tab_says_griffin_lim_made_the_sound_and_refuses_a_missing_hifigan(tmp_path, studio_only):
+    import gradio as gr
+
     from studio.tabs.images_that_sound import COMPOSED, ImagesThatSoundHandlers
     from tests.factories import FakeRequest
 
     handlers = ImagesThatSoundHandlers(StudioContext(build_config(models="studio"), SessionFiles(tmp_path)), "studio")
-    *_, final = handlers.generate("concentric rings", "a bell ringing", "", 2, 3, 3, 0.9, 1.0, 0.64, 1, 0, "hifigan",
-                                  COMPOSED, 10, "", FakeRequest())
+    settings = ("concentric rings", "a bell ringing", "", 2, 3, 3, 0.9, 1.0, 0.64, 1, 0)
+    *_, final = handlers.generate(*settings, "auto", COMPOSED, 10, "", FakeRequest())
     assert "Griffin-Lim made the sound" in final[4]
+    with pytest.raises(gr.Error, match="These weights come without a HiFi-GAN vocoder"):
+        list(handlers.generate(*settings, "hifigan", COMPOSED, 10, "", FakeRequest()))

@@ -7,22 +7,15 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from pipelines.images_that_sound.pipeline_images_that_sound import ImagesThatSoundPipeline
-from tests.factories import TINY, tiny_model_folder, write_auffusion_vocoder
+from studio.streaming import every_steps
+from tests.factories import tiny_images_that_sound
 
 LATENT_WIDTH = 16  # 128 pixels = 1.28 s
 
 
-
-
 @pytest.fixture(scope="module")
 def pipe(tmp_path_factory):
-    root = tmp_path_factory.mktemp("its")
-    tiny_model_folder(root / "image_model", seed=0)
-    tiny_model_folder(root / "audio_model", seed=1)
-    write_auffusion_vocoder(root / "audio_model", TINY)
-    return ImagesThatSoundPipeline.from_pretrained(str(root / "image_model"), str(root / "audio_model"),
-                                                   vocoder=str(root / "audio_model"))
+    return tiny_images_that_sound(tmp_path_factory.mktemp("its"))
 
 
 def run(pipe, **kwargs):
@@ -30,6 +23,10 @@ def run(pipe, **kwargs):
                      latent_width=LATENT_WIDTH, vocoder="griffinlim", griffin_lim_iterations=2,
                      generator=torch.Generator().manual_seed(0))
     return pipe(**(arguments | kwargs))
+
+
+def embed(encoder, tokenizer, text: str) -> torch.Tensor:
+    return encoder(tokenizer([text], padding="max_length", max_length=8, return_tensors="pt").input_ids)[0]
 
 
 def reference_latents(pipe, weights, steps, scales=(10.0, 10.0), seed=0):
@@ -45,10 +42,8 @@ def reference_latents(pipe, weights, steps, scales=(10.0, 10.0), seed=0):
             for (unet, encoder, tokenizer, prompt), scale, weight in zip(streams, scales, weights(index, int(t))):
                 if weight == 0:
                     continue
-                embed = lambda text: encoder(tokenizer([text], padding="max_length", max_length=8,
-                                                       return_tensors="pt").input_ids)[0]
-                uncond = unet(latents, t, encoder_hidden_states=embed("")).sample
-                cond = unet(latents, t, encoder_hidden_states=embed(prompt)).sample
+                uncond = unet(latents, t, encoder_hidden_states=embed(encoder, tokenizer, "")).sample
+                cond = unet(latents, t, encoder_hidden_states=embed(encoder, tokenizer, prompt)).sample
                 total += weight * (uncond + scale * (cond - uncond))
             latents = scheduler.step(total, t, latents).prev_sample
     return latents
@@ -100,20 +95,49 @@ def test_outputs_are_cropped_spectrograms_images_and_audio(pipe):
     width = LATENT_WIDTH * 8 - 4  # 32/1024 of 128 columns cropped, as the authors crop 32 of 1024
     assert out.spectrogram.shape == (2, 256, width) and out.spectrogram.dtype == np.float32
     assert 0.0 <= out.spectrogram.min() and out.spectrogram.max() <= 1.0
-    assert out.audio.shape == (2, width * 160) and out.sample_rate == 16000
+    assert out.audio.shape == (2, width * 160) and out.sample_rate == 16000 and out.vocoder == "griffinlim"
     assert [image.size for image in out.image] == [(width, 256)] * 2 and out.image[0].mode == "L"
-    hifigan = run(pipe, vocoder="hifigan")
-    assert hifigan.audio.shape == (1, width * 160) and np.abs(hifigan.audio).max() <= 1.0
+    for vocoder in ("hifigan", "auto"):  # auto: the HiFi-GAN, since these weights have one
+        hifigan = run(pipe, vocoder=vocoder)
+        assert hifigan.audio.shape == (1, width * 160) and np.abs(hifigan.audio).max() <= 1.0
+        assert hifigan.vocoder == "hifigan"
 
 
-def test_previews_stream_through_the_callback_and_only_the_first_is_decoded(pipe, monkeypatch):
+def test_previews_are_made_only_when_read_and_only_the_first_is_decoded(pipe, monkeypatch):
     previews, decodes = [], []
     decode = pipe.decode_spectrograms
     monkeypatch.setattr(pipe, "decode_spectrograms", lambda latents: decodes.append(1) or decode(latents))
-    run(pipe, num_inference_steps=6, callback=lambda step, t, preview: previews.append((step, preview.shape)),
-        callback_steps=2)
-    assert previews == [(1, (1, 256, 128)), (3, (1, 256, 128)), (5, (1, 256, 128))]
-    assert len(decodes) == 2  # the first preview (which calibrates the others) and the final result
+    run(pipe, num_inference_steps=6, callback_on_step_end=every_steps(lambda p: previews.append(p.shape), 2))
+    assert previews == [(1, 256, 128)] * 3  # steps 1, 3, 5
+    assert len(decodes) == 2  # the first preview read (which calibrates the others) and the final result
+    decodes.clear()
+    run(pipe, num_inference_steps=3, callback_on_step_end=lambda *args: {})
+    assert len(decodes) == 1  # never read: never made
+
+
+def test_a_preview_read_late_in_sampling_calibrates_there(pipe):
+    """Previews read only from step 3 on: the first read decodes that step's estimate, later ones are linear."""
+    previews = []
+
+    def callback(called, step, timestep, callback_kwargs):
+        if step >= 3:
+            previews.append(callback_kwargs["preview"])
+        return {}
+
+    run(pipe, num_inference_steps=5, callback_on_step_end=callback)
+    assert len(previews) == 2 and all(p.shape == (1, 256, 128) and 0 <= p.min() and p.max() <= 1 for p in previews)
+
+
+def test_latents_returned_by_the_callback_replace_the_pipelines(pipe):
+    seen = []
+
+    def zero_at_the_last_step(called, step, timestep, callback_kwargs):
+        seen.append(callback_kwargs["latents"].shape)
+        return {"latents": torch.zeros_like(callback_kwargs["latents"])} if step == 3 else {}
+
+    out = run(pipe, callback_on_step_end=zero_at_the_last_step, callback_on_step_end_tensor_inputs=["latents"])
+    assert seen == [(1, 4, 32, LATENT_WIDTH)] * 4
+    assert torch.count_nonzero(out.latents) == 0
 
 
 def test_linear_preview_recovers_a_linear_decoder():
@@ -139,7 +163,7 @@ def test_linear_preview_recovers_a_linear_decoder():
 @pytest.mark.parametrize("kwargs, message", [
     ({"num_inference_steps": 0}, "num_inference_steps"), ({"image_guidance_scale": float("nan")}, "finite"),
     ({"warm_start_image": 1.5}, "in \\[0, 1\\]"), ({"warm_start_image": 0.5, "warm_start_audio": 0.8}, "must be 1.0"),
-    ({"latent_width": 12}, "multiple of 8"), ({"vocoder": "wavenet"}, "'hifigan' or 'griffinlim'"),
+    ({"latent_width": 12}, "multiple of 8"), ({"vocoder": "wavenet"}, "'auto', 'hifigan' or 'griffinlim'"),
     ({"latents": torch.zeros(1, 4, 32, 8)}, "must have shape"),
 ])
 def test_bad_settings_are_refused_with_the_rule(pipe, kwargs, message):
@@ -161,6 +185,28 @@ def test_imprint_multiplies_the_audio_models_spectrogram_by_the_image_mask(pipe)
     np.testing.assert_allclose(out.spectrogram, expected, atol=1e-5)
     with pytest.raises(ValueError, match="rho"):
         pipe.imprint("a", "b", rho=2.0, latent_width=LATENT_WIDTH)
+
+
+def test_imprint_reports_both_models_steps_and_an_interrupt_stops_both(pipe):
+    steps = []
+
+    def record(called, step, timestep, callback_kwargs):
+        steps.append((step, callback_kwargs["preview"].shape))
+        return {}
+
+    common = dict(image_steps=2, audio_steps=3, latent_width=LATENT_WIDTH, vocoder="griffinlim",
+                  griffin_lim_iterations=1, generator=torch.Generator().manual_seed(0))
+    pipe.imprint("a castle", "bell ringing", callback_on_step_end=record, **common)
+    assert steps == [(index, (1, 256, 128)) for index in range(5)]  # the image model's 2 steps, then the audio's 3
+
+    def stop(called, step, timestep, callback_kwargs):
+        steps.append(step)
+        called._interrupt = True
+        return {}
+
+    steps.clear()
+    out = pipe.imprint("a castle", "bell ringing", callback_on_step_end=stop, **common)
+    assert steps == [0] and np.isfinite(out.spectrogram).all()
 
 
 def test_guidance_one_returns_the_conditional_estimate(pipe):
@@ -193,15 +239,36 @@ def test_score_distillation_optimises_a_picture_and_reports_progress(pipe):
     from pipelines.images_that_sound.sds import score_distillation
 
     progress = []
-    out = score_distillation(pipe, "a castle", "bell ringing", iterations=4, latent_width=8, vocoder="griffinlim",
-                             griffin_lim_iterations=2, generator=torch.Generator().manual_seed(0),
-                             callback=lambda i, picture: progress.append((i, picture.shape)), callback_steps=2,
-                             learning_rate=1e-2)
-    assert progress == [(1, (1, 256, 64)), (3, (1, 256, 64))]
+
+    def record(called, iteration, timestep, callback_kwargs):
+        progress.append((iteration, callback_kwargs["preview"].shape, callback_kwargs["latents"].shape))
+        assert 20 <= timestep <= 980
+        return {}
+
+    common = dict(latent_width=8, vocoder="griffinlim", griffin_lim_iterations=2, learning_rate=1e-2)
+    out = score_distillation(pipe, "a castle", "bell ringing", iterations=4, callback_on_step_end=record,
+                             generator=torch.Generator().manual_seed(0), **common)
+    assert progress == [(i, (1, 256, 64), (1, 4, 32, 8)) for i in range(4)]
     assert out.spectrogram.shape == (1, 256, 62) and out.audio.shape == (1, 62 * 160)
     assert all(p.grad is None for p in pipe.vae.parameters())
     with pytest.raises(ValueError, match="between 1 and 40000"):
         score_distillation(pipe, "a", "b", iterations=0, latent_width=8)
+
+
+def test_score_distillation_stops_after_the_iteration_that_sets_the_interrupt(pipe):
+    from pipelines.images_that_sound.sds import score_distillation
+
+    iterations = []
+
+    def stop_at_the_second(called, iteration, timestep, callback_kwargs):
+        iterations.append(iteration)
+        called._interrupt = iteration == 1
+        return {}
+
+    out = score_distillation(pipe, "a castle", "bell ringing", iterations=5, latent_width=8, vocoder="griffinlim",
+                             griffin_lim_iterations=1, generator=torch.Generator().manual_seed(0),
+                             callback_on_step_end=stop_at_the_second)
+    assert iterations == [0, 1] and out.spectrogram.shape == (1, 256, 62)
 
 
 def test_grayscale_projection_is_exact_and_stays_in_range():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipelines.audio import SPECS
+from pipelines.audio import SPECS, stft_magnitude
 from pipelines.impact_sound import edits
 from pipelines.impact_sound.materials import MATERIALS, Plate, material_preset, plate_modes
 from pipelines.impact_sound.modal import (
@@ -22,7 +22,6 @@ from pipelines.impact_sound.modal import (
     estimate_modes,
     modal_sum,
     official_code_resynthesis,
-    stft_magnitude,
     synthesize,
 )
 from tests.factories import ROOT
@@ -53,7 +52,7 @@ def notes_five_mode_clip() -> np.ndarray:
 
 def test_stft_and_db_match_librosa_as_the_released_code_calls_it():
     x = np.random.default_rng(0).standard_normal(IMPACT.clip_samples) * np.exp(-np.arange(IMPACT.clip_samples) / 900)
-    ours = stft_magnitude(x, IMPACT.n_fft, IMPACT.hop_length)
+    ours = stft_magnitude(x, IMPACT)  # the one impact STFT (pipelines/audio.py), here on float64 numpy
     reference = np.abs(librosa.stft(x, n_fft=IMPACT.n_fft, hop_length=IMPACT.hop_length))
     assert ours.shape == (1025, 44)
     np.testing.assert_allclose(ours, reference, rtol=1e-9, atol=1e-9)
@@ -368,3 +367,27 @@ def test_block_synthesis_of_nothing_is_silence():
     assert not modal_sum(Modes([12000.0], [0.0], [0.5], sample_rate=SR), 50, 16000).any()  # above 8 kHz Nyquist
     quiet = Modes([440.0], [-200.0], [0.5], sample_rate=SR)  # the guard is relative: a quiet sound keeps its shape
     np.testing.assert_allclose(modal_sum(quiet, 500, SR), 1e-10 * modal_sum(one, 500, SR), rtol=1e-5, atol=1e-17)
+
+
+def test_importing_the_package_leaves_scipy_optimize_signal_and_torch_for_later():
+    """Studio start-up: `import pipelines.impact_sound` must not pay for scipy.optimize, scipy.signal or torch."""
+    heavy = ("scipy.optimize", "scipy.signal", "scipy.ndimage", "torch", "matplotlib")
+    code = f"import sys, pipelines.impact_sound; print([m for m in {heavy!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_mode_picture_puts_each_mode_at_its_decay_and_frequency_on_labelled_axes():
+    from pipelines.impact_sound.picture import DOT_COLOUR, HEIGHT, WIDTH, modes_figure, modes_picture
+
+    modes = Modes([440.0, 3000.0], [0.0, -20.0], [0.1, 0.5])  # the second still rings at the end: a triangle
+    picture = modes_picture(synthesize(modes, duration=0.25), modes)
+    assert picture.shape == (HEIGHT, WIDTH, 3) and picture.dtype == np.uint8
+    axes = modes_figure(IMPACT.sample_rate / 2.0).axes
+    assert (axes.get_xlabel(), axes.get_ylabel(), axes.get_xlim()) == ("time (s)", "frequency (Hz)", (0.0, 0.25))
+    dot = np.array([int(DOT_COLOUR[k : k + 2], 16) for k in (1, 3, 5)])
+    for seconds, hz in ((0.1, 440.0), (0.249, 3000.0)):
+        x, y = axes.transData.transform((seconds, math.log10(hz)))
+        assert np.abs(picture[round(HEIGHT - y), round(x)].astype(int) - dot).max() <= 8
+    empty = modes_picture(np.zeros(IMPACT.clip_samples, np.float32), Modes([], [], []))
+    assert empty.shape == picture.shape  # silence, no modes: the axes alone

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-from pipelines import registry
 from pipelines.metrics.sounding_video import (
     Counts,
     coupling,
@@ -18,8 +17,9 @@ from pipelines.metrics.sounding_video import (
     ground_truth_clips,
     match_count,
 )
+from pipelines.mm_diffusion import entries
+from pipelines.mm_diffusion.clips import ClipFormat
 from pipelines.registry import REGISTRY
-from pipelines.sounding_video import ClipFormat
 from pipelines.toyworld.videos import FLOOR
 
 STUDIO_FORMAT = ClipFormat(8, 16, 16, 3200, 10, 4000)
@@ -105,7 +105,7 @@ def test_cli_scores_a_tiny_trained_model_and_writes_json(tmp_path, monkeypatch):
     model = tmp_path / "model"
     train_main(["mm_diffusion", "--data", "toyworld", "--scenes", "bounce,collide", "--size", "tiny", "--pool", "2",
                 "--steps", "1", "--out", str(model)])
-    monkeypatch.setattr(registry, "STUDIO_MM_DIFFUSION", str(model))
+    monkeypatch.setattr(entries, "STUDIO_FOLDER", model)
     REGISTRY.forget("mm_diffusion_toyworld")
     try:
         out = tmp_path / "metric.json"

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from pipelines.mm_diffusion import MMDiffusionUNet
-from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline, pack
+from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline, frames_as_uint8, pack
 from pipelines.mm_diffusion.scheduling_mm_diffusion import (
     DDIMSampler,
     DDPMSampler,
@@ -388,18 +388,34 @@ def test_replacement_returns_the_condition_as_given(pipe, sampler):
     assert np.array_equal(v2a.video[0], frames) and v2a.audio.shape == (1, 2048)
 
 
-def test_callback_sees_every_step_and_interrupt_stops(pipe):
+def test_callback_sees_every_step_with_lazy_tensors_and_interrupt_stops(pipe):
     seen = []
 
-    def callback(step, timestep, tensors):
-        seen.append((step, timestep, sorted(tensors)))
-        assert tensors["denoised_video"].shape == (1, 8, 3, 16, 16) and tensors["audio"].shape == (1, 1, 2048)
+    def callback(called, step, timestep, callback_kwargs):
+        seen.append((step, timestep, sorted(callback_kwargs)))
+        assert callback_kwargs["denoised_video"].shape == (1, 8, 3, 16, 16)
+        assert callback_kwargs["audio"].shape == (1, 1, 2048)
+        preview = callback_kwargs["preview"]  # x̂_0's frames, as the tab shows them
+        assert preview.dtype == np.uint8 and preview.shape == (1, 8, 16, 16, 3)
+        np.testing.assert_array_equal(preview, frames_as_uint8(callback_kwargs["denoised_video"]).numpy())
         if step == 1:
-            pipe._interrupt = True
+            called._interrupt = True
+        return {}
 
-    pipe(sampler="dpm_solver", num_inference_steps=6, generator=gen(0), callback=callback)
+    pipe(sampler="dpm_solver", num_inference_steps=6, generator=gen(0), callback_on_step_end=callback)
     assert [s[0] for s in seen] == [0, 1] and seen[0][1] == 999
-    assert seen[0][2] == ["audio", "denoised_audio", "denoised_video", "video"]
+    assert seen[0][2] == ["audio", "denoised_audio", "denoised_video", "preview", "video"]
+
+
+def test_a_callback_that_returns_audio_replaces_the_state(pipe):
+    def silence_at_the_last_step(called, step, timestep, callback_kwargs):
+        return {"audio": torch.zeros_like(callback_kwargs["audio"])} if step == 2 else {}
+
+    kwargs = dict(sampler="ddim", num_inference_steps=3, output_type="pt")
+    silenced = pipe(generator=gen(0), callback_on_step_end=silence_at_the_last_step, **kwargs)
+    plain = pipe(generator=gen(0), **kwargs)
+    assert not silenced.audio.any() and plain.audio.any()
+    assert torch.equal(silenced.video, plain.video)
 
 
 @pytest.mark.parametrize(
@@ -425,6 +441,7 @@ def test_callback_sees_every_step_and_interrupt_stops(pipe):
         (dict(timestep_respacing="10"), "applies to 'ddpm' and 'ddim' only"),
         (dict(latents=(torch.zeros(1, 8, 3, 16, 16), torch.zeros(1, 1, 10))), "`latents` audio noise"),
         (dict(output_type="pil"), "`output_type` must be"),
+        (dict(callback_on_step_end_tensor_inputs=["latents"]), "has \\['latents'\\]"),
     ],
 )
 def test_input_validation(pipe, kwargs, match):

@@ -148,18 +148,21 @@ def test_generator_list_gives_each_clip_its_own_noise_and_latents_are_shared_too
     torch.testing.assert_close(stub.calls[0][0].unflatten(0, (2, 2)), latents[:, None].expand(-1, 2, -1, -1, -1))
 
 
-def test_callback_sees_every_step_and_interrupt_stops():
+def test_callback_sees_every_step_with_a_uint8_preview_and_interrupt_stops():
     stub = IgnoringSR()
     pipe = MMDiffusionSuperResPipeline(stub)
     seen = []
 
-    def callback(step, timestep, tensors):
-        seen.append((step, timestep, sorted(tensors)))
+    def callback(called, step, timestep, callback_kwargs):
+        seen.append((step, timestep, sorted(callback_kwargs)))
+        preview = callback_kwargs["preview"]
+        assert preview.dtype == np.uint8 and preview.shape == (1, 2, 32, 32, 3)
         if step == 1:
-            pipe._interrupt = True
+            called._interrupt = True
+        return {}
 
-    pipe(clips(1, 2), num_inference_steps=5, generator=gen(0), callback=callback)
-    assert [s[:2] for s in seen] == [(0, 800), (1, 600)] and seen[0][2] == ["denoised_video", "video"]
+    pipe(clips(1, 2), num_inference_steps=5, generator=gen(0), callback_on_step_end=callback)
+    assert [s[:2] for s in seen] == [(0, 800), (1, 600)] and seen[0][2] == ["denoised_video", "preview", "video"]
     assert len(stub.calls) == 2
 
 
@@ -180,6 +183,7 @@ def test_callback_sees_every_step_and_interrupt_stops():
         (dict(frame_batch_size=0), "frame_batch_size"),
         (dict(generator=[gen(0)] * 3), "one generator per clip"),
         (dict(latents=torch.zeros(1, 3, 16, 16)), "latents"),
+        (dict(callback_on_step_end_tensor_inputs=["audio"]), "has \\['audio'\\]"),
     ],
 )
 def test_input_validation(kwargs, match):

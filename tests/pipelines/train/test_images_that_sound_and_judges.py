@@ -13,6 +13,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from pipelines.images_that_sound.pipeline_images_that_sound import ImagesThatSoundPipeline
+from pipelines.toyworld import sample
+from pipelines.toyworld.captioned import CORE_IMAGE_CLASSES, CORE_SOUND_CLASSES
 from pipelines.train.__main__ import main
 from pipelines.train.common import EMA, LossLog, checkpoint_dirs
 from pipelines.train.data import folder_pools
@@ -84,12 +86,24 @@ def test_ema_known_values():
     assert restored.updates == 2 and restored.current_decay() == pytest.approx(min(0.9, 3 / 12))
 
 
-def test_output_loads_and_generates(trained):
-    pipe = ImagesThatSoundPipeline.from_pretrained(str(trained / "image_model"), str(trained / "audio_model"))
-    out = pipe("concentric rings", "a bell ringing", num_inference_steps=2, latent_width=8, vocoder="griffinlim",
-               griffin_lim_iterations=2, generator=torch.Generator().manual_seed(0))
+def generates_a_finite_sample(folder) -> ImagesThatSoundPipeline:
+    """The trainer's output loads as one folder and the default call makes a finite 0.64 s sample with it."""
+    pipe = ImagesThatSoundPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe("concentric rings", "a bell ringing", num_inference_steps=2, latent_width=8, griffin_lim_iterations=2,
+               generator=torch.Generator().manual_seed(0))
     assert out.spectrogram.shape == (1, 256, 62) and np.isfinite(out.spectrogram).all()
+    assert out.audio.shape == (1, 62 * 160) and np.isfinite(out.audio).all() and out.vocoder == "griffinlim"
+    return pipe
+
+
+def test_output_is_the_pipelines_own_layout_and_generates(trained, tmp_path):
+    pipe = generates_a_finite_sample(trained)
     assert pipe.vae.config.scaling_factor > 0
+    resaved = pipe.save_pretrained(tmp_path / "resaved")
+    for model in ("image_model", "audio_model"):  # exactly what save_pretrained writes, nothing more
+        assert sorted(p.name for p in (trained / model).iterdir()) == sorted(p.name for p in
+                                                                             (resaved / model).iterdir())
 
 
 def test_folder_format(tmp_path, tone):
@@ -124,7 +138,7 @@ def test_two_processes_train_on_different_batches_and_write_one_loadable_model(t
     out = tmp_path / "ddp"
     run_on_two_processes([*TINY_RUN, "--out", str(out), "--steps", "1", "--vae-steps", "1"])
     assert [r["step"] for r in LossLog(out / "loss_log.jsonl").read()] == [1, 1]  # the main process logs, once
-    assert ImagesThatSoundPipeline.from_pretrained(str(out / "image_model"), str(out / "audio_model"), vocoder=None)
+    generates_a_finite_sample(out)
 
 
 def test_the_judges_train_on_two_processes(tmp_path):
@@ -134,7 +148,12 @@ def test_the_judges_train_on_two_processes(tmp_path):
     run_on_two_processes(["judges", "--data", "toyworld", "--out", str(out), "--steps", "1", "--batch-size", "4",
                           "--pool", "8", "--held-out", "4", "--judges", "image,sound"])
     assert [r["step"] for r in LossLog(out / "loss_log.jsonl").read()] == [1]
-    assert load_judge("image", out) is not None and load_judge("sound", out) is not None
+    for kind, classes in (("image", CORE_IMAGE_CLASSES), ("sound", CORE_SOUND_CLASSES)):
+        judge = load_judge(kind, out)
+        assert judge.config.classes == classes
+        toy = sample(kind, 4, seed=5, classes=classes, height=256, width=64, balanced=True)
+        probabilities = judge.probabilities(toy.images if kind == "image" else toy.spectrograms)
+        assert probabilities.shape == (4, len(classes)) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
 
 
 def test_each_process_draws_its_own_batches():

@@ -9,19 +9,21 @@ import shutil
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 from pipelines.impact_sound.modal import Modes, synthesize
-from pipelines.impact_sound.modeling_diffusion import NUM_SAMPLES, SAMPLE_RATE, ImpactDiffusionConfig
+from pipelines.impact_sound.modeling_impact_sound import ImpactDiffusionConfig
 from pipelines.impact_sound.pipeline_diffusion import ImpactDiffusionPipeline
+from pipelines.impact_sound.spectrogram import NUM_SAMPLES, SAMPLE_RATE
+from pipelines.media import write_video
 from pipelines.train.__main__ import main
 from pipelines.train.common import LossLog, checkpoint_dirs
-from pipelines.train.impact_sound import clip_audio, folder_clips, read_hits_index, toyworld_clips
+from pipelines.train.impact_sound import clip_audio, folder_clips, read_hits_index, toyworld_clips, video_soundtrack
 
 TINY_RUN = ["impact_sound", "--data", "toyworld", "--size", "tiny", "--clips", "8", "--batch-size", "4",
             "--residual-steps", "2", "--residual-batch-size", "2", "--visual-steps", "3", "--visual-batch-size", "4",
             "--checkpoint-every", "2", "--seed", "1"]
 COLOURS = {"wood": (0.55, 0.35, 0.15), "glass": (0.7, 0.85, 1.0)}
-
 
 
 def stage_steps(out, stage: str) -> list[int]:
@@ -43,18 +45,22 @@ def test_toyworld_run_writes_every_stage_and_a_loadable_folder(trained):
     summary = json.loads((trained / "training_summary.json").read_text())
     assert summary["clips"] == 8 and set(summary["visual_accuracy"]) == {"train", "held_out"}
     assert (trained / "loss_curve.png").stat().st_size > 1000
+    exported = {str(p.relative_to(trained)) for p in trained.rglob("*") if "checkpoints" not in p.parts}
+    assert exported >= {"config.json", "denoiser.safetensors", "visual_encoder.safetensors", "bank.json",
+                        "bank.safetensors", "residual/config.json", "residual/model.safetensors"}  # save_pretrained's
     pipeline = ImpactDiffusionPipeline.from_pretrained(trained)
-    assert pipeline.config.visual_classes == ("metal", "aluminium", "glass", "ceramic", "wood", "plastic")
+    assert pipeline.model_config.visual_classes == ("metal", "aluminium", "glass", "ceramic", "wood", "plastic")
     assert len(pipeline.bank) == 8 and pipeline.bank.labels is not None
-    out = pipeline(np.random.default_rng(0).random((2, 6, 20, 20, 3)), num_inference_steps=3, generator=0)
+    out = pipeline(np.random.default_rng(0).random((2, 6, 20, 20, 3)), num_inference_steps=3,
+                   generator=torch.Generator().manual_seed(0))
     assert out.audio.shape == (2, NUM_SAMPLES) and np.isfinite(out.audio).all()
 
 
 def test_the_bank_holds_the_training_clips_under_their_own_visual_features(trained):
     """Re-encoding the training clips' frames with the loaded visual encoder retrieves each clip's own entry."""
     pipeline = ImpactDiffusionPipeline.from_pretrained(trained)
-    clips = toyworld_clips(8, 1, pipeline.config)
-    features = pipeline.visual_features(clips.frames, hit_frame=pipeline.config.num_frames // 2)
+    clips = toyworld_clips(8, 1, pipeline.model_config)
+    features = pipeline.visual_features(clips.frames, hit_frame=pipeline.model_config.num_frames // 2)
     entries = pipeline.retrieve(features)
     assert [e.index for e in entries] == list(range(8))
     assert [e.label for e in entries] == clips.materials
@@ -74,10 +80,9 @@ def test_resume_continues_the_diffusion_stage(trained, tmp_path):
 # --- a Greatest Hits-style folder ---------------------------------------------------------------------------------
 
 
-def write_video(path, colour, hit_times, seconds=1.5, fps=30, with_sound=True) -> np.ndarray:
-    """An mp4 of a square of `colour` that jumps at each hit, with a modal hit in its sound at each hit time."""
-    from moviepy import AudioArrayClip, ImageSequenceClip
-
+def write_hits_video(path, colour, hit_times, seconds=1.5, fps=30, with_sound=True) -> np.ndarray:
+    """An mp4 of a square of `colour` that jumps at each hit, with a modal hit in its sound at each hit time (the
+    sound is returned, and muxed in when `with_sound`)."""
     frames = []
     for index in range(round(seconds * fps)):
         frame = np.full((48, 48, 3), 40, dtype=np.uint8)
@@ -90,19 +95,15 @@ def write_video(path, colour, hit_times, seconds=1.5, fps=30, with_sound=True) -
     for time in hit_times:
         start = round(time * SAMPLE_RATE)
         sound[start : start + NUM_SAMPLES] += hit[: len(sound) - start]
-    clip = ImageSequenceClip(frames, fps=fps)
-    if with_sound:
-        clip = clip.with_audio(AudioArrayClip(np.repeat(sound[:, None], 2, axis=1), fps=SAMPLE_RATE))
-    clip.write_videofile(str(path), codec="libx264", audio_codec="aac" if with_sound else None,
-                         audio_fps=SAMPLE_RATE, logger=None, ffmpeg_params=["-pix_fmt", "yuv420p"])
+    write_video(path, frames, fps, audio=sound if with_sound else None, sample_rate=SAMPLE_RATE)
     return sound
 
 
 @pytest.fixture(scope="module")
 def hits_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("greatest_hits")
-    write_video(folder / "wood.mp4", COLOURS["wood"], [0.3, 0.9])
-    sound = write_video(folder / "glass.mp4", COLOURS["glass"], [0.4, 1.0], with_sound=False)
+    write_hits_video(folder / "wood.mp4", COLOURS["wood"], [0.3, 0.9])
+    sound = write_hits_video(folder / "glass.mp4", COLOURS["glass"], [0.4, 1.0], with_sound=False)
     soundfile.write(str(folder / "glass.wav"), sound, SAMPLE_RATE, subtype="FLOAT")
     lines = [{"video": "wood.mp4", "time": 0.3, "material": "wood"},
              {"video": "glass.mp4", "time": 0.4, "material": "glass", "audio": "glass.wav"},
@@ -128,6 +129,13 @@ def test_folder_clips_take_frames_around_the_hit_and_the_sound_from_the_hit(hits
     assert clips.frames[1, ..., 2].max() > clips.frames[1, ..., 0].max()
 
 
+def test_a_video_without_sound_needs_an_audio_file(hits_folder):
+    folder, _ = hits_folder
+    assert np.abs(video_soundtrack(folder / "wood.mp4")).max() > 0.2
+    with pytest.raises(ValueError, match="glass.mp4 has no readable soundtrack .*give an \"audio\" file"):
+        video_soundtrack(folder / "glass.mp4")
+
+
 def test_a_greatest_hits_style_folder_trains_and_loads(hits_folder, tmp_path):
     folder, _ = hits_folder
     out = tmp_path / "run"
@@ -135,9 +143,9 @@ def test_a_greatest_hits_style_folder_trains_and_loads(hits_folder, tmp_path):
           "--batch-size", "2", "--residual-steps", "1", "--residual-batch-size", "2", "--visual-steps", "1",
           "--visual-batch-size", "2", "--checkpoint-every", "5"])
     pipeline = ImpactDiffusionPipeline.from_pretrained(out)
-    assert pipeline.config.visual_classes == ("glass", "wood") and pipeline.bank.labels == ["wood", "glass"] * 2
+    assert pipeline.model_config.visual_classes == ("glass", "wood") and pipeline.bank.labels == ["wood", "glass"] * 2
     hits = pipeline.render_hits(np.random.default_rng(0).random((30, 24, 24, 3)), 30.0, [0.2, 0.7],
-                                num_inference_steps=2, generator=0)
+                                num_inference_steps=2, generator=torch.Generator().manual_seed(0))
     assert hits.audio.shape == (2, NUM_SAMPLES) and hits.soundtrack.shape == (SAMPLE_RATE,)
 
 

@@ -1,5 +1,6 @@
-"""`python -m pipelines.train mm_diffusion`: the official objective, a tiny toy-world run that loads and samples,
-resume, an mp4-folder dataset, the presets; the registry's studio Sounding Video and the tab with studio weights."""
+"""`python -m pipelines.train mm_diffusion`: the official objective, a tiny toy-world run that `MMDiffusionPipeline`
+loads and samples, resume, an mp4-folder dataset, the presets; the registry's studio Sounding Video and the tab with
+studio weights."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import soundfile
 import torch
 from safetensors.torch import load_file
 
-from pipelines import registry
+from pipelines.media import write_video
+from pipelines.mm_diffusion import entries
+from pipelines.mm_diffusion.clips import ClipFormat
+from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
 from pipelines.registry import REGISTRY, available, get_pipeline
-from pipelines.sounding_video import ClipFormat, load_sounding_video, save_sounding_video
 from pipelines.train.__main__ import main
 from pipelines.train.common import LossLog, checkpoint_dirs
 from pipelines.train.mm_diffusion import (
@@ -23,9 +26,7 @@ from pipelines.train.mm_diffusion import (
     JointDiffusionObjective,
     build_model,
     folder_footage,
-    load_trained,
     model_flags,
-    read_clip_format,
 )
 from tests.factories import ROOT, FakeRequest
 
@@ -46,7 +47,7 @@ def trained(tmp_path_factory):
 @pytest.fixture
 def studio_folder(trained, monkeypatch):
     """The registry's studio Sounding Video pointed at the tiny run (and dropped again afterwards)."""
-    monkeypatch.setattr(registry, "STUDIO_MM_DIFFUSION", str(trained))
+    monkeypatch.setattr(entries, "STUDIO_FOLDER", trained)
     REGISTRY.forget(STUDIO)
     yield trained
     REGISTRY.forget(STUDIO)
@@ -129,20 +130,20 @@ def test_bad_options_are_plain_errors(tmp_path, extra, message):
 def test_run_writes_a_loadable_model_that_samples(trained):
     config = json.loads((trained / "model.json").read_text())
     assert config["flags"]["video_size"] == "4,3,8,8" and config["flags"]["audio_size"] == "1,800"
-    assert read_clip_format(trained) == TINY_FORMAT
+    assert config["scenes"] == ["bounce"] and config["size"] == "tiny"
     assert [r["step"] for r in LossLog(trained / "loss_log.jsonl").read()] == [1, 2, 3]
     assert (trained / "loss_curve.png").is_file() and (trained / "training_summary.json").is_file()
-    pipes = load_trained(trained)
-    assert pipes.clip_format() == TINY_FORMAT
-    output = pipes.base(num_samples=2, sampler="ddim", num_inference_steps=2,
-                        generator=[torch.Generator().manual_seed(i) for i in range(2)])
+    pipe = MMDiffusionPipeline.from_pretrained(trained)
+    assert pipe.clip_format == TINY_FORMAT and pipe.training_record["scenes"] == ["bounce"]
+    output = pipe(num_samples=2, sampler="ddim", num_inference_steps=2,
+                  generator=[torch.Generator().manual_seed(i) for i in range(2)])
     assert output.video.shape == (2, 4, 8, 8, 3) and output.video.dtype == np.uint8
     assert output.audio.shape == (2, 800) and np.isfinite(output.audio).all()
     assert (output.sample_rate, output.fps) == (2000, 10)
-    # The same file also loads through the official-checkpoint loader (flags in the model.json sidecar).
-    official = load_sounding_video(str(trained / "model.safetensors"), None, "cpu", torch.float32)
-    for key, tensor in official.base.unet.state_dict().items():
-        torch.testing.assert_close(tensor, pipes.base.unet.state_dict()[key], rtol=0, atol=0)
+    # The weights file alone loads the same network (its flags from the model.json beside it).
+    from_file = MMDiffusionPipeline.from_pretrained(trained / "model.safetensors")
+    for key, tensor in from_file.unet.state_dict().items():
+        torch.testing.assert_close(tensor, pipe.unet.state_dict()[key], rtol=0, atol=0)
 
 
 def test_ema_decay_zero_exports_the_live_weights(trained):
@@ -180,9 +181,9 @@ def mp4_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clips")
     audio = np.zeros(25600, np.float32)
     audio[6 * 1600 : 6 * 1600 + 400] = 0.8 * np.sin(np.arange(400) * 2 * np.pi * 300 / 16000)
-    save_sounding_video(grey_ramp(16), audio, 16000, 10, folder / "long.mp4")
+    write_video(folder / "long.mp4", grey_ramp(16), 10, audio=audio, sample_rate=16000)
     (folder / "sub").mkdir()
-    save_sounding_video(grey_ramp(3), np.zeros(4800, np.float32), 16000, 10, folder / "sub" / "short.mp4")
+    write_video(folder / "sub" / "short.mp4", grey_ramp(3), 10, audio=np.zeros(4800, np.float32), sample_rate=16000)
     return folder
 
 
@@ -203,16 +204,14 @@ def test_mp4_folder_trains(mp4_folder, tmp_path):
     main(["mm_diffusion", "--data", str(mp4_folder), "--size", "tiny", "--steps", "1", "--clip-stride", "2",
           "--out", str(out)])
     assert json.loads((out / "training_summary.json").read_text())["clips"] == 7 + 1
-    assert load_trained(out).clip_format() == TINY_FORMAT
+    assert MMDiffusionPipeline.from_pretrained(out).clip_format == TINY_FORMAT
 
 
 def test_folder_errors_are_plain(tmp_path):
-    from pipelines.toyworld.__main__ import write_video
-
     with pytest.raises(ValueError, match="holds no video files"):
         folder_footage(tmp_path, TINY_FORMAT, 1)
-    write_video(np.zeros((8, 16, 16, 3), np.float32), 10, tmp_path / "silent.mp4")
-    with pytest.raises(ValueError, match="silent.mp4 has no audio track"):
+    write_video(tmp_path / "silent.mp4", np.zeros((8, 16, 16, 3), np.float32), 10)
+    with pytest.raises(ValueError, match=r"silent.mp4 could not be read as a video with sound \(it has no sound"):
         folder_footage(tmp_path, TINY_FORMAT, 1)
 
 
@@ -221,14 +220,16 @@ def test_folder_errors_are_plain(tmp_path):
 
 def test_registry_studio_variant_loads_the_trained_folder(studio_folder):
     assert available(STUDIO, "studio") and not available(STUDIO, "paper")
-    pipes = get_pipeline(STUDIO, "studio")
-    assert pipes.clip_format() == TINY_FORMAT and pipes.super_resolution is None
+    pipe = get_pipeline(STUDIO, "studio")
+    assert isinstance(pipe, MMDiffusionPipeline) and pipe.clip_format == TINY_FORMAT
 
 
 def test_bundled_studio_model_is_the_studio_preset():
     assert available(STUDIO, "studio")
-    folder = ROOT / registry.STUDIO_MM_DIFFUSION
-    assert read_clip_format(folder) == ClipFormat(8, 16, 16, 3200, 10, 4000)
+    folder = ROOT / "assets" / "models" / "mm_diffusion"
+    assert MMDiffusionPipeline.from_pretrained(folder).clip_format == ClipFormat(8, 16, 16, 3200, 10, 4000)
+    assert json.loads((folder / "model.json").read_text())["flags"] == model_flags(
+        tiny_args(size="studio"), ClipFormat(8, 16, 16, 3200, 10, 4000))
     assert load_file(folder / "model.safetensors")["time_embed.0.weight"].dtype == torch.float16
 
 
@@ -253,22 +254,23 @@ def studio_handlers(tmp_path, studio_folder):
     return sounding_video.SoundingVideoHandlers(context, "studio")
 
 
-def test_studio_tab_builds_with_the_studio_format_and_the_ddpm_sampler(studio_handlers):
+def test_studio_tab_builds_with_the_ddpm_sampler_and_shows_the_loaded_models_format(studio_handlers):
     import gradio as gr
 
     from studio.app import build_studio
+    from studio.tabs.sounding_video import STUDIO_WEIGHTS
 
     demo = build_studio(studio_handlers.context)
     radios = {b.label: b.value for b in demo.blocks.values() if isinstance(b, gr.Radio)}
     assert radios["Sampler"] == "DDPM"
-    notes = [b.value for b in demo.blocks.values() if isinstance(b, gr.Markdown)]
-    assert any("**Clip format:** 4 frames of 8×8" in str(note) for note in notes)
+    note = studio_handlers.describe_weights(STUDIO_WEIGHTS)  # on page load and when the weights change
+    assert "**Clip format:** 4 frames of 8×8 at 10 fps (0.4 s) with 0.4 s of sound at 2000 Hz" in note
+    assert "shrunk from the paper's 16 frames of 64×64 with 16 kHz sound" in note and "bounce scenes" in note
 
 
 def test_tab_with_studio_weights_makes_16_khz_mp4_and_wav(studio_handlers):
-    from studio.tabs.sounding_video import JOINT, STUDIO_WEIGHTS, describe_format
+    from studio.tabs.sounding_video import JOINT, STUDIO_WEIGHTS
 
-    assert "4 frames of 8×8 at 10 fps (0.4 s) with 0.4 s of sound at 2000 Hz" in describe_format(STUDIO_WEIGHTS)
     *previews, (_, mp4, wav, files, note) = list(studio_handlers.generate(
         STUDIO_WEIGHTS, JOINT, None, None, "DDIM", 2, 0, "Paper (Eq. 12: √(1 − ᾱ))", 4, 1, False, FakeRequest()))
     assert previews and previews[0][0].dtype == np.uint8

@@ -1,0 +1,369 @@
+"""Trainer for Visual Echoes (paper 002): the two VQGAN tokenizers, then the masked audio-visual token transformer.
+
+Stages (`--stage tokenizers|transformer|all`; each resumable, checkpoints under OUT/checkpoints/<stage>/step-N):
+
+1. `tokenizers`: one diffusers `VQModel` per modality (the picture and the SpecVQGAN log-mel spectrogram in [-1, 1])
+   trained with L1 reconstruction + the VQ codebook/commitment loss (β = 0.25); codes unused for `--restart-every`
+   steps are re-initialised from random encoder outputs (keeps small codebooks alive). `--gan-weight W` adds a hinge
+   PatchGAN loss from step `--gan-start` (the VQGAN recipe); a perceptual (LPIPS) loss needs pretrained VGG weights
+   and is not offered. The EMA weights are saved to OUT/audio_tokenizer and OUT/image_tokenizer.
+2. `transformer`: the frozen tokenizers encode the data once; each step draws, per sample and per modality, a mask
+   ratio from a truncated Gaussian on [0.2, 1] with mean 0.7 (`--mask-mean`; the standard deviation 0.25 is MAGE's,
+   the paper does not give it), masks ⌈r·L⌉ tokens, drops ⌈0.5·L⌉ tokens from the encoder, and minimises the
+   cross-entropy on the masked positions only (Eq. 1: the mean over each modality's masked tokens, the two
+   modalities summed). AdamW (0.9, 0.95), weight decay 0.05, linear warm-up then cosine decay (MAGE's defaults: the
+   paper gives no optimiser), EMA.
+
+OUT is then written by `VisualEchoesPipeline.save_pretrained` (audio_tokenizer/, image_tokenizer/, transformer/,
+visual_echoes.json), so `VisualEchoesPipeline.from_pretrained(OUT)` loads it as the registry loads the bundled
+`assets/models/visual_echoes`.
+
+`--size studio|tiny|paper`: the paper size is taming's f16 VQGAN at 256×256, SpecVQGAN at 80×848 (10 s) and ViT-L +
+8 × 1024 decoder (a GPU and VGGSound-scale data). Data: `--data toyworld` (paired toy pictures and sounds,
+`pipelines.toyworld.paired`) or a folder with a `pairs.jsonl`, one line per pair: {"image": "frame.png", "audio":
+"clip.wav"} (paths relative to the folder; any picture PIL reads, resized to the preset's square; any audio
+`pipelines.audio.load_audio` reads, resampled to 22,050 Hz, cut or zero-padded to the preset's frames).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate.utils import set_seed
+from diffusers import VQModel
+
+from pipelines.train.common import (
+    EMA,
+    LossLog,
+    TrainState,
+    batch_indices,
+    data_seed,
+    final_losses,
+    make_accelerator,
+    plot_losses,
+    run_loop,
+    stage_done,
+    update,
+)
+from pipelines.visual_echoes.modeling_visual_echoes import (
+    MODALITIES,
+    TOKENIZER_SIZES,
+    TokenizerSize,
+    build_tokenizer,
+    build_transformer,
+    encode_tokens,
+)
+from pipelines.visual_echoes.scheduling_visual_echoes import MASK_RATIO_MEAN, masked_cross_entropy, training_masks
+
+STAGES = ("tokenizers", "transformer", "all")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stage", default="all", choices=STAGES, help="which stage(s) to run (default all)")
+    parser.add_argument("--size", default="studio", choices=tuple(TOKENIZER_SIZES), help="model size preset")
+    parser.add_argument("--tokenizer-steps", type=int, default=1500)
+    parser.add_argument("--tokenizer-batch-size", type=int, default=16)
+    parser.add_argument("--tokenizer-lr", type=float, default=1e-3)
+    parser.add_argument("--audio-crop-frames", type=int, default=32,
+                        help="the audio tokenizer trains on random time crops of this many frames, a multiple of its "
+                             "down-sampling (0: whole clips; only for tokenizers without attention)")
+    parser.add_argument("--restart-every", type=int, default=100,
+                        help="re-initialise codes unused for this many tokenizer steps (0: never)")
+    parser.add_argument("--gan-weight", type=float, default=0.0, help="hinge PatchGAN loss weight (0: off)")
+    parser.add_argument("--gan-start", type=int, default=500, help="tokenizer step from which the GAN loss is on")
+    parser.add_argument("--steps", type=int, default=3000, help="transformer training steps")
+    parser.add_argument("--batch-size", type=int, default=64, help="transformer batch")
+    parser.add_argument("--lr", type=float, default=1e-3, help="transformer peak learning rate (AdamW)")
+    parser.add_argument("--warmup", type=int, default=200, help="transformer warm-up steps")
+    parser.add_argument("--mask-mean", type=float, default=MASK_RATIO_MEAN, help="mean of the mask-ratio Gaussian")
+    parser.add_argument("--pool", type=int, default=4000, help="toy-world pairs generated")
+
+
+# Data ---------------------------------------------------------------------------------------------------------------
+
+
+def load_pairs(args: argparse.Namespace, sizes: dict[str, TokenizerSize]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(spectrograms [N, 1, n_mels, frames], pictures [N, 3, S, S]), both in [-1, 1]."""
+    if args.data == "toyworld":
+        from pipelines.toyworld.paired import sample_paired
+
+        key = f"{args.pool}-{args.seed}-{sizes['image'].width}-{sizes['audio'].width}"
+        cache = Path(args.out) / "toyworld_pool.pt"  # a resumed run reuses the converted pool
+        if cache.is_file():
+            saved = torch.load(cache, weights_only=True)
+            if saved["key"] == key:
+                return saved["spectrograms"], saved["pictures"]
+        batch = sample_paired(args.pool, args.seed, size=sizes["image"].width, frames=sizes["audio"].width)
+        spectrograms, pictures = spectrogram_input(batch.audio, sizes["audio"].width), picture_input(batch.images)
+        torch.save({"key": key, "spectrograms": spectrograms, "pictures": pictures}, cache)
+        return spectrograms, pictures
+    return folder_pairs(Path(args.data), sizes)
+
+
+def spectrogram_input(audio: np.ndarray, frames: int) -> torch.Tensor:
+    """Waveforms [N, S] at 22,050 Hz -> SpecVQGAN spectrograms [N, 1, 80, frames] in [-1, 1] (trimmed or padded
+    with silence to `frames`, as SpecVQGAN trims its spectrograms)."""
+    from pipelines.audio import SPECS, specvqgan_mel
+
+    mels = []
+    for clip in audio:
+        mel = specvqgan_mel(clip, SPECS["visual_echoes"])[:, :frames]
+        mels.append(np.pad(mel, ((0, 0), (0, frames - mel.shape[1]))))
+    return torch.from_numpy(np.stack(mels)).float().mul(2).sub(1).unsqueeze(1)
+
+
+def picture_input(images: np.ndarray) -> torch.Tensor:
+    """[N, S, S, 3] in [0, 1] -> [N, 3, S, S] in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).float().permute(0, 3, 1, 2).mul(2).sub(1)
+
+
+def folder_pairs(folder: Path, sizes: dict[str, TokenizerSize]) -> tuple[torch.Tensor, torch.Tensor]:
+    from PIL import Image
+
+    from pipelines.audio import SPECS, load_audio
+
+    listing = folder / "pairs.jsonl"
+    if not listing.is_file():
+        raise ValueError(f"{folder} has no pairs.jsonl (one line per pair: {{\"image\": ..., \"audio\": ...}})")
+    spec, frames, side = SPECS["visual_echoes"], sizes["audio"].width, sizes["image"].width
+    pictures, clips = [], []
+    for line in listing.read_text().splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        picture = Image.open(folder / record["image"]).convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
+        pictures.append(np.asarray(picture, dtype=np.float32) / 255.0)
+        samples = load_audio(folder / record["audio"], spec).samples[: frames * spec.hop_length]
+        clips.append(np.pad(samples, (0, frames * spec.hop_length - len(samples))))
+    if not pictures:
+        raise ValueError(f"{listing} lists no pairs")
+    return spectrogram_input(np.stack(clips), frames), picture_input(np.stack(pictures))
+
+
+# Stage 1: tokenizers -----------------------------------------------------------------------------------------------
+
+
+class PatchDiscriminator(torch.nn.Module):
+    """A small PatchGAN (as the VQGAN recipe's): strided 4×4 convs with LeakyReLU -> a map of real/fake logits."""
+
+    def __init__(self, channels: int, width: int = 32) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(channels, width, 4, 2, 1), torch.nn.LeakyReLU(0.2),
+            torch.nn.Conv2d(width, 2 * width, 4, 2, 1), torch.nn.GroupNorm(8, 2 * width), torch.nn.LeakyReLU(0.2),
+            torch.nn.Conv2d(2 * width, 1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class TokenizerObjective(torch.nn.Module):
+    """One forward = (L1 reconstruction, VQ loss, code ids, encoder outputs, reconstruction) of a `VQModel`."""
+
+    def __init__(self, vq: VQModel) -> None:
+        super().__init__()
+        self.vq = vq
+
+    def forward(self, x: torch.Tensor):
+        latents = self.vq.encode(x).latents
+        quantized, vq_loss, (_, _, ids) = self.vq.quantize(latents)
+        reconstruction = self.vq.decoder(self.vq.post_quant_conv(quantized))
+        return F.l1_loss(reconstruction.float(), x), vq_loss.mean(), ids, latents, reconstruction
+
+
+@torch.no_grad()
+def restart_dead_codes(vq: VQModel, usage: torch.Tensor, latents: torch.Tensor, generator: torch.Generator,
+                       ema: EMA | None = None) -> int:
+    """Codes with zero usage get a random encoder output (plus a little noise), in the live weights and in the EMA
+    shadow alike; returns how many were restarted."""
+    dead = torch.nonzero(usage == 0)[:, 0]
+    if len(dead) == 0:
+        return 0
+    flat = latents.detach().permute(0, 2, 3, 1).reshape(-1, latents.shape[1]).float()
+    picks = torch.randint(0, len(flat), (len(dead),), generator=generator)
+    fresh = flat[picks] + 0.01 * torch.randn(len(dead), flat.shape[1], generator=generator)
+    weight = vq.quantize.embedding.weight
+    weight[dead] = fresh.to(weight)
+    if ema is not None:
+        shadow = ema.shadow["quantize.embedding.weight"]
+        shadow[dead] = fresh.to(shadow)
+    return len(dead)
+
+
+def train_tokenizer(args, name: str, size: TokenizerSize, data: torch.Tensor, log: LossLog) -> VQModel:
+    out = Path(args.out)
+    stage = f"{name}_tokenizer"
+    folder = out / f"{name}_tokenizer"
+    if args.resume and stage_done(out, stage) and (folder / "config.json").is_file():
+        return VQModel.from_pretrained(folder).eval().requires_grad_(False)
+    torch.manual_seed(args.seed)
+    objective = TokenizerObjective(build_tokenizer(size))
+    discriminator = PatchDiscriminator(size.channels)
+    accelerator = make_accelerator(args)
+    optimizer = torch.optim.AdamW(objective.parameters(), lr=args.tokenizer_lr, betas=(0.5, 0.9), weight_decay=0.0)
+    d_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=args.tokenizer_lr, betas=(0.5, 0.9))
+    objective, discriminator, optimizer, d_optimizer = accelerator.prepare(objective, discriminator, optimizer,
+                                                                           d_optimizer)
+    state, ema = TrainState(), EMA(accelerator.unwrap_model(objective).vq, args.ema_decay)
+    accelerator.register_for_checkpointing(state, ema)
+    usage = torch.zeros(size.codebook_size)
+    restart_generator = torch.Generator().manual_seed(args.seed + 17)
+
+    crop = args.audio_crop_frames if name == "audio" and not size.attention_at_lowest else 0
+    if crop and (crop % size.factor or crop > size.width):
+        raise ValueError(f"--audio-crop-frames must be a multiple of {size.factor} up to {size.width}, got {crop}")
+
+    def step(index: int) -> dict[str, float]:
+        seed = data_seed(accelerator, args.seed)
+        x = data[batch_indices(seed, index, args.tokenizer_batch_size, len(data))]
+        if crop:  # a random time crop on the token grid (the tokenizer is convolutional)
+            start = size.factor * int(torch.randint(0, (size.width - crop) // size.factor + 1, (1,),
+                                                    generator=torch.Generator().manual_seed(seed + 31 * index)))
+            x = x[..., start : start + crop]
+        x = x.to(accelerator.device)
+        with accelerator.autocast():
+            l1, vq_loss, ids, latents, reconstruction = objective(x)
+        loss = l1 + vq_loss
+        gan_on = args.gan_weight > 0 and index >= args.gan_start
+        if gan_on:
+            loss = loss - args.gan_weight * discriminator(reconstruction).mean()
+        update(accelerator, optimizer, loss, [objective])
+        losses = {"l1": l1.item(), "vq": vq_loss.item()}
+        if gan_on:
+            real, fake = discriminator(x), discriminator(reconstruction.detach())
+            d_loss = F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+            update(accelerator, d_optimizer, d_loss, [discriminator])
+            losses["discriminator"] = d_loss.item()
+        vq = accelerator.unwrap_model(objective).vq
+        usage.add_(torch.bincount(ids.detach().cpu(), minlength=size.codebook_size).float())
+        if args.restart_every and (index + 1) % args.restart_every == 0:
+            if index < 0.8 * args.tokenizer_steps:  # the last fifth lets the codebook settle
+                losses["restarted"] = float(restart_dead_codes(vq, usage, latents, restart_generator, ema))
+            usage.zero_()
+        ema.update(vq)
+        return losses
+
+    run_loop(accelerator, args, stage, args.tokenizer_steps, state, step, log)
+    vq = accelerator.unwrap_model(objective).vq
+    ema.copy_to(vq)
+    vq.save_pretrained(folder, safe_serialization=True)
+    return vq.eval().requires_grad_(False)
+
+
+# Stage 2: transformer ----------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def encode_all(vq: VQModel, data: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    return torch.cat([encode_tokens(vq, chunk).cpu() for chunk in data.split(batch)])
+
+
+def learning_rate(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warm-up to `peak`, then cosine decay to 0 (MAGE's schedule)."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def transformer_loss(transformer, audio_ids: torch.Tensor, image_ids: torch.Tensor, generator: torch.Generator,
+                     mask_mean: float = MASK_RATIO_MEAN) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 1 on one batch: independent mask ratios per modality, 50 % dropping, CE on the masked positions only."""
+    inputs, masks, drops = [], [], []
+    for ids, mask_id in zip((audio_ids, image_ids), transformer.mask_ids):
+        masked, dropped, _ = training_masks(ids.shape[0], ids.shape[1], generator, mask_mean)
+        masked, dropped = masked.to(ids.device), dropped.to(ids.device)
+        inputs.append(torch.where(masked, torch.full_like(ids, mask_id), ids))
+        masks.append(masked)
+        drops.append(dropped)
+    logits = transformer(inputs[0], inputs[1], drops[0], drops[1])
+    losses = [masked_cross_entropy(lg, ids, m) for lg, ids, m in zip(logits, (audio_ids, image_ids), masks)]
+    accuracy = {f"{name}_accuracy": float(((lg.argmax(-1) == ids) & m).sum() / m.sum().clamp(min=1))
+                for name, lg, ids, m in zip(MODALITIES, logits, (audio_ids, image_ids), masks)}
+    total = losses[0] + losses[1]
+    return total, {"loss": total.item(), "audio_ce": losses[0].item(), "image_ce": losses[1].item(), **accuracy}
+
+
+def train_transformer(args, audio_vq: VQModel, image_vq: VQModel, spectrograms: torch.Tensor,
+                      pictures: torch.Tensor, log: LossLog):
+    audio_ids, image_ids = encode_all(audio_vq, spectrograms), encode_all(image_vq, pictures)
+    torch.manual_seed(args.seed)
+    transformer = build_transformer(args.size, audio_ids.shape[1], image_ids.shape[1],
+                                    audio_vq.config.num_vq_embeddings, image_vq.config.num_vq_embeddings)
+    decay, no_decay = [], []
+    for name, parameter in transformer.named_parameters():
+        (no_decay if parameter.ndim < 2 or "position" in name or "modality" in name or "mask" in name
+         else decay).append(parameter)
+    accelerator = make_accelerator(args)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=args.lr, betas=(0.9, 0.95))
+    transformer, optimizer = accelerator.prepare(transformer, optimizer)
+    state, ema = TrainState(), EMA(accelerator.unwrap_model(transformer), args.ema_decay)
+    accelerator.register_for_checkpointing(state, ema)
+
+    def step(index: int) -> dict[str, float]:
+        seed = data_seed(accelerator, args.seed)
+        rows = batch_indices(seed, index, args.batch_size, len(audio_ids))
+        generator = torch.Generator().manual_seed(seed * 7_368_787 + index)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(index, args.steps, args.warmup, args.lr)
+        with accelerator.autocast():
+            loss, losses = transformer_loss(transformer, audio_ids[rows].to(accelerator.device),
+                                            image_ids[rows].to(accelerator.device), generator, args.mask_mean)
+        update(accelerator, optimizer, loss, [transformer])
+        ema.update(accelerator.unwrap_model(transformer))
+        return losses
+
+    run_loop(accelerator, args, "transformer", args.steps, state, step, log)
+    model = accelerator.unwrap_model(transformer)
+    ema.copy_to(model)
+    return model.eval().requires_grad_(False)
+
+
+# Entry ---------------------------------------------------------------------------------------------------------------
+
+
+def train(args: argparse.Namespace) -> Path:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = TOKENIZER_SIZES[args.size]
+    set_seed(args.seed)
+    log = LossLog(out / "loss_log.jsonl")
+    if not args.resume and args.stage in ("tokenizers", "all") and log.path.exists():
+        log.path.unlink()
+    started = time.time()
+    spectrograms, pictures = load_pairs(args, sizes)
+    if args.stage in ("tokenizers", "all"):
+        audio_vq = train_tokenizer(args, "audio", sizes["audio"], spectrograms, log)
+        image_vq = train_tokenizer(args, "image", sizes["image"], pictures, log)
+    else:
+        for name in MODALITIES:
+            if not (out / f"{name}_tokenizer" / "config.json").is_file():
+                raise ValueError(f"--stage transformer needs trained tokenizers in {out}; run --stage tokenizers first")
+        audio_vq = VQModel.from_pretrained(out / "audio_tokenizer").eval().requires_grad_(False)
+        image_vq = VQModel.from_pretrained(out / "image_tokenizer").eval().requires_grad_(False)
+    if args.stage in ("transformer", "all"):
+        transformer = train_transformer(args, audio_vq, image_vq, spectrograms, pictures, log)
+        export(out, args, audio_vq, image_vq, transformer)
+    plot_losses(log.read(), out / "loss_curve.png")
+    summary = {"seconds": round(time.time() - started, 1), "final": final_losses(log.read()), "args": vars(args)}
+    (out / f"training_summary_{args.stage}.json").write_text(json.dumps(summary, indent=2))
+    return out
+
+
+def export(out: Path, args, audio_vq: VQModel, image_vq: VQModel, transformer) -> Path:
+    """The three networks as one `VisualEchoesPipeline` folder (what the registry and the CLI load)."""
+    from pipelines.visual_echoes.pipeline_visual_echoes import VisualEchoesPipeline
+
+    pipe = VisualEchoesPipeline(audio_vq, image_vq, transformer,
+                                training_record={"size": args.size, "data": args.data, "steps": args.steps,
+                                                 "tokenizer_steps": args.tokenizer_steps, "seed": args.seed})
+    dtype = torch.float16 if args.save_dtype == "fp16" else None
+    return pipe.save_pretrained(out, dtype=dtype)
