@@ -1,6 +1,6 @@
 """MM-Diffusion attention computed the way the released code computes it: the baseline of `benchmarks.mm_diffusion`.
 
-Written from research/joint-av.md §A3.1 and a reading of the released `mm_diffusion/multimodal_unet.py`
+Written from a reading of the released `mm_diffusion/multimodal_unet.py`
 (researchmm/MM-Diffusion@e180b3d); no code is copied. Same ops as the release:
 
 - single-modality attention (`SingleModalAtten` / `SingleModalQKVAttention`): q|k|v chunked first, then heads;

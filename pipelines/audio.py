@@ -12,7 +12,7 @@ images-that-sound code exactly:
   (magnitude 200); the frequency axis is flipped so low frequencies sit at the bottom of the picture;
 - Griffin-Lim: exp(L) -> librosa's mel inversion with the same STFT settings, centered, power 1.
 
-The impact convention (physics-driven impact sound, Su et al. 2023, research notes B1/B3) and every torch STFT:
+The impact convention (physics-driven impact sound, Su et al. 2023) and every torch STFT:
 
 - `stft` / `stft_magnitude`: centred torch STFT with a periodic Hann window and zero padding (librosa's defaults);
   the impact spectrogram is |STFT 2048/256| of the clip scaled to peak 1 (`peak_normalize_rows`);
@@ -72,14 +72,14 @@ class AudioSpec:
 
 
 SPECS: dict[str, AudioSpec] = {
-    # Auffusion / Images that Sound: 10.24 s clips = 1024 frames at hop 160 (research/images-that-sound.md B.1).
+    # Auffusion / Images that Sound: 10.24 s clips = 1024 frames at hop 160.
     "auffusion": AudioSpec(
         "auffusion", 16000, 10.24, n_fft=2048, hop_length=160, win_length=1024, n_mels=256, fmin=0.0,
         fmax=8000.0, analysis_peak=0.95,
     ),
-    # MM-Diffusion: a raw 16 kHz waveform, 1.6 s = 16 frames at 10 fps (research/joint-av.md A).
+    # MM-Diffusion: a raw 16 kHz waveform, 1.6 s = 16 frames at 10 fps.
     "mm_diffusion": AudioSpec("mm_diffusion", 16000, 1.6),
-    # Physics-driven impact sound: 0.25 s at 44.1 kHz, log-magnitude STFT 2048/256 (research/echoes-and-impact.md B1).
+    # Physics-driven impact sound: 0.25 s at 44.1 kHz, log-magnitude STFT 2048/256.
     "impact": AudioSpec("impact", 44100, 0.25, n_fft=2048, hop_length=256, win_length=2048),
     # Visual Echoes: SpecVQGAN preprocessing, 80 mels 125-7600 Hz, 10 s at 22.05 kHz (echoes-and-impact.md A).
     "visual_echoes": AudioSpec(
@@ -339,7 +339,7 @@ def griffin_lim_torch(magnitude: torch.Tensor, spec: AudioSpec, n_iter: int, gen
     return inverse(magnitude * angles)
 
 
-# The impact spectrogram's log scale (notes B3): ln(|S| + 1e-8) min-max mapped to [-1, 1] with these constants.
+# The impact spectrogram's log scale: ln(|S| + 1e-8) min-max mapped to [-1, 1] with these constants.
 IMPACT_LOG_EPS = 1e-8
 IMPACT_SPEC_MIN = math.log(IMPACT_LOG_EPS)  # -18.420681
 IMPACT_SPEC_MAX = 5.9540715  # a dataset constant of the official code

@@ -170,15 +170,17 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray | Ca
 
 
 AAC_MIN_RATE = 8000  # ffmpeg's AAC encoder refuses lower rates
+AAC_FALLBACK_RATE = 16000  # what lower-rate sound is resampled to for muxing
 
 
 def _aac_ready(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
-    """Audio at a rate AAC can carry: below 8 kHz it is resampled to 16 kHz (same sound, more samples)."""
+    """Audio at a rate AAC can carry: below `AAC_MIN_RATE` it is resampled to `AAC_FALLBACK_RATE` (same sound, more
+    samples)."""
     if sample_rate >= AAC_MIN_RATE:
         return audio, sample_rate
     from pipelines.audio import resample
 
-    return resample(audio, sample_rate, 16000).astype(np.float32), 16000
+    return resample(audio, sample_rate, AAC_FALLBACK_RATE).astype(np.float32), AAC_FALLBACK_RATE
 
 
 def _as_uint8(frame: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Edits an artist understands, each a pure function Modes -> Modes (nothing is changed in place).
 
 The paper calls its physics priors "fully interpretable" and demonstrates editing by "removing low frequency
-physics priors" (project page; notes B3) but gives no procedure: the edits below are this project's, built on the
+physics priors" (project page) but gives no procedure: the edits below are this project's, built on the
 modal model of the paper's Eq. 1–4.
 """
 

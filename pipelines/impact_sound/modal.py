@@ -1,4 +1,4 @@
-"""Modal analysis and synthesis of impact sounds (Su et al., CVPR 2023, Sec. 3.1; research notes Part B2).
+"""Modal analysis and synthesis of impact sounds (Su et al., CVPR 2023, Sec. 3.1).
 
 An impact sound is a sum of damped sinusoids, one per mode (paper Eq. 4):
 
@@ -7,11 +7,11 @@ An impact sound is a sum of damped sinusoids, one per mode (paper Eq. 4):
 `Modes` holds f_i (Hz), p_i (dB: 20·log10 of the mode's amplitude at t = 0), the decay time d_i (s) and optional
 phases θ_i (rad; None means θ = 0, the paper's choice). **Decay convention**: d_i is a T60, the time the mode takes
 to fall by 60 dB, so λ_i = 60 / d_i dB/s. This is how the authors' released code uses its "decay time" (its
-resynthesis decays 60 dB over d; notes B2), not the paper's wording ("time to reach −80 dB").
+resynthesis decays 60 dB over d), not the paper's wording ("time to reach −80 dB").
 
 Two estimators (`estimate_modes`):
 
-- `paper`: the published extractor exactly as released (`tools/extract_physics_params.py`, notes B2), quirks
+- `paper`: the published extractor exactly as released (`tools/extract_physics_params.py`), quirks
   included: 1025 modes, one per STFT bin.
 - `refined`: a sparse estimator that fixes what the notes measured as wrong with it (saturated and biased decays,
   every bin a mode, the onset click). Not in the paper.
@@ -42,7 +42,7 @@ FORMAT_VERSION = 1
 DECAY_CONVENTION = "decay_s is a T60 (time to fall 60 dB); Eq. 4 decay rate lambda = 60 / decay_s dB/s"
 T60_DB = 60.0
 
-# The released extractor's constants (notes B2).
+# The released extractor's constants.
 PAPER_FLOOR_DB = -80.0  # librosa.amplitude_to_db(ref=np.max) with top_db=80
 PAPER_AMIN = 1e-5  # amplitude floor inside amplitude_to_db
 PAPER_SEARCH_HALF_WIDTH_HZ = 10.76  # ±half an STFT bin (21.533 Hz / 2 = 10.767 Hz, rounded down)
@@ -221,7 +221,7 @@ def estimate_modes(
 ) -> Modes:
     """Estimate modes (f, p, T60) from a mono impact sound that starts at the hit (t = 0 is the first sample).
 
-    `method="paper"` reproduces the released extractor of Su et al. exactly (notes B2), on the clip resampled to
+    `method="paper"` reproduces the released extractor of Su et al. exactly, on the clip resampled to
     44.1 kHz, cut or zero-padded to 0.25 s and peak-normalised to 1, as its data pipeline prepares it:
 
     1. S = |STFT| with n_fft 2048, hop 256, periodic Hann, centred with zero padding: 1025 bins × 44 frames.
@@ -681,7 +681,7 @@ def _peak_safe(samples: np.ndarray, ceiling: float) -> np.ndarray:
 
 
 def official_code_resynthesis(modes: Modes, duration: float | None = None) -> np.ndarray:
-    """The released code's resynthesis, for comparison only (notes B2), at `modes.sample_rate`:
+    """The released code's resynthesis, for comparison only, at `modes.sample_rate`:
 
     ŝ = Σ_k cos(2π f_k t) · 10^{p_k/20} · 10^{−(60/d_k)·t/20}, then ŝ / max|ŝ|. All modes start in phase, so the
     peak sits at sample 0: the onset click that `synthesize` avoids.

@@ -1,11 +1,11 @@
-"""The networks of the physics-driven diffusion model of Su et al. (CVPR 2023, Sec. 3.2; research notes Part B3,
-B7): the spectrogram U-Net conditioned on a physics latent μ and a visual latent ν, the physics encoder that makes
+"""The networks of the physics-driven diffusion model of Su et al. (CVPR 2023, Sec. 3.2, and
+its released code): the spectrogram U-Net conditioned on a physics latent μ and a visual latent ν, the physics encoder that makes
 μ, and the visual encoder that makes ν. The schedule and sampler are in `scheduling_impact_sound.py`, the retrieval
 bank in `retrieval.py`, the spectrogram they work on in `spectrogram.py`.
 
 - `ImpactDiffusionConfig`: sizes and constants, presets `paper`, `studio`, `tiny` (`ImpactDiffusionConfig.preset`);
   JSON through `to_dict` / `from_dict`.
-- `PhysicsEncoder` (the code's `ParamsNet`, notes B2 table): five parallel PReLU MLPs for the per-bin mode
+- `PhysicsEncoder` (the code's `ParamsNet`): five parallel PReLU MLPs for the per-bin mode
   frequencies f, powers p and decays d (1025 each, from the paper's extractor, `modal.estimate_modes(...,
   "paper")`) and the residual's band gains w and decays noise_t (100 each, from the residual predictor), widths
   1025→h→h→h→64 (×3) and 100→64→64→32 (×2), concatenated to 256, then Linear(256, 256) and tanh. Hidden width h
@@ -14,7 +14,7 @@ bank in `retrieval.py`, the spectrogram they work on in `spectrogram.py`.
   classifier, averaged over 22 frames centred on the hit. Here a small per-frame CNN (stride-2 3×3 convolutions,
   GroupNorm, SiLU, global average pooling, one linear layer) gives per-frame material logits that are averaged
   over `num_frames` frames around the hit; it is trained as a material classifier (`pipelines.train`).
-- `SpectrogramUNet` (the code's `Unet3D`, 2-D despite its name; notes B3): init 7×7 conv (no bias) to `dim`
+- `SpectrogramUNet` (the code's `Unet3D`, 2-D despite its name): init 7×7 conv (no bias) to `dim`
   channels; per level two ResNet blocks (3×3 conv, GroupNorm(`groups`), FiLM scale/shift from the conditioning
   vector on the first conv, SiLU) then residual pre-norm linear attention, then a 4×4 stride-2 downsampling conv
   (not at the last level); two mid blocks; an up path of skip concatenation, two blocks, attention and a 4×4
@@ -47,7 +47,7 @@ PHYSICS_DIM = 256  # μ
 MODE_BRANCH_DIM, RESIDUAL_BRANCH_DIM, RESIDUAL_HIDDEN = 64, 32, 64  # ParamsNet: 3 × 64 + 2 × 32 = 256
 CONFIG_TYPE = "impact-physics-diffusion"
 
-# Greatest Hits' materials in the released code's subset (notes B2); the paper's own 17-d logits are undocumented.
+# Greatest Hits' materials in the released code's subset; the paper's own 17-d logits are undocumented.
 GREATEST_HITS_MATERIALS = ("glass", "wood", "ceramic", "metal", "cloth", "plastic", "drywall", "carpet", "paper",
                            "rock")
 
@@ -206,7 +206,7 @@ class PhysicsPriors:
 
 
 def normalize_priors(priors: PhysicsPriors) -> tuple[torch.Tensor, ...]:
-    """The code's dataset normalisations (notes B2), each to about [-1, 1] or (0, 1):
+    """The code's dataset normalisations, each to about [-1, 1] or (0, 1):
 
     f: 2·(f − bin centre)/21.533; p: 2·p/(−80) − 1 (0 dB → −1, −80 dB → +1); d: 2·(d − t_min)/(t_max − t_min) − 1
     with t_min = 0.5·256/44100 s, t_max = 44·256/44100 s; w as is; noise_t: (noise_t − 1e-5)/0.5.

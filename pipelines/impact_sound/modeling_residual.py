@@ -1,5 +1,5 @@
 """The residual-parameter predictor (Su et al., CVPR 2023, Sec. 3.1 "Residual Parameters Prediction" and Sec. 4;
-research notes Part B2, official `SpecTransformer` in `libs/models/sound_physics_residual_model.py`).
+the official `SpecTransformer` in `libs/models/sound_physics_residual_model.py`).
 
 Log-spectrogram frames (1025 bins × 44 frames; each frame is a token) → Linear(1025 → 256) + learned positional
 embedding → 4-layer, 4-head transformer encoder (pre-LayerNorm, GELU, 4× MLP, dropout 0.1, final LayerNorm, as
@@ -48,7 +48,7 @@ MODEL_TYPE = "impact-residual-predictor"
 
 @dataclass(frozen=True)
 class ResidualPredictorConfig:
-    """Sizes of the predictor; the defaults are the paper's and the official code's (notes B2)."""
+    """Sizes of the predictor; the defaults are the paper's and the official code's."""
 
     n_freq_bins: int = IMPACT.n_fft // 2 + 1  # 1025
     n_frames: int = 1 + NUM_SAMPLES // IMPACT.hop_length  # 44 tokens (the code's block size)
@@ -229,7 +229,7 @@ def residual_training_step(
     Args:
         batch_audio: the recordings s, [B, T] at 44.1 kHz starting at the hit (cut or zero-padded to 0.25 s).
         batch_modes: each clip's modes (synthesised with `modal.synthesize`) or the precomputed ŝ, [B, T].
-        optimizer: e.g. AdamW(lr 5e-4, weight decay 1e-4), the official config (notes B2).
+        optimizer: e.g. AdamW(lr 5e-4, weight decay 1e-4), the official config.
         loss_fn: default `STFTLoss()` (the official single-resolution SC + log-mag + lin-mag at 2048/128).
         max_grad_norm: clip the gradient norm (not in the official config; None = off).
     """

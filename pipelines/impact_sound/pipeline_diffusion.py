@@ -1,4 +1,4 @@
-"""Impact sounds from video with the physics-driven diffusion model (Su et al., CVPR 2023; research notes B3).
+"""Impact sounds from video with the physics-driven diffusion model (Su et al., CVPR 2023).
 
 `ImpactDiffusionPipeline` (a `StudioPipeline`) puts the networks (`modeling_impact_sound.py`), the schedule and
 sampler step (`scheduling_impact_sound.py`) and the retrieval bank (`retrieval.py`) together, as the paper's test

@@ -1,10 +1,10 @@
-"""The residual (environment) component of an impact sound (Su et al., CVPR 2023, Sec. 3.1, Eq. 5-6; research notes
-Part B2 "Residual"): exponentially decaying, band-split, *fixed* noise with per-band weights and decays.
+"""The residual (environment) component of an impact sound (Su et al., CVPR 2023, Sec. 3.1, Eq. 5-6, and
+the released code): exponentially decaying, band-split, *fixed* noise with per-band weights and decays.
 
     R_m(t) = 10^{-γ_m t / 20} · BPF(N(0, 1))_m(t)            (paper Eq. 5)
     R(t)   = Σ_m w_m R_m(t),   m = 1..M, M = 100               (paper Eq. 6)
 
-Parameterisation, as the authors' released code has it (`libs/models/sound_physics_residual_model.py`, notes B2):
+Parameterisation, as the authors' released code has it (`libs/models/sound_physics_residual_model.py`):
 
 - **gains** w_m ∈ (0, 1): the band weights of Eq. 6 (the code's `sigmoid(Linear)` head);
 - **decays** d_m ∈ (1e-5, 0.5] s: a T60 per band (the code's `noise_t = 1e-5 + 0.5·sigmoid(Linear)`), so Eq. 5's
@@ -25,7 +25,7 @@ outside its mel edges. For stationary white noise the circular filtering leaves 
 
 Also here: `STFTLoss`, the training objective. The paper says "multi-resolution STFT loss"; the released code uses
 a *single* resolution, `auraloss.freq.STFTLoss(fft_size=2048, hop_size=128, w_sc=1, w_log_mag=1, w_lin_mag=1)`
-(notes B2), which is what is implemented (auraloss 0.2.x semantics, re-written here, not imported).
+which is what is implemented (auraloss 0.2.x semantics, re-written here, not imported).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ MIN_DECAY_S = 1e-5  # the code's decay head: noise_t = 1e-5 + 0.5·sigmoid(·) s
 DECAY_SPAN_S = 0.5
 MAX_DECAY_S = MIN_DECAY_S + DECAY_SPAN_S
 
-# The training loss of the released code (notes B2): auraloss STFTLoss at fft 2048, hop 128, all three terms weight 1.
+# The training loss of the released code: auraloss STFTLoss at fft 2048, hop 128, all three terms weight 1.
 LOSS_FFT_SIZE = 2048
 LOSS_HOP_SIZE = 128
 # auraloss's default window length, which the official call does not override: a 1024-sample Hann window centred
@@ -223,8 +223,8 @@ def log_spectrogram(audio: torch.Tensor) -> torch.Tensor:
     44.1 kHz, in [-1, 1].
 
     The impact |STFT| (`pipelines.audio`: n_fft 2048, hop 256, periodic Hann, centred with zero padding, librosa's
-    defaults, notes B1) of the peak-normalised clip, then ln(|S| + 1e-8) mapped to [-1, 1] as the official diffusion
-    dataset scales its log-spectrogram (`audio.impact_log_scale`, notes B3).
+    defaults) of the peak-normalised clip, then ln(|S| + 1e-8) mapped to [-1, 1] as the official diffusion
+    dataset scales its log-spectrogram (`audio.impact_log_scale`).
     **Departure**: the released residual code feeds *linear* |STFT| to its encoder; the paper says log-spectrogram,
     which is used here.
     """
@@ -237,7 +237,7 @@ def log_spectrogram(audio: torch.Tensor) -> torch.Tensor:
 
 
 class STFTLoss(nn.Module):
-    """Single-resolution STFT loss of the released code (notes B2; auraloss 0.2.x `STFTLoss` semantics):
+    """Single-resolution STFT loss of the released code (auraloss 0.2.x `STFTLoss` semantics):
 
         L = w_sc · ‖|Y| - |X|‖_F / ‖|Y|‖_F  +  w_log · mean|ln|X| - ln|Y||  +  w_lin · mean||X| - |Y||
 

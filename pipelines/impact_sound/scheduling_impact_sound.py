@@ -1,4 +1,4 @@
-"""The diffusion of the physics-driven impact model (Su et al., CVPR 2023, Eq. 8-9; research notes B3): the cosine
+"""The diffusion of the physics-driven impact model (Su et al., CVPR 2023, Eq. 8-9): the cosine
 schedule (Nichol & Dhariwal: s = 0.008, β clipped at 0.9999, T = 1000 in the paper), `q_sample`, the L1 ε loss of
 Eq. 8 (`diffusion_loss`) and one step of the code's ancestral sampler (`DiffusionSchedule.step`): x̂0 from ε̂,
 clipped to [-1, 1], q-posterior mean and variance (log clipped at 1e-20), no noise at the last step; optionally

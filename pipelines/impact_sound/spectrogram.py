@@ -1,4 +1,4 @@
-"""The spectrogram the physics-driven diffusion model (Su et al., CVPR 2023; research notes B3) denoises, and its
+"""The spectrogram the physics-driven diffusion model (Su et al., CVPR 2023) denoises, and its
 Griffin-Lim inverse.
 
 - Forward: ln(|STFT_{2048/256}(x / max|x|)| + 1e-8), min-max mapped to [-1, 1] (`pipelines.audio`'s impact

@@ -6,13 +6,13 @@ see (the frames; the retrieval-based rows also the diffusion pipeline's bank), a
 clip's ground-truth sound:
 
 - **LSD** (log-spectral distance, dB): both clips cut or zero-padded to 0.25 s at 44.1 kHz; M = |STFT| with
-  n_fft 2048, hop 256, periodic Hann, centred, zero padding ([1025, 44], the paper's analysis, notes B1);
+  n_fft 2048, hop 256, periodic Hann, centred, zero padding ([1025, 44], the paper's analysis);
   D = 20·log10(max(M, 1e-5)) in dB re the clip's own loudest bin, floored at −80 dB (librosa's
   `amplitude_to_db(ref=np.max, top_db=80)`, the paper extractor's floor), so the level and anything 80 dB down
   do not count; LSD = √(mean over all (bin, frame) of (D_generated − D_true)²).
 - **Spec. MSE** (paper Table 3): mean over (bin, frame) of the squared difference of the paper's [−1, 1]
   log-spectrograms (`impact_sound.residual.log_spectrogram`: ln(|STFT 2048/256| + 1e-8) of the peak-normalised
-  clip, min-max scaled with the official constants; the paper does not state its normalisation, notes B5). With
+  clip, min-max scaled with the official constants; the paper does not state its normalisation). With
   its 1e-8 floor (−160 dB) it also counts content far below hearing: a change of synthesis rounding (~−120 dB re
   peak) moved it by 3–6 % between two runs while the LSD stayed within 0.01 dB, so compare rows of one run.
 - **Material accuracy** (the paper's "recognition accuracy"): the material judge (`judges.load_judge("material")`)

@@ -4,7 +4,7 @@ which material an impact sound was struck from.
 All judges read a grayscale [N, H, W] array in [0, 1]: the image judge the picture, the sound judge the Auffusion
 spectrogram image (`pipelines.audio`: 256 mel rows, low frequencies at the bottom), the material judge the impact
 spectrogram image of `impact_spectrogram_images` (the paper's material classifier reads the clip's log-magnitude
-STFT 2048/256; Su et al. 2023, Sec. 4, research notes B5). Rows are resized to 256; any width works (the features
+STFT 2048/256; Su et al. 2023, Sec. 4). Rows are resized to 256; any width works (the features
 are averaged over the columns, per row band, so where in time a sound sits does not matter but which frequency
 band does).
 
@@ -259,7 +259,7 @@ def audio_to_spectrograms(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def default_classes(kind: str, which: str = "core") -> tuple[str, ...]:
-    """The judge's classes: the core four (DESIGN §6) or all eight of `kind`; for "material" the toy materials."""
+    """The judge's classes: the core four or all eight of `kind`; for "material" the toy materials."""
     if kind == "material":
         return tuple(MATERIALS)
     if kind == "image":

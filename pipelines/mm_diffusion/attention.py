@@ -1,8 +1,7 @@
 """Attention for MM-Diffusion: single-modality self-attention and RS-MMA (random-shift multi-modal attention).
 
 Everything runs through `torch.nn.functional.scaled_dot_product_attention`. The official code scales q and k by
-`ch ** -0.25` each and runs einsum + softmax; SDPA's default scale `1 / sqrt(ch)` is the same maths
-(research/joint-av.md §A3.1, "Scaling").
+`ch ** -0.25` each and runs einsum + softmax; SDPA's default scale `1 / sqrt(ch)` is the same maths.
 
 Key names follow the official `mm_diffusion/multimodal_unet.py` (`SingleModalAtten`, `CrossAttentionBlock`), so
 official checkpoints load unchanged.

@@ -1,6 +1,6 @@
 """Loading the released MM-Diffusion checkpoints (`Landscape.pt`, `AIST++.pt`, `*_SR.pt`) safely and with clear errors.
 
-File format (research/anchors.md §1.4, DESIGN.md §4): a PyTorch `.pt` holding a plain guided-diffusion style state
+File format: a PyTorch `.pt` holding a plain guided-diffusion style state
 dict `{key: tensor}`, keys exactly as `MMDiffusionUNet` / `MMDiffusionSuperResModel` name them
 (tests/data/mm_diffusion/mm_diffusion_official_state_dict_shapes.json lists all of them). A `.safetensors` file with
 the same keys loads the same way. `.pt` files are read with `torch.load(..., weights_only=True)`: a file holding

@@ -1,4 +1,4 @@
-"""MM-Diffusion's coupled U-Net (Ruan et al., CVPR 2023, paper 000; research/joint-av.md part A).
+"""MM-Diffusion's coupled U-Net (Ruan et al., CVPR 2023, paper 000).
 
 Two streams with separate weights, a video U-Net (2D+1D convolutions, spatial then temporal attention) and an audio
 U-Net (dilated 1D convolutions), share one timestep embedding and exchange information through RS-MMA blocks.

@@ -15,7 +15,7 @@ same unconditional model:
   code (and the reconstruction guidance it follows) it is taken w.r.t. the target's *input* x_t. No guidance on the
   final step (the code's `t != 0` mask). λ = 0 is exactly the replacement sampler.
 
-Departures from the official code (research/joint-av.md §A7 lists its pitfalls):
+Departures from the official code:
 - the official guided loop with `use_fp16=True` multiplies the loss by `loss_scale = 2**20` and never divides it back
   out (effective λ = 3·2^20); here λ is the weight on the true gradient, whatever the precision;
 - the official loss is `mean_flat(...).mean()` over the batch, which divides each sample's gradient by N; here the

@@ -1,4 +1,4 @@
-"""MM-Diffusion's diffusion process and samplers (paper §3.1 Eqs. 1-7; research/joint-av.md §A2, §A6).
+"""MM-Diffusion's diffusion process and samplers (paper §3.1 Eqs. 1-7).
 
 Both modalities share one β schedule and one timestep (Eq. 5), so every sampler here works on a *packed* state: the
 video `[N, F, C, H, W]` and audio `[N, C, L]` of each sample flattened and concatenated into one `[N, D]` row. All the

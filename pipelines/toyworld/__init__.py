@@ -1,4 +1,4 @@
-"""The toy world: seeded, fast, procedural sounding scenes with known ground truth (DESIGN §6).
+"""The toy world: seeded, fast, procedural sounding scenes with known ground truth.
 
 `sample(kind, n, seed, **options)` for kind in "impact", "sounding_video", "image", "sound", "paired" (see `api`);
 `python -m pipelines.toyworld KIND --n N --seed S --out DIR` writes a dataset folder (formats in `__main__`).

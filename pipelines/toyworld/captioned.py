@@ -1,8 +1,8 @@
 """Captioned images and captioned sounds for Images that Sound (grayscale pictures and Auffusion spectrograms).
 
 Images: grayscale [H, W] float32 in [0, 1] (default 16 × 64; any size, shapes are laid out in units of the height so
-a class looks alike at 16 × 64 and 256 × 1024). Classes (`IMAGE_CLASSES`; the first four are the core set of
-DESIGN §6): towers (bars rising from the bottom), rings (concentric outlines), stripes (diagonal bars), dots (a dot
+a class looks alike at 16 × 64 and 256 × 1024). Classes (`IMAGE_CLASSES`; the first four are the core set the
+judges and metrics use): towers (bars rising from the bottom), rings (concentric outlines), stripes (diagonal bars), dots (a dot
 grid), grids (thin horizontal and vertical lines), circles (filled disks), glyphs (letters), waves (wavy lines).
 
 Sounds: 16 kHz mono audio lasting `width` spectrogram frames (width · 160 samples: 0.64 s for 64 frames, 10.24 s for

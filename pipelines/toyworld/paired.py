@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipelines.audio import SPECS
 from pipelines.toyworld.common import add_at, box, coverage, disk, item_rngs, paint, pick_one, pixel_grid, segment
 
 PAIRED_KINDS = ("bell", "drum", "bird", "whistle", "engine", "dog", "clock", "rain")
-SAMPLE_RATE = 22050
-HOP = 256
+SAMPLE_RATE = SPECS["visual_echoes"].sample_rate  # SpecVQGAN's convention, as Visual Echoes hears
+HOP = SPECS["visual_echoes"].hop_length
 FRAMES = 128
 PICTURE_SIZE = 32
 MAX_COUNT = 3

@@ -77,7 +77,7 @@ RESIDUAL_SIZES = {
     "studio": ResidualPredictorConfig(d_model=64, n_layers=4, n_heads=4),
     "tiny": ResidualPredictorConfig(d_model=16, n_layers=1, n_heads=2),
 }
-WEIGHT_DECAY = 1e-4  # the code's AdamW weight decay (notes B2, B3)
+WEIGHT_DECAY = 1e-4  # the code's AdamW weight decay
 LR_DECADE_EPOCHS = 50.0  # the code's ExponentialLR: lr · 0.1^(epoch / 50)
 HELD_OUT_SEED_OFFSET = 10_000
 

@@ -1,6 +1,6 @@
 """Trainer for MM-Diffusion (paper 000): the coupled U-Net on sounding videos, ε-prediction, one loss on both streams.
 
-The objective is the official one (research/joint-av.md §A2, §A5): a linear β schedule with T = 1000, one timestep
+The objective is the official one: a linear β schedule with T = 1000, one timestep
 t ~ Uniform{0..T-1} per clip shared by both modalities, independent noise for video and audio, and the loss
 `mean_flat((ε_v − ε̂_v)²) + mean_flat((ε_a − ε̂_a)²)` (λ(t) = 1), optimised with AdamW without weight decay, an
 EMA of the weights, and the RS-MMA random shift drawn on every call (seeded per step, so a resumed run is

@@ -39,7 +39,7 @@ PREVIEW_EVERY = 5
 VOCODERS = [("Auto (HiFi-GAN when the weights have one)", "auto"), ("HiFi-GAN", "hifigan"),
             ("Griffin-Lim", "griffinlim")]
 SOUND_MADE_BY = {"hifigan": "HiFi-GAN", "griffinlim": "Griffin-Lim"}
-# Prompt pairs from the paper's figures and examples (research/images-that-sound.md).
+# Prompt pairs from the paper's figures and examples.
 PAPER_PROMPTS = [
     ["a castle with bell towers, grayscale, lithograph style", "bell ringing"],
     ["tigers, grayscale, black background", "tiger growling"],

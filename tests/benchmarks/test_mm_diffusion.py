@@ -1,6 +1,6 @@
 """The MM-Diffusion benchmark's baseline: the official-style attention path computes what ours computes.
 
-- the release's index tables reproduce the test vector of research/joint-av.md §A3.1 and are built once per block;
+- the release's index tables reproduce the released code's test vector and are built once per block;
 - the per-frame windowed loop equals our batched RS-MMA, the einsum QKVAttention equals our SDPA self-attention,
   whose heads are laid out for SDPA's fused kernels;
 - swapped into one model instance, the official-style path gives the same U-Net outputs (≤ 1e-4, float32, same

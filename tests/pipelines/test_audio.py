@@ -59,7 +59,7 @@ def test_a_tone_lands_in_its_mel_bin_and_low_is_at_the_bottom(tone, freq):
 def test_image_normalisation_is_the_auffusion_range():
     ends = np.array([[math.log(1e-5), math.log(200.0)]], dtype=np.float32)
     np.testing.assert_allclose(audio.log_mel_to_unit(ends, AUFFUSION), [[0.0, 1.0]], atol=1e-6)
-    # Pixel 0.5 is the midpoint of [ln 1e-5, ln 200] = -3.1073 (research notes: L = p·16.8112 − 11.5129).
+    # Pixel 0.5 is the midpoint of [ln 1e-5, ln 200] = -3.1073 (L = p·16.8112 − 11.5129).
     assert audio.unit_to_log_mel(np.array([0.5]), AUFFUSION)[0] == pytest.approx(0.5 * 16.8112 - 11.5129, abs=1e-3)
     unit = np.random.default_rng(1).random((256, 40)).astype(np.float32)
     np.testing.assert_allclose(audio.log_mel_to_unit(audio.unit_to_log_mel(unit, AUFFUSION), AUFFUSION), unit,

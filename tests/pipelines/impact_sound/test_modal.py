@@ -1,4 +1,4 @@
-"""Modal impact sounds (pipelines/impact_sound): the paper's extractor pinned to the research notes' measured
+"""Modal impact sounds (pipelines/impact_sound): the paper's extractor pinned to measured
 anchors, the refined estimator's known-answer recovery, synthesis, edits, presets, JSON and the CLI."""
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def test_spec_mse_is_the_paper_log_spectrogram_mse(clips):
 
     x, y = clips.audio[1], clips.audio[8]
 
-    def paper_spectrogram(clip):  # notes B3: ln(|STFT(x / max|x|)| + 1e-8), min-max scaled to [-1, 1]
+    def paper_spectrogram(clip):  # the paper's analysis: ln(|STFT(x / max|x|)| + 1e-8), min-max scaled to [-1, 1]
         magnitude = np.abs(librosa.stft(clip / np.abs(clip).max(), n_fft=2048, hop_length=256))
         return 2 * (np.log(magnitude + 1e-8) - IMPACT_SPEC_MIN) / (IMPACT_SPEC_MAX - IMPACT_SPEC_MIN) - 1
 

@@ -1,4 +1,4 @@
-"""MM-Diffusion's diffusion process, samplers and zero-shot conditioning (research/joint-av.md §A2, §A6, §A7).
+"""MM-Diffusion's diffusion process, samplers and zero-shot conditioning.
 
 - the schedule and the official `timestep_respacing` against their formulas and known values;
 - diffusers' DDPM / DDIM schedulers, as configured here, against the official guided-diffusion formulas (written out
@@ -66,7 +66,7 @@ def gen(seed: int) -> torch.Generator:
 
 
 class OfficialReference:
-    """p_sample / ddim_sample of the official code, from research/joint-av.md §A2 and guided-diffusion's tables."""
+    """p_sample / ddim_sample of the official code, from guided-diffusion's tables."""
 
     def __init__(self, betas: np.ndarray):
         self.betas = betas

@@ -1,6 +1,6 @@
-"""MM-Diffusion's coupled U-Net and SR model, pinned to the official code (research/joint-av.md part A).
+"""MM-Diffusion's coupled U-Net and SR model, pinned to the official code.
 
-- golden tensors from the official MultimodalUNet (tests/data/mm_diffusion, copied from shared/reference);
+- golden tensors from the official MultimodalUNet (tests/data/mm_diffusion);
 - every key and shape of the released Landscape/AIST++ and *_SR checkpoints (built on the meta device);
 - RS-MMA: the official index vectors, locality, full window = dense cross-attention, SDPA = plain softmax maths;
 - the random shift: drawn on every call, reproducible with a seeded generator.
