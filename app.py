@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import signal
 import socket
 import sys
 
@@ -54,10 +55,23 @@ def main(argv: list[str] | None = None) -> None:
     REGISTRY.configure(default_variant=args.models, device=args.device, offline=args.offline or args.models == "studio")
     files = SessionFiles()
     atexit.register(files.remove_all)
+    remove_files_on_signals(files)
     demo = build_studio(StudioContext(config, files))
     demo.queue(max_size=config.queue_size, default_concurrency_limit=1)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(files.root)],
                 max_file_size=f"{config.max_upload_mb}mb", footer_links=["api", "settings"])
+
+
+def remove_files_on_signals(files) -> None:
+    """On SIGTERM (a Space or service stopping) and SIGINT (Ctrl+C): remove every session's folder, then exit.
+    atexit alone is not enough: SIGTERM's default action ends the process without running it."""
+
+    def remove_and_exit(signum, frame) -> None:
+        files.remove_all()
+        sys.exit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, remove_and_exit)
 
 
 def port_is_free(host: str, port: int) -> bool:

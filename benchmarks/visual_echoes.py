@@ -97,6 +97,7 @@ def run(sizes: list[str], repeats: int, model: str | None) -> dict:
         pipe = VisualEchoesPipeline.from_pretrained(model)
         picture = sample_paired(1, 0, size=pipe.picture_size, frames=pipe.audio_frames).images[0]
         pipe(picture, num_inference_steps=30, generator=[torch.Generator().manual_seed(0)])  # warm-up
+        result["studio_model"] = str(model)
         result["studio_image_to_sound_s"] = timed(
             lambda: pipe(picture, num_inference_steps=30, generator=[torch.Generator().manual_seed(0)]), repeats)
     return result

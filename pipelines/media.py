@@ -30,8 +30,52 @@ def save_png(image: np.ndarray, path: Path) -> Path:
     return path
 
 
+PEAK_LIMIT = 0.98  # written sound never reaches full scale: nothing clips, in the wav or the AAC
+
+
+def limited(audio: np.ndarray) -> np.ndarray:
+    """Mono float32 samples turned down (by one gain) so their peak is at most PEAK_LIMIT; non-finite samples are
+    silenced. Quieter sound is left as it is."""
+    audio = np.nan_to_num(np.asarray(audio, np.float32).reshape(-1), nan=0.0, posinf=0.0, neginf=0.0)
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    return audio * (PEAK_LIMIT / peak) if peak > PEAK_LIMIT else audio
+
+
 def save_wav(audio: np.ndarray, sample_rate: int, path: Path) -> Path:
-    return write_wav(path, audio, sample_rate)
+    """A wav (16-bit PCM) of the sound, peak-limited (`limited`) so no sample clips."""
+    return write_wav(path, limited(audio), sample_rate)
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says: its size (None when the reader refused to say) and pixel count."""
+
+    width: int | None
+    height: int | None
+    pixels: int
+
+
+def image_header(path: str | Path) -> ImageHeader:
+    """An image's size from its header alone: no pixel is decoded (so a 20000×20000 PNG costs nothing)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)  # reads the header only; .load() would decode
+        with image:
+            width, height = image.size
+            return ImageHeader(width, height, width * height)
+    except Image.DecompressionBombError as error:  # PIL refuses to open far too big pictures at all
+        with open(path, "rb") as file:
+            head = file.read(24)
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+            return ImageHeader(width, height, width * height)
+        import re
+
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        return ImageHeader(None, None, int(found.group(1)) if found else 10**12)
 
 
 class VideoDecodeError(ValueError):
@@ -46,16 +90,16 @@ def opened_video(path: str | Path, **options) -> Iterator:
 
     try:
         clip = VideoFileClip(str(path), audio=False, **options)
-    except Exception as error:  # noqa: BLE001 - any decoder failure means the same thing to the user
-        raise VideoDecodeError(f"no video decoder could read it ({type(error).__name__})") from error
+    except Exception as error:  # any decoder failure means the same thing to the user
+        raise VideoDecodeError("no video decoder could read it") from error
     try:
         if not (float(clip.fps or 0.0) > 0 and float(clip.duration or 0.0) > 0):
             raise VideoDecodeError("it holds no video frames")
         yield clip
     except VideoDecodeError:
         raise
-    except Exception as error:  # noqa: BLE001 - a broken stream fails part-way through decoding
-        raise VideoDecodeError(f"the video stream is damaged ({type(error).__name__})") from error
+    except Exception as error:  # a broken stream fails part-way through decoding
+        raise VideoDecodeError("the video stream is damaged") from error
     finally:
         clip.close()
 
@@ -153,7 +197,7 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray | Ca
             if not sample_rate:
                 raise ValueError("write_video needs `sample_rate` with `audio`")
             sound = Path(scratch) / "sound.wav"
-            write_wav(sound, *_aac_ready(np.clip(np.asarray(audio, np.float32).reshape(-1), -1.0, 1.0), sample_rate))
+            write_wav(sound, *_aac_ready(limited(audio), sample_rate))
             options = {"audio_path": str(sound), "audio_codec": "aac"}
         writer = imageio_ffmpeg.write_frames(
             str(path), (first.shape[1], first.shape[0]), fps=fps, codec="libx264", pix_fmt_out="yuv420p",

@@ -6,7 +6,7 @@ import gradio as gr
 
 from pipelines.registry import available, register_local_checkpoints
 from studio.context import StudioContext
-from studio.tabs import about, images_that_sound, impact_sound, sounding_video, spectrogram_lab
+from studio.tabs import about, images_that_sound, impact_sound, sounding_video, spectrogram_lab, visual_echoes
 
 HEADER = """
 # Synesthesia Studio
@@ -15,7 +15,7 @@ Make sound and image together: pictures you can hear, sounds you can see.
 
 # Tabs, in order. A tab is shown only when every pipeline it needs can be loaded (weights present or reachable);
 # a tuple in REQUIRES means "any one of these".
-TABS = (images_that_sound, impact_sound, sounding_video, spectrogram_lab)
+TABS = (images_that_sound, impact_sound, sounding_video, visual_echoes, spectrogram_lab)
 
 
 def working_tabs(context: StudioContext) -> list:

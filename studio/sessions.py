@@ -3,6 +3,11 @@
 Each browser session gets its own folder, named from a hash of Gradio's session id, and every file in it a random
 name, so one user's results are never listed or guessable by another. `sweep()` removes folders idle for longer
 than `max_age_s`, then the oldest ones until the whole root fits in `max_bytes`.
+
+Gradio serves a handler's output files from copies in its own cache (`<cache>/<content hash>/<name>`). Our names are
+unique, so ending a session also removes the cache copies of every file it wrote (`forget`), and an ended session's
+files are no longer served. A job still running when its session ends gets `SessionEnded` at its next `new_path`,
+so it leaves no orphan folder behind.
 """
 
 from __future__ import annotations
@@ -16,19 +21,40 @@ import time
 from pathlib import Path
 
 
+class SessionEnded(Exception):
+    """The session a job writes for has ended (its browser tab closed): the job's files would be orphans."""
+
+
 class SessionFiles:
-    def __init__(self, root: Path | None = None, *, max_age_s: float = 3600.0, max_bytes: int = 2 * 1024**3):
+    def __init__(self, root: Path | None = None, *, max_age_s: float = 3600.0, max_bytes: int = 2 * 1024**3,
+                 cache_dir: Path | str | None = None):
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="synesthesia-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_age_s, self.max_bytes = max_age_s, max_bytes
-        self._lock = threading.Lock()
+        self._cache_dir = Path(cache_dir) if cache_dir else None
+        self._lock = threading.RLock()
+        self._ended: dict[str, float] = {}  # folder name -> when its session ended
+
+    @property
+    def cache_dir(self) -> Path:
+        """Gradio's file cache, where it copies every file a handler returns before serving it."""
+        if self._cache_dir is None:
+            from gradio.utils import get_upload_folder
+
+            return Path(get_upload_folder())
+        return self._cache_dir
 
     def folder(self, session_id: str | None) -> Path:
-        """This session's folder (created on first use). Clears out stale sessions first."""
+        """This session's folder (created on first use). Clears out stale sessions first. SessionEnded once the
+        session has ended."""
         self.sweep()
-        folder = self.root / _folder_name(session_id)
-        folder.mkdir(exist_ok=True)
-        folder.touch()  # marks the session as active for the age limit
+        name = _folder_name(session_id)
+        with self._lock:
+            if name in self._ended:
+                raise SessionEnded(f"session {name} has ended")
+            folder = self.root / name
+            folder.mkdir(exist_ok=True)
+            folder.touch()  # marks the session as active for the age limit
         return folder
 
     def new_path(self, session_id: str | None, stem: str, suffix: str) -> Path:
@@ -36,12 +62,35 @@ class SessionFiles:
         return self.folder(session_id) / f"{stem}-{secrets.token_urlsafe(8)}{suffix}"
 
     def end(self, session_id: str | None) -> None:
-        """Remove everything the session wrote (called when the browser tab closes)."""
-        shutil.rmtree(self.root / _folder_name(session_id), ignore_errors=True)
+        """Remove everything the session wrote and gradio's copies of it (called when the browser tab closes).
+        A job still running for it can write nothing more (SessionEnded)."""
+        name = _folder_name(session_id)
+        with self._lock:
+            self._ended[name] = time.time()
+            folder = self.root / name
+            if folder.is_dir():
+                self.forget(path for path in folder.rglob("*") if path.is_file())
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def forget(self, paths) -> None:
+        """Remove files and gradio's cached copies of them (found by their unique names)."""
+        names = set()
+        for path in paths:
+            path = Path(path)
+            names.add(path.name)
+            path.unlink(missing_ok=True)
+        if not names or not self.cache_dir.is_dir():
+            return
+        for copy_folder in self.cache_dir.iterdir():
+            for name in names & _names_in(copy_folder):
+                (copy_folder / name).unlink(missing_ok=True)
+                with _quiet():
+                    copy_folder.rmdir()  # only when now empty
 
     def sweep(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
         with self._lock:
+            self._ended = {name: at for name, at in self._ended.items() if now - at < max(self.max_age_s, 86400)}
             folders = sorted((path for path in self.root.iterdir() if path.is_dir()), key=_mtime)
             for folder in [f for f in folders if now - _mtime(f) > self.max_age_s]:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -58,6 +107,19 @@ class SessionFiles:
 
 def _folder_name(session_id: str | None) -> str:
     return hashlib.sha256((session_id or "anonymous").encode()).hexdigest()[:24]
+
+
+def _names_in(folder: Path) -> set[str]:
+    try:
+        return {entry.name for entry in folder.iterdir()} if folder.is_dir() else set()
+    except OSError:
+        return set()
+
+
+def _quiet():
+    import contextlib
+
+    return contextlib.suppress(OSError)
 
 
 def _mtime(path: Path) -> float:

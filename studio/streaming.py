@@ -22,11 +22,42 @@ class Stopped(Exception):
     """Raised inside the work at its next preview once the handler streaming it has been closed (Stop)."""
 
 
-def stream(work: Callable[[Preview], Result], show: Callable[[Any], tuple]) -> Generator[tuple, None, Result]:
+class PreviewFiles:
+    """A job's preview pictures as png files in its session's folder, so none piles up in gradio's cache.
+
+    A numpy image sent to the page is written by gradio into its cache under a new name every time (500 files for
+    a 1000-step run, kept for an hour). Sent as files of ours instead, each has a unique name, and `prune` removes
+    them and gradio's copies: all but the newest `keep` while the job runs, all but the one shown when it ends
+    (that one goes with the session).
+    """
+
+    def __init__(self, files, session_id: str | None, *, keep: int = 2):
+        self.files, self.session_id, self.keep = files, session_id, keep
+        self.paths: list = []
+
+    def __call__(self, image) -> str:
+        """Write a [0, 1] float or uint8 picture; returns its path, for a gr.Image output."""
+        from pipelines.media import save_png
+
+        path = self.files.new_path(self.session_id, "preview", ".png")
+        save_png(image if image.dtype != "uint8" else image / 255.0, path)
+        self.paths.append(path)
+        self.prune(self.keep)
+        return str(path)
+
+    def prune(self, keep: int = 1) -> None:
+        old, self.paths = (self.paths[:-keep], self.paths[-keep:]) if keep else (self.paths, [])
+        if old:
+            self.files.forget(old)
+
+
+def stream(work: Callable[[Preview], Result], show: Callable[[Any], tuple],
+           previews: PreviewFiles | None = None) -> Generator[tuple, None, Result]:
     """Run `work(preview)` in a worker thread; yield `show(x)` for every `preview(x)` it makes; return its result.
 
     Use it as `result = yield from stream(...)` in a handler. An error raised by the work is raised here, in the
-    handler's thread (where `user_facing` turns it into a message).
+    handler's thread (where `user_facing` turns it into a message). `previews`: the job's preview files, pruned
+    to the last one shown when the stream ends (finished, failed or stopped).
     """
     updates: queue.Queue = queue.Queue()
     closed = threading.Event()
@@ -55,6 +86,8 @@ def stream(work: Callable[[Preview], Result], show: Callable[[Any], tuple]) -> G
             yield show(value)
     finally:
         closed.set()
+        if previews is not None:
+            previews.prune(1)
 
 
 def every_steps(preview: Preview, every: int) -> StepCallback:

@@ -27,19 +27,37 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v")
 MAX_PICTURE_PIXELS = 40_000_000
 
 
+MAX_VIDEO_PIXELS = 3840 * 2160  # per frame: 4K UHD
+MAX_EDITOR_SIDE = 8192  # the longest side a browser's image editor canvas (WebGL texture) reliably opens
+
+
+def number_text(value) -> str:
+    """A number as an artist reads it: whole numbers in full (2147483647, never 2.14748e+09), others to at most
+    four decimals."""
+    number = float(value)
+    if not math.isfinite(number):
+        return "not a number" if math.isnan(number) else ("infinity" if number > 0 else "minus infinity")
+    if number == int(number) and abs(number) < 1e18:
+        return str(int(number))
+    text = f"{number:.4f}".rstrip("0").rstrip(".")
+    return text if text not in ("0", "-0") else f"{number:.2e}"
+
+
 def require_number(value, label: str, minimum: float, maximum: float, *, integer: bool = False) -> float:
     """A finite number in [minimum, maximum] (a whole number when `integer`)."""
+    bounds = f"between {number_text(minimum)} and {number_text(maximum)}"
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise gr.Error(f"{label} is empty: enter a number {bounds}.")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise gr.Error(f"{label} must be a number; got {value!r}.") from None
+    except (TypeError, ValueError, OverflowError):
+        raise gr.Error(f"{label} must be a number {bounds}; '{value}' is not a number.") from None
     if not math.isfinite(number):
-        raise gr.Error(f"{label} must be a finite number; got {value!r}. Enter a value between {minimum:g} and "
-                       f"{maximum:g}.")
+        raise gr.Error(f"{label} must be a finite number {bounds}; got {number_text(number)}.")
     if not minimum <= number <= maximum:
-        raise gr.Error(f"{label} must be between {minimum:g} and {maximum:g}; got {number:g}.")
+        raise gr.Error(f"{label} must be {bounds}; got {number_text(number)}.")
     if integer and number != int(number):
-        raise gr.Error(f"{label} must be a whole number; got {number:g}.")
+        raise gr.Error(f"{label} must be a whole number {bounds}; got {number_text(number)}.")
     return int(number) if integer else number
 
 
@@ -81,7 +99,72 @@ def read_audio(path, spec: AudioSpec, *, max_mb: float, max_seconds: float, labe
             from None
     if loaded.seconds < 0.05:
         raise gr.Error(f"'{path.name}' is only {loaded.seconds * 1000:.0f} ms long; give at least 0.05 s of audio.")
+    if not np.any(loaded.samples):
+        loaded.notes.append(f"'{path.name}' is silent (every sample is zero), so there is nothing to hear or see in "
+                            "it; upload a recording with sound in it.")
     return loaded
+
+
+def require_picture_file(path, label: str = "picture") -> None:
+    """Refuse a picture file whose header says it is too big, before any pixel is decoded."""
+    from pipelines.media import image_header
+
+    header = image_header(path)
+    if header.pixels > MAX_PICTURE_PIXELS:
+        size = f"{header.width}×{header.height} pixels" if header.width else f"{header.pixels} pixels"
+        raise gr.Error(f"The {label} is too big: {size} ({header.pixels / 1e6:.0f} megapixels); the limit is "
+                       f"{MAX_PICTURE_PIXELS // 1_000_000} megapixels. Scale it down and upload it again.")
+
+
+def checked_image_input(component):
+    """An image input (gr.Image or gr.ImageEditor) whose uploads are checked for size from their header before
+    gradio decodes them: a huge picture gets a plain message in the browser and by API alike."""
+    convert = component.convert_and_format_image if hasattr(component, "convert_and_format_image") else None
+    if convert is not None:  # gr.ImageEditor decodes each layer here
+
+        def convert_checked(file, *args, **kwargs):
+            if file is not None and hasattr(file, "path"):
+                require_picture_file(file.path)
+            return convert(file, *args, **kwargs)
+
+        component.convert_and_format_image = convert_checked
+    else:
+        preprocess = component.preprocess
+
+        def preprocess_checked(payload):
+            if payload is not None and getattr(payload, "path", None):
+                require_picture_file(payload.path)
+            return preprocess(payload)
+
+        component.preprocess = preprocess_checked
+    return component
+
+
+def require_video(path, label: str = "video", *, max_mb: float) -> Path:
+    """An uploaded video file that exists, is not too big as a file, and whose frames (read from its header, not
+    decoded) are not too big."""
+    from pipelines.media import VideoDecodeError, video_info
+
+    path = require_file(path, label, suffixes=VIDEO_SUFFIXES, max_mb=max_mb)
+    try:
+        info = video_info(path)
+    except VideoDecodeError as error:
+        raise video_read_error(path, error) from None
+    width, height = info.size
+    if width * height > MAX_VIDEO_PIXELS:
+        raise gr.Error(f"The {label} '{path.name}' is {width}×{height} pixels per frame; the limit is 3840×2160 "
+                       "(4K). Scale it down and upload it again.")
+    return path
+
+
+def video_read_error(path: Path, error: Exception) -> gr.Error:
+    """The message for a video no decoder could read: what went wrong and what to do, for this file's kind."""
+    path = Path(path)
+    if path.suffix.lower() in (".mp4", ".m4v"):
+        advice = "It may be damaged or use an unusual codec: re-encode it as H.264 (e.g. export it again) and upload it."
+    else:
+        advice = "Try an MP4 file."
+    return gr.Error(f"We could not read '{path.name}' as a video: {error}. {advice}")
 
 
 def read_picture(value, label: str = "picture") -> np.ndarray:
@@ -92,7 +175,11 @@ def read_picture(value, label: str = "picture") -> np.ndarray:
     if isinstance(value, dict):
         value = value.get("composite")
     if value is None:
-        raise gr.Error(f"There is no {label} yet: upload an image or draw one.")
+        # The editor sends nothing both when nothing was given and when the browser could not open the upload (a
+        # 20000×20000 PNG does not fit its canvas): the file never reaches the server, so one message says both.
+        raise gr.Error(f"There is no {label} yet, or the one you uploaded is too big for the browser to open: upload "
+                       f"an image (at most {MAX_EDITOR_SIDE} pixels a side and under "
+                       f"{MAX_PICTURE_PIXELS // 1_000_000} megapixels) or draw one.")
     image = np.asarray(value)
     if image.ndim not in (2, 3) or image.size == 0 or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
         raise gr.Error(f"The {label} could not be read as an image; upload a PNG or JPEG.")
@@ -214,8 +301,12 @@ def user_facing(action: str) -> Callable[[Callable], Callable]:
     apology (logged with its traceback)."""
 
     def apology(error: Exception) -> gr.Error:
+        from studio.sessions import SessionEnded
+
         if raised_by_a_pipeline_check(error):
             return gr.Error(plain_message(error))
+        if isinstance(error, SessionEnded):  # the tab was closed mid-request: nobody is waiting, nothing is kept
+            return gr.Error("This session has ended; reload the page to start again.")
         log.exception("%s failed", action)
         return gr.Error(f"Something went wrong while {action}. Please try again; if it keeps happening, try another "
                         "file or smaller settings.")

@@ -25,11 +25,13 @@ from pipelines.media import save_playhead_video, save_png, save_wav, to_uint8
 from pipelines.registry import REGISTRY, WeightsUnavailableError, available, chosen_variant, describe, get_pipeline
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
-from studio.streaming import every_steps, stream
+from studio.streaming import PreviewFiles, every_steps, stream
 from studio.validation import require_number, require_prompt, user_facing
 
 NAME = "images_that_sound"
 REQUIRES = (NAME,)
+TITLE = "Images that Sound"
+MODELS = (NAME, "hifigan", "clip_scorer", "clap_scorer", "colorizer_if")  # for About
 MAX_SAMPLES = 8
 SPEC = SPECS["auffusion"]
 # Lengths come in blocks of latent columns; one pixel column of the spectrogram is one hop.
@@ -46,6 +48,15 @@ PAPER_PROMPTS = [
     ["a painting of corgis, grayscale, black background", "dog barking"],
     ["a painting of furry kittens, grayscale", "a kitten meowing for attention"],
     ["a pond full of water lilies, grayscale, lithograph style", "frog croaking"],
+]
+# Prompt pairs the studio weights can draw: their caption words only (pipelines/toyworld/captioned.py; the core
+# classes they were trained on: towers, rings, stripes, dots pictures; bells, chirps, knocks, hums sounds).
+STUDIO_PROMPTS = [
+    ["a skyline of four towers", "church bells"],
+    ["diagonal stripes", "chirps going up"],
+    ["concentric rings", "a chiming bell"],
+    ["rows of dots", "someone knocking"],
+    ["tall towers in a row", "a steady drone"],
 ]
 COMPOSED, IMPRINT, SDS = "Composed (the paper's method)", "Imprint baseline", "SDS baseline (slow)"
 MAX_SDS_ITERATIONS = 5000
@@ -64,20 +75,21 @@ better. Success varies with the seed: make several samples and keep the best.
 def build(context: StudioContext) -> None:
     settings = context.config.tab(NAME)
     # The studio models were trained on 0.64 s spectrograms; the paper's on 10.24 s. Start where each is at home.
-    seconds_default, steps_default = ((4 * SECONDS_PER_LATENT_BLOCK, 50) if chosen_variant(NAME, settings.variant)
-                                      == "studio" else (MAX_SECONDS, 100))
+    on_studio = chosen_variant(NAME, settings.variant) == "studio"
+    seconds_default, steps_default = (4 * SECONDS_PER_LATENT_BLOCK, 50) if on_studio else (MAX_SECONDS, 100)
+    prompts = STUDIO_PROMPTS if on_studio else PAPER_PROMPTS  # what the loaded weights can draw
     handlers = ImagesThatSoundHandlers(context, settings.variant, steps_default, seconds_default)
     colour_paths, colour_reason = colorization_paths(settings.variant)
     with gr.Tab("Images that Sound", id=NAME):
         gr.Markdown(INTRO + f"\n*Weights: {describe(NAME, settings.variant)}*")
         with gr.Row():
-            image_prompt = gr.Textbox(label="Image prompt", value=PAPER_PROMPTS[0][0], max_lines=2,
+            image_prompt = gr.Textbox(label="Image prompt", value=prompts[0][0], max_lines=2,
                                       info="Tip: 'grayscale', 'lithograph style' or 'black background' help the "
                                            "picture leave silence, which makes the sound cleaner.")
-            audio_prompt = gr.Textbox(label="Audio prompt", value=PAPER_PROMPTS[0][1], max_lines=2,
+            audio_prompt = gr.Textbox(label="Audio prompt", value=prompts[0][1], max_lines=2,
                                       info="Name one clear sound, e.g. 'bell ringing', 'dog barking'.")
         outputs = output_components()  # placed further down; the examples need them first
-        paper_examples(handlers, [image_prompt, audio_prompt], outputs, settings.gpu_seconds)
+        paper_examples(handlers, [image_prompt, audio_prompt], outputs, settings.gpu_seconds, prompts)
         method = gr.Radio([COMPOSED, IMPRINT, SDS], value=COMPOSED, label="Method",
                           info="Baselines from the paper: imprint stamps an image onto a spectrogram; SDS optimises "
                                "one picture with both models' scores (slow: one sample, many iterations).")
@@ -96,7 +108,7 @@ def build(context: StudioContext) -> None:
                                     step=SECONDS_PER_LATENT_BLOCK, label="Length before cropping (s)",
                                     elem_id="its-seconds")
                 samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples")
-                seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+                seed = gr.Number(value=-1, label="Seed (-1: random)")
                 vocoder = gr.Radio(VOCODERS, value="auto", label="Vocoder")
             sds_iterations = gr.Slider(10, MAX_SDS_ITERATIONS, value=500, step=10, label="SDS iterations",
                                        info=f"The paper runs 40,000 (about 2 h on a GPU); this tab allows up to "
@@ -147,8 +159,9 @@ def output_components() -> list:
     ]
 
 
-def paper_examples(handlers: ImagesThatSoundHandlers, prompts: list, outputs: list, gpu_seconds: int) -> gr.Examples:
-    """The paper's prompt pairs, generated at the tab's defaults on first click, then served from the store.
+def paper_examples(handlers: ImagesThatSoundHandlers, prompts: list, outputs: list, gpu_seconds: int,
+                   pairs: list | None = None) -> gr.Examples:
+    """Example prompt pairs (the paper's, or STUDIO_PROMPTS on the studio weights), generated at the tab's defaults on first click, then served from the store.
 
     `outputs`: the tab's outputs (`output_components`); the examples fill gallery, sound, video, note and files.
 
@@ -160,9 +173,11 @@ def paper_examples(handlers: ImagesThatSoundHandlers, prompts: list, outputs: li
     os.environ["GRADIO_EXAMPLES_CACHE"] = previous or _run_folder()  # read once, by the constructor
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # gradio prints the store's folder; start-up stays quiet
-            return gr.Examples(PAPER_PROMPTS, inputs=prompts, outputs=outputs[1:6],
+            studio = pairs is STUDIO_PROMPTS
+            return gr.Examples(pairs or PAPER_PROMPTS, inputs=prompts, outputs=outputs[1:6],
                                fn=gpu_handler(handlers.example, gpu_seconds), cache_examples=True,
-                               cache_mode="lazy", label="The paper's prompt pairs (made on first click at the "
+                               cache_mode="lazy", label=("Prompt pairs the studio models know" if studio else
+                                                        "The paper's prompt pairs") + " (made on first click at the "
                                                         "default settings, then shown at once)")
     finally:
         if previous is None:
@@ -252,8 +267,9 @@ class ImagesThatSoundHandlers:
             arguments["iterations"] = require_number(sds_iterations, "SDS iterations", 1, MAX_SDS_ITERATIONS,
                                                      integer=True)
         work = {IMPRINT: _imprint, SDS: _score_distillation}.get(method, _sample)
+        picture = PreviewFiles(self.context.files, request.session_hash)
         payload = yield from stream(lambda preview: work(pipe, arguments, generators, preview),
-                                    lambda previews: (to_uint8(previews[0]),) + (gr.skip(),) * 6)
+                                    lambda previews: (picture(to_uint8(previews[0])),) + (gr.skip(),) * 6, picture)
         saved, best = self._save(payload, seed_used, request, (arguments["image_prompt"], arguments["audio_prompt"]))
         if not colour_prompt:
             yield (None,) + saved + (None,)

@@ -29,13 +29,23 @@ from pipelines.impact_sound.pipeline_physics import MATERIAL_CHOICES, MAX_MODES,
 from pipelines.media import VideoDecodeError, save_png, save_wav, to_uint8
 from pipelines.registry import available, describe, get_pipeline
 from studio.context import StudioContext
-from studio.streaming import every_steps, stream
+from studio.streaming import PreviewFiles, every_steps, stream
 from studio.validation import (
-    VIDEO_SUFFIXES, read_audio, require_file, require_mode_table, require_number, require_times, user_facing,
+    read_audio,
+    require_file,
+    require_mode_table,
+    require_number,
+    require_times,
+    require_video,
+    user_facing,
+    video_read_error,
 )
 
 NAME = "impact_sound"
+EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
 DIFFUSION = "impact_diffusion"
+TITLE = "Impact Sound"
+MODELS = (NAME, DIFFUSION)  # for About
 REQUIRES = (NAME,)
 SPEC = SPECS["impact"]
 NYQUIST = SPEC.sample_rate / 2.0
@@ -122,6 +132,8 @@ def sound_panel() -> SoundPanel:
             gr.Markdown("### 1. Start from a sound")
             reference = gr.Audio(label="A reference hit: upload or record one knock, tap or clang", type="filepath",
                                  sources=["upload", "microphone"], elem_id="impact-reference")
+            gr.Examples([[str(EXAMPLES / "glass-ring.wav")]], inputs=[reference], cache_examples=False,
+                        label="Example: a struck glass (rings for about 4 s)")
             method = gr.Radio(METHOD_CHOICES, value="refined", label="How to find the modes")
             estimate = gr.Button("Estimate physics", variant="primary", elem_id="impact-estimate")
             material = gr.Dropdown(MATERIAL_CHOICES, value=None, elem_id="impact-material",
@@ -147,8 +159,8 @@ def sound_panel() -> SoundPanel:
 
 def edit_sliders() -> tuple[list[gr.Slider], gr.Button]:
     """The length and the global edits (in `read_edits` order), and the button that resets the edits."""
-    seconds = gr.Slider(MIN_SECONDS, MAX_SECONDS, value=SPEC.clip_seconds, step=0.05, label="Length of the sound (s)",
-                        info="The paper's clips last 0.25 s.")
+    seconds = gr.Slider(MIN_SECONDS, MAX_SECONDS, value=MAX_SECONDS, step=0.05, label="Length of the sound (s)",
+                        info="The paper's clips last 0.25 s; 2 s lets glass or a bell ring out.")
     pitch = gr.Slider(-24, 24, value=0, step=0.5, label="Pitch (semitones)",
                       info="+12 is an octave up: every mode's frequency doubles.")
     damping = gr.Slider(0.1, 5, value=1, step=0.05, label="Damping (× decay rate)",
@@ -168,6 +180,8 @@ def video_panel(handlers: ImpactHandlers) -> VideoPanel:
     with gr.Row(equal_height=False):
         with gr.Column():
             video = gr.Video(label="A silent video with hits in it", sources=["upload"], elem_id="impact-video")
+            gr.Examples([[str(EXAMPLES / "glass-hit.mp4")]], inputs=[video], cache_examples=False,
+                        label="Example: a toy glass falling to the floor")
             sensitivity = gr.Slider(0, 1, value=0.5, step=0.05, label="Hit detection sensitivity",
                                     info="Higher finds gentler hits (and more false ones).")
             find = gr.Button("Find the hits", elem_id="impact-find")
@@ -179,7 +193,7 @@ def video_panel(handlers: ImpactHandlers) -> VideoPanel:
                 with gr.Row():
                     steps = gr.Slider(10, 200, value=50, step=10, label="Diffusion steps",
                                       info="The paper samples all 1000; fewer is faster.")
-                    seed = gr.Number(value=0, precision=0, label="Seed", minimum=0,
+                    seed = gr.Number(value=0, label="Seed", minimum=0,
                                      info="Hit i is sampled with seed + i.")
                 gr.Markdown(handlers.diffusion_note)
                 retrieve = gr.Button("Put the physics the model retrieves for the first hit in the table", size="sm",
@@ -294,6 +308,7 @@ class ImpactHandlers:
     def render(self, table, source, seconds, pitch, damping, brightness, low_cut, band_low, band_high,
                request: gr.Request) -> tuple[str, str, str, list[str]]:
         """The edited sound: (wav, picture png, note, [wav, modes json])."""
+        seconds = require_seconds(seconds)
         edits = read_edits(pitch, damping, brightness, low_cut, band_low, band_high)
         pipe = self.pipe
         base = pipe.modes(*require_mode_table(table, nyquist=NYQUIST, max_rows=MAX_MODES))
@@ -310,7 +325,8 @@ class ImpactHandlers:
         """Hit times in a silent video -> (the times as editable text, a note)."""
         path = self.video_upload(video)
         with readable_video(path):
-            found = self.pipe.detect_hits(path, max_seconds=MAX_VIDEO_SECONDS, sensitivity=sensitivity)
+            found = self.pipe.detect_hits(path, max_seconds=MAX_VIDEO_SECONDS,
+                                          sensitivity=require_number(sensitivity, "Hit detection sensitivity", 0, 1))
         times = found.times[:MAX_HITS]
         words = f"{len(times)} hit{'s' if len(times) != 1 else ''} found in {found.seconds:.2f} s of video " \
                 f"({found.fps:g} frames per second)."
@@ -325,6 +341,7 @@ class ImpactHandlers:
         pictures while the diffusion model samples, then the files. The impacts come from the table (modal
         synthesis) or from the diffusion model (physics retrieved, or the table's)."""
         path = self.video_upload(video)
+        seconds = require_seconds(seconds)
         if sound_source not in dict((value, label) for label, value in SOUND_SOURCES):
             raise gr.Error(f"Unknown sound source {sound_source!r}: pick one from the list.")
         pipe = self.pipe
@@ -337,7 +354,8 @@ class ImpactHandlers:
             if sound_source == "modes":
                 soundtrack, words = pipe.soundtrack(times, pipe.synthesize(modes, float(seconds)), length), ""
             else:
-                soundtrack, words = yield from self.diffusion_soundtrack(path, times, length, modes, steps, seed)
+                soundtrack, words = yield from self.diffusion_soundtrack(path, times, length, modes, steps, seed,
+                                                                          request)
             files, session = self.context.files, request.session_hash
             wav = save_wav(soundtrack, SPEC.sample_rate, files.new_path(session, "soundtrack", ".wav"))
             mp4 = pipe.mux(path, soundtrack, files.new_path(session, "soundtrack", ".mp4"))
@@ -347,7 +365,7 @@ class ImpactHandlers:
         yield gr.skip(), str(mp4), str(wav), note
 
     def video_upload(self, video) -> Path:
-        return require_file(video, "video", suffixes=VIDEO_SUFFIXES, max_mb=self.context.config.max_upload_mb)
+        return require_video(video, max_mb=self.context.config.max_upload_mb)
 
     def video_hits(self, path: Path, hit_text) -> tuple[float, float, list[float]]:
         """(seconds scored, the video's length, the checked hit times) of an uploaded video."""
@@ -360,21 +378,22 @@ class ImpactHandlers:
         return length, full_length, times
 
     def diffusion_soundtrack(self, path: Path, times: list[float], length: float, modes, steps,
-                             seed) -> Generator[tuple, None, tuple[np.ndarray, str]]:
+                             seed, request: gr.Request | None = None) -> Generator[tuple, None, tuple[np.ndarray, str]]:
         """Stream the diffusion model's impacts forming; returns (them placed at the hits, a sentence on where their
         physics came from). Stop closes the stream, which ends the sampling at its next preview."""
         from pipelines.seeds import generators_for
 
         model = self.diffusion()
-        steps = int(steps)
+        steps = require_number(steps, "Diffusion steps", 1, 200, integer=True)
         generators, _ = generators_for(require_number(seed, "Seed", 0, 2**31 - 1, integer=True), len(times))
 
         def work(preview):
             return model.render_video(path, times, duration_s=length, modes=modes, num_inference_steps=steps,
                                       generator=generators, callback_on_step_end=every_steps(preview, PREVIEW_EVERY))
 
-        out = yield from stream(work, lambda pictures: (forming_picture(pictures), gr.skip(), gr.skip(),
-                                                        "Sampling the impacts…"))
+        picture = PreviewFiles(self.context.files, getattr(request, "session_hash", None))
+        out = yield from stream(work, lambda pictures: (picture(forming_picture(pictures)), gr.skip(), gr.skip(),
+                                                        "Sampling the impacts…"), picture)
         if out.retrieved is None:
             return out.soundtrack, f" Diffusion model ({steps} steps), with the table's modes as its physics."
         labels = model.bank.labels
@@ -402,7 +421,7 @@ def readable_video(path: Path) -> Iterator[None]:
     try:
         yield
     except VideoDecodeError as error:
-        raise gr.Error(f"We could not read '{path.name}' as a video: {error}. Try an MP4 file.") from None
+        raise video_read_error(path, error) from None
 
 
 def forming_picture(pictures: np.ndarray) -> np.ndarray:
@@ -416,6 +435,11 @@ def modes_table(modes) -> pd.DataFrame:
     """The mode table as shown: one row per mode, rounded to 0.01 Hz, 0.01 dB and 0.1 ms."""
     return pd.DataFrame({COLUMNS[0]: modes.frequencies.round(2), COLUMNS[1]: modes.powers.round(2),
                          COLUMNS[2]: modes.decays.round(4)})
+
+
+def require_seconds(seconds) -> float:
+    """The length of one impact, checked (never clamped): a plain message outside MIN_SECONDS…MAX_SECONDS."""
+    return require_number(seconds, "Length of the sound (s)", MIN_SECONDS, MAX_SECONDS)
 
 
 def read_edits(pitch, damping, brightness, low_cut, band_low, band_high) -> GlobalEdits:

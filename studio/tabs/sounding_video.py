@@ -9,6 +9,7 @@ the toy world (a shrunken clip: the loaded model shows its format), which works 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -19,16 +20,19 @@ from pipelines.mm_diffusion.clips import PAPER_CLIP, ClipFormat, fit_audio, read
 from pipelines.registry import available, describe, get_pipeline
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
-from studio.streaming import every_steps, stream
-from studio.validation import VIDEO_SUFFIXES, read_audio, require_file, require_number, user_facing
+from studio.streaming import PreviewFiles, every_steps, stream
+from studio.validation import read_audio, require_number, require_video, user_facing, video_read_error
 
 NAME = "sounding_video"
+EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
 WEIGHTS = {"mm_diffusion_landscape": "Landscape (nature scenes)", "mm_diffusion_aist": "AIST++ (dance)",
            "mm_diffusion_toyworld": "Studio (toy world)"}  # released checkpoints first: the default when configured
 SUPER_RESOLUTION = {"mm_diffusion_landscape": "mm_diffusion_landscape_sr",  # the registry's 64 → 256 up-sampler
                     "mm_diffusion_aist": "mm_diffusion_aist_sr"}  # for each released checkpoint
 STUDIO_WEIGHTS = "mm_diffusion_toyworld"
 REQUIRES = (tuple(WEIGHTS),)  # any one of them
+TITLE = "Sounding Video"
+MODELS = (*WEIGHTS, *SUPER_RESOLUTION.values())  # for About
 PLAYBACK_RATE = SPECS["mm_diffusion"].sample_rate  # mp4 and wav are written at this rate whatever the model's rate
 MIN_SHOWN_SIZE = 64  # smaller frames (the studio model's 16×16) are enlarged, pixel for pixel, in mp4 and preview
 # The small studio model needs the full 1000-step DDPM chain (the paper's best "Ours*" sampler too): with DPM-Solver-20
@@ -53,8 +57,25 @@ are trimmed, resampled and resized to it, and the result says what was changed.
 """
 
 
+# DDPM respaced to 100 steps: 6.2 s for the sampling on the shared 2-core CPU (2026-12-05), and at most about 26 s
+# where the full 1000-step chain took 261 s end to end.
+STUDIO_STEPS = 100
+
+
 def default_sampler(weights: str | None) -> str:
     return STUDIO_SAMPLER if weights == STUDIO_WEIGHTS else "DPM-Solver"
+
+
+def default_steps(weights: str | None) -> int:
+    """Steps an artist can wait for: the paper's counts for the released checkpoints, fewer for the studio model."""
+    return STUDIO_STEPS if weights == STUDIO_WEIGHTS else DEFAULT_STEPS[default_sampler(weights)]
+
+
+def sampler_steps(sampler: str, weights: str | None) -> int:
+    """The steps to start from when the sampler changes: the studio model's own default with its own sampler."""
+    if weights == STUDIO_WEIGHTS and sampler == STUDIO_SAMPLER:
+        return STUDIO_STEPS
+    return DEFAULT_STEPS.get(sampler, DEFAULT_STEPS["DPM-Solver"])
 
 
 def has_super_resolution(weights: str | None, variant: str) -> bool:
@@ -92,12 +113,16 @@ def build(context: StudioContext) -> None:
         with gr.Row():
             audio_in = gr.Audio(type="filepath", label="Sound to make a video for", visible=False)
             video_in = gr.Video(label="Video to make a sound for", visible=False, sources=["upload"])
+        gr.Examples([[AUDIO_TO_VIDEO, str(EXAMPLES / "bounce.wav"), None],
+                     [VIDEO_TO_AUDIO, None, str(EXAMPLES / "bounce.mp4")]], inputs=[mode, audio_in, video_in],
+                    label="Examples: a toy-world bounce, as a sound or as a video", cache_examples=False)
         with gr.Accordion("Settings", open=False):
             with gr.Row():
                 sampler = gr.Radio(list(SAMPLERS), value=default_sampler(first), label="Sampler",
                                    info="DPM-Solver: 20 steps is the paper's fast default. DDPM is the slowest and "
-                                        "the best (the studio model needs its 1000 steps).")
-                steps = gr.Slider(1, MAX_STEPS, value=DEFAULT_STEPS[default_sampler(first)], step=1, label="Steps",
+                                        "the best; the studio model starts at 100 DDPM steps (under half a minute on "
+                                        "a CPU), its full 1000 are best.")
+                steps = gr.Slider(1, MAX_STEPS, value=default_steps(first), step=1, label="Steps",
                                   elem_id="sv-steps")
             with gr.Row():
                 guidance = gr.Slider(0, MAX_GUIDANCE, value=0, step=0.5, label="Guidance λ (audio → video, "
@@ -105,7 +130,7 @@ def build(context: StudioContext) -> None:
                                      "= gradient guidance, which needs DDIM or DDPM. The released scripts use 3.")
                 form = gr.Radio(list(FORMS), value=next(iter(FORMS)), label="Guidance form")
             with gr.Row():
-                seed = gr.Number(-1, precision=0, label="Seed", info="-1 picks a random one (shown with the result).")
+                seed = gr.Number(-1, label="Seed", info="-1 picks a random one (shown with the result).")
                 samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples")
                 super_res = gr.Checkbox(False, label="Super-resolution to 256×256",
                                         visible=has_super_resolution(first, settings.variant),
@@ -120,12 +145,12 @@ def build(context: StudioContext) -> None:
         note = gr.Markdown(elem_id="sv-note")
         files = gr.File(label="All samples (mp4 + wav)", file_count="multiple", elem_id="sv-files")
         gr.on(None, handlers.describe_weights, weights, format_note)  # on page load and on every change of weights
-        weights.change(lambda w: (default_sampler(w), DEFAULT_STEPS[default_sampler(w)],
+        weights.change(lambda w: (default_sampler(w), default_steps(w),
                                   gr.update(visible=has_super_resolution(w, settings.variant))),
                        weights, [sampler, steps, super_res], queue=False)
         mode.change(lambda m: (gr.update(visible=m == AUDIO_TO_VIDEO), gr.update(visible=m == VIDEO_TO_AUDIO)),
                     mode, [audio_in, video_in], queue=False)
-        sampler.change(lambda s: DEFAULT_STEPS.get(s, DEFAULT_STEPS["DPM-Solver"]), sampler, steps, queue=False)
+        sampler.change(sampler_steps, [sampler, weights], steps, queue=False)
         event = run.click(
             gpu_handler(handlers.generate, settings.gpu_seconds),
             [weights, mode, audio_in, video_in, sampler, steps, guidance, form, seed, samples, super_res],
@@ -162,8 +187,10 @@ class SoundingVideoHandlers:
         pipe = get_pipeline(weights, self.variant)
         notes = self._condition(mode, audio_file, video_file, pipe.clip_format, arguments)
         upsampler = self._upsampler(weights, bool(super_res), "video" in arguments, pipe.clip_format, notes)
+        picture = PreviewFiles(self.context.files, request.session_hash)
         output, frames = yield from stream(lambda preview: sample(pipe, upsampler, arguments, generators, preview),
-                                           lambda previews: (preview_grid(previews[0]),) + (gr.skip(),) * 4)
+                                           lambda previews: (picture(preview_grid(previews[0])),) + (gr.skip(),) * 4,
+                                           picture)
         yield (None,) + self._save(output, frames, seed_used, notes, request)
 
     def _settings(self, mode: str, sampler, steps, guidance, form, samples) -> dict:
@@ -192,11 +219,11 @@ class SoundingVideoHandlers:
         if mode == VIDEO_TO_AUDIO:
             if not video_file:
                 raise gr.Error("Video → audio needs a video: upload one first.")
-            path = require_file(video_file, "video", suffixes=VIDEO_SUFFIXES, max_mb=max_mb)
+            path = require_video(video_file, max_mb=max_mb)
             try:
                 converted = read_video_clip(path, fmt)
             except VideoDecodeError as error:
-                raise gr.Error(f"We could not read '{path.name}' as a video: {error}. Try an MP4 file.") from None
+                raise video_read_error(path, error) from None
             arguments["video"] = converted.value
             return converted.notes
         return []

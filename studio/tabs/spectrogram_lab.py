@@ -13,10 +13,12 @@ from pipelines.registry import available, get_pipeline
 from pipelines.spectrogram_lab import MAX_SECONDS, MIN_SECONDS, round_trip_error
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
-from studio.validation import read_audio, read_picture, require_number, user_facing
+from studio.validation import checked_image_input, read_audio, read_picture, require_number, user_facing
 
 NAME = "spectrogram_lab"
 REQUIRES = (NAME,)
+TITLE = "Spectrogram Lab"
+MODELS = (NAME, "hifigan")  # for About
 EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
 SPEC = SPECS["auffusion"]
 MAX_ITERATIONS = 256
@@ -37,12 +39,12 @@ def build(context: StudioContext) -> None:
         with gr.Row(equal_height=False):
             with gr.Column():
                 gr.Markdown("### Picture → sound")
-                picture = gr.ImageEditor(
+                picture = checked_image_input(gr.ImageEditor(
                     label="Picture: upload one or draw (white strokes are loud)", type="numpy", image_mode="RGBA",
                     sources=["upload", "clipboard"], canvas_size=(1024, 256), layers=False,
                     brush=gr.Brush(colors=["#ffffff", "#a0a0a0", "#505050"], default_color="#ffffff"),
                     elem_id="lab-picture",
-                )
+                ))
                 seconds = gr.Slider(MIN_SECONDS, MAX_SECONDS, value=5.12, step=0.01, label="Duration (s)")
                 vocoders = [GRIFFIN_LIM] + ([HIFIGAN] if available("hifigan", settings.variant) else [])
                 vocoder = gr.Radio(vocoders, value=GRIFFIN_LIM, label="Vocoder", visible=len(vocoders) > 1,

@@ -126,6 +126,36 @@ def test_a_picture_becomes_sound_and_a_video(page):
     assert video.get_attribute("src").endswith(".mp4")
 
 
+def huge_png(path, side: int):
+    """A real side×side black grayscale PNG, written row by row (a few hundred kB; 1.6 GB once decoded as RGBA)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer, row, body = zlib.compressobj(9), bytes(side + 1), []
+    for _ in range(side):
+        body.append(packer.compress(row))
+    body.append(packer.flush())
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", b"".join(body)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_huge_picture_is_called_too_big_not_missing(browser, studio_url, tmp_path):
+    """A 20000×20000 PNG does not fit the browser's editor canvas, so it never reaches the server (by API the server
+    reads its header and refuses it before decoding: tests/studio/test_validation.py); the message says it is too big
+    and what to do, not only that there is no picture."""
+    page = open_tab(browser, studio_url, "Spectrogram Lab")
+    page.locator("#lab-picture canvas").first.wait_for(state="attached")
+    upload(page, "#lab-picture", huge_png(tmp_path / "huge.png", 20_000),
+           page.locator("#lab-picture").get_by_text("Upload an image"))
+    page.locator("#lab-play").click()
+    page.get_by_text("too big for the browser to open").first.wait_for(timeout=60_000)
+    page.close()
+
+
 def test_a_corrupt_upload_gets_a_clear_message_and_the_studio_keeps_serving(page, tmp_path, studio_url):
     corrupt = tmp_path / "broken.wav"
     corrupt.write_bytes(os.urandom(6000))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile
@@ -44,7 +46,9 @@ def test_tab_streams_previews_and_writes_samples(tmp_path, paper_weights_cached)
     updates = list(handlers.generate("a castle", "bell ringing", "", 10, 7.5, 7.5, 0.9, 1.0, 0.64, 2, 7, "hifigan",
                                      images_that_sound.COMPOSED, 10, "", FakeRequest()))
     previews, final = updates[:-1], updates[-1]
-    assert len(previews) == 2 and previews[0][0].shape == (256, 64) and previews[0][0].dtype == np.uint8
+    assert len(previews) == 2 and all(preview[0].endswith(".png") for preview in previews)  # files of the session
+    assert np.asarray(Image.open(previews[-1][0])).shape[:2] == (256, 64)
+    assert not Path(previews[0][0]).exists()  # only the last preview shown outlives the job
     _, gallery, wav, mp4, note, downloads, coloured = final
     assert coloured is None
     assert [caption for _, caption in gallery] == ["seed 7", "seed 8"]
@@ -52,6 +56,10 @@ def test_tab_streams_previews_and_writes_samples(tmp_path, paper_weights_cached)
     assert soundfile.info(wav).samplerate == 16000 and soundfile.info(wav).frames == 62 * 160
     assert mp4.endswith(".mp4") and "Seeds 7…8" in note and len(downloads) == 5
     assert "HiFi-GAN made the sound" in note
+    from tests.studio.test_no_clipping import clipped_samples
+
+    found = clipped_samples(tmp_path / "files")
+    assert len(found) == 2 and not any(found.values()), found  # nothing clips
     assert [r.variant for r in REGISTRY.reports() if r.name == "images_that_sound"] == ["paper"]
 
 
@@ -182,3 +190,43 @@ def test_paper_examples_are_made_on_first_click_then_served_from_the_store(tmp_p
     assert made == [tuple(images_that_sound.PAPER_PROMPTS[1])]  # generated once, then served
     assert first == second and "Seeds 0…0" in first[3]
     assert Image.open(first[0].root[0].image.path).size == (62, 256)  # the gallery, read back from the store
+
+
+def test_on_the_studio_weights_the_tab_opens_with_prompts_and_examples_they_can_draw(tmp_path):
+    import gradio as gr
+
+    from pipelines.toyworld.captioned import caption_vocabulary
+
+    with gr.Blocks() as demo:
+        images_that_sound.build(context(tmp_path, models="studio"))
+    values = {block.label: block.value for block in demo.blocks.values() if hasattr(block, "value")}
+    words = set(caption_vocabulary())
+    prompts = [values["Image prompt"], values["Audio prompt"]] + [t for pair in images_that_sound.STUDIO_PROMPTS
+                                                                  for t in pair]
+    assert all(set(prompt.split()) <= words for prompt in prompts), prompts
+    assert values["Vocoder"] == "auto"
+    examples = [block for block in demo.blocks.values() if isinstance(block, gr.Dataset)]
+    assert examples and examples[0].samples[0][:2] == images_that_sound.STUDIO_PROMPTS[0]
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(image_prompt="   "), "Image prompt is empty"),
+    (dict(audio_prompt="x" * 301), "Audio prompt is 301 characters long; keep it under 300"),
+    (dict(seed=float("nan")), "Seed must be a finite number between -1 and 2147483647; got not a number"),
+    (dict(seed=3e9), "Seed must be between -1 and 2147483647; got 3000000000"),
+    (dict(steps=0), "Steps must be between 1 and 200; got 0"),
+    (dict(samples=2.5), "Samples must be a whole number between 1 and 8; got 2.5"),
+    (dict(image_scale="loud"), "Image guidance must be a number between 0 and 30; 'loud' is not a number"),
+    (dict(seconds=-1), "Length must be between"),
+])
+def test_bad_prompts_and_numbers_get_plain_messages_before_any_model_loads(tmp_path, changes, message):
+    import gradio as gr
+
+    settings = dict(image_prompt="concentric rings", audio_prompt="a chiming bell", steps=4, image_scale=3.0,
+                    seconds=0.64, samples=1, seed=0)
+    settings.update(changes)
+    handlers = ImagesThatSoundHandlers(context(tmp_path, models="studio"), "studio")
+    with pytest.raises(gr.Error, match=message):
+        list(handlers.generate(settings["image_prompt"], settings["audio_prompt"], "", settings["steps"],
+                               settings["image_scale"], 3.0, 0.9, 1.0, settings["seconds"], settings["samples"],
+                               settings["seed"], "auto", images_that_sound.COMPOSED, 10, "", FakeRequest()))

@@ -9,6 +9,8 @@ import time
 
 import gradio as gr
 import imageio_ffmpeg
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -165,8 +167,13 @@ def test_bad_reference_hits_and_settings_get_clear_messages(handlers, tmp_path, 
         handlers.estimate(hit_wav, "magic")
     with pytest.raises(gr.Error, match="Pitch must be between"):
         render(handlers, table_of(FIVE), (0.25, 99, 1, 0, 0, 0, 0))
-    with pytest.raises(gr.Error, match="The impact length must be between 0.05 and 2.0 s"):
+    with pytest.raises(gr.Error, match=r"Length of the sound \(s\) must be between 0.05 and 2; got 30\."):
         render(handlers, table_of(FIVE), (30, 0, 1, 0, 0, 0, 0))
+    for length, shown in ((-1, "got -1"), (float("nan"), "got not a number"), ("", "is empty")):  # refused, never clamped
+        with pytest.raises(gr.Error, match=f"Length of the sound \\(s\\) .*{shown}"):
+            render(handlers, table_of(FIVE), (length, 0, 1, 0, 0, 0, 0))
+    with pytest.raises(gr.Error, match="Damping must be a number between 0.01 and 100; 'x' is not a number"):
+        render(handlers, table_of(FIVE), (0.25, 0, "x", 0, 0, 0, 0))
 
 
 def test_modes_json_download_round_trips(handlers, tmp_path):
@@ -302,8 +309,13 @@ def test_the_diffusion_model_scores_a_video_with_retrieved_or_given_physics(hand
     empty_table = pd.DataFrame(columns=table_of(FIVE).columns)  # retrieved physics: the table is not needed
     updates = list(handlers.score_video(path, f"{hit:.3f}", empty_table, *NO_EDITS, "retrieved", 10, 0,
                                         request=FakeRequest()))
-    forming = updates[0][0]  # the spectrograms forming, every 5 of the 10 steps, before the files
-    assert len(updates) == 3 and forming.dtype == np.uint8 and forming.shape == (96, 44)
+    # the spectrograms forming, every 5 of the 10 steps, before the files: png files in the session's folder, of which
+    # only the last one shown outlives the job
+    from PIL import Image
+
+    forming = np.asarray(Image.open(updates[1][0]))
+    assert len(updates) == 3 and forming.dtype == np.uint8 and forming.shape[:2] == (96, 44)
+    assert not Path(updates[0][0]).exists()
     mp4, wav, note = updates[-1][1:]
     assert note.endswith("Diffusion model (10 steps): physics retrieved from training clips of glass.")
     track, rate = soundfile.read(wav)
@@ -325,8 +337,10 @@ def test_the_retrieved_physics_fills_the_table(handlers, glass_video):
 
 @pytest.mark.parametrize("source, steps, seed, message", [
     ("guess", 10, 0, "Unknown sound source 'guess'"),
-    ("retrieved", 0, 0, "'num_inference_steps' must be between 1 and 1000, got 0"),  # the pipeline's own check
-    ("retrieved", 10, -1, "Seed must be"),
+    ("retrieved", 0, 0, "Diffusion steps must be between 1 and 200; got 0"),
+    ("retrieved", float("nan"), 0, "Diffusion steps must be a finite number between 1 and 200; got not a number"),
+    ("retrieved", 10, -1, "Seed must be between 0 and 2147483647; got -1"),
+    ("retrieved", 10, float("nan"), "Seed must be a finite number between 0 and 2147483647; got not a number"),
 ])
 def test_bad_diffusion_settings_get_clear_messages(handlers, glass_video, source, steps, seed, message):
     path, hit = glass_video
@@ -336,15 +350,15 @@ def test_bad_diffusion_settings_get_clear_messages(handlers, glass_video, source
 
 def test_stop_ends_the_diffusion_sampling(handlers, glass_video):
     """Closing the streaming handler (what Stop does) makes the model's next preview raise `Stopped`: the sampling
-    ends there instead of running its 1000 steps unseen."""
+    ends there instead of running its 200 steps unseen."""
     path, hit = glass_video
     unet_calls = []
     hook = get_pipeline(DIFFUSION).denoiser.unet.register_forward_hook(lambda *args: unet_calls.append(1))
     try:
-        updates = handlers.score_video(path, f"{hit:.3f}", table_of(FIVE), *NO_EDITS, "retrieved", 1000, 0,
+        updates = handlers.score_video(path, f"{hit:.3f}", table_of(FIVE), *NO_EDITS, "retrieved", 200, 0,
                                        request=FakeRequest())
-        forming, *_ = next(updates)  # the first preview: 5 steps done
-        assert forming.dtype == np.uint8
+        forming, *_ = next(updates)  # the first preview: 5 steps done, as a png file
+        assert forming.endswith(".png") and Path(forming).is_file()
         updates.close()  # Stop
         settled = wait_until_settled(unet_calls)
     finally:

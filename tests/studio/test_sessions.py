@@ -46,3 +46,59 @@ def test_remove_all(tmp_path):
     files.new_path("s", "x", ".txt").write_text("x")
     files.remove_all()
     assert not (tmp_path / "root").exists()
+
+
+def test_a_job_still_running_when_its_session_ends_leaves_nothing(tmp_path):
+    import pytest
+
+    from studio.sessions import SessionEnded
+
+    files = SessionFiles(tmp_path / "root", cache_dir=tmp_path / "cache")
+    early = files.new_path("alice", "x", ".wav")  # the job asked for a path, then the tab closed
+    files.end("alice")
+    with pytest.raises(FileNotFoundError):
+        early.write_text("late")  # its folder is gone: nothing lands on disk
+    with pytest.raises(SessionEnded):
+        files.new_path("alice", "y", ".wav")
+    assert list((tmp_path / "root").iterdir()) == []
+
+
+def test_ending_a_session_removes_gradios_cached_copies_of_its_files(tmp_path):
+    import shutil
+
+    cache = tmp_path / "cache"
+    files = SessionFiles(tmp_path / "root", cache_dir=cache)
+    mine, theirs = files.new_path("alice", "x", ".wav"), files.new_path("bob", "x", ".wav")
+    for path in (mine, theirs):  # as gradio serves them: a copy under <cache>/<content hash>/<name>
+        path.write_text(path.name)
+        (cache / path.stem[-6:]).mkdir(parents=True)
+        shutil.copy(path, cache / path.stem[-6:] / path.name)
+    files.end("alice")
+    assert sorted(p.name for p in cache.rglob("*.wav")) == [theirs.name]
+
+
+def test_sigterm_and_sigint_remove_every_session_folder(tmp_path):
+    """app.py's handlers: a studio stopped by a signal leaves no session folder behind."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = f"""
+import time
+from app import remove_files_on_signals
+from studio.sessions import SessionFiles
+files = SessionFiles({str(tmp_path / "root")!r})
+remove_files_on_signals(files)
+files.new_path("alice", "x", ".wav").write_text("x")
+print("ready", flush=True)
+time.sleep(60)
+"""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        process = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline().strip() == "ready"
+        assert (tmp_path / "root").is_dir()
+        process.send_signal(signum)
+        assert process.wait(timeout=30) == 128 + signum
+        assert not (tmp_path / "root").exists()

@@ -10,6 +10,8 @@ import subprocess
 import threading
 
 import gradio as gr
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile
@@ -103,10 +105,15 @@ def test_tab_shows_with_a_configured_checkpoint_file_or_the_bundled_studio_weigh
 def test_joint_generation_streams_frames_and_writes_mp4_with_sound(handlers):
     updates = run(handlers, samples=2, seed=5, steps=4)
     previews, (_, mp4, wav, files, note) = updates[:-1], updates[-1]
-    assert len(previews) == 2 and previews[0][0].dtype == np.uint8 and previews[0][0].shape == (64, 512, 3)
+    assert len(previews) == 2 and all(preview[0].endswith(".png") for preview in previews)
+    from PIL import Image  # previews are png files; only the last one shown outlives the job
+
+    assert np.asarray(Image.open(previews[-1][0])).shape[:2] == (64, 512)
+    assert not Path(previews[0][0]).exists()
     info = streams(mp4)
     assert "Video: h264" in info and "Audio: aac" in info and "16000 Hz" in info, info
     assert soundfile.info(wav).samplerate == 16000 and soundfile.info(wav).frames == 2048
+    assert np.abs(soundfile.read(wav)[0]).max() < 1.0  # nothing clips
     assert len(files) == 4 and "Seeds 5…6" in note and "8 frames of 16×16 at 10 fps" in note
 
 
@@ -157,7 +164,9 @@ def test_video_to_audio_converts_the_upload_and_super_resolution_only_upsamples_
     assert "Audio: aac" in streams(mp4) and soundfile.info(wav).frames == 2048
     *previews, (_, mp4, _, _, note) = run(handlers, super_res=True, steps=2)
     assert "8 frames of 64×64" in note and re.search(r"64x64", streams(mp4))
-    assert previews[-1][0].shape == (64, 512, 3)  # the up-sampler's previews stream too (8 frames of 64×64)
+    from PIL import Image
+
+    assert np.asarray(Image.open(previews[-1][0])).shape == (64, 512, 3)  # the up-sampler's previews stream too (8 frames of 64×64)
     *_, (_, _, _, _, note) = run(handlers, VIDEO_TO_AUDIO, video=str(source), super_res=True)
     assert "Super-resolution up-samples generated frames only" in note
 
@@ -167,7 +176,10 @@ def test_video_to_audio_converts_the_upload_and_super_resolution_only_upsamples_
     (dict(mode=VIDEO_TO_AUDIO), "needs a video"),
     (dict(mode=AUDIO_TO_VIDEO, audio="tone", sampler="DPM-Solver", guidance=3), "needs sampler='ddpm' or 'ddim'"),
     (dict(steps=0), "Steps must be between"),
-    (dict(samples=float("nan")), "Samples must be a finite number"),
+    (dict(samples=float("nan")), "Samples must be a finite number between 1 and 4; got not a number"),
+    (dict(seed=float("nan")), "Seed must be a finite number between -1 and 2147483647; got not a number"),
+    (dict(seed=3e9), "Seed must be between -1 and 2147483647; got 3000000000"),
+    (dict(guidance=float("inf"), mode=AUDIO_TO_VIDEO, audio="tone"), "Guidance λ must be a finite number between 0 and 100; got infinity"),
     (dict(mode=VIDEO_TO_AUDIO, video="corrupt"), "could not read 'clip.mp4' as a video"),
     (dict(mode=VIDEO_TO_AUDIO, video="notes.txt"), "not a video file"),
     (dict(mode=AUDIO_TO_VIDEO, audio="corrupt-audio"), "could not read 'sound.wav' as audio"),
@@ -208,3 +220,12 @@ def test_space_file_checkpoint_paths_are_carried_relative_to_the_file(tmp_path):
     config = build_config(space_file=path)
     assert config.checkpoints == {"mm_diffusion": {"landscape": str(tmp_path / "weights" / "Landscape.pt")}}
     assert build_config().checkpoints == {}
+
+
+def test_the_studio_model_starts_at_steps_an_artist_can_wait_for():
+    """DDPM's 1000-step chain took 261 s on the studio model; its default is 100 steps (about 26 s on a CPU)."""
+    from studio.tabs.sounding_video import STUDIO_WEIGHTS, default_sampler, default_steps, sampler_steps
+
+    assert default_sampler(STUDIO_WEIGHTS) == "DDPM" and default_steps(STUDIO_WEIGHTS) == 100
+    assert sampler_steps("DDPM", STUDIO_WEIGHTS) == 100 and sampler_steps("DDPM", LANDSCAPE) == 1000
+    assert default_steps(LANDSCAPE) == 20

@@ -58,3 +58,35 @@ def test_closing_the_handler_stops_the_work_at_its_next_preview():
     closed.set()
     ended.wait(timeout=60)  # only a guard against hanging the suite; nothing is timed
     assert outcome == ["stopped"] and steps_done == [0]
+
+
+def test_previews_go_through_files_that_do_not_outlive_their_job(tmp_path):
+    """A long run's previews, sent as files and copied into gradio's cache as gradio does: at the end of the job
+    only the last one shown is left, in the cache and in the session's folder."""
+    import shutil
+
+    import numpy as np
+
+    from studio.sessions import SessionFiles
+    from studio.streaming import PreviewFiles
+
+    cache = tmp_path / "cache"
+    files = SessionFiles(tmp_path / "root", cache_dir=cache)
+    picture = PreviewFiles(files, "alice")
+
+    def work(preview):
+        for step in range(200):
+            preview(np.full((8, 8), step / 200, np.float32))
+        return "done"
+
+    def served(path):  # what gradio does with every file an output gets: a copy under <cache>/<hash>/<name>
+        copy = cache / str(abs(hash(path))) / path.rsplit("/", 1)[-1]
+        copy.parent.mkdir(parents=True)
+        shutil.copy(path, copy)
+        return (path,)
+
+    outputs = list(stream(work, lambda image: served(picture(image)), picture))
+    assert len(outputs) == 200
+    assert len(list(cache.rglob("*.png"))) == 1 and len(list((tmp_path / "root").rglob("*.png"))) == 1
+    files.end("alice")
+    assert list(cache.rglob("*.png")) == [] and not any((tmp_path / "root").iterdir())

@@ -12,8 +12,10 @@ from studio import validation
 
 
 @pytest.mark.parametrize("value, message", [
-    (float("nan"), "must be a finite number"), (float("inf"), "must be a finite number"), ("abc", "must be a number"),
-    (None, "must be a number"), (11.0, "between 0.5 and 10"), (0.1, "between 0.5 and 10"),
+    (float("nan"), "must be a finite number between 0.5 and 10; got not a number"), (float("inf"), "got infinity"),
+    ("abc", "must be a number between 0.5 and 10; 'abc' is not a number"), (None, "Duration is empty"),
+    ("", "Duration is empty"), (-1.0, "between 0.5 and 10; got -1"), (11.0, "between 0.5 and 10"),
+    (0.1, "between 0.5 and 10"),
 ])
 def test_bad_numbers(value, message):
     with pytest.raises(gr.Error, match=message):
@@ -63,7 +65,7 @@ def test_read_audio_corrupt_short_and_good(tmp_path):
     with pytest.raises(gr.Error, match="only 6 ms long"):
         validation.read_audio(short, spec, max_mb=5, max_seconds=10)
     good = tmp_path / "good.wav"
-    soundfile.write(good, np.zeros(48000, dtype=np.float32), 48000)
+    soundfile.write(good, np.full(48000, 0.1, dtype=np.float32), 48000)
     loaded = validation.read_audio(good, spec, max_mb=5, max_seconds=10)
     assert loaded.sample_rate == 16000 and loaded.notes == ["Resampled from 48000 Hz to 16000 Hz."]
 
@@ -132,3 +134,61 @@ def test_a_pipelines_input_check_reaches_the_artist_but_a_library_error_does_not
     with pytest.raises(gr.Error, match="Something went wrong while testing") as caught:
         library_failure()
     assert "reshape" not in caught.value.message
+
+
+@pytest.mark.parametrize("value", [float("nan"), 3e9, -5, 2.5, "x", None])
+def test_seed_messages_say_integers_as_integers_and_name_no_exception(value):
+    with pytest.raises(gr.Error) as raised:
+        validation.require_number(value, "Seed", -1, 2**31 - 1, integer=True)
+    message = str(raised.value)
+    assert "2147483647" in message and "e+" not in message and "Error" not in message and message.strip("' ")
+
+
+def test_number_text():
+    assert validation.number_text(2**31 - 1) == "2147483647"
+    assert validation.number_text(0.25) == "0.25" and validation.number_text(1 / 3) == "0.3333"
+    assert validation.number_text(float("nan")) == "not a number"
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose header claims width×height (no pixel data: decoding it would fail, reading the header not)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("side", [10_000, 20_000])
+def test_huge_pictures_are_refused_from_their_header(tmp_path, side):
+    path = _png_header_only(tmp_path / "huge.png", side, side)
+    with pytest.raises(gr.Error, match=f"too big: {side}×{side} pixels .* the limit is 40 megapixels"):
+        validation.require_picture_file(path)
+    editor = validation.checked_image_input(gr.ImageEditor(type="numpy"))  # the check runs before gradio decodes
+    from gradio.data_classes import FileData
+
+    with pytest.raises(gr.Error, match="too big"):
+        editor.convert_and_format_image(FileData(path=str(path), orig_name="huge.png"))
+    validation.require_picture_file("assets/examples/rings.png")  # a normal one passes
+
+
+def test_silent_audio_is_accepted_with_a_note(tmp_path):
+    path = tmp_path / "silence.wav"
+    soundfile.write(path, np.zeros(16000, np.float32), 16000)
+    loaded = validation.read_audio(path, SPECS["auffusion"], max_mb=10, max_seconds=10)
+    assert any("silent" in note for note in loaded.notes)
+
+
+def test_unreadable_videos_get_advice_that_fits_the_file(tmp_path):
+    for name in ("clip.mp4", "clip.mov"):
+        path = tmp_path / name
+        path.write_bytes(b"not a video at all" * 100)
+        with pytest.raises(gr.Error) as raised:
+            validation.require_video(path, max_mb=10)
+        message = str(raised.value)
+        assert "could not read" in message and "Error)" not in message
+        assert ("Try an MP4 file" in message) == (name == "clip.mov")

@@ -273,7 +273,10 @@ def test_tab_with_studio_weights_makes_16_khz_mp4_and_wav(studio_handlers):
 
     *previews, (_, mp4, wav, files, note) = list(studio_handlers.generate(
         STUDIO_WEIGHTS, JOINT, None, None, "DDIM", 2, 0, "Paper (Eq. 12: √(1 − ᾱ))", 4, 1, False, FakeRequest()))
-    assert previews and previews[0][0].dtype == np.uint8
+    assert previews and previews[-1][0].endswith(".png")  # previews stream as files; the last one stays
+    from PIL import Image
+
+    assert np.asarray(Image.open(previews[-1][0])).dtype == np.uint8
     assert "Audio: aac" in ffmpeg_streams(mp4) and "16000 Hz" in ffmpeg_streams(mp4)
     assert soundfile.info(wav).samplerate == 16000 and soundfile.info(wav).frames == 6400  # 0.4 s
     assert "4 frames of 8×8" in note and "2000 Hz" in note and "resampled to 16000 Hz" in note

@@ -1,0 +1,34 @@
+"""Every tab offers examples: small files in assets/examples that fit the studio weights."""
+
+from __future__ import annotations
+
+import soundfile
+
+from pipelines.media import video_info
+from tests.factories import EXAMPLES
+
+
+def test_example_files_are_small_and_readable():
+    for path in EXAMPLES.iterdir():
+        assert path.stat().st_size < 400_000, path
+    glass = soundfile.info(EXAMPLES / "glass-ring.wav")
+    assert glass.duration >= 3.7  # the whole ring: Impact Sound's estimate hears it out
+    for name in ("glass-hit.mp4", "bounce.mp4"):
+        info = video_info(EXAMPLES / name)
+        assert info.seconds > 0.5 and info.size == (64, 64), name
+
+
+def test_impact_sound_and_sounding_video_offer_examples(tmp_path):
+    import gradio as gr
+
+    from studio.config import build_config
+    from studio.context import StudioContext
+    from studio.sessions import SessionFiles
+    from studio.tabs import impact_sound, sounding_video
+
+    context = StudioContext(build_config(models="studio"), SessionFiles(tmp_path))
+    for tab in (impact_sound, sounding_video):
+        with gr.Blocks() as demo:
+            tab.build(context)
+        datasets = [block for block in demo.blocks.values() if isinstance(block, gr.Dataset)]
+        assert datasets, tab.NAME
