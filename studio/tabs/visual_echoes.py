@@ -18,7 +18,7 @@ from pipelines.media import save_playhead_video, save_png, save_wav, to_uint8
 from pipelines.registry import describe, get_pipeline
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
-from studio.streaming import every_steps, stream
+from studio.streaming import PreviewFiles, every_steps, stream
 from studio.validation import checked_image_input, read_audio, read_picture, require_number, user_facing
 
 NAME = "visual_echoes"
@@ -173,10 +173,11 @@ class VisualEchoesHandlers:
             arguments["inpaint_range_s"] = (first, last)
         if task == "audio_to_image" and "audio" in arguments and len(arguments["audio"]) > pipe.clip_samples:
             notes.append(f"The model hears {pipe.clip_seconds:.2f} s: only the start of the sound was used.")
+        picture = PreviewFiles(self.context.files, request.session_hash)  # previews do not outlive the job
         output = yield from stream(
             lambda show: pipe(**arguments, generator=generators, callback_on_step_end=every_steps(show,
                                                                                                    PREVIEW_EVERY)),
-            lambda previews: (to_uint8(previews[0]),) + (gr.skip(),) * 5)
+            lambda previews: (picture(to_uint8(previews[0])),) + (gr.skip(),) * 5, picture)
         yield (None,) + self._save(output, task, seed_used, notes, request)
 
     def _save(self, output, task: str, seed_used: int, notes: list[str], request: gr.Request) -> tuple:

@@ -3,6 +3,8 @@ its files; every bad input gets a plain message), and once on the bundled studio
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import numpy as np
 import pytest
@@ -52,7 +54,9 @@ def run(handlers, task, picture=None, sound=None, start=0.05, end=0.2, steps=3, 
 def test_picture_to_sound_streams_previews_and_writes_wav_png_and_mp4(handlers):
     updates = run(handlers, PICTURE_TO_SOUND, picture={"composite": picture_uint8()}, steps=6, samples=2)
     previews, (_, gallery, wav, mp4, note, files) = updates[:-1], updates[-1]
-    assert len(previews) == 2 and previews[0][0].dtype == np.uint8 and previews[0][0].ndim == 3
+    assert len(previews) == 2 and all(preview[0].endswith(".png") for preview in previews)
+    assert not Path(previews[0][0]).exists()  # previews are files; only the last one shown outlives the job
+    assert np.asarray(Image.open(previews[-1][0])).ndim == 3
     assert [caption for _, caption in gallery] == ["seed 5 · spectrogram", "seed 6 · spectrogram"]
     assert soundfile.info(wav).samplerate == SR and soundfile.info(wav).frames == 32 * 256
     assert Image.open(gallery[0][0]).size == (32, 80)
