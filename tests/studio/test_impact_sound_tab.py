@@ -167,7 +167,7 @@ def test_bad_reference_hits_and_settings_get_clear_messages(handlers, tmp_path, 
         handlers.estimate(hit_wav, "magic")
     with pytest.raises(gr.Error, match="Pitch must be between"):
         render(handlers, table_of(FIVE), (0.25, 99, 1, 0, 0, 0, 0))
-    with pytest.raises(gr.Error, match=r"Length of the sound \(s\) must be between 0.05 and 2; got 30\."):
+    with pytest.raises(gr.Error, match=r"Length of the sound \(s\) must be between 0.05 and 4; got 30\."):
         render(handlers, table_of(FIVE), (30, 0, 1, 0, 0, 0, 0))
     for length, shown in ((-1, "got -1"), (float("nan"), "got not a number"), ("", "is empty")):  # refused, never clamped
         with pytest.raises(gr.Error, match=f"Length of the sound \\(s\\) .*{shown}"):
