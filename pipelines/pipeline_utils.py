@@ -61,14 +61,6 @@ class StudioPipeline(DiffusionPipeline):
 
     _callback_tensor_inputs: list[str] = ["preview"]
 
-    # Loading and saving -----------------------------------------------------------------------------------------
-    @classmethod
-    def from_pretrained(cls, folder: str | Path, **kwargs) -> StudioPipeline:
-        raise NotImplementedError(f"{cls.__name__} must implement from_pretrained")
-
-    def save_pretrained(self, folder: str | Path, **kwargs) -> Path:
-        raise NotImplementedError(f"{type(self).__name__} must implement save_pretrained")
-
     # Devices -----------------------------------------------------------------------------------------------------
     def networks(self) -> list[torch.nn.Module]:
         """Every registered component that is a torch module."""

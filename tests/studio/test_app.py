@@ -42,6 +42,10 @@ def test_space_file_is_read_and_models_flag_overrides_variants():
     ("tabs: {ghost: {}}", "unknown tab"), ("tabs: {spectrogram_lab: {colour: red}}", "unknown key"),
     ("tabs: {spectrogram_lab: {variant: best}}", "variant must be one of"),
     ("tabs: {spectrogram_lab: {concurrency_limit: 0}}", "concurrency_limit >= 1"),
+    ("checkpoints: {mm_diffusion: {landscap: a.pt}}", "unknown key 'landscap'"),
+    ("checkpoints: {mm_ldm: {}}", "unknown key 'mm_ldm'"),
+    ("checkpoints: {mm_diffusion: {aist: 3}}", "checkpoints.mm_diffusion.aist must be a file path"),
+    ("checkpoints: [a.pt]", "checkpoints must be a mapping"),
 ])
 def test_bad_space_file_is_named_clearly(tmp_path, text, message):
     path = tmp_path / "space.yaml"
