@@ -106,9 +106,25 @@ def set_slider(page, slider: str, value: str) -> None:
     raise AssertionError(f"{slider} did not take the value {value}")
 
 
+def open_settings(page, slider: str) -> None:
+    """Click the shown tab's Settings until `slider` shows: a click that lands before the page is live is lost."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    number = page.locator(f"{slider} input[type=number]")
+    for _ in range(5):
+        page.get_by_role("button", name="Settings").filter(visible=True).first.click()
+        try:
+            number.wait_for(state="visible", timeout=5_000)
+            return
+        except PlaywrightTimeout:
+            if number.is_visible():
+                return
+    raise AssertionError(f"the Settings holding {slider} did not open")
+
+
 def generate_in_steps(page, tab: str, steps: str) -> None:
     """Open the tab's Settings, set `#{tab}-steps` and click `#{tab}-generate`."""
-    page.get_by_role("button", name="Settings").filter(visible=True).first.click()
+    open_settings(page, f"#{tab}-steps")
     set_slider(page, f"#{tab}-steps", steps)
     page.locator(f"#{tab}-generate").click()
 
@@ -211,7 +227,7 @@ def test_images_that_sound_forms_live_and_returns_files(browser, paper_weights_u
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.goto(paper_weights_url)
     page.get_by_role("tab", name="Images that Sound").wait_for()
-    page.get_by_role("button", name="Settings").filter(visible=True).first.click()
+    open_settings(page, "#its-steps")
     for slider, value in (("#its-steps", "20"), ("#its-seconds", "1.28")):
         set_slider(page, slider, value)
     page.locator("#its-generate").click()
