@@ -1,28 +1,32 @@
-"""Audio-visual coupling of Sounding Video on the toy world: do the generated knocks land on the generated bounces?
+"""Audio-visual coupling of Sounding Video on the toy world: does the generated sound belong to the generated picture?
 
 MM-Diffusion's claim is that one coupled U-Net makes video and audio that belong together (paper §4, the MOS "A-V"
-alignment of Table 5). The toy world makes that measurable: every bounce in a toy clip is a knock starting on the
-contact frame. This metric
+alignment of Table 5). The toy world makes that measurable, one known coupling per scene (`COUPLINGS`):
 
-1. generates N samples with a Sounding Video model (`--weights`, default the bundled studio model): joint ones
-   (`--mode joint`), or zero-shot ones from held-out ground-truth toy clips (replacement, Eq. 10): videos for their
-   audio (`a2v`; the contacts are then generated, the onsets given) or audio for their videos (`v2a`);
-2. finds the **contacts** in each video: an object arriving at the floor (where its fall reverses), from the
-   lowest foreground pixel of each column, the foreground being what differs from the clip's median frame
-   (`detect_contacts`);
-3. finds the **onsets** in each audio: frames whose short-time energy jumps well above the preceding few
-   milliseconds and that are not far below the clip's loudest moment (`detect_onsets`);
-4. scores how well onsets line up with contacts, with a tolerance of ±`--tolerance` frames: the hit rate (the
-   fraction of contacts with an onset within the tolerance) and a one-to-one matching's precision (onsets that
-   match a contact), recall (contacts that match an onset) and F1, summed over all clips, and the F1 of exact
-   (same-frame) matches;
-5. repeats the scoring on shuffled pairs (the audio of clip i with the video of clip j ≠ i, all pairs), the
-   baseline a model without coupling would reach, and on ground-truth toy clips in the same format (the upper
-   bound, with its own shuffled baseline). The detectors are validated against the toy world's true contact
-   frames (`contact_frames`) on the same clips and reported too.
+- `bounce` — **onset F1**: every bounce is a knock starting on the contact frame. Contacts are found in the video
+  (an object arriving at the floor: the lowest foreground pixel of a column entering the floor band,
+  `detect_contacts`), onsets in the audio (short-time energy jumping well above the preceding milliseconds,
+  `detect_onsets`), and matched one to one within ±`--tolerance` frames (F1 summed over clips; hit rate, precision,
+  recall and exact F1 reported too).
+- `lamp` — **pitch**: the higher the lamp hangs, the higher its hum. The correlation, across clips, between the pitch
+  the lamp's height calls for (`lamp_frequency`, log scale) and the hum's measured pitch (the spectral peak).
+  **Flicker**: the hum sounds while the lamp is lit. The per-clip correlation of the lamp's brightness and the
+  audio's loudness, frame by frame, averaged over clips.
 
-Frame 0 of a clip is left out everywhere: the video detector needs the frame before a contact to see the motion
-into it. Printed as a table and written to `--out` as JSON with date, machine and settings.
+For every coupling: the score of the true pairs (video i with audio i), the mean score over `--permutations` random
+re-pairings (the baseline a model without coupling reaches), and the permutation p-value (how often a re-pairing
+scores at least as high as the true pairs). The same for ground-truth toy clips in the model's format (the upper
+bound). The metric generates N samples with a Sounding Video model: joint ones (`--mode joint`), or zero-shot ones
+from held-out ground-truth toy clips (replacement, Eq. 10): videos for their audio (`a2v`) or audio for their videos
+(`v2a`); `--mode all` runs the three.
+
+Which scene a generated clip shows is decided by a **scene judge**, a small CNN trained in the run on real toy
+frames of every scene in the model's format (`train_scene_judge`; its held-out accuracy on real clips is reported):
+each coupling is scored on the clips judged to be its scene, and the share of generated clips judged to be one of
+the model's training scenes says whether the frames show the scene's objects at all.
+
+Frame 0 of a clip is left out of the bounce detectors: the video detector needs the frame before a contact to see the
+motion into it. Printed as a table and written to `--out` as JSON with date, machine and settings.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -45,8 +50,11 @@ ONSET_RISE_DB = 9.0  # energy jump over the preceding windows that makes an onse
 ONSET_RANGE_DB = 30.0  # onsets quieter than the clip's loudest window by more than this are ignored
 ONSET_MIN_RMS = 0.01  # nor those below this absolute level (silence, noise floor)
 WINDOWS_PER_FRAME = 8
+LAMP_GLOW = 0.1  # luminance above the room's (the frame's median pixel) that makes a pixel part of the lamp
+PITCH_BAND_HZ = (150.0, 1000.0)  # where a hum's fundamental is looked for (the lamp's 200-800 Hz, with a margin)
 MODES = ("joint", "a2v", "v2a")
 DEFAULT_SCENES = ("bounce",)  # the scene whose contacts the detectors see, for a model that does not name its own
+PERMUTATIONS = 1000
 
 
 # Detectors ---------------------------------------------------------------------------------------------------------
@@ -90,6 +98,92 @@ def detect_onsets(audio: np.ndarray, fmt: ClipFormat) -> np.ndarray:
     onset = (level - before > ONSET_RISE_DB) & (level > level.max() - ONSET_RANGE_DB) & (rms > ONSET_MIN_RMS)
     frames = np.unique(np.flatnonzero(onset) // WINDOWS_PER_FRAME)
     return frames[frames >= 1]
+
+
+# The lamp ---------------------------------------------------------------------------------------------------------
+
+
+def luminance(frames: np.ndarray) -> np.ndarray:
+    """Rec. 601 luma `[F, H, W]` in [0, 1] of uint8 or [0, 1] float frames `[F, H, W, 3]`."""
+    frames = frames.astype(np.float32) / 255.0 if frames.dtype == np.uint8 else frames.astype(np.float32)
+    return frames @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def lamp_weights(frames: np.ndarray) -> np.ndarray:
+    """Per-pixel lamp weight `[H, W]`: how far the clip's mean luminance rises above the room (the median pixel) by
+    more than LAMP_GLOW."""
+    mean = luminance(frames).mean(axis=0)
+    return np.clip(mean - np.median(mean) - LAMP_GLOW, 0.0, None)
+
+
+def lamp_height(frames: np.ndarray, fmt: ClipFormat | None = None) -> float:
+    """Where the lamp hangs: its centre row as a fraction of the frame height from the top (NaN: no lamp seen)."""
+    weights = lamp_weights(frames)
+    if weights.sum() <= 0.0:
+        return float("nan")
+    rows = (np.arange(weights.shape[0]) + 0.5) / weights.shape[0]
+    return float((weights.sum(axis=1) * rows).sum() / weights.sum())
+
+
+def lamp_brightness(frames: np.ndarray, fmt: ClipFormat | None = None) -> np.ndarray:
+    """The lamp's mean luminance in every frame `[F]` (NaNs: no lamp seen)."""
+    weights = lamp_weights(frames)
+    if weights.sum() <= 0.0:
+        return np.full(len(frames), np.nan)
+    return (luminance(frames) * weights).sum(axis=(1, 2)) / weights.sum()
+
+
+def hum_pitch(audio: np.ndarray, fmt: ClipFormat) -> float:
+    """The hum's fundamental (Hz): the strongest spectral peak of the Hann-windowed clip within PITCH_BAND_HZ,
+    refined by a parabola through the peak bin and its neighbours (NaN for a clip quieter than ONSET_MIN_RMS)."""
+    audio = np.asarray(audio, np.float64)
+    if np.sqrt(np.mean(audio**2)) < ONSET_MIN_RMS:
+        return float("nan")
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
+    frequencies = np.fft.rfftfreq(len(audio), 1.0 / fmt.sample_rate)
+    band = np.flatnonzero((frequencies >= PITCH_BAND_HZ[0]) & (frequencies <= PITCH_BAND_HZ[1]))
+    peak = band[np.argmax(spectrum[band])]
+    left, centre, right = np.log(spectrum[peak - 1 : peak + 2] + 1e-12)
+    offset = 0.5 * (left - right) / (left - 2.0 * centre + right) if left - 2.0 * centre + right < 0.0 else 0.0
+    return float((peak + offset) * fmt.sample_rate / len(audio))
+
+
+def frame_loudness(audio: np.ndarray, fmt: ClipFormat) -> np.ndarray:
+    """RMS of the audio under every frame `[F]`."""
+    per_frame = fmt.audio_samples // fmt.frames
+    windows = np.asarray(audio, np.float64)[: per_frame * fmt.frames].reshape(fmt.frames, per_frame)
+    return np.sqrt((windows**2).mean(axis=1))
+
+
+def pitch_correlation(heights: list[float], pitches: list[float]) -> float:
+    """Pearson correlation, over clips where both were measured, of log pitch called for by the lamp's height and the
+    hum's measured log pitch (1: every hum at its lamp's pitch, up to a common shift)."""
+    from pipelines.toyworld.videos import lamp_frequency
+
+    heights, pitches = np.asarray(heights, np.float64), np.asarray(pitches, np.float64)
+    seen = np.isfinite(heights) & np.isfinite(pitches)
+    if seen.sum() < 3:
+        return float("nan")
+    return _pearson(np.log2(lamp_frequency(heights[seen])), np.log2(pitches[seen]))
+
+
+def flicker_correlation(brightness: list[np.ndarray], loudness: list[np.ndarray]) -> float:
+    """Mean over clips of the frame-by-frame Pearson correlation of the lamp's brightness and the audio's loudness
+    (clips where either is constant or unmeasured are left out: they carry no flicker to follow)."""
+    brightness, loudness = np.asarray(brightness, np.float64), np.asarray(loudness, np.float64)  # [N, F]
+    spread_b, spread_a = brightness.std(axis=1), loudness.std(axis=1)
+    varying = np.isfinite(brightness).all(axis=1) & (spread_b > 1e-6) & (spread_a > 1e-6)
+    if not varying.any():
+        return float("nan")
+    z_b = (brightness[varying] - brightness[varying].mean(1, keepdims=True)) / spread_b[varying, None]
+    z_a = (loudness[varying] - loudness[varying].mean(1, keepdims=True)) / spread_a[varying, None]
+    return float((z_b * z_a).mean())
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    x, y = np.asarray(x, np.float64) - np.mean(x), np.asarray(y, np.float64) - np.mean(y)
+    scale = np.sqrt((x**2).sum() * (y**2).sum())
+    return float((x * y).sum() / scale) if scale > 0.0 else float("nan")
 
 
 # Scores ------------------------------------------------------------------------------------------------------------
@@ -136,41 +230,172 @@ def match_count(reference: np.ndarray, detected: np.ndarray, tolerance: int) -> 
     return matches
 
 
+def onset_counts(contacts: list[np.ndarray], onsets: list[np.ndarray], tolerance: int) -> Counts:
+    counts = Counts()
+    for video_contacts, audio_onsets in zip(contacts, onsets):
+        counts.add(video_contacts, audio_onsets, tolerance)
+    return counts
+
+
 def coupling(contacts: list[np.ndarray], onsets: list[np.ndarray], tolerance: int) -> dict:
-    """Scores of the true pairs (video i with audio i) and of all shuffled pairs (video i with audio j ≠ i)."""
-    paired, shuffled = Counts(), Counts()
+    """Onset scores of the true pairs (video i with audio i) and of all shuffled pairs (video i with audio j ≠ i)."""
+    shuffled = Counts()
     for i, video_contacts in enumerate(contacts):
-        paired.add(video_contacts, onsets[i], tolerance)
         for j, audio_onsets in enumerate(onsets):
             if j != i:
                 shuffled.add(video_contacts, audio_onsets, tolerance)
-    return {"paired": paired.scores(), "shuffled": shuffled.scores()}
+    return {"paired": onset_counts(contacts, onsets, tolerance).scores(), "shuffled": shuffled.scores()}
 
 
 def detector_validation(truth: list[np.ndarray], detected: list[np.ndarray], tolerance: int) -> dict:
     """A detector against the true contact frames: precision and recall within ±tolerance and exact, and F1."""
-    counts = Counts()
-    for true_frames, found in zip(truth, detected):
-        counts.add(true_frames, found, tolerance)  # "contacts" = the truth, "onsets" = the detections
+    counts = onset_counts(truth, detected, tolerance)  # "contacts" = the truth, "onsets" = the detections
     scores = counts.scores()
     return {**scores, "precision_exact": counts.exact_matches / max(counts.onsets, 1),
             "recall_exact": counts.exact_matches / max(counts.contacts, 1)}
 
 
+@dataclass(frozen=True)
+class Coupling:
+    """One known link between what a scene shows and what it sounds like: a feature of the frames, a feature of the
+    audio, and a score of a list of paired features (higher: more coupled)."""
+
+    name: str
+    scene: str
+    description: str
+    video: Callable[[np.ndarray, ClipFormat], Any]
+    audio: Callable[[np.ndarray, ClipFormat], Any]
+    score: Callable[[list, list], float]
+
+
+def couplings(tolerance: int) -> tuple[Coupling, ...]:
+    """Every coupling of the toy world (bounce onsets matched within ±`tolerance` frames)."""
+    from pipelines.toyworld.videos import FLOOR
+
+    return (
+        Coupling("bounce_onsets", "bounce", f"onset F1 (±{tolerance} frames)",
+                 lambda frames, fmt: detect_contacts(frames, FLOOR), detect_onsets,
+                 lambda contacts, onsets: onset_counts(contacts, onsets, tolerance).scores()["f1"]),
+        Coupling("lamp_pitch", "lamp", "height ↔ pitch correlation", lamp_height, hum_pitch, pitch_correlation),
+        Coupling("lamp_flicker", "lamp", "brightness ↔ loudness correlation", lamp_brightness, frame_loudness,
+                 flicker_correlation),
+    )
+
+
+def permutation_test(score: Callable[[list, list], float], video: list, audio: list, permutations: int,
+                     seed: int) -> dict:
+    """The true pairs' score, the mean (and spread) of the score over `permutations` random re-pairings of the
+    audio, and the one-sided permutation p-value (1 + re-pairings scoring ≥ the true pairs) / (1 + re-pairings)."""
+    paired = score(video, audio)
+    rng = np.random.default_rng(seed)
+    shuffled = np.array([score(video, [audio[j] for j in rng.permutation(len(audio))]) for _ in range(permutations)])
+    shuffled = shuffled[np.isfinite(shuffled)]
+    if not np.isfinite(paired) or not len(shuffled):
+        return {"paired": paired, "shuffled": float("nan"), "shuffled_sd": float("nan"), "margin": float("nan"),
+                "p_value": float("nan")}
+    return {"paired": paired, "shuffled": float(shuffled.mean()), "shuffled_sd": float(shuffled.std()),
+            "margin": paired - float(shuffled.mean()),
+            "p_value": float((1 + (shuffled >= paired).sum()) / (1 + len(shuffled)))}
+
+
+# The scene judge ---------------------------------------------------------------------------------------------------
+
+
+def _scene_judge_network(classes: int):
+    import torch
+
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.GELU(),
+        torch.nn.Conv2d(16, 32, 3, stride=2, padding=1), torch.nn.GELU(),
+        torch.nn.Conv2d(32, 32, 3, stride=2, padding=1), torch.nn.GELU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, classes))
+
+
+@dataclass
+class SceneJudge:
+    """A small CNN that tells the toy world's scenes apart from single frames; a clip's scene is the one with the
+    highest mean log-probability over its frames."""
+
+    network: Any
+    scenes: tuple[str, ...]
+
+    def __call__(self, frames: np.ndarray) -> list[str]:
+        """Scenes of clips `[N, F, H, W, 3]` (uint8)."""
+        import torch
+
+        with torch.no_grad():
+            logits = self.network(_frames_tensor(frames.reshape(-1, *frames.shape[2:])))
+        votes = torch.log_softmax(logits, -1).reshape(len(frames), frames.shape[1], -1).mean(1).argmax(-1)
+        return [self.scenes[int(i)] for i in votes]
+
+
+def _frames_tensor(frames: np.ndarray):
+    import torch
+
+    return torch.from_numpy(frames.astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)
+
+
+def train_scene_judge(fmt: ClipFormat, seed: int, clips_per_scene: int = 40, steps: int = 300) -> tuple[SceneJudge,
+                                                                                                          float]:
+    """A scene judge trained on real toy clips of every scene in `fmt` (seeded), and its accuracy on as many held-out
+    real clips."""
+    import torch
+
+    from pipelines.toyworld.videos import SCENES
+
+    torch.manual_seed(seed)
+    train = ground_truth_clips(clips_per_scene * len(SCENES), seed, fmt, SCENES)
+    held_out = ground_truth_clips(clips_per_scene * len(SCENES), seed + 1, fmt, SCENES)
+    network = _scene_judge_network(len(SCENES))
+    frames = _frames_tensor(train.frames.reshape(-1, *train.frames.shape[2:]))
+    labels = torch.tensor([SCENES.index(s) for s in train.scenes]).repeat_interleave(fmt.frames)
+    optimizer = torch.optim.Adam(network.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        picks = torch.randint(0, len(frames), (128,), generator=generator)
+        loss = torch.nn.functional.cross_entropy(network(frames[picks]), labels[picks])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    judge = SceneJudge(network.eval(), SCENES)
+    accuracy = float(np.mean([a == b for a, b in zip(judge(held_out.frames), held_out.scenes)]))
+    return judge, accuracy
+
+
 # Data --------------------------------------------------------------------------------------------------------------
 
 
-def ground_truth_clips(count: int, seed: int, fmt: ClipFormat, scenes: tuple[str, ...]):
-    """`count` toy clips in `fmt` (a random window of each 16-frame toy video): frames, audio and true contacts."""
-    from pipelines.train.mm_diffusion import toy_clips
+@dataclass
+class Clips:
+    """Sounding clips in a model's format: uint8 frames `[N, F, H, W, 3]`, audio `[N, L]`, each clip's scene, and
+    (for ground truth) the true contact frames of every clip (frame 0 left out)."""
 
-    videos, audios, contacts = toy_clips(count, seed, fmt, scenes)
+    frames: np.ndarray
+    audio: np.ndarray
+    scenes: list[str]
+    contacts: list[np.ndarray] | None = None
+
+    def subset(self, indices: list[int]) -> Clips:
+        return Clips(self.frames[indices], self.audio[indices], [self.scenes[i] for i in indices],
+                     None if self.contacts is None else [self.contacts[i] for i in indices])
+
+
+def ground_truth_clips(count: int, seed: int, fmt: ClipFormat, scenes: tuple[str, ...]) -> Clips:
+    """`count` seeded toy clips in `fmt` (a random window of each 16-frame toy video) with their true contacts."""
+    from pipelines.toyworld import videos as toy_videos
+    from pipelines.train.mm_diffusion import resample_audio, shrink_frames
+
+    toy = toy_videos.sample_videos(count, seed, scenes=scenes, frame_size=64)
     per_frame = fmt.audio_samples // fmt.frames
-    starts = np.random.default_rng(seed).integers(0, videos.shape[1] - fmt.frames + 1, count)
-    frames = np.stack([v[s : s + fmt.frames] for v, s in zip(videos, starts)])
-    audio = np.stack([a[s * per_frame : s * per_frame + fmt.audio_samples] for a, s in zip(audios, starts)])
-    truth = [c[(c >= s + 1) & (c < s + fmt.frames)] - s for c, s in zip(contacts, starts)]  # frame 0 left out
-    return frames, audio, truth
+    starts = np.random.default_rng(seed).integers(0, toy_videos.NUM_FRAMES - fmt.frames + 1, count)
+    frames, audio, contacts = [], [], []
+    for index, start in enumerate(starts):
+        frames.append(shrink_frames(toy.frames[index, start : start + fmt.frames], fmt))
+        whole = resample_audio(toy.audio[index], toy.sample_rate, fmt)
+        audio.append(whole[start * per_frame : start * per_frame + fmt.audio_samples])
+        true = toy.contact_frames(index)
+        contacts.append(true[(true >= start + 1) & (true < start + fmt.frames)] - start)
+    return Clips(np.stack(frames), np.stack(audio), list(toy.scenes), contacts)
 
 
 def generate(pipe, count: int, seed: int, sampler: str, steps: int, batch: int,
@@ -190,45 +415,55 @@ def generate(pipe, count: int, seed: int, sampler: str, steps: int, batch: int,
     return np.concatenate(videos), np.concatenate(audios)
 
 
-def generated_pairs(pipe, mode: str, fmt: ClipFormat, scenes: tuple[str, ...], samples: int, seed: int,
-                    sampler: str, steps: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
-    """(frames, audio) to score for `mode`: both generated (joint), or one generated for the other as given."""
+def generated_clips(pipe, mode: str, fmt: ClipFormat, scenes: tuple[str, ...], samples: int, seed: int,
+                    sampler: str, steps: int, batch: int, judge: SceneJudge) -> Clips:
+    """The clips to score for `mode`: both streams generated (joint; their scenes as the judge sees them), or one
+    generated for the other given from held-out toy clips (their true scenes)."""
     if mode == "joint":
-        return generate(pipe, samples, seed, sampler, steps, batch)
-    frames, audio, _ = ground_truth_clips(samples, seed + 2_000_003, fmt, scenes)  # held out from both other sets
+        frames, audio = generate(pipe, samples, seed, sampler, steps, batch)
+        return Clips(frames, audio, judge(frames))
+    given = ground_truth_clips(samples, seed + 2_000_003, fmt, scenes)  # held out from both other sets
     if mode == "a2v":
-        return generate(pipe, samples, seed, sampler, steps, batch, audio=audio)[0], audio
-    return frames, generate(pipe, samples, seed, sampler, steps, batch, video=frames)[1]
+        frames = generate(pipe, samples, seed, sampler, steps, batch, audio=given.audio)[0]
+        return Clips(frames, given.audio, given.scenes)
+    return Clips(given.frames, generate(pipe, samples, seed, sampler, steps, batch, video=given.frames)[1],
+                 given.scenes, given.contacts)
 
 
-def evaluate(frames: np.ndarray, audio: np.ndarray, fmt: ClipFormat, floor: float, tolerance: int,
-             truth: list[np.ndarray] | None = None) -> dict:
-    """Detect contacts and onsets in every clip and score their coupling (and the detectors, given the truth)."""
-    contacts = [detect_contacts(f, floor) for f in frames]
-    onsets = [detect_onsets(a, fmt) for a in audio]
-    result = {"coupling": coupling(contacts, onsets, tolerance), "clips": len(frames),
-              "contacts": [c.tolist() for c in contacts], "onsets": [o.tolist() for o in onsets]}
-    if truth is not None:
-        result["video_detector"] = detector_validation(truth, contacts, tolerance)
-        result["audio_detector"] = detector_validation(truth, onsets, tolerance)
-        result["truth"] = [t.tolist() for t in truth]
+def evaluate(clips: Clips, fmt: ClipFormat, tolerance: int, permutations: int = PERMUTATIONS, seed: int = 0) -> dict:
+    """Every coupling scored on the clips of its scene (paired, shuffled mean, p-value); for bounce clips also the
+    onset detail and, when the true contacts are known, the detectors against them."""
+    result = {"clips": len(clips.scenes), "scenes": {s: clips.scenes.count(s) for s in sorted(set(clips.scenes))},
+              "couplings": {}}
+    for link in couplings(tolerance):
+        ours = [i for i, scene in enumerate(clips.scenes) if scene == link.scene]
+        if len(ours) < 2:
+            continue
+        video = [link.video(clips.frames[i], fmt) for i in ours]
+        audio = [link.audio(clips.audio[i], fmt) for i in ours]
+        result["couplings"][link.name] = {"description": link.description, "clips": len(ours),
+                                          **permutation_test(link.score, video, audio, permutations, seed)}
+        if link.scene == "bounce":
+            result["bounce_detail"] = coupling(video, audio, tolerance)
+            if clips.contacts is not None:
+                truth = [clips.contacts[i] for i in ours]
+                result["video_detector"] = detector_validation(truth, video, tolerance)
+                result["audio_detector"] = detector_validation(truth, audio, tolerance)
     return result
 
 
-def table(results: dict, tolerance: int) -> str:
-    """Markdown: hit rate, precision, recall and F1 of paired and shuffled clips, per source."""
-    lines = [f"| clips | pairs | contacts | onsets | hit rate (±{tolerance}) | precision (±{tolerance}) | "
-             f"recall (±{tolerance}) | F1 (±{tolerance}) | F1 (exact) |", "|---|---|---|---|---|---|---|---|---|"]
+def table(results: dict) -> str:
+    """Markdown: every coupling's paired score, shuffled mean ± spread, margin and p-value, per source."""
+    lines = ["| clips | coupling | n | paired | shuffled (mean ± sd) | margin | p |", "|---|---|---|---|---|---|---|"]
     for source, result in results.items():
-        for pairing in ("paired", "shuffled"):
-            s = result["coupling"][pairing]
-            lines.append(f"| {source} | {pairing} | {s['contacts']} | {s['onsets']} | {s['hit_rate']:.2f} | "
-                         f"{s['precision']:.2f} | {s['recall']:.2f} | {s['f1']:.2f} | {s['f1_exact']:.2f} |")
+        for name, c in result["couplings"].items():
+            lines.append(f"| {source} | {name}: {c['description']} | {c['clips']} | {c['paired']:.2f} | "
+                         f"{c['shuffled']:.2f} ± {c['shuffled_sd']:.2f} | {c['margin']:+.2f} | {c['p_value']:.3f} |")
     return "\n".join(lines)
 
 
 def detector_table(result: dict, tolerance: int) -> str:
-    """Markdown: the video and audio detectors against the true contact frames of ground-truth clips."""
+    """Markdown: the video and audio detectors against the true contact frames of ground-truth bounce clips."""
     lines = ["| detector vs true contacts | precision (exact) | recall (exact) | "
              f"precision (±{tolerance}) | recall (±{tolerance}) |", "|---|---|---|---|---|"]
     for name in ("video_detector", "audio_detector"):
@@ -238,52 +473,67 @@ def detector_table(result: dict, tolerance: int) -> str:
     return "\n".join(lines)
 
 
-def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: int = 0, sampler: str = "dpm_solver",
-        steps: int = 20, tolerance: int = 1, weights: str = "mm_diffusion_toyworld", variant: str = "studio",
-        scenes: tuple[str, ...] | None = None, mode: str = "joint", batch: int = 16, verbose: bool = True) -> dict:
-    """Score ground-truth toy clips and `samples` generated ones; print the tables; write the JSON to `out`.
+def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: int = 0, sampler: str = "ddim",
+        steps: int = 50, tolerance: int = 1, weights: str = "mm_diffusion_toyworld", variant: str = "studio",
+        scenes: tuple[str, ...] | None = None, modes: tuple[str, ...] = ("joint",), batch: int = 16,
+        permutations: int = PERMUTATIONS, judge_clips: int = 40, verbose: bool = True) -> dict:
+    """Score ground-truth toy clips and `samples` generated ones per mode; print the tables; write the JSON to `out`.
     `scenes`: of the ground-truth clips; by default those the model was trained on (its training record)."""
     from pipelines.metrics.images_that_sound import machine
     from pipelines.registry import get_pipeline
-    from pipelines.toyworld.videos import FLOOR
 
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    for mode in modes:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     started = time.time()
     pipe = get_pipeline(weights, variant)
     scenes = scenes or tuple(pipe.training_record.get("scenes", DEFAULT_SCENES))
     fmt = pipe.clip_format
-    frames, audio, truth = ground_truth_clips(ground_truth, seed + 1_000_003, fmt, scenes)  # unseen toy seeds
-    results = {"ground truth": evaluate(frames, audio, fmt, FLOOR, tolerance, truth)}
-    generated = generated_pairs(pipe, mode, fmt, scenes, samples, seed, sampler, steps, batch)
-    results[f"generated ({mode})"] = evaluate(*generated, fmt, FLOOR, tolerance)
-    settings = dict(weights=weights, variant=variant, mode=mode, samples=samples, ground_truth=ground_truth,
-                    seed=seed, sampler=sampler, steps=steps, tolerance=tolerance, scenes=list(scenes), floor=FLOOR,
-                    clip_format=dataclasses.asdict(fmt))
+    judge, judge_accuracy = train_scene_judge(fmt, seed + 3_000_017, judge_clips)
+    truth = ground_truth_clips(ground_truth, seed + 1_000_003, fmt, scenes)  # unseen toy seeds
+    results = {"ground truth": evaluate(truth, fmt, tolerance, permutations, seed)}
+    scene_recognition = {"real": float(np.mean([a == b for a, b in zip(judge(truth.frames), truth.scenes)]))}
+    for mode in modes:
+        clips = generated_clips(pipe, mode, fmt, scenes, samples, seed, sampler, steps, batch, judge)
+        results[f"generated ({mode})"] = evaluate(clips, fmt, tolerance, permutations, seed)
+        if mode != "v2a":  # the frames are generated
+            scene_recognition[mode] = float(np.mean([s in scenes for s in judge(clips.frames)]))
+    settings = dict(weights=weights, variant=variant, modes=list(modes), samples=samples, ground_truth=ground_truth,
+                    seed=seed, sampler=sampler, steps=steps, tolerance=tolerance, scenes=list(scenes),
+                    permutations=permutations, judge_clips=judge_clips, clip_format=dataclasses.asdict(fmt))
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": machine(), "seconds": round(time.time() - started, 1), "settings": settings,
+              "scene_judge": {"held_out_accuracy": judge_accuracy, "recognised_as_a_training_scene": scene_recognition},
               "results": results}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(report, indent=2))
     if verbose:
-        print(table(results, tolerance))
-        print()
-        print(detector_table(results["ground truth"], tolerance))
+        print(table(results))
+        print(f"\nscene judge: {judge_accuracy:.2f} on held-out real clips of every scene; clips recognised as one of "
+              f"{', '.join(scenes)}: " + ", ".join(f"{k} {v:.2f}" for k, v in scene_recognition.items()))
+        if "video_detector" in results["ground truth"]:
+            print()
+            print(detector_table(results["ground truth"], tolerance))
     return report
 
 
 def add_arguments(parser) -> None:
     """Options of `python -m pipelines.metrics sounding_video` (`--out` and `--seed` are common)."""
-    parser.add_argument("--samples", type=int, default=64, help="generated joint samples")
+    parser.add_argument("--samples", type=int, default=64, help="generated samples per mode")
     parser.add_argument("--ground-truth", type=int, default=200, help="ground-truth toy clips")
-    parser.add_argument("--sampler", default="dpm_solver", choices=("dpm_solver", "ddim", "ddpm"))
-    parser.add_argument("--steps", type=int, default=20, help="sampler steps")
+    parser.add_argument("--sampler", default="ddim", choices=("dpm_solver", "ddim", "ddpm"),
+                        help="default: the Sounding Video tab's for the studio model")
+    parser.add_argument("--steps", type=int, default=50, help="sampler steps (default: the tab's for the studio model)")
     parser.add_argument("--tolerance", type=int, default=1, help="frames an onset may be off its contact")
+    parser.add_argument("--permutations", type=int, default=PERMUTATIONS, help="random re-pairings per score")
+    parser.add_argument("--judge-clips", type=int, default=40, help="real clips per scene the scene judge learns "
+                        "from (and is checked on)")
     parser.add_argument("--weights", default="mm_diffusion_toyworld", help="registry name of the Sounding Video model")
     parser.add_argument("--variant", default="studio", choices=("auto", "paper", "studio"))
     parser.add_argument("--batch", type=int, default=16, help="samples generated at once")
-    parser.add_argument("--mode", default="joint", choices=MODES,
-                        help="joint samples, or zero-shot video for given audio (a2v) or audio for given video (v2a)")
+    parser.add_argument("--mode", default="joint", choices=(*MODES, "all"),
+                        help="joint samples, zero-shot video for given audio (a2v) or audio for given video (v2a), "
+                             "or all three")
     parser.add_argument("--scenes", default=None, help="toy scenes of the ground-truth clips, comma-separated "
                         "(default: those the model was trained on)")
 
@@ -291,4 +541,5 @@ def add_arguments(parser) -> None:
 def main(args) -> dict:
     return run(args.out, samples=args.samples, ground_truth=args.ground_truth, seed=args.seed, sampler=args.sampler,
                steps=args.steps, tolerance=args.tolerance, weights=args.weights, variant=args.variant,
-               batch=args.batch, mode=args.mode, scenes=tuple(args.scenes.split(",")) if args.scenes else None)
+               batch=args.batch, modes=MODES if args.mode == "all" else (args.mode,),
+               permutations=args.permutations, judge_clips=args.judge_clips, scenes=tuple(args.scenes.split(",")) if args.scenes else None)

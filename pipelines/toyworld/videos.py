@@ -12,6 +12,11 @@ Scenes (`SCENES`):
   with it. Ground truth: the hum's fundamental at each frame.
 - `rain`: streaks fall and land at random times (not on frames); each landing is a short tick at its time.
 - `wind`: grass blades sway with a gust envelope; the audio is low-passed noise following the same envelope.
+- `lamp`: a large lamp hangs on a cord in a dark room and hums while it is lit; it flickers off for a frame or two
+  several times a clip, and the hum stops with it. Two couplings with a known answer: the higher the lamp hangs,
+  the higher its hum (`lamp_pitch`, one octave per `LAMP_OCTAVES`-th of the height range), and the hum sounds exactly
+  on the lit frames (`lamp_lit`). Built to be learnable on a CPU: the sound carries the pitch on two thirds of the
+  samples, the lamp stays visible (dim) when off, and it covers about a tenth of the frame.
 
 Each sample's ground truth: the scene, its events (contacts with frame, time, objects and materials; rain ticks
 with time) and, for continuous sounds, per-frame curves (`hum_hz`, `wind_envelope`). Audio is scaled down only
@@ -36,7 +41,7 @@ FPS = 10.0
 NUM_FRAMES = round(SPEC.clip_seconds * FPS)  # 16
 FRAME_SIZE = 64
 SAMPLES_PER_FRAME = round(SPEC.sample_rate / FPS)  # 1600
-SCENES = ("bounce", "collide", "spin", "rain", "wind")
+SCENES = ("bounce", "collide", "spin", "rain", "wind", "lamp")
 FLOOR = 0.85  # floor's top edge, fraction of the frame height from the top
 GRAVITY = 9.8  # frame heights per second squared
 KNOCK_MAX_T60 = 0.3  # seconds: contacts read as knocks, not as ringing bells
@@ -328,4 +333,59 @@ def _wind(rng: np.random.Generator, size: int, materials: tuple[str, ...]) -> _C
                  f"wind gusts and sways {count} blades of grass")
 
 
-_RENDERERS = {"bounce": _bounce, "collide": _collide, "spin": _spin, "rain": _rain, "wind": _wind}
+# lamp -------------------------------------------------------------------------------------------------------------
+
+LAMP_HEIGHTS = (0.2, 0.75)  # the lamp's centre, fraction of the frame height from the top: highest, lowest
+LAMP_HZ = (800.0, 200.0)  # its hum's fundamental at those heights (log-linear in between)
+LAMP_SIDE = 0.3  # the lamp's side, fraction of the frame
+LAMP_LIT, LAMP_DIM = (1.0, 0.85, 0.35), (0.35, 0.3, 0.2)
+LAMP_RAMP_S = 0.008  # the hum fades in and out over this at a flicker
+LAMP_ROOM = (0.06, 0.06, 0.09)
+
+
+def lamp_frequency(height: np.ndarray | float) -> np.ndarray:
+    """The hum's fundamental (Hz) of a lamp whose centre hangs at `height` (fraction of the frame from the top)."""
+    position = (np.asarray(height, dtype=np.float64) - LAMP_HEIGHTS[0]) / (LAMP_HEIGHTS[1] - LAMP_HEIGHTS[0])
+    return LAMP_HZ[0] * (LAMP_HZ[1] / LAMP_HZ[0]) ** position
+
+
+def flicker(rng: np.random.Generator) -> np.ndarray:
+    """Lit (True) or off per frame: lit at frame 0, off for one or two frames at a time, at least twice a clip."""
+    while True:
+        lit, state = np.ones(NUM_FRAMES, bool), True
+        for frame in range(1, NUM_FRAMES):
+            state = rng.uniform() >= (0.25 if state else 0.4)
+            lit[frame] = state
+        runs = np.diff(np.flatnonzero(np.diff(np.r_[True, lit, True].astype(int)) != 0))[::2]  # off-run lengths
+        if (~lit).sum() >= 2 and len(runs) >= 2 and runs.max() <= 2:
+            return lit
+
+
+def _lamp(rng: np.random.Generator, size: int, materials: tuple[str, ...]) -> _Clip:
+    height = float(rng.uniform(*LAMP_HEIGHTS))
+    x = float(rng.uniform(0.25, 0.75))
+    lit = flicker(rng)
+    frames = np.broadcast_to(np.asarray(LAMP_ROOM, np.float32), (NUM_FRAMES, size, size, 3)).copy()
+    half = LAMP_SIDE * size / 2.0
+    paint(frames, segment(size, size, x * size, 0.0, x * size, height * size - half, max(1.0, size / 48))
+          .repeat(NUM_FRAMES, 0), (0.4, 0.4, 0.42))
+    shade = box(size, size, x * size, height * size, half, half).repeat(NUM_FRAMES, 0)
+    paint(frames, shade, np.where(lit[:, None], LAMP_LIT, LAMP_DIM))
+    hz = float(lamp_frequency(height))
+    sample_t = np.arange(SPEC.clip_samples) / SPEC.sample_rate
+    phase = 2.0 * np.pi * hz * sample_t + rng.uniform(0.0, 2.0 * np.pi)
+    tone = 0.45 * (np.sin(phase) + 0.35 * np.sin(2.0 * phase) + 0.12 * np.sin(3.0 * phase))
+    gate = np.repeat(lit.astype(np.float64), SAMPLES_PER_FRAME)
+    ramp = np.ones(round(LAMP_RAMP_S * SPEC.sample_rate)) / round(LAMP_RAMP_S * SPEC.sample_rate)
+    track = tone * np.convolve(gate, ramp, mode="same")
+    obj = {"shape": "lamp", "x": x, "height": height, "hum_hz": hz}
+    where = "high" if height < 0.38 else "low" if height > 0.57 else "halfway up"
+    pitch = {"high": "a high", "low": "a low", "halfway up": "a middle"}[where]
+    events = [{"kind": "flicker", "frame": int(f), "time_s": float(f / FPS), "objects": [0], "materials": [],
+               "lit": bool(lit[f])} for f in np.flatnonzero(np.diff(lit.astype(int))) + 1]
+    return _Clip(frames, track, events, {"lamp_lit": lit.astype(int).tolist(),
+                                         "hum_hz": np.where(lit, hz, 0.0).tolist()}, [obj],
+                 f"a lamp hanging {where} hums {pitch} note and flickers")
+
+
+_RENDERERS = {"bounce": _bounce, "collide": _collide, "spin": _spin, "rain": _rain, "wind": _wind, "lamp": _lamp}

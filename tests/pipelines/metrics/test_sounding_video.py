@@ -1,5 +1,6 @@
-"""The Sounding Video coupling metric: contact and onset detectors with known answers, recovery of the toy world's
-true contacts, ~1 on ground truth and clearly less on shuffled pairs, and the CLI end to end on a tiny model."""
+"""The Sounding Video coupling metric: bounce and lamp detectors with known answers, recovery of the toy world's
+true contacts, ~1 on ground truth and ~0 on shuffled pairs with a permutation p-value, the scene judge, and the CLI
+end to end on a tiny model."""
 
 from __future__ import annotations
 
@@ -14,13 +15,21 @@ from pipelines.metrics.sounding_video import (
     detect_contacts,
     detect_onsets,
     evaluate,
+    flicker_correlation,
+    frame_loudness,
     ground_truth_clips,
+    hum_pitch,
+    lamp_brightness,
+    lamp_height,
     match_count,
+    permutation_test,
+    pitch_correlation,
+    train_scene_judge,
 )
 from pipelines.mm_diffusion import entries
 from pipelines.mm_diffusion.clips import ClipFormat
 from pipelines.registry import REGISTRY
-from pipelines.toyworld.videos import FLOOR
+from pipelines.toyworld.videos import FLOOR, lamp_frequency
 
 STUDIO_FORMAT = ClipFormat(8, 16, 16, 3200, 10, 4000)
 TINY_FORMAT = ClipFormat(4, 8, 8, 800, 10, 2000)  # pipelines.train's `tiny` preset
@@ -81,21 +90,78 @@ def test_matching_and_scores_known_answers():
     assert result["paired"]["f1"] == 1.0 and result["shuffled"]["f1"] == 0.0
 
 
+def lamp_clip(top_row: int, lit: list[int], hz: float, fmt: ClipFormat = STUDIO_FORMAT):
+    """A 4×4 lamp whose top row is `top_row` on a dark room, bright on the `lit` frames, and a hum at `hz` sounding on
+    exactly those frames."""
+    frames = np.full((fmt.frames, fmt.height, fmt.width, 3), 15, np.uint8)
+    for t in range(fmt.frames):
+        frames[t, top_row : top_row + 4, 6:10] = 250 if lit[t] else 80
+    per_frame = fmt.audio_samples // fmt.frames
+    hum = 0.4 * np.sin(2 * np.pi * hz * np.arange(fmt.audio_samples) / fmt.sample_rate)
+    return frames, (hum * np.repeat(np.asarray(lit, float), per_frame)).astype(np.float32)
+
+
+def test_lamp_and_hum_detectors_known_answers():
+    lit = [1, 1, 0, 1, 1, 1, 0, 1]
+    frames, audio = lamp_clip(4, lit, 440.0)
+    assert lamp_height(frames) == pytest.approx(6 / 16)  # rows 4..7: centre 6
+    assert lamp_brightness(frames).round(3).tolist() == pytest.approx(
+        [(250 if on else 80) * 0.299 / 255 + (250 if on else 80) * 0.701 / 255 for on in lit], abs=1e-3)
+    assert hum_pitch(audio, STUDIO_FORMAT) == pytest.approx(440.0, abs=1.0)
+    assert np.argsort(frame_loudness(audio, STUDIO_FORMAT))[:2].tolist() in ([2, 6], [6, 2])
+    assert np.isnan(hum_pitch(np.zeros(3200), STUDIO_FORMAT)) and np.isnan(lamp_height(frames[:, :, :, :] * 0))
+
+
+def test_lamp_scores_known_answers():
+    heights = [0.2, 0.3, 0.4, 0.5]  # evenly spaced: reversed, the log pitches fall on a line of slope −1
+    assert pitch_correlation(heights, lamp_frequency(np.array(heights)) * 1.3) == pytest.approx(1.0)  # a shift is ok
+    assert pitch_correlation(heights, lamp_frequency(np.array(heights[::-1]))) == pytest.approx(-1.0)
+    on, off = np.array([1.0, 0.2, 1.0, 0.2]), np.array([0.2, 1.0, 0.2, 1.0])
+    assert flicker_correlation([on, on], [on, off]) == pytest.approx(0.0)
+    assert flicker_correlation([on, np.ones(4)], [on * 3, off]) == pytest.approx(1.0)  # a steady lamp says nothing
+
+
+def test_permutation_test_known_answers():
+    same = lambda video, audio: float(np.mean([v == a for v, a in zip(video, audio)]))  # noqa: E731
+    result = permutation_test(same, list(range(40)), list(range(40)), 500, seed=0)
+    assert result["paired"] == 1.0 and result["p_value"] == pytest.approx(1 / 501)
+    assert result["shuffled"] == pytest.approx(1 / 40, abs=0.01)  # one fixed point per permutation on average
+    unrelated = permutation_test(same, list(range(40)), list(range(40))[::-1], 500, seed=0)
+    assert unrelated["p_value"] > 0.5
+
+
 def test_detectors_recover_the_toy_worlds_true_contacts(ground_truth):
-    frames, audio, truth = ground_truth
-    result = evaluate(frames, audio, STUDIO_FORMAT, FLOOR, 1, truth)
-    assert sum(len(t) for t in truth) > 80
+    result = evaluate(ground_truth, STUDIO_FORMAT, 1)
+    assert sum(len(t) for t in ground_truth.contacts) > 80
     for detector in ("video_detector", "audio_detector"):
         assert result[detector]["precision_exact"] >= 0.95, result[detector]
         assert result[detector]["recall_exact"] >= 0.9, result[detector]
 
 
 def test_metric_is_near_one_on_ground_truth_and_clearly_lower_on_shuffled_pairs(ground_truth):
-    frames, audio, truth = ground_truth
-    paired, shuffled = (evaluate(frames, audio, STUDIO_FORMAT, FLOOR, 1)["coupling"][k] for k in ("paired",
-                                                                                                  "shuffled"))
-    assert paired["hit_rate"] >= 0.95 and paired["f1"] >= 0.9 and paired["f1_exact"] >= 0.9
-    assert shuffled["f1"] < paired["f1"] - 0.2 and shuffled["f1_exact"] < 0.5
+    result = evaluate(ground_truth, STUDIO_FORMAT, 1, permutations=200)
+    detail, onsets = result["bounce_detail"], result["couplings"]["bounce_onsets"]
+    assert detail["paired"]["hit_rate"] >= 0.95 and detail["paired"]["f1"] >= 0.9
+    assert detail["paired"]["f1_exact"] >= 0.9
+    assert detail["shuffled"]["f1"] < detail["paired"]["f1"] - 0.2 and detail["shuffled"]["f1_exact"] < 0.5
+    assert onsets["paired"] == pytest.approx(detail["paired"]["f1"]) and onsets["margin"] > 0.2
+    assert onsets["p_value"] == pytest.approx(1 / 201)
+
+
+def test_lamp_couplings_are_one_on_ground_truth_and_none_on_shuffled_pairs():
+    clips = ground_truth_clips(48, 7, STUDIO_FORMAT, ("lamp",))
+    couplings = evaluate(clips, STUDIO_FORMAT, 1, permutations=300)["couplings"]
+    assert set(couplings) == {"lamp_pitch", "lamp_flicker"}
+    for name in couplings:
+        assert couplings[name]["paired"] >= 0.97, couplings[name]
+        assert abs(couplings[name]["shuffled"]) < 0.1 and couplings[name]["p_value"] == pytest.approx(1 / 301)
+
+
+def test_scene_judge_tells_the_scenes_apart_from_real_frames():
+    judge, accuracy = train_scene_judge(STUDIO_FORMAT, seed=3, clips_per_scene=12, steps=150)
+    assert accuracy >= 0.8
+    lamps = ground_truth_clips(6, 11, STUDIO_FORMAT, ("lamp",))
+    assert judge(lamps.frames).count("lamp") >= 5
 
 
 def test_cli_scores_a_tiny_trained_model_and_writes_json(tmp_path, monkeypatch):
@@ -103,26 +169,25 @@ def test_cli_scores_a_tiny_trained_model_and_writes_json(tmp_path, monkeypatch):
     from pipelines.train.__main__ import main as train_main
 
     model = tmp_path / "model"
-    train_main(["mm_diffusion", "--data", "toyworld", "--scenes", "bounce,collide", "--size", "tiny", "--pool", "2",
+    train_main(["mm_diffusion", "--data", "toyworld", "--scenes", "bounce,lamp", "--size", "tiny", "--pool", "2",
                 "--steps", "1", "--out", str(model)])
     monkeypatch.setattr(entries, "STUDIO_FOLDER", model)
     REGISTRY.forget("mm_diffusion_toyworld")
     try:
         out = tmp_path / "metric.json"
-        report = metrics_main(["sounding_video", "--out", str(out), "--samples", "3", "--ground-truth", "6",
-                               "--steps", "2", "--batch", "2"])
-        v2a = metrics_main(["sounding_video", "--out", str(tmp_path / "v2a.json"), "--mode", "v2a", "--samples", "2",
-                            "--ground-truth", "2", "--steps", "2"])
+        report = metrics_main(["sounding_video", "--out", str(out), "--mode", "all", "--samples", "4",
+                               "--ground-truth", "8", "--steps", "2", "--batch", "2", "--permutations", "20",
+                               "--judge-clips", "4"])
     finally:
         REGISTRY.forget("mm_diffusion_toyworld")
     saved = json.loads(out.read_text())
     assert saved["settings"]["clip_format"] == {"frames": 4, "height": 8, "width": 8, "audio_samples": 800,
                                                 "fps": 10, "sample_rate": 2000}
-    assert {"date", "machine", "seconds"} <= saved.keys() and report["results"]["generated (joint)"]["clips"] == 3
-    assert saved["results"]["ground truth"]["clips"] == 6 and "video_detector" in saved["results"]["ground truth"]
-    assert saved["settings"]["scenes"] == ["bounce", "collide"]  # the model's training scenes (its model.json)
-    # video -> audio: the videos are held-out toy clips, so their contacts are the detected true ones
-    scored = v2a["results"]["generated (v2a)"]
-    frames, _, _ = ground_truth_clips(2, 2_000_003, TINY_FORMAT, ("bounce", "collide"))
-    assert scored["contacts"] == [detect_contacts(f, FLOOR).tolist() for f in frames]
-    assert v2a["settings"]["mode"] == "v2a" and scored["clips"] == 2
+    assert {"date", "machine", "seconds", "scene_judge"} <= saved.keys()
+    assert saved["settings"]["scenes"] == ["bounce", "lamp"]  # the model's training scenes (its model.json)
+    assert set(saved["results"]) == {"ground truth", "generated (joint)", "generated (a2v)", "generated (v2a)"}
+    assert saved["results"]["ground truth"]["clips"] == 8 and report["results"]["generated (joint)"]["clips"] == 4
+    assert set(saved["scene_judge"]["recognised_as_a_training_scene"]) == {"real", "joint", "a2v"}
+    # video -> audio: the videos are held-out toy clips of the model's scenes, scored under their true scenes
+    given = ground_truth_clips(4, 2_000_003, TINY_FORMAT, ("bounce", "lamp"))
+    assert saved["results"]["generated (v2a)"]["scenes"] == {s: given.scenes.count(s) for s in set(given.scenes)}
