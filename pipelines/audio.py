@@ -371,3 +371,16 @@ def specvqgan_mel(samples: np.ndarray, spec: AudioSpec) -> np.ndarray:
                                     hop_length=spec.hop_length, win_length=spec.win_length, window="hann"))
     mel = np.maximum(mel_filters(spec) @ magnitude, spec.magnitude_floor)
     return log_mel_to_unit(np.log(mel), spec)
+
+
+SPECTROGRAM_PICTURE_RANGE_DB = 70.0
+
+
+def spectrogram_picture(samples: np.ndarray, sample_rate: int, n_fft: int = 256, hop_length: int = 32) -> np.ndarray:
+    """A linear-frequency spectrogram to look at: [n_fft // 2 + 1, frames] in [0, 1], low frequencies at the bottom;
+    dB of the magnitude re a full-scale sine, the bottom SPECTROGRAM_PICTURE_RANGE_DB mapped to 0..1 (silence black)."""
+    spec = AudioSpec("picture", sample_rate, len(samples) / sample_rate, n_fft=n_fft, hop_length=hop_length,
+                     win_length=n_fft)
+    magnitude = stft_magnitude(np.asarray(samples, np.float32), spec)
+    decibels = 20.0 * np.log10(np.maximum(magnitude / (n_fft / 4.0), 1e-10))
+    return np.flipud(np.clip(1.0 + decibels / SPECTROGRAM_PICTURE_RANGE_DB, 0.0, 1.0)).astype(np.float32)
