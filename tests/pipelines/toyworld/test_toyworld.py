@@ -189,6 +189,25 @@ def test_rain_ticks_and_hum_follow_their_ground_truth():
         assert curves["hum_hz"][-1] < curves["hum_hz"][0]  # the top slows down, the hum falls
 
 
+def test_lamp_hums_at_its_heights_pitch_on_exactly_its_lit_frames():
+    from pipelines.toyworld.videos import LAMP_HEIGHTS, lamp_frequency
+
+    assert lamp_frequency(LAMP_HEIGHTS[0]) == pytest.approx(800.0) and lamp_frequency(LAMP_HEIGHTS[1]) == 200.0
+    lamps = sample("sounding_video", 6, 5, scenes=("lamp",))
+    per_frame = lamps.sample_rate // 10
+    for frames, audio, curves, (lamp,) in zip(lamps.frames, lamps.audio, lamps.curves, lamps.objects):
+        lit = np.asarray(curves["lamp_lit"], bool)
+        assert 2 <= (~lit).sum() and lit[0]  # it flickers off at least twice a clip
+        loudness = np.sqrt((audio.reshape(16, per_frame)[:, 200:-200] ** 2).mean(axis=1))  # away from the fades
+        assert loudness[lit].min() > 0.2 and loudness[~lit].max() < 1e-3
+        spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
+        peak = np.fft.rfftfreq(len(audio), 1.0 / lamps.sample_rate)[np.argmax(spectrum)]
+        assert abs(peak - lamp["hum_hz"]) < 2.0 and lamp["hum_hz"] == pytest.approx(lamp_frequency(lamp["height"]))
+        row = int(lamp["height"] * frames.shape[1])  # the lamp's centre row: bright when lit, dim when off
+        brightness = frames[:, row].max(axis=(1, 2))
+        assert brightness[lit].min() > 0.9 and 0.2 < brightness[~lit].max() < 0.5
+
+
 # Captioned images and sounds ---------------------------------------------------------------------------------------
 
 
