@@ -117,6 +117,10 @@ class ImagesThatSoundPipeline(StudioPipeline):
     On disk (`save_pretrained`, the bundled `assets/models/images_that_sound`) a pipeline is one folder holding
     `image_model/{unet,text_encoder,tokenizer,scheduler}` and `audio_model/{unet,vae,text_encoder,tokenizer}`, plus
     `audio_model/vocoder/` (Auffusion's format) when it has a HiFi-GAN.
+
+    LoRA adapters (`pipelines.images_that_sound.lora`, written by `python -m pipelines.train images_that_sound
+    --lora-rank R`): `load_lora_weights(path, model="image"|"audio", scale=1.0)`, `set_lora_scale(scale, model=None)`
+    and `unload_lora_weights(model=None)`.
     """
 
     _optional_components = ["vocoder"]
@@ -140,18 +144,44 @@ class ImagesThatSoundPipeline(StudioPipeline):
         """Load a studio-layout `folder` (local or a Hub id holding `image_model/` and `audio_model/`), or two
         diffusers-layout models (`image_model`, `audio_model`: folders or Hub ids; by default the paper's).
 
-        The VAE comes from the audio model (it decodes spectrograms), the DDIM scheduler from the image model, as in
-        the authors' code. `vocoder`: "auto" loads the audio model's `vocoder/` (Auffusion's HiFi-GAN) when it has
+        A trainer's `--lora-rank` output (a folder holding only `<model>_lora/` adapters) loads as its base with the
+        adapters (`from_lora_run`). The VAE comes from the audio model (it decodes spectrograms), the DDIM scheduler
+        from the image model, as in the authors' code. `vocoder`: "auto" loads the audio model's `vocoder/` (Auffusion's HiFi-GAN) when it has
         one; a `HiFiGAN` is used as given; None loads none (Griffin-Lim only).
         """
         if folder is not None and (image_model is not None or audio_model is not None):
             raise ValueError("give either a studio-layout `folder` or `image_model` and `audio_model`, not both")
+        if folder is not None and lora_run(folder):
+            return cls.from_lora_run(folder, vocoder=vocoder, torch_dtype=torch_dtype)
         if folder is not None:
             image, audio = ModelSource(str(folder), "image_model/"), ModelSource(str(folder), "audio_model/")
         else:
             image = ModelSource(str(image_model or PAPER_IMAGE_MODEL))
             audio = ModelSource(str(audio_model or PAPER_AUDIO_MODEL))
         return cls._from_sources(image, audio, find_vocoder(audio) if vocoder == "auto" else vocoder, torch_dtype)
+
+    @classmethod
+    def from_lora_run(cls, folder: str | Path, vocoder: HiFiGAN | Literal["auto"] | None = "auto",
+                      torch_dtype: torch.dtype = torch.float32) -> ImagesThatSoundPipeline:
+        """The base a LoRA run started from (its adapter.json's `base.init`: studio, paper or a folder) with the
+        run's adapters loaded at scale 1."""
+        from pipelines.images_that_sound import lora
+
+        models = [m for m in lora.MODELS if (Path(folder) / f"{m}_lora" / lora.CONFIG_NAME).is_file()]
+        starts = {lora.read_adapter(Path(folder) / f"{m}_lora")[0]["base"]["init"] for m in models}
+        if len(starts) != 1:
+            raise ValueError(f"{folder}: its adapters start from different bases {sorted(starts)}")
+        start = starts.pop()
+        if start == "paper":
+            pipe = cls.from_pretrained(vocoder=vocoder, torch_dtype=torch_dtype)
+        else:
+            from pipelines.images_that_sound.entries import STUDIO_FOLDER
+
+            pipe = cls.from_pretrained(STUDIO_FOLDER if start == "studio" else start, vocoder=vocoder,
+                                       torch_dtype=torch_dtype)
+        for model in models:
+            pipe.load_lora_weights(folder, model=model)
+        return pipe
 
     @classmethod
     def _from_sources(cls, image: ModelSource, audio: ModelSource, vocoder: HiFiGAN | None,
@@ -178,7 +208,11 @@ class ImagesThatSoundPipeline(StudioPipeline):
         )
 
     def save_pretrained(self, folder: str | Path) -> Path:
-        """Write the studio layout (see the class docstring) that `from_pretrained(folder)` loads; returns `folder`."""
+        """Write the studio layout (see the class docstring) that `from_pretrained(folder)` loads; returns `folder`.
+        Base weights only: with a LoRA loaded it refuses (save the adapter folder instead, or unload it first)."""
+        if self.lora_models(None):
+            raise ValueError(f"a LoRA is loaded on the {' and '.join(self.lora_models(None))} model: call "
+                             f"unload_lora_weights() before save_pretrained (the adapter is its own folder)")
         folder = Path(folder)
         parts = {
             "image_model": {"unet": self.image_unet, "text_encoder": self.image_text_encoder,
@@ -192,6 +226,97 @@ class ImagesThatSoundPipeline(StudioPipeline):
         if self.vocoder is not None:
             save_hifigan(self.vocoder, folder / "audio_model" / "vocoder")
         return folder
+
+    # LoRA adapters (`pipelines.images_that_sound.lora`) -----------------------------------------------------------
+    def load_lora_weights(self, path: str | Path, model: Literal["image", "audio"] = "audio",
+                          scale: float = 1.0) -> dict:
+        """Load a LoRA adapter onto the image or the audio model at `scale` (0: the base output exactly).
+
+        `path`: a folder `pipelines.images_that_sound.lora.save_adapter` wrote, or a trainer's OUT holding
+        `<model>_lora/`. Words the adapter added to a word-level vocabulary are added too. A model holds one adapter
+        at a time: loading another replaces it. Returns the adapter's config (rank, base, added words...).
+        """
+        from pipelines.images_that_sound import lora
+
+        self.check_lora_model(model)
+        config, tensors = lora.read_adapter(lora.adapter_folder(path, model))
+        if config["model"] != model:
+            raise ValueError(f"{path} is an adapter for the {config['model']} model, not the {model} model")
+        self.unload_lora_weights(model)
+        unet, text_encoder, tokenizer = self.model_parts(model)
+        base_parameters = sum(p.numel() for p in unet.parameters())
+        if base_parameters != config["base"]["unet_parameters"]:
+            raise ValueError(f"this adapter was trained on a {model} UNet of {config['base']['unet_parameters']:,} "
+                             f"parameters (started from {config['base']['init']}); this pipeline's has "
+                             f"{base_parameters:,}")
+        text_encoder = self.own_text_encoder(model)
+        self._loras = {**getattr(self, "_loras", {}), model: {"tokenizer": tokenizer, "vocab": len(tokenizer)}}
+        if config["added_words"]:
+            self.add_lora_words(model, config, tensors["added_embeddings"])
+        lora.load_lora_state(unet, lora.split_state(tensors, "unet."), config["rank"], config["alpha"],
+                             tuple(config["unet_targets"]))
+        if config["text_encoder_targets"]:
+            lora.load_lora_state(text_encoder, lora.split_state(tensors, "text_encoder."), config["rank"],
+                                 config["alpha"], tuple(config["text_encoder_targets"]))
+        self.set_lora_scale(scale, model)
+        return config
+
+    def set_lora_scale(self, scale: float, model: Literal["image", "audio"] | None = None) -> None:
+        """The strength of the loaded adapter(s): 0 is the base model exactly, 1 as trained (any float)."""
+        from pipelines.images_that_sound import lora
+
+        for name in self.lora_models(model):
+            for module in self.model_parts(name)[:2]:
+                lora.set_lora_scale(module, scale)
+
+    def unload_lora_weights(self, model: Literal["image", "audio"] | None = None) -> None:
+        """Remove the adapter(s) and the words they added: the pipeline is the base pipeline again."""
+        from pipelines.images_that_sound import lora
+
+        for name in self.lora_models(model):
+            unet, text_encoder, _ = self.model_parts(name)
+            lora.remove_lora(unet)
+            lora.remove_lora(text_encoder)
+            saved = self._loras.pop(name)
+            setattr(self, f"{name}_tokenizer", saved["tokenizer"])
+            if text_encoder.get_input_embeddings().weight.shape[0] != saved["vocab"]:
+                text_encoder.resize_token_embeddings(saved["vocab"], mean_resizing=False)
+
+    def lora_models(self, model: str | None) -> list[str]:
+        """The models that hold an adapter now (all, or `model` if it does)."""
+        if model is not None:
+            self.check_lora_model(model)
+        return [name for name in getattr(self, "_loras", {}) if model in (None, name)]
+
+    @staticmethod
+    def check_lora_model(model: str) -> None:
+        if model not in ("image", "audio"):
+            raise ValueError(f"`model` must be 'image' or 'audio', got {model!r}")
+
+    def model_parts(self, model: str) -> tuple:
+        """(unet, text encoder, tokenizer) of the image or audio model."""
+        return tuple(getattr(self, f"{model}_{part}") for part in ("unet", "text_encoder", "tokenizer"))
+
+    def own_text_encoder(self, model: str):
+        """The model's text encoder, copied first when both models share one object (an adapter changes it)."""
+        import copy
+
+        other = "audio" if model == "image" else "image"
+        encoder = getattr(self, f"{model}_text_encoder")
+        if encoder is getattr(self, f"{other}_text_encoder"):
+            encoder = copy.deepcopy(encoder)
+            setattr(self, f"{model}_text_encoder", encoder)
+        return encoder
+
+    def add_lora_words(self, model: str, config: dict, embeddings: torch.Tensor) -> None:
+        from pipelines.images_that_sound import lora
+
+        _, text_encoder, tokenizer = self.model_parts(model)
+        if len(tokenizer) != config["base"]["vocab_size"]:
+            raise ValueError(f"this adapter adds words to a vocabulary of {config['base']['vocab_size']} tokens; the "
+                             f"{model} model's has {len(tokenizer)}")
+        setattr(self, f"{model}_tokenizer", lora.grown_tokenizer(tokenizer, config["added_words"]))
+        lora.append_embeddings(text_encoder, embeddings)
 
     # 1. Inputs
     def check_inputs(self, num_inference_steps, image_guidance_scale, audio_guidance_scale, warm_start_image,
@@ -398,6 +523,13 @@ class ImagesThatSoundPipeline(StudioPipeline):
         if vocoder == "griffinlim":
             return griffin_lim(log_mel, AUFFUSION, n_iter=iterations)
         return self.vocoder.vocode(torch.from_numpy(log_mel)).cpu().numpy()
+
+
+def lora_run(folder: str | Path) -> bool:
+    """Whether `folder` is a trainer's LoRA output: `<model>_lora/` adapters and no model of its own."""
+    folder = Path(folder)
+    return (folder.is_dir() and not (folder / "audio_model").is_dir()
+            and any((folder / f"{m}_lora" / "adapter.json").is_file() for m in ("image", "audio")))
 
 
 def find_vocoder(audio: ModelSource) -> HiFiGAN | None:

@@ -1,4 +1,5 @@
-"""`python -m pipelines.train <generator> --data toyworld|FOLDER --out DIR`: trainers on `accelerate`.
+"""`python -m pipelines.train <generator> --data toyworld|FOLDER --out DIR [--init paper|studio|DIR]`: trainers on
+`accelerate`.
 
 Built on `accelerate.Accelerator`, so `accelerate launch -m pipelines.train ...` runs it unchanged on several
 devices. Every trainer has resumable checkpoints (`--resume`), an EMA of the weights (`--ema-decay`), mixed
@@ -10,7 +11,8 @@ Generators:
 - `images_that_sound` (`pipelines.train.images_that_sound`): a shared `AutoencoderKL` (8× down-sampling) trained
   on pictures and spectrogram images, a frozen random-init `CLIPTextModel` with a word-level tokenizer, and two
   small `UNet2DConditionModel`s (image, audio) with ε-prediction and 10 % caption dropout. The output folder is
-  what `ImagesThatSoundPipeline.from_pretrained(OUT)` loads.
+  what `ImagesThatSoundPipeline.from_pretrained(OUT)` loads. With `--init`: fine-tunes the UNets `--models` names
+  (fully, or a LoRA with `--lora-rank`, optionally `--lora-text-encoder`) on the starting VAE's latents.
 
 - `judges` (`pipelines.train.judges`): the toy-world CNN judges of `pipelines.metrics.judges` (picture class,
   sound class, impact material; `--judges` picks which), toy world only; OUT holds `image.safetensors`/`.json`,
@@ -37,18 +39,32 @@ Generators:
   cross-entropy on masked tokens). `--size studio|tiny|paper`; `--data toyworld` (paired toy pictures and sounds) or
   a folder with a `pairs.jsonl`. OUT is what `VisualEchoesPipeline.from_pretrained(OUT)` loads.
 
-Real-data folder format for `images_that_sound` (`--data FOLDER`): the folder holds a `captions.jsonl`, one JSON
-object a line::
+Fine-tuning (every trainer, `pipelines.train.init`): `--init paper|studio|DIR` starts from existing weights instead
+of a random initialisation: the published ones where they exist, the bundled `assets/models/<generator>/`, or a
+folder the pipeline's `save_pretrained` wrote. The architecture comes from those weights (`--size` is ignored, with
+a message); the optimiser starts fresh; `--resume` continues this run's own checkpoints (it wins over `--init`); the
+output records `"init"`. `--lora-rank R` (images_that_sound only; other trainers refuse it) trains a LoRA on the
+UNets' attention projections instead of every weight, and OUT then holds only the adapters (`OUT/<model>_lora/`,
+`pipelines.images_that_sound.lora`), which `ImagesThatSoundPipeline.load_lora_weights(OUT, model=...)` loads.
+
+Data for `images_that_sound` (`--data FOLDER` or `--data FILE.zip`): pictures and/or sounds, in sub-folders too.
+With a `captions.jsonl`, one JSON object a line::
 
     {"file": "castle.png", "caption": "a castle with towers", "kind": "image"}
     {"file": "bell.wav", "caption": "a bell ringing", "kind": "sound"}
 
-`file` is relative to the folder. Images (any format PIL reads) are converted to grayscale and resized to 256 rows
-× `--width` columns. Sounds (any file `pipelines.audio.load_audio` reads: any rate, length and channel count) are
+(`file` relative to the folder). Without one, every file is used: its kind from the suffix (pictures .png .jpg .jpeg
+.bmp .gif .webp .tif .tiff; sounds .wav .flac .ogg .mp3 .m4a .aac .aif .aiff .opus), its caption `--caption "..."`
+for all, else the file name ("rain_on-tin_roof.wav" → "rain on tin roof"). A zip is read the same way (a zip holding
+one folder reads that folder). Images (any format PIL reads) are converted to grayscale and resized to 256 rows ×
+`--width` columns. Sounds (any file `pipelines.audio.load_audio` reads: any rate, length and channel count) are
 mixed to mono, resampled to 16 kHz, cut or zero-padded to `--width` spectrogram frames (`--width` · 160 samples)
 and turned into the Auffusion spectrogram image of `pipelines.audio` (256 mel rows, low frequencies at the
-bottom). Both kinds are needed: the VAE trains on all of them, the image UNet on the images, the audio UNet on the
-sounds.
+bottom). Files that cannot be used (unreadable, empty or silent sounds, not a picture or a sound, listed but
+missing) are skipped, printed with the reason and written to `OUT/skipped.json`. From scratch both kinds are needed
+(the VAE trains on all of them, the image UNet on the images, the audio UNet on the sounds); with `--init`,
+`--models image|audio|image,audio` picks the UNets to train, so a folder of sounds alone fine-tunes the audio model.
+Each model to train needs at least one usable file of its kind (a ValueError says so).
 """
 
 GENERATORS = ("images_that_sound", "judges", "impact_sound", "mm_diffusion", "visual_echoes")

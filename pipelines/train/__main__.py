@@ -9,11 +9,17 @@ from pipelines.train import GENERATORS
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options every trainer has: data, output, seed, resuming, precision, EMA, checkpoints, saved dtype."""
+    """Options every trainer has: data, output, seed, resuming, starting weights, LoRA rank, precision, EMA,
+    checkpoints, saved dtype."""
     parser.add_argument("--data", required=True, help="'toyworld' or a folder in the generator's documented format")
     parser.add_argument("--out", required=True, help="output folder (checkpoints, logs, loadable model folders)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    parser.add_argument("--init", default=None, metavar="paper|studio|DIR",
+                        help="start from existing weights (fine-tuning): the paper's, the bundled studio weights, or "
+                             "a folder save_pretrained wrote; default: random initialisation (pipelines.train.init)")
+    parser.add_argument("--lora-rank", type=int, default=0,
+                        help="LoRA rank on the UNets' attention projections (0: full fine-tuning; images_that_sound)")
     parser.add_argument("--mixed-precision", default="no", choices=("no", "fp16", "bf16"))
     parser.add_argument("--ema-decay", type=float, default=0.999, help="0 saves the live weights")
     parser.add_argument("--checkpoint-every", type=int, default=200, help="save_state every K steps (and at the end)")

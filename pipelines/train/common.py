@@ -31,14 +31,15 @@ class EMA:
     """Exponential moving average of a model's parameters: shadow ← d·shadow + (1 − d)·param.
 
     The decay warms up as in diffusers' `EMAModel`: d_n = min(decay, (1 + n) / (10 + n)) at update n, so early
-    random weights fade fast. `decay=0` keeps the shadow equal to the live weights.
+    random weights fade fast. `decay=0` keeps the shadow equal to the live weights. Only the trainable parameters
+    (`requires_grad`, e.g. a LoRA's) are tracked: frozen ones never change.
     """
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"EMA decay must be in [0, 1], got {decay}")
         self.decay, self.updates = decay, 0
-        self.shadow = {name: p.detach().clone().float() for name, p in model.named_parameters()}
+        self.shadow = {name: p.detach().clone().float() for name, p in model.named_parameters() if p.requires_grad}
 
     def current_decay(self) -> float:
         return min(self.decay, (1 + self.updates) / (10 + self.updates))
@@ -47,13 +48,15 @@ class EMA:
     def update(self, model: torch.nn.Module) -> None:
         d = self.current_decay()
         for name, p in model.named_parameters():
-            self.shadow[name].mul_(d).add_(p.detach().float(), alpha=1.0 - d)
+            if name in self.shadow:
+                self.shadow[name].mul_(d).add_(p.detach().float(), alpha=1.0 - d)
         self.updates += 1
 
     @torch.no_grad()
     def copy_to(self, model: torch.nn.Module) -> None:
         for name, p in model.named_parameters():
-            p.copy_(self.shadow[name].to(p.dtype))
+            if name in self.shadow:
+                p.copy_(self.shadow[name].to(p.dtype))
 
     def state_dict(self) -> dict:
         return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
@@ -200,6 +203,7 @@ def run_loop(accelerator: Accelerator, args: argparse.Namespace, stage: str, tot
         if state.step % args.checkpoint_every == 0 or state.step == total:
             save_checkpoint(accelerator, root, state.step)
     bar.close()
+    root.mkdir(parents=True, exist_ok=True)  # a 0-step run (e.g. a fine-tune's starting point) saved nothing
     (root / "DONE").write_text(str(state.step))
 
 

@@ -23,6 +23,12 @@ Stages (each resumable, each with its own checkpoints under OUT/checkpoints/<sta
    `refined` modes (≤ 64) and predicted residual, and its material. Also loss_log.jsonl, loss_curve.png and
    training_summary.json (final losses, visual accuracy, wall time).
 
+Fine-tuning (`--init`, `pipelines.train.init`): `--init studio` (assets/models/impact_sound) or `--init DIR` (a
+folder `save_pretrained` wrote) starts all three networks from those weights; the configuration (size, T, visual
+classes) comes from them (--size and --timesteps are ignored), so the data's materials must be among its visual
+classes. The studio knows no published weights for this model, so `--init paper` is refused. The optimiser starts
+fresh; the bank is rebuilt from the new clips; training_summary.json records `"init"`. No LoRA here.
+
 Data (`--data`):
 
 - `toyworld`: `--clips` impact clips from `pipelines.toyworld.impacts.sample_impacts` (all materials), frames
@@ -71,6 +77,7 @@ from pipelines.train.common import (
     EMA, LossLog, TrainState, batch_indices, data_seed, final_losses, make_accelerator, plot_losses, run_loop,
     stage_done, update,
 )
+from pipelines.train.init import announce, init_record, refuse_lora, resolve_init
 
 RESIDUAL_SIZES = {
     "paper": ResidualPredictorConfig(),
@@ -262,28 +269,57 @@ def train(args: argparse.Namespace) -> Path:
     if not args.resume and log.path.exists():
         log.path.unlink()
     materials = [] if args.data == "toyworld" else [str(h["material"]) for h in read_hits_index(Path(args.data))]
-    config = model_config(args, materials)
+    start = starting_pipeline(args, materials)
+    config = start.model_config if start is not None else model_config(args, materials)
     clips = load_clips(args, config)
     modes = refined_modes(clips.audio)
-    predictor = train_residual(args, clips, modes, log)
-    visual, accuracy = train_visual(args, config, clips, log)
+    predictor = train_residual(args, clips, modes, log, start)
+    visual, accuracy = train_visual(args, config, clips, log, start)
     priors, residuals = physics_priors_of(clips.audio, predictor)
     nu = encode_frames(visual, clips.frames)
-    denoiser = train_diffusion(args, config, clips, priors, nu, log)
+    denoiser = train_diffusion(args, config, clips, priors, nu, log, start)
     with torch.no_grad():
         mu = denoiser.eval().physics(priors)
     bank = RetrievalBank.build(nu, mu, modes, residuals, list(clips.materials))
     pipeline = ImpactDiffusionPipeline(denoiser, visual, predictor, bank, retrieval_metric=args.retrieval_metric)
     pipeline.save_pretrained(out, torch.float16 if args.save_dtype == "fp16" else torch.float32)
     plot_losses(log.read(), out / "loss_curve.png")
-    summary = {"seconds": round(time.time() - started, 1), "final": final_losses(log.read()),
+    summary = {"seconds": round(time.time() - started, 1), "init": init_record(args), "final": final_losses(log.read()),
                "visual_accuracy": accuracy, "clips": len(clips), "materials": sorted(set(clips.materials)),
                "parameters": parameter_counts(denoiser, visual, predictor), "args": vars(args)}
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2))
     return out
 
 
+def starting_pipeline(args: argparse.Namespace, materials: list[str]) -> ImpactDiffusionPipeline | None:
+    """The pipeline `--init` names (studio: assets/models/impact_sound, or a folder `save_pretrained` wrote), or
+    None. Its visual classes must cover the data's materials (the visual encoder classifies them)."""
+    init = resolve_init(args, "impact_sound")
+    if init is None:
+        return None
+    if init.kind == "paper":
+        raise ValueError("--init paper: the studio knows no published weights of Impact Sound's diffusion model; use "
+                         "--init studio or --init DIR")
+    announce(init, "--size and --timesteps")
+    start = ImpactDiffusionPipeline.from_pretrained(init.path)
+    if args.data == "toyworld":
+        from pipelines.impact_sound import MATERIALS
+
+        materials = list(MATERIALS)
+    unknown = sorted(set(materials) - set(start.model_config.visual_classes))
+    if unknown:
+        raise ValueError(f"--init {init.label}: its visual encoder knows the materials "
+                         f"{list(start.model_config.visual_classes)}, not {unknown}; train from scratch for new ones")
+    return start
+
+
+def trainable(module: torch.nn.Module) -> torch.nn.Module:
+    """A starting network in float32, training mode, with gradients (the pipeline keeps them frozen)."""
+    return module.float().train().requires_grad_(True)
+
+
 def check_arguments(args: argparse.Namespace) -> None:
+    refuse_lora(args, "impact_sound")
     positive = {"--steps": args.steps, "--batch-size": args.batch_size, "--residual-batch-size":
                 args.residual_batch_size, "--visual-batch-size": args.visual_batch_size, "--clips": args.clips}
     for name, value in positive.items():
@@ -307,13 +343,14 @@ def stage_model_path(out: Path, stage: str) -> Path:
     return out / "checkpoints" / stage / "model"
 
 
-def train_residual(args, clips: ImpactClips, modes: list[Modes], log: LossLog) -> ResidualPredictor:
+def train_residual(args, clips: ImpactClips, modes: list[Modes], log: LossLog,
+                   start: ImpactDiffusionPipeline | None = None) -> ResidualPredictor:
     """Stage 1: the residual predictor against each clip's refined-mode resynthesis."""
     out = Path(args.out)
     if args.resume and stage_done(out, "residual"):
         return ResidualPredictor.from_pretrained(stage_model_path(out, "residual"))
     torch.manual_seed(args.seed)
-    model = ResidualPredictor(RESIDUAL_SIZES[args.size])
+    model = trainable(start.residual_predictor) if start is not None else ResidualPredictor(RESIDUAL_SIZES[args.size])
     audio = torch.from_numpy(clips.audio)
     modal = torch.from_numpy(np.stack([synthesize(m, SAMPLE_RATE, NUM_SAMPLES / SAMPLE_RATE, ceiling=np.inf)
                                        for m in modes]))  # peak 1 (see `refined_modes`)
@@ -351,8 +388,8 @@ def frames_tensor(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frames).float() / 255.0
 
 
-def train_visual(args, config: ImpactDiffusionConfig, clips: ImpactClips, log: LossLog
-                 ) -> tuple[VisualEncoder, dict[str, float]]:
+def train_visual(args, config: ImpactDiffusionConfig, clips: ImpactClips, log: LossLog,
+                 start: ImpactDiffusionPipeline | None = None) -> tuple[VisualEncoder, dict[str, float]]:
     """Stage 2: the visual encoder as a material classifier of the frame-averaged logits."""
     out = Path(args.out)
     labels = torch.tensor([config.visual_classes.index(m) for m in clips.materials])
@@ -361,7 +398,7 @@ def train_visual(args, config: ImpactDiffusionConfig, clips: ImpactClips, log: L
         model = load_weights(VisualEncoder(config), path)
         return model.eval(), visual_accuracy(model, args, config, clips, labels)
     torch.manual_seed(args.seed + 2)
-    model = VisualEncoder(config)
+    model = trainable(start.visual_encoder) if start is not None else VisualEncoder(config)
     accelerator = make_accelerator(args)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.visual_lr, weight_decay=WEIGHT_DECAY)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -417,7 +454,7 @@ class DiffusionObjective(torch.nn.Module):
 
 
 def train_diffusion(args, config: ImpactDiffusionConfig, clips: ImpactClips, priors: PhysicsPriors,
-                    nu: torch.Tensor, log: LossLog) -> ImpactDenoiser:
+                    nu: torch.Tensor, log: LossLog, start: ImpactDiffusionPipeline | None = None) -> ImpactDenoiser:
     """Stage 3: the U-Net and the physics encoder, jointly, on precomputed spectrograms, priors and ν."""
     out = Path(args.out)
     path = stage_model_path(out, "diffusion").with_suffix(".safetensors")
@@ -426,7 +463,8 @@ def train_diffusion(args, config: ImpactDiffusionConfig, clips: ImpactClips, pri
     spectrograms = audio_to_spectrogram(clips.audio, config.freq_bins)[:, None]  # [N, 1, F, 44]
     schedule = DiffusionSchedule.from_config(config)
     torch.manual_seed(args.seed + 3)
-    objective = DiffusionObjective(ImpactDenoiser(config), schedule)
+    denoiser = trainable(start.denoiser) if start is not None else ImpactDenoiser(config)
+    objective = DiffusionObjective(denoiser, schedule)
     accelerator = make_accelerator(args)
     optimizer = torch.optim.AdamW(objective.parameters(), lr=args.lr, weight_decay=WEIGHT_DECAY)
     epochs_per_step = args.batch_size / len(clips)

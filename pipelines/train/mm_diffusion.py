@@ -35,6 +35,13 @@ frames/height/width/audio_samples/fps/sample_rate, and how it was trained}), whi
 `MMDiffusionPipeline.from_pretrained(OUT)` loads (the registry's studio Sounding Video); plus
 `checkpoints/train/step-N` (resumable), `loss_log.jsonl`, `loss_curve.png` and `training_summary.json`.
 
+Fine-tuning (`--init`, `pipelines.train.init`): `--init studio` starts from assets/models/mm_diffusion, `--init DIR`
+from a folder `save_pretrained` (or this trainer) wrote, `--init PATH.pt` from a checkpoint file, and `--init paper
+--init-checkpoint Landscape.pt` (or AIST++.pt) from a released base checkpoint (a local file: they are not on the
+Hub). The network and its clip format come from those weights (--size, --frames, --frame-size, --sample-rate, --fps
+and --dropout are ignored, with a message); the learning rate defaults to the paper's 1e-4; the optimiser starts
+fresh; model.json records `"init"`. LoRA (`--lora-rank`) is not offered here: every weight is fine-tuned.
+
 Departures from the official training: studio/tiny use a higher learning rate (1e-3 instead of 1e-4), no
 dropout and an EMA decay chosen for a short run (`--ema-decay`; the paper's 0.9999 needs 100k steps); horizontal
 flips are drawn with probability `--flip` (0.5; the official `RandomHorizontalFlip(True)` flips every clip).
@@ -64,6 +71,7 @@ from pipelines.toyworld import videos as toy_videos
 from pipelines.train.common import (
     EMA, LossLog, TrainState, batch_indices, final_losses, make_accelerator, plot_losses, run_loop, update,
 )
+from pipelines.train.init import announce, init_record, refuse_lora, resolve_init
 
 STAGE = "train"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
@@ -305,6 +313,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flip", type=float, default=0.5, help="probability of a horizontal flip")
     parser.add_argument("--pool", type=int, default=2000, help="toy-world videos generated")
     parser.add_argument("--scenes", default="bounce", help="toy-world scenes, comma-separated")
+    parser.add_argument("--init-checkpoint", default=None, metavar="PATH.pt",
+                        help="with --init paper: the released base checkpoint file (Landscape.pt or AIST++.pt)")
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -326,11 +336,13 @@ def train(args: argparse.Namespace) -> Path:
     check_arguments(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    refuse_lora(args, "mm_diffusion")
     preset = PRESETS[args.size]
-    fmt = clip_format_from_args(args)
-    flags = model_flags(args, fmt)
+    start = starting_pipeline(args)
+    fmt = start.clip_format if start is not None else clip_format_from_args(args)
     set_seed(args.seed)
-    objective = JointDiffusionObjective(build_model(flags))
+    objective = JointDiffusionObjective(starting_unet(start) if start is not None
+                                        else build_model(model_flags(args, fmt)))
     started = time.time()
     footage = toyworld_footage(args, fmt) if args.data == "toyworld" else folder_footage(args.data, fmt,
                                                                                          args.clip_stride)
@@ -340,11 +352,12 @@ def train(args: argparse.Namespace) -> Path:
     if not args.resume and log.path.exists():
         log.path.unlink()
     ema = run_training(args, objective, footage, log, batch_size=args.batch_size or preset.batch_size,
-                       lr=args.lr or preset.lr)
+                       lr=args.lr or (FINE_TUNE_LR if start is not None else preset.lr))
     ema.copy_to(objective.unet)
     export(out, objective.unet, fmt, args)
     plot_losses(log.read(), out / "loss_curve.png")
-    summary = {"seconds": round(time.time() - started, 1), "final": final_losses(log.read()), "clips": len(footage),
+    summary = {"seconds": round(time.time() - started, 1), "init": init_record(args), "final": final_losses(log.read()),
+               "clips": len(footage),
                "parameters": sum(p.numel() for p in objective.unet.parameters()), "args": vars(args)}
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2))
     return out
@@ -380,13 +393,41 @@ def run_training(args, objective: JointDiffusionObjective, footage: Footage, log
     return ema
 
 
+# Starting weights (--init) -----------------------------------------------------------------------------------------
+
+FINE_TUNE_LR = 1e-4  # the paper's learning rate: the default when starting from existing weights
+
+
+def starting_pipeline(args: argparse.Namespace) -> MMDiffusionPipeline | None:
+    """The pipeline `--init` names: `studio` (assets/models/mm_diffusion), `paper` (the released base checkpoint
+    given by --init-checkpoint: it is not on the Hub), or a path (a folder save_pretrained wrote, or a checkpoint
+    file such as Landscape.pt); None without --init."""
+    init = resolve_init(args, "mm_diffusion")
+    if init is None:
+        return None
+    path = init.path
+    if init.kind == "paper":
+        if not args.init_checkpoint or not Path(args.init_checkpoint).is_file():
+            raise ValueError("--init paper needs --init-checkpoint PATH, the released Landscape.pt or AIST++.pt (the "
+                             "checkpoints are not on the Hub)")
+        path = Path(args.init_checkpoint)
+    announce(init, "--size, --frames, --frame-size, --sample-rate, --fps and --dropout")
+    return MMDiffusionPipeline.from_pretrained(path)
+
+
+def starting_unet(start: MMDiffusionPipeline) -> MMDiffusionUNet:
+    """The starting pipeline's U-Net, in float32 and trainable."""
+    return start.unet.float().train().requires_grad_(True)
+
+
 # The exported model ------------------------------------------------------------------------------------------------
 
 
 def export(out: Path, unet: MMDiffusionUNet, fmt: ClipFormat, args: argparse.Namespace) -> Path:
     """OUT as the pipeline's `save_pretrained` folder: model.safetensors + model.json (flags, clip format, and how it
     was trained)."""
-    record = {"size": args.size, "data": args.data, "steps": args.steps, "seed": args.seed}
+    record = {"size": args.size if not args.init else "init", "init": init_record(args), "data": args.data,
+              "steps": args.steps, "seed": args.seed}
     if args.data == "toyworld":
         record["scenes"] = args.scenes.split(",")  # what the coupling metric compares it with
     pipe = MMDiffusionPipeline(unet, sample_rate=fmt.sample_rate, fps=fmt.fps, training_record=record)

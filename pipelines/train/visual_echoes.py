@@ -18,6 +18,11 @@ OUT is then written by `VisualEchoesPipeline.save_pretrained` (audio_tokenizer/,
 visual_echoes.json), so `VisualEchoesPipeline.from_pretrained(OUT)` loads it as the registry loads the bundled
 `assets/models/visual_echoes`.
 
+Fine-tuning (`--init DIR`, `pipelines.train.init`): the three networks start from a folder `save_pretrained` wrote;
+`--size` becomes the preset they match. No studio weights are bundled yet and the authors released none, so
+`--init studio` and `--init paper` are refused with a message. The optimiser starts fresh; visual_echoes.json
+records `"init"`. No LoRA here.
+
 `--size studio|tiny|paper`: the paper size is taming's f16 VQGAN at 256×256, SpecVQGAN at 80×848 (10 s) and ViT-L +
 8 × 1024 decoder (a GPU and VGGSound-scale data). Data: `--data toyworld` (paired toy pictures and sounds,
 `pipelines.toyworld.paired`) or a folder with a `pairs.jsonl`, one line per pair: {"image": "frame.png", "audio":
@@ -52,6 +57,7 @@ from pipelines.train.common import (
     stage_done,
     update,
 )
+from pipelines.train.init import announce, init_record, refuse_lora, resolve_init
 from pipelines.visual_echoes.modeling_visual_echoes import (
     MODALITIES,
     TOKENIZER_SIZES,
@@ -197,14 +203,15 @@ def restart_dead_codes(vq: VQModel, usage: torch.Tensor, latents: torch.Tensor, 
     return len(dead)
 
 
-def train_tokenizer(args, name: str, size: TokenizerSize, data: torch.Tensor, log: LossLog) -> VQModel:
+def train_tokenizer(args, name: str, size: TokenizerSize, data: torch.Tensor, log: LossLog, start=None) -> VQModel:
     out = Path(args.out)
     stage = f"{name}_tokenizer"
     folder = out / f"{name}_tokenizer"
     if args.resume and stage_done(out, stage) and (folder / "config.json").is_file():
         return VQModel.from_pretrained(folder).eval().requires_grad_(False)
     torch.manual_seed(args.seed)
-    objective = TokenizerObjective(build_tokenizer(size))
+    vq = trainable(getattr(start, f"{name}_tokenizer")) if start is not None else build_tokenizer(size)
+    objective = TokenizerObjective(vq)
     discriminator = PatchDiscriminator(size.channels)
     accelerator = make_accelerator(args)
     optimizer = torch.optim.AdamW(objective.parameters(), lr=args.tokenizer_lr, betas=(0.5, 0.9), weight_decay=0.0)
@@ -292,11 +299,14 @@ def transformer_loss(transformer, audio_ids: torch.Tensor, image_ids: torch.Tens
 
 
 def train_transformer(args, audio_vq: VQModel, image_vq: VQModel, spectrograms: torch.Tensor,
-                      pictures: torch.Tensor, log: LossLog):
+                      pictures: torch.Tensor, log: LossLog, start=None):
     audio_ids, image_ids = encode_all(audio_vq, spectrograms), encode_all(image_vq, pictures)
     torch.manual_seed(args.seed)
-    transformer = build_transformer(args.size, audio_ids.shape[1], image_ids.shape[1],
-                                    audio_vq.config.num_vq_embeddings, image_vq.config.num_vq_embeddings)
+    if start is not None:
+        transformer = trainable(start.transformer)
+    else:
+        transformer = build_transformer(args.size, audio_ids.shape[1], image_ids.shape[1],
+                                        audio_vq.config.num_vq_embeddings, image_vq.config.num_vq_embeddings)
     decay, no_decay = [], []
     for name, parameter in transformer.named_parameters():
         (no_decay if parameter.ndim < 2 or "position" in name or "modality" in name or "mask" in name
@@ -333,6 +343,8 @@ def train_transformer(args, audio_vq: VQModel, image_vq: VQModel, spectrograms: 
 def train(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    refuse_lora(args, "visual_echoes")
+    start = starting_pipeline(args)
     sizes = TOKENIZER_SIZES[args.size]
     set_seed(args.seed)
     log = LossLog(out / "loss_log.jsonl")
@@ -341,21 +353,63 @@ def train(args: argparse.Namespace) -> Path:
     started = time.time()
     spectrograms, pictures = load_pairs(args, sizes)
     if args.stage in ("tokenizers", "all"):
-        audio_vq = train_tokenizer(args, "audio", sizes["audio"], spectrograms, log)
-        image_vq = train_tokenizer(args, "image", sizes["image"], pictures, log)
+        audio_vq = train_tokenizer(args, "audio", sizes["audio"], spectrograms, log, start)
+        image_vq = train_tokenizer(args, "image", sizes["image"], pictures, log, start)
     else:
-        for name in MODALITIES:
-            if not (out / f"{name}_tokenizer" / "config.json").is_file():
-                raise ValueError(f"--stage transformer needs trained tokenizers in {out}; run --stage tokenizers first")
-        audio_vq = VQModel.from_pretrained(out / "audio_tokenizer").eval().requires_grad_(False)
-        image_vq = VQModel.from_pretrained(out / "image_tokenizer").eval().requires_grad_(False)
+        audio_vq, image_vq = (saved_tokenizer(out, name, start) for name in MODALITIES)
     if args.stage in ("transformer", "all"):
-        transformer = train_transformer(args, audio_vq, image_vq, spectrograms, pictures, log)
+        transformer = train_transformer(args, audio_vq, image_vq, spectrograms, pictures, log, start)
         export(out, args, audio_vq, image_vq, transformer)
     plot_losses(log.read(), out / "loss_curve.png")
-    summary = {"seconds": round(time.time() - started, 1), "final": final_losses(log.read()), "args": vars(args)}
+    summary = {"seconds": round(time.time() - started, 1), "init": init_record(args), "final": final_losses(log.read()),
+               "args": vars(args)}
     (out / f"training_summary_{args.stage}.json").write_text(json.dumps(summary, indent=2))
     return out
+
+
+def saved_tokenizer(out: Path, name: str, start=None) -> VQModel:
+    """`--stage transformer`: the tokenizer trained into OUT, else the starting pipeline's."""
+    if (out / f"{name}_tokenizer" / "config.json").is_file():
+        return VQModel.from_pretrained(out / f"{name}_tokenizer").eval().requires_grad_(False)
+    if start is not None:
+        return getattr(start, f"{name}_tokenizer").float().eval().requires_grad_(False)
+    raise ValueError(f"--stage transformer needs trained tokenizers in {out}; run --stage tokenizers first")
+
+
+# Starting weights (--init) -----------------------------------------------------------------------------------------
+
+
+def starting_pipeline(args: argparse.Namespace):
+    """The `VisualEchoesPipeline` `--init DIR` names (a folder save_pretrained wrote), or None. Sets `args.size` to
+    the preset its networks match (the data is converted at that preset's sizes)."""
+    from pipelines.visual_echoes.pipeline_visual_echoes import VisualEchoesPipeline
+
+    init = resolve_init(args, "visual_echoes")  # `studio`: a ValueError until studio weights are bundled
+    if init is None:
+        return None
+    if init.kind == "paper":
+        raise ValueError("--init paper: the Visual Echoes authors released no weights; use --init DIR")
+    announce(init)
+    start = VisualEchoesPipeline.from_pretrained(init.path)
+    args.size = preset_of(start)
+    return start
+
+
+def preset_of(start) -> str:
+    """The `--size` preset whose tokenizers and clip the starting pipeline has (a ValueError when none does)."""
+    for name, sizes in TOKENIZER_SIZES.items():
+        fits = all(tuple(getattr(start, f"{m}_tokenizer").config.block_out_channels) == sizes[m].block_out_channels
+                   and getattr(start, f"{m}_tokenizer").config.num_vq_embeddings == sizes[m].codebook_size
+                   for m in MODALITIES)
+        if fits and sizes["image"].width == start.picture_size and sizes["audio"].width == start.audio_frames:
+            return name
+    raise ValueError("--init: the starting Visual Echoes networks match no --size preset "
+                     f"({', '.join(TOKENIZER_SIZES)}), so its data format is unknown")
+
+
+def trainable(module: torch.nn.Module) -> torch.nn.Module:
+    """A starting network in float32, training mode, with gradients."""
+    return module.float().train().requires_grad_(True)
 
 
 def export(out: Path, args, audio_vq: VQModel, image_vq: VQModel, transformer) -> Path:
@@ -363,7 +417,8 @@ def export(out: Path, args, audio_vq: VQModel, image_vq: VQModel, transformer) -
     from pipelines.visual_echoes.pipeline_visual_echoes import VisualEchoesPipeline
 
     pipe = VisualEchoesPipeline(audio_vq, image_vq, transformer,
-                                training_record={"size": args.size, "data": args.data, "steps": args.steps,
+                                training_record={"size": args.size, "init": init_record(args), "data": args.data,
+                                                 "steps": args.steps,
                                                  "tokenizer_steps": args.tokenizer_steps, "seed": args.seed})
     dtype = torch.float16 if args.save_dtype == "fp16" else None
     return pipe.save_pretrained(out, dtype=dtype)
