@@ -16,18 +16,24 @@ used one moves to the CPU (and back when it is next asked for).
 Each generator declares its own entries in its package (`pipelines/<generator>/entries.py`, built from
 `pipelines.weights`; light: no torch import, so start-up can check for weights). `ENTRY_MODULES` lists them and the
 registry collects them on first use; no generator imports the registry.
+
+Weights trained in the studio (the Train tab) join an entry as extra variants: `register_trained_weights(name,
+label, folder, owner=...)` adds one (key `trained-…`, loaded with the entry's `FOLDER_PIPELINES` class), a tab lists
+its owner's with `trained_weights(name, owner)` and asks for one by its key; `auto` never picks one.
 """
 
 from __future__ import annotations
 
 import collections
 import importlib
+import secrets
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pipelines.devices import choose_device, choose_dtype
-from pipelines.weights import PipelineEntry
+from pipelines.weights import PipelineEntry, WeightsSource
 
 VARIANTS = ("paper", "studio")
 MODEL_CHOICES = ("auto",) + VARIANTS
@@ -39,6 +45,17 @@ class LoadReport:
     variant: str | None
     device: str
     reason: str
+
+
+@dataclass(frozen=True)
+class TrainedWeights:
+    """A folder a trainer wrote, registered as a variant of a registry entry."""
+
+    name: str  # the registry entry
+    variant: str  # its key among the entry's variants
+    label: str  # the artist's name for it
+    folder: Path
+    owner: str | None  # who may use it (a studio session), None: everyone
 
 
 class UnknownPipelineError(KeyError):
@@ -62,6 +79,7 @@ class Registry:
         self._locks: dict[tuple[str, str | None], threading.Lock] = {}
         self._guard = threading.Lock()
         self._loading = threading.Lock()
+        self.trained: dict[str, TrainedWeights] = {}  # by variant key
 
     def configure(self, *, default_variant: str = "auto", device: str = "auto", offline: bool = False,
                   max_resident: int = 2) -> None:
@@ -166,6 +184,27 @@ class Registry:
         if device == "cpu":
             _free_accelerator_memory()
 
+    def add_trained(self, weights: TrainedWeights, load) -> None:
+        """Add `weights` as a variant of its entry, loaded by `load(folder, device, dtype)`."""
+        source = WeightsSource(load=lambda device, dtype: load(weights.folder, device, dtype),
+                               missing=lambda offline: None if weights.folder.is_dir() else
+                               f"are missing: the folder {weights.folder} was removed",
+                               description=f"trained in the studio: {weights.label} ({weights.folder})")
+        with self._guard:
+            self.entry(weights.name).variants[weights.variant] = source
+            self.trained[weights.variant] = weights
+
+    def remove_trained(self, variant: str) -> None:
+        """Drop a trained variant and its loaded copy."""
+        with self._guard:
+            weights = self.trained.pop(variant, None)
+            if weights is None:
+                return
+            self.entries[weights.name].variants.pop(variant, None)
+            key = (weights.name, variant)
+            if key in self._loaded:
+                del self._loaded[key], self._reports[key], self._placement[key]
+
 
 def _free_accelerator_memory() -> None:
     import torch
@@ -186,6 +225,16 @@ ENTRY_MODULES = (
     "pipelines.mm_diffusion.entries",
     "pipelines.visual_echoes.entries",
 )
+
+
+# The class whose `from_pretrained(folder, torch_dtype=…)` loads a folder that entry's trainer wrote
+# (`python -m pipelines.train <generator> --out FOLDER`).
+FOLDER_PIPELINES = {
+    "images_that_sound": "pipelines.images_that_sound.pipeline_images_that_sound:ImagesThatSoundPipeline",
+    "impact_diffusion": "pipelines.impact_sound.pipeline_diffusion:ImpactDiffusionPipeline",
+    "mm_diffusion_toyworld": "pipelines.mm_diffusion.pipeline_mm_diffusion:MMDiffusionPipeline",
+    "visual_echoes": "pipelines.visual_echoes.pipeline_visual_echoes:VisualEchoesPipeline",
+}
 
 
 def _register_builtin_pipelines() -> None:
@@ -241,3 +290,39 @@ def describe(name: str, variant: str = "auto") -> str:
         return f"not loaded yet; {REGISTRY.resolve(name, variant)[1]}"
     except WeightsUnavailableError as error:
         return f"unavailable: {error}"
+
+
+def register_trained_weights(name: str, label: str, folder: str | Path, *, owner: str | None = None) -> str:
+    """Make `folder` (what a trainer wrote for the entry `name`) a choice of weights for it, called `label`, for
+    `owner` only (None: everyone). Returns the new variant's key, for `get_pipeline(name, key)`. Loads nothing."""
+    _register_builtin_pipelines()
+    if name not in FOLDER_PIPELINES:
+        raise ValueError(f"{name!r} cannot load trained weights; these can: {', '.join(FOLDER_PIPELINES)}")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"the trained weights folder {folder} does not exist")
+    weights = TrainedWeights(name, f"trained-{secrets.token_urlsafe(8)}", label, folder, owner)
+    REGISTRY.add_trained(weights, _load_folder(FOLDER_PIPELINES[name]))
+    return weights.variant
+
+
+def trained_weights(name: str, owner: str | None = None) -> list[TrainedWeights]:
+    """The trained weights of the entry `name` that `owner` may use and whose folder still exists, oldest first."""
+    return [weights for weights in list(REGISTRY.trained.values()) if weights.name == name
+            and weights.owner in (None, owner) and weights.folder.is_dir()]
+
+
+def forget_trained_weights(owner: str) -> None:
+    """Drop every trained variant `owner` registered (their session ended)."""
+    for variant in [key for key, weights in list(REGISTRY.trained.items()) if weights.owner == owner]:
+        REGISTRY.remove_trained(variant)
+
+
+def _load_folder(target: str):
+    """`load(folder, device, dtype)` for the class named "module:Class"."""
+
+    def load(folder: Path, device: str, dtype) -> Any:
+        module, name = target.split(":")
+        return getattr(importlib.import_module(module), name).from_pretrained(folder, torch_dtype=dtype).to(device)
+
+    return load

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipelines.registry import available, register_local_checkpoints
+from pipelines.registry import available, forget_trained_weights, register_local_checkpoints
 from studio.context import StudioContext
-from studio.tabs import about, images_that_sound, impact_sound, sounding_video, spectrogram_lab, visual_echoes
+from studio.tabs import about, images_that_sound, impact_sound, sounding_video, spectrogram_lab, train, visual_echoes
+from studio.training import RUNS
 
 HEADER = """
 # Synesthesia Studio
@@ -15,7 +16,7 @@ Make sound and image together: pictures you can hear, sounds you can see.
 
 # Tabs, in order. A tab is shown only when every pipeline it needs can be loaded (weights present or reachable);
 # a tuple in REQUIRES means "any one of these".
-TABS = (images_that_sound, impact_sound, sounding_video, visual_echoes, spectrogram_lab)
+TABS = (images_that_sound, impact_sound, sounding_video, visual_echoes, spectrogram_lab, train)
 
 
 def working_tabs(context: StudioContext) -> list:
@@ -40,6 +41,8 @@ def build_studio(context: StudioContext) -> gr.Blocks:
         demo.load(lambda: about.weights_table(context), None, weights)
 
         def end_session(request: gr.Request) -> None:
+            RUNS.end(request.session_hash)  # its training stops before its folder goes
+            forget_trained_weights(request.session_hash)
             context.files.end(request.session_hash)
 
         demo.unload(end_session)

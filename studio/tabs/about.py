@@ -25,6 +25,10 @@ WHAT = {
     "spectrogram_lab":
         "Plays any picture as a spectrogram and draws any sound as one, in the exact spectrogram convention that "
         "Images that Sound composes in; each direction shows its round trip. Outputs wav, png and a playhead mp4.",
+    "train":
+        "Trains Images that Sound, Impact Sound's diffusion model or MM-Diffusion on your own files (or the toy "
+        "world), from scratch or from existing weights, with a live loss curve, Stop and Resume; the result becomes "
+        "a choice of weights in that generator's tab and downloads as a zip.",
 }
 OTHER = "Not used by a tab in this studio"
 
@@ -81,7 +85,8 @@ def weights_table(context: StudioContext) -> str:
             elif chosen in entry.variants:
                 source = f"{chosen}: {entry.variants[chosen].description or 'no description'}"
             else:
-                source = "; ".join(f"{key}: {value.description}" for key, value in entry.variants.items()) or "—"
+                source = "; ".join(f"{key}: {value.description}" for key, value in entry.variants.items()
+                                   if key not in REGISTRY.trained) or "—"  # a session's trained weights are its own
             rows.append(f"| {tab_title} | {entry.title} (`{name}`) | {_cell(describe(name, variant))} | "
                         f"{_cell(source)} |")
     rows.append("")

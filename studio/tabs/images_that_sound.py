@@ -27,6 +27,7 @@ from studio.context import StudioContext
 from studio.gpu import gpu_handler
 from studio.streaming import PreviewFiles, every_steps, stream
 from studio.validation import require_number, require_prompt, user_facing
+from studio.weights import chosen_variant_for, refresh
 
 NAME = "images_that_sound"
 REQUIRES = (NAME,)
@@ -80,8 +81,12 @@ def build(context: StudioContext) -> None:
     prompts = STUDIO_PROMPTS if on_studio else PAPER_PROMPTS  # what the loaded weights can draw
     handlers = ImagesThatSoundHandlers(context, settings.variant, steps_default, seconds_default)
     colour_paths, colour_reason = colorization_paths(settings.variant)
-    with gr.Tab("Images that Sound", id=NAME):
+    with gr.Tab("Images that Sound", id=NAME) as tab:
         gr.Markdown(INTRO + f"\n*Weights: {describe(NAME, settings.variant)}*")
+        usual = [(f"{chosen_variant(NAME, settings.variant) or settings.variant} weights", settings.variant)]
+        weights = gr.Dropdown(usual, value=settings.variant, label="Weights", elem_id="its-weights",
+                              info="Models you train in the Train tab appear here too.")
+        tab.select(refresh(usual, NAME), weights, weights, queue=False)
         with gr.Row():
             image_prompt = gr.Textbox(label="Image prompt", value=prompts[0][0], max_lines=2,
                                       info="Tip: 'grayscale', 'lithograph style' or 'black background' help the "
@@ -139,7 +144,7 @@ def build(context: StudioContext) -> None:
         event = generate.click(
             gpu_handler(handlers.generate, settings.gpu_seconds),
             [image_prompt, audio_prompt, negative_prompt, steps, image_scale, audio_scale, warm_image, warm_audio,
-             seconds, samples, seed, vocoder, method, sds_iterations, colour_prompt, colour_with],
+             seconds, samples, seed, vocoder, method, sds_iterations, colour_prompt, colour_with, weights],
             outputs, concurrency_limit=settings.concurrency_limit, concurrency_id=NAME, api_name="images_that_sound",
         )
         stop.click(None, None, None, cancels=[event])
@@ -238,9 +243,10 @@ class ImagesThatSoundHandlers:
     @user_facing("composing the picture and the sound")
     def generate(self, image_prompt, audio_prompt, negative_prompt, steps, image_scale, audio_scale, warm_image,
                  warm_audio, seconds, samples, seed, vocoder, method, sds_iterations, colour_prompt,
-                 request: gr.Request, colour_with: str | None = None):
+                 request: gr.Request, colour_with: str | None = None, weights: str | None = None):
         """Yields (preview, …) while sampling, then the samples as files. `colour_with`: a colorizer from
-        `colorization_paths` (None: the best available)."""
+        `colorization_paths` (None: the best available). `weights`: the tab's variant, or trained weights of this
+        session's (None: the tab's)."""
         from pipelines.seeds import generators_for
 
         arguments = dict(
@@ -259,7 +265,7 @@ class ImagesThatSoundHandlers:
         )
         generators, seed_used = generators_for(require_number(seed, "Seed", -1, 2**31 - 1, integer=True),
                                                arguments["num_samples"])
-        pipe = get_pipeline(NAME, self.variant)
+        pipe = get_pipeline(NAME, chosen_variant_for(NAME, weights, self.variant, request.session_hash))
         colour_prompt = require_prompt(colour_prompt, "Colorize prompt", allow_empty=True)
         if colour_prompt:
             colour_with = _require_colorizer(colour_with, self.variant)

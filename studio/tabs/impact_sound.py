@@ -27,7 +27,7 @@ import pandas as pd
 from pipelines.audio import SPECS
 from pipelines.impact_sound.pipeline_physics import MATERIAL_CHOICES, MAX_MODES, MAX_SECONDS, MIN_SECONDS, GlobalEdits
 from pipelines.media import VideoDecodeError, save_png, save_wav, to_uint8
-from pipelines.registry import available, describe, get_pipeline
+from pipelines.registry import available, chosen_variant, describe, get_pipeline
 from studio.context import StudioContext
 from studio.streaming import PreviewFiles, every_steps, stream
 from studio.validation import (
@@ -40,6 +40,7 @@ from studio.validation import (
     user_facing,
     video_read_error,
 )
+from studio.weights import chosen_variant_for, refresh
 
 NAME = "impact_sound"
 EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
@@ -99,6 +100,7 @@ class VideoPanel:
     find: gr.Button
     hits: gr.Textbox
     sound_source: gr.Radio
+    weights: gr.Dropdown
     steps: gr.Slider
     seed: gr.Number
     retrieve: gr.Button
@@ -113,12 +115,13 @@ class VideoPanel:
 def build(context: StudioContext) -> None:
     settings = context.config.tab(NAME)
     handlers = ImpactHandlers(context, settings.variant)
-    with gr.Tab("Impact Sound", id=NAME):
+    with gr.Tab("Impact Sound", id=NAME) as tab:
         gr.Markdown(INTRO)
         source = gr.State("")
         sound = sound_panel()
         gr.Markdown("### 3. Score a silent video")
         video = video_panel(handlers)
+        tab.select(refresh(handlers.usual_weights, DIFFUSION), video.weights, video.weights, queue=False)
         then_render = wire_sound(handlers, sound, source, settings.concurrency_limit)
         wire_video(handlers, sound, video, source, then_render, settings.concurrency_limit)
 
@@ -190,6 +193,9 @@ def video_panel(handlers: ImpactHandlers) -> VideoPanel:
             with gr.Group(visible=handlers.has_diffusion):
                 sound_source = gr.Radio(SOUND_SOURCES, value="modes", label="Sound of each hit",
                                         elem_id="impact-sound-source")
+                weights = gr.Dropdown(handlers.usual_weights, value=handlers.variant, label="Diffusion model weights",
+                                      elem_id="impact-weights",
+                                      info="Models you train in the Train tab appear here too.")
                 with gr.Row():
                     steps = gr.Slider(10, 200, value=50, step=10, label="Diffusion steps",
                                       info="The paper samples all 1000; fewer is faster.")
@@ -207,7 +213,7 @@ def video_panel(handlers: ImpactHandlers) -> VideoPanel:
             scored_video = gr.Video(label="The video with its impact soundtrack (mp4)", elem_id="impact-scored")
             scored_audio = gr.Audio(label="The soundtrack alone (wav)", type="filepath", interactive=False)
             note = gr.Markdown(elem_id="impact-video-note")
-    return VideoPanel(video, sensitivity, find, hits, sound_source, steps, seed, retrieve, score, stop, forming,
+    return VideoPanel(video, sensitivity, find, hits, sound_source, weights, steps, seed, retrieve, score, stop, forming,
                       scored_video, scored_audio, note)
 
 
@@ -245,10 +251,11 @@ def wire_video(handlers: ImpactHandlers, sound: SoundPanel, panel: VideoPanel, s
                      api_name="impact_find_hits", **options)
     scoring = panel.score.click(
         handlers.score_video, [panel.video, panel.hits, sound.table, *sound.edits, panel.sound_source, panel.steps,
-                               panel.seed],
+                               panel.seed, panel.weights],
         [panel.forming, panel.scored_video, panel.scored_audio, panel.note], api_name="impact_soundtrack", **options)
     panel.stop.click(None, None, None, cancels=[scoring])
-    then_render(panel.retrieve.click(handlers.retrieve_physics, [panel.video, panel.hits], [sound.table, source],
+    then_render(panel.retrieve.click(handlers.retrieve_physics, [panel.video, panel.hits, panel.weights],
+                                     [sound.table, source],
                                      api_name="impact_retrieve_physics", **options))
 
 
@@ -273,11 +280,17 @@ class ImpactHandlers:
     def diffusion_note(self) -> str:
         return f"Diffusion model: {describe(DIFFUSION, self.variant)}"
 
-    def diffusion(self):
+    @property
+    def usual_weights(self) -> list[tuple[str, str]]:
+        """The weights dropdown's first choice: the tab's own weights."""
+        return [(f"{chosen_variant(DIFFUSION, self.variant) or self.variant} weights", self.variant)]
+
+    def diffusion(self, weights: str | None = None, session: str | None = None):
+        """The diffusion model: the tab's weights, or `weights` this session trained."""
         if not self.has_diffusion:
             raise gr.Error(f"The diffusion model is not available here ({describe(DIFFUSION, self.variant)}). "
                            "Use the modes above instead.")
-        return get_pipeline(DIFFUSION, self.variant)
+        return get_pipeline(DIFFUSION, chosen_variant_for(DIFFUSION, weights, self.variant, session))
 
     @user_facing("estimating the physics")
     def estimate(self, path, method) -> tuple[pd.DataFrame, str]:
@@ -336,7 +349,8 @@ class ImpactHandlers:
 
     @user_facing("making the soundtrack")
     def score_video(self, video, hit_text, table, seconds, pitch, damping, brightness, low_cut, band_low, band_high,
-                    sound_source="modes", steps=50, seed=0, request: gr.Request = None) -> Iterator[tuple]:
+                    sound_source="modes", steps=50, seed=0, request: gr.Request = None,
+                    weights: str | None = None) -> Iterator[tuple]:
         """One impact per hit, muxed into the video. Yields (spectrograms forming, mp4, soundtrack wav, note): the
         pictures while the diffusion model samples, then the files. The impacts come from the table (modal
         synthesis) or from the diffusion model (physics retrieved, or the table's)."""
@@ -355,7 +369,7 @@ class ImpactHandlers:
                 soundtrack, words = pipe.soundtrack(times, pipe.synthesize(modes, float(seconds)), length), ""
             else:
                 soundtrack, words = yield from self.diffusion_soundtrack(path, times, length, modes, steps, seed,
-                                                                          request)
+                                                                          request, weights)
             files, session = self.context.files, request.session_hash
             wav = save_wav(soundtrack, SPEC.sample_rate, files.new_path(session, "soundtrack", ".wav"))
             mp4 = pipe.mux(path, soundtrack, files.new_path(session, "soundtrack", ".mp4"))
@@ -378,12 +392,13 @@ class ImpactHandlers:
         return length, full_length, times
 
     def diffusion_soundtrack(self, path: Path, times: list[float], length: float, modes, steps,
-                             seed, request: gr.Request | None = None) -> Generator[tuple, None, tuple[np.ndarray, str]]:
+                             seed, request: gr.Request | None = None,
+                             weights: str | None = None) -> Generator[tuple, None, tuple[np.ndarray, str]]:
         """Stream the diffusion model's impacts forming; returns (them placed at the hits, a sentence on where their
         physics came from). Stop closes the stream, which ends the sampling at its next preview."""
         from pipelines.seeds import generators_for
 
-        model = self.diffusion()
+        model = self.diffusion(weights, getattr(request, "session_hash", None))
         steps = require_number(steps, "Diffusion steps", 1, 200, integer=True)
         generators, _ = generators_for(require_number(seed, "Seed", 0, 2**31 - 1, integer=True), len(times))
 
@@ -402,10 +417,11 @@ class ImpactHandlers:
         return out.soundtrack, f" Diffusion model ({steps} steps){materials}."
 
     @user_facing("retrieving the physics")
-    def retrieve_physics(self, video, hit_text) -> tuple[pd.DataFrame, str]:
+    def retrieve_physics(self, video, hit_text, weights: str | None = None,
+                         request: gr.Request = None) -> tuple[pd.DataFrame, str]:
         """The physics the diffusion model retrieves for the first hit -> (the mode table, a note)."""
         path = self.video_upload(video)
-        model = self.diffusion()
+        model = self.diffusion(weights, getattr(request, "session_hash", None))
         _, _, times = self.video_hits(path, hit_text)
         with readable_video(path):
             entry = model.retrieve_video(path, times[:1])[0]

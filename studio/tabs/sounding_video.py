@@ -22,6 +22,7 @@ from studio.context import StudioContext
 from studio.gpu import gpu_handler
 from studio.streaming import PreviewFiles, every_steps, stream
 from studio.validation import read_audio, require_number, require_video, user_facing, video_read_error
+from studio.weights import chosen_variant_for, refresh
 
 NAME = "sounding_video"
 EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
@@ -62,18 +63,23 @@ are trimmed, resampled and resized to it, and the result says what was changed.
 STUDIO_STEPS = 100
 
 
+def small(weights: str | None) -> bool:
+    """The studio model, or weights trained in the Train tab (small models of its kind)."""
+    return weights == STUDIO_WEIGHTS or (weights is not None and weights not in WEIGHTS)
+
+
 def default_sampler(weights: str | None) -> str:
-    return STUDIO_SAMPLER if weights == STUDIO_WEIGHTS else "DPM-Solver"
+    return STUDIO_SAMPLER if small(weights) else "DPM-Solver"
 
 
 def default_steps(weights: str | None) -> int:
     """Steps an artist can wait for: the paper's counts for the released checkpoints, fewer for the studio model."""
-    return STUDIO_STEPS if weights == STUDIO_WEIGHTS else DEFAULT_STEPS[default_sampler(weights)]
+    return STUDIO_STEPS if small(weights) else DEFAULT_STEPS[default_sampler(weights)]
 
 
 def sampler_steps(sampler: str, weights: str | None) -> int:
     """The steps to start from when the sampler changes: the studio model's own default with its own sampler."""
-    if weights == STUDIO_WEIGHTS and sampler == STUDIO_SAMPLER:
+    if small(weights) and sampler == STUDIO_SAMPLER:
         return STUDIO_STEPS
     return DEFAULT_STEPS.get(sampler, DEFAULT_STEPS["DPM-Solver"])
 
@@ -102,12 +108,14 @@ def build(context: StudioContext) -> None:
     choices = [(label, name) for name, label in WEIGHTS.items() if available(name, settings.variant)]
     first = choices[0][1] if choices else None
     handlers = SoundingVideoHandlers(context, settings.variant)
-    with gr.Tab("Sounding Video", id=NAME):
+    with gr.Tab("Sounding Video", id=NAME) as tab:
         gr.Markdown(INTRO + "\n" + "\n".join(f"*{label}: {describe(name, settings.variant)}*"
                                              for label, name in choices))
         with gr.Row():
             weights = gr.Dropdown(choices, value=first, label="Weights",
-                                  info="Which model: each makes the kind of clips it was trained on.")
+                                  info="Which model: each makes the kind of clips it was trained on (models you "
+                                       "train in the Train tab appear here too).")
+            tab.select(refresh(choices, STUDIO_WEIGHTS), weights, weights, queue=False)
             mode = gr.Radio(list(MODES), value=JOINT, label="Make")
         format_note = gr.Markdown(elem_id="sv-format")
         with gr.Row():
@@ -164,12 +172,19 @@ class SoundingVideoHandlers:
     def __init__(self, context: StudioContext, variant: str):
         self.context, self.variant = context, variant
 
+    def model(self, weights: str | None, session: str | None) -> tuple[str, str]:
+        """(registry entry, variant) of the dropdown's choice: a released or studio entry with the tab's variant,
+        or weights this session trained (a variant of the studio entry)."""
+        if weights in WEIGHTS:
+            return weights, self.variant
+        return STUDIO_WEIGHTS, chosen_variant_for(STUDIO_WEIGHTS, weights, self.variant, session)
+
     @user_facing("loading the model")
-    def describe_weights(self, weights: str | None) -> str:
+    def describe_weights(self, weights: str | None, request: gr.Request = None) -> str:
         """The chosen model's clip format (it is loaded, as the next generation needs it anyway)."""
-        if weights not in WEIGHTS or not available(weights, self.variant):
+        if weights is None or (weights in WEIGHTS and not available(weights, self.variant)):
             return ""
-        return describe_model(get_pipeline(weights, self.variant))
+        return describe_model(get_pipeline(*self.model(weights, getattr(request, "session_hash", None))))
 
     @user_facing("making the sounding video")
     def generate(self, weights, mode, audio_file, video_file, sampler, steps, guidance, form, seed, samples,
@@ -177,14 +192,14 @@ class SoundingVideoHandlers:
         """Yields (preview, …) while sampling, then the samples as files."""
         from pipelines.seeds import generators_for
 
-        if weights not in WEIGHTS or not available(weights, self.variant):
+        if weights is None or (weights in WEIGHTS and not available(weights, self.variant)):
             raise gr.Error("Choose the weights to use: no MM-Diffusion checkpoint is available for that choice.")
         if mode not in MODES:
             raise gr.Error(f"Choose what to make: {JOINT}, {AUDIO_TO_VIDEO} or {VIDEO_TO_AUDIO}.")
         arguments = self._settings(mode, sampler, steps, guidance, form, samples)
         generators, seed_used = generators_for(require_number(seed, "Seed", -1, 2**31 - 1, integer=True),
                                                arguments["num_samples"])
-        pipe = get_pipeline(weights, self.variant)
+        pipe = get_pipeline(*self.model(weights, request.session_hash))
         notes = self._condition(mode, audio_file, video_file, pipe.clip_format, arguments)
         upsampler = self._upsampler(weights, bool(super_res), "video" in arguments, pipe.clip_format, notes)
         picture = PreviewFiles(self.context.files, request.session_hash)

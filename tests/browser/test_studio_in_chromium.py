@@ -107,12 +107,13 @@ def set_slider(page, slider: str, value: str) -> None:
 
 
 def open_settings(page, slider: str) -> None:
-    """Click the shown tab's Settings until `slider` shows: a click that lands before the page is live is lost."""
+    """Click the shown tab's Settings until `slider` shows: a click that lands before the page is live is lost. Only
+    a tab's own Settings: the footer's opens a dialog that covers the page."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     number = page.locator(f"{slider} input[type=number]")
     for _ in range(5):
-        page.get_by_role("button", name="Settings").filter(visible=True).first.click()
+        page.get_by_role("tabpanel").get_by_role("button", name="Settings").filter(visible=True).first.click()
         try:
             number.wait_for(state="visible", timeout=5_000)
             return
@@ -271,4 +272,26 @@ def test_studio_impact_diffusion_scores_a_silent_video(browser, studio_url, tmp_
     page.locator("#impact-video-note").get_by_text("physics retrieved from training clips of glass").wait_for(
         timeout=120_000)
     assert page.locator("#impact-scored video").get_attribute("src").endswith(".mp4")
+    page.close()
+
+
+def test_the_train_tab_starts_and_stops_a_tiny_run(browser, studio_url):
+    """A tiny Images that Sound run on a picture and a sound: the loss streams in, Stop ends it and says how to go on."""
+    import re
+
+    page = open_tab(browser, studio_url, "Train")
+    page.locator("#train-hardware").get_by_text(re.compile("GPU")).wait_for(timeout=30_000)  # the tab has opened
+    page.locator("#train-uploads input[type=file]").set_input_files([str(EXAMPLES / "rings.png"),
+                                                                     str(EXAMPLES / "chirp.wav")])
+    page.locator("#train-uploads").get_by_text("chirp", exact=True).wait_for(timeout=30_000)  # shown as uploaded
+    page.locator("#train-name").get_by_role("textbox").fill("browser run")
+    open_settings(page, "#train-steps")
+    set_slider(page, "#train-steps", "3000")  # far more than the test waits for: Stop ends it
+    set_slider(page, "#train-batch", "2")
+    page.locator("#train-size").get_by_text("tiny").click()
+    page.locator("#train-start").click()
+    page.locator("#train-status").get_by_text(re.compile(r"Step \d+ of 4000")).wait_for(timeout=120_000)
+    assert page.locator("#train-curve img").count() == 1
+    page.locator("#train-stop").click()
+    page.locator("#train-status").get_by_text("Stopped").wait_for(timeout=60_000)
     page.close()

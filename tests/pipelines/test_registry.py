@@ -187,3 +187,32 @@ def test_dependencies_point_one_way():
             assert not re.search(r"(from|import) pipelines\.(train|metrics)\b", text), relative
         if relative.count("/") >= 2 and not relative.startswith(("pipelines/train/", "pipelines/metrics/")):
             assert not re.search(r"(from|import) pipelines\.registry\b", text), relative
+
+
+def test_trained_weights_join_their_entry_for_their_owner_only(tmp_path):
+    """A folder a trainer wrote becomes a variant of its entry: loaded by the entry's pipeline class, listed for its
+    owner only, never chosen by `auto`, and gone once forgotten."""
+    import numpy as np
+
+    from pipelines.registry import (
+        available,
+        chosen_variant,
+        forget_trained_weights,
+        register_trained_weights,
+        trained_weights,
+    )
+    from tests.factories import tiny_mm_diffusion
+
+    tiny_mm_diffusion().save_pretrained(tmp_path / "mine")
+    variant = register_trained_weights("mm_diffusion_toyworld", "my bounces", tmp_path / "mine", owner="artist")
+    assert [w.label for w in trained_weights("mm_diffusion_toyworld", "artist")] == ["my bounces"]
+    assert trained_weights("mm_diffusion_toyworld", "someone else") == []
+    assert chosen_variant("mm_diffusion_toyworld", "auto") == "studio" and available("mm_diffusion_toyworld", variant)
+    pipe = get_pipeline("mm_diffusion_toyworld", variant, device="cpu")
+    assert pipe.clip_format.sample_rate == 2000 and pipe is not get_pipeline("mm_diffusion_toyworld", "studio", "cpu")
+    output = pipe(num_inference_steps=2, sampler="ddim", generator=None)
+    assert np.isfinite(output.audio).all()
+    forget_trained_weights("artist")
+    assert trained_weights("mm_diffusion_toyworld", "artist") == [] and not available("mm_diffusion_toyworld", variant)
+    with pytest.raises(ValueError, match="cannot load trained weights"):
+        register_trained_weights("hifigan", "x", tmp_path, owner="artist")
