@@ -20,7 +20,8 @@ time as the frames (frames / fps seconds).
 Data (`--data`):
 
 - `toyworld`: `--pool` seeded toy-world sounding videos (`pipelines.toyworld.videos`, scenes `--scenes`; default
-  `bounce`, the scene whose contacts the coupling metric can see): 16 frames of 64×64 at 10 fps with 16 kHz audio,
+  `lamp`, the scene built so a small model on a CPU can learn its couplings: the lamp's height sets its hum's pitch,
+  the hum follows its flicker; every toy scene has a coupling the metric scores): 16 frames of 64×64 at 10 fps with 16 kHz audio,
   shrunk to the clip format (area-averaged frames, resampled audio).
 - a FOLDER in the Landscape / AIST++ layout: video files (.mp4, .mov, .mkv, .webm, .avi, .m4v; sub-folders are
   searched too), each with its audio track (a file without one is an error). Each file is decoded at `--fps` by
@@ -312,7 +313,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip-stride", type=int, default=1, help="frames between the starts of training clips")
     parser.add_argument("--flip", type=float, default=0.5, help="probability of a horizontal flip")
     parser.add_argument("--pool", type=int, default=2000, help="toy-world videos generated")
-    parser.add_argument("--scenes", default="bounce", help="toy-world scenes, comma-separated")
+    parser.add_argument("--scenes", default="lamp", help="toy-world scenes, comma-separated")
     parser.add_argument("--init-checkpoint", default=None, metavar="PATH.pt",
                         help="with --init paper: the released base checkpoint file (Landscape.pt or AIST++.pt)")
 

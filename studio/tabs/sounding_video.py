@@ -121,9 +121,12 @@ def build(context: StudioContext) -> None:
         with gr.Row():
             audio_in = gr.Audio(type="filepath", label="Sound to make a video for", visible=False)
             video_in = gr.Video(label="Video to make a sound for", visible=False, sources=["upload"])
-        gr.Examples([[AUDIO_TO_VIDEO, str(EXAMPLES / "bounce.wav"), None],
+        gr.Examples([[AUDIO_TO_VIDEO, str(EXAMPLES / "lamp-high.wav"), None],
+                     [VIDEO_TO_AUDIO, None, str(EXAMPLES / "lamp-low.mp4")],
+                     [AUDIO_TO_VIDEO, str(EXAMPLES / "bounce.wav"), None],
                      [VIDEO_TO_AUDIO, None, str(EXAMPLES / "bounce.mp4")]], inputs=[mode, audio_in, video_in],
-                    label="Examples: a toy-world bounce, as a sound or as a video", cache_examples=False)
+                    label="Examples from the toy world: the hum of a lamp hanging high (the studio model should hang "
+                          "its lamp high), a lamp hanging low (it should hum low), a bounce", cache_examples=False)
         with gr.Accordion("Settings", open=False):
             with gr.Row():
                 sampler = gr.Radio(list(SAMPLERS), value=default_sampler(first), label="Sampler",

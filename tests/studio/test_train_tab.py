@@ -37,6 +37,9 @@ from tests.factories import EXAMPLES, FakeRequest
 @pytest.fixture
 def handlers(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "POLL_S", 0.2)
+    # The trainers inherit it: a tiny model runs best on one thread, and two threads on a busy machine wait for each
+    # other at every operation (measured 8.5 s a step instead of a fraction of one while another job trained).
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     yield TrainHandlers(StudioContext(StudioConfig(device="cpu"), SessionFiles(tmp_path / "sessions")))
     for session in ("train-a", "train-b", "train-c", "train-d"):
         RUNS.end(session)
