@@ -25,8 +25,8 @@ PLAYHEAD_RGB = (255, 60, 40)
 
 
 def save_png(image: np.ndarray, path: Path) -> Path:
-    """A [0, 1] grayscale or RGB image as an 8-bit PNG."""
-    Image.fromarray(to_uint8(image)).save(path, format="PNG")
+    """A grayscale or RGB image, uint8 or float in [0, 1], as an 8-bit PNG."""
+    Image.fromarray(_as_uint8(image)).save(path, format="PNG")
     return path
 
 

@@ -6,10 +6,13 @@ import json
 
 import numpy as np
 import soundfile
+from PIL import Image
 
 from pipelines.audio import spectrogram_picture
 from pipelines.media import read_soundtrack, video_info
 from pipelines.mm_diffusion.__main__ import main, sample_sheet
+from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
+from pipelines.seeds import generators_for
 from tests.factories import tiny_mm_diffusion, write_glass_video
 
 
@@ -39,6 +42,10 @@ def test_cli_writes_joint_a2v_and_v2a_files(tmp_path):
     assert sorted(p.name for p in joint.iterdir()) == ["run.json", "sample-000.mp4", "sample-000.wav",
                                                       "sample-001.mp4", "sample-001.wav", "sheet.png"]
     assert json.loads((joint / "run.json").read_text())["seed"] == 3
+    output = MMDiffusionPipeline.from_pretrained(model)(num_samples=2, generator=generators_for(3, 2)[0],
+                                                         sampler="ddim", num_inference_steps=2)
+    drawn = np.asarray(Image.open(joint / "sheet.png"))  # the uint8 sheet, written as it is
+    assert np.array_equal(drawn, sample_sheet(output.video, output.audio, 2000))
     assert soundfile.info(str(joint / "sample-000.wav")).samplerate == 16000
     assert video_info(joint / "sample-000.mp4").size == (64, 64)  # 8×8 frames shown 8× larger
 
