@@ -101,7 +101,7 @@ def enlarged(frames: np.ndarray) -> np.ndarray:
 
 def sample_sheet(videos: np.ndarray, audios: np.ndarray, sample_rate: int, gap: int = 4) -> np.ndarray:
     """uint8 RGB picture: for every sample, its frames (enlarged) left to right and, under them, its spectrogram
-    (linear frequency, 0 Hz at the bottom, time aligned with the frames) stretched to the same width."""
+    (linear frequency, 0 Hz at the bottom, time aligned with the frames) stretched to the same width and height."""
     from PIL import Image
 
     from pipelines.audio import spectrogram_picture
@@ -110,8 +110,7 @@ def sample_sheet(videos: np.ndarray, audios: np.ndarray, sample_rate: int, gap: 
     for video, audio in zip(videos, audios):
         frames = np.concatenate(list(enlarged(video)), axis=1)
         picture = (spectrogram_picture(audio, sample_rate) * 255).astype(np.uint8)
-        height = frames.shape[0] // 2
-        stretched = np.asarray(Image.fromarray(picture).resize((frames.shape[1], height), Image.Resampling.BILINEAR))
+        stretched = np.asarray(Image.fromarray(picture).resize(frames.shape[1::-1], Image.Resampling.BILINEAR))
         rows += [frames, np.repeat(stretched[..., None], 3, axis=-1), np.full((gap, frames.shape[1], 3), 255, np.uint8)]
     return np.concatenate(rows[:-1], axis=0)
 

@@ -36,8 +36,8 @@ TITLE = "Sounding Video"
 MODELS = (*WEIGHTS, *SUPER_RESOLUTION.values())  # for About
 PLAYBACK_RATE = SPECS["mm_diffusion"].sample_rate  # mp4 and wav are written at this rate whatever the model's rate
 MIN_SHOWN_SIZE = 64  # smaller frames (the studio model's 16×16) are enlarged, pixel for pixel, in mp4 and preview
-# The small studio model needs the full 1000-step DDPM chain (the paper's best "Ours*" sampler too): with DPM-Solver-20
-# or DDIM its frames drift to flat colours and its sound has no knocks (measured on the bundled model).
+# The small studio model wants DDPM (the paper's best "Ours*" sampler too): with DDIM 50 or DPM-Solver 25 some of its
+# clips stay noisy or flat, and its lamp's height <-> pitch coupling is weaker (0.82 and 0.74 against 0.89 at DDPM 100).
 STUDIO_SAMPLER = "DDPM"
 JOINT, AUDIO_TO_VIDEO, VIDEO_TO_AUDIO = "Video and sound together", "Audio → video", "Video → audio"
 MODES = (JOINT, AUDIO_TO_VIDEO, VIDEO_TO_AUDIO)
@@ -58,8 +58,8 @@ are trimmed, resampled and resized to it, and the result says what was changed.
 """
 
 
-# DDPM respaced to 100 steps: 6.2 s for the sampling on the shared 2-core CPU (2026-12-05), and at most about 26 s
-# where the full 1000-step chain took 261 s end to end.
+# DDPM respaced to 100 steps: 9.1 s of one CPU core for a joint sample (benchmarks.mm_diffusion_training_cost,
+# 2026-12-05), where the full 1000-step chain takes 81 s.
 STUDIO_STEPS = 100
 
 
@@ -131,8 +131,8 @@ def build(context: StudioContext) -> None:
             with gr.Row():
                 sampler = gr.Radio(list(SAMPLERS), value=default_sampler(first), label="Sampler",
                                    info="DPM-Solver: 20 steps is the paper's fast default. DDPM is the slowest and "
-                                        "the best; the studio model starts at 100 DDPM steps (under half a minute on "
-                                        "a CPU), its full 1000 are best.")
+                                        "the best; the studio model starts at 100 DDPM steps (about 9 s on one CPU "
+                                        "core): with fewer-step samplers some of its clips stay noisy.")
                 steps = gr.Slider(1, MAX_STEPS, value=default_steps(first), step=1, label="Steps",
                                   elem_id="sv-steps")
             with gr.Row():

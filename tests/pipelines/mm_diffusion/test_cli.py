@@ -29,8 +29,8 @@ def test_sample_sheet_draws_each_samples_frames_over_its_spectrogram():
     videos = np.zeros((2, 4, 8, 8, 3), np.uint8)
     videos[1] = 255
     sheet = sample_sheet(videos, np.zeros((2, 800), np.float32), 2000, gap=4)
-    assert sheet.shape == (2 * (64 + 32) + 4, 4 * 64, 3)  # frames enlarged to 64 px, spectrogram half as high
-    assert sheet[96 + 4 : 96 + 4 + 64].min() == 255 and sheet[:64].max() == 0
+    assert sheet.shape == (2 * (64 + 64) + 4, 4 * 64, 3)  # frames enlarged to 64 px, the spectrogram as high
+    assert sheet[128 + 4 : 128 + 4 + 64].min() == 255 and sheet[:64].max() == 0
 
 
 def test_cli_writes_joint_a2v_and_v2a_files(tmp_path):
