@@ -150,10 +150,15 @@ def make_pool(items: tuple[list, list], width: int) -> CaptionedPool:
 
 def write_skipped(data: FolderData, out: Path) -> Path:
     """Print every skipped file with its reason and write them to OUT/skipped.json."""
-    for item in data.skipped:
+    return report_skipped(data.skipped, out)
+
+
+def report_skipped(skipped: list[dict], out: Path) -> Path:
+    """Print every skipped file ({"file", "reason"}) and write the list to OUT/skipped.json."""
+    for item in skipped:
         print(f"[data] skipped {item['file']}: {item['reason']}")
     path = Path(out) / SKIPPED_NAME
-    path.write_text(json.dumps(data.skipped, indent=2) + "\n")
+    path.write_text(json.dumps(skipped, indent=2) + "\n")
     return path
 
 

@@ -72,6 +72,7 @@ from pipelines.toyworld import videos as toy_videos
 from pipelines.train.common import (
     EMA, LossLog, TrainState, batch_indices, final_losses, make_accelerator, plot_losses, run_loop, update,
 )
+from pipelines.train.data import report_skipped
 from pipelines.train.init import announce, init_record, refuse_lora, resolve_init
 
 STAGE = "train"
@@ -152,13 +153,14 @@ class Footage:
     """Decoded sounding videos in the model's format, and the clip windows cut from them.
 
     videos[k]: uint8 `[T_k, H, W, 3]`; audios[k]: float32 `[T_k · samples_per_frame]`; windows: `[M, 2]` rows
-    (video index, first frame) of every training clip.
+    (video index, first frame) of every training clip; skipped: the files that could not be used, with the reason.
     """
 
     videos: list[np.ndarray]
     audios: list[np.ndarray]
     windows: np.ndarray
     fmt: ClipFormat
+    skipped: list[dict] = dataclasses.field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -238,16 +240,27 @@ def read_sounding_file(path: Path, fmt: ClipFormat) -> tuple[np.ndarray, np.ndar
 
 
 def folder_footage(folder: str | Path, fmt: ClipFormat, stride: int) -> Footage:
-    """Every video file under `folder` (Landscape / AIST++ layout, module docstring), cut into clip windows."""
+    """Every video file under `folder` (Landscape / AIST++ layout, module docstring), cut into clip windows; a file
+    that cannot be read, or has no sound, is skipped with its reason (an error only when none can be used)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"--data {folder} is neither 'toyworld' nor a folder of video clips.")
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
     if not paths:
         raise ValueError(f"{folder} holds no video files ({', '.join(VIDEO_SUFFIXES)}).")
-    decoded = [read_sounding_file(path, fmt) for path in paths]
-    videos, audios = [d[0] for d in decoded], [d[1] for d in decoded]
-    return Footage(videos, audios, clip_windows([len(v) for v in videos], fmt.frames, stride), fmt)
+    videos, audios, skipped = [], [], []
+    for path in paths:
+        try:
+            frames, audio = read_sounding_file(path, fmt)
+        except ValueError as error:
+            skipped.append({"file": str(path.relative_to(folder)), "reason": str(error)})
+            continue
+        videos.append(frames)
+        audios.append(audio)
+    if not videos:
+        raise ValueError(f"None of the {len(paths)} video file(s) in {folder} could be used: at least one video with "
+                         f"sound is needed. " + " ".join(item["reason"] for item in skipped[:3]))
+    return Footage(videos, audios, clip_windows([len(v) for v in videos], fmt.frames, stride), fmt, skipped)
 
 
 # The objective -----------------------------------------------------------------------------------------------------
@@ -349,6 +362,8 @@ def train(args: argparse.Namespace) -> Path:
                                                                                          args.clip_stride)
     if not len(footage):
         raise ValueError(f"No training clip of {fmt.frames} frames could be cut from the data.")
+    if footage.skipped:
+        report_skipped(footage.skipped, out)
     log = LossLog(out / "loss_log.jsonl")
     if not args.resume and log.path.exists():
         log.path.unlink()

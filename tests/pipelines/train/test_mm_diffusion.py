@@ -211,8 +211,23 @@ def test_folder_errors_are_plain(tmp_path):
     with pytest.raises(ValueError, match="holds no video files"):
         folder_footage(tmp_path, TINY_FORMAT, 1)
     write_video(tmp_path / "silent.mp4", np.zeros((8, 16, 16, 3), np.float32), 10)
-    with pytest.raises(ValueError, match=r"silent.mp4 could not be read as a video with sound \(it has no sound"):
+    with pytest.raises(ValueError, match=r"None of the 1 video file\(s\).*silent.mp4 could not be read as a video "
+                                         r"with sound \(it has no sound"):
         folder_footage(tmp_path, TINY_FORMAT, 1)
+
+
+def test_bad_files_in_a_folder_are_skipped_with_their_reasons(mp4_folder, tmp_path):
+    folder = tmp_path / "clips"
+    shutil.copytree(mp4_folder, folder)
+    (folder / "broken.mp4").write_bytes(b"not a video")
+    write_video(folder / "silent.mp4", np.zeros((8, 16, 16, 3), np.float32), 10)
+    out = tmp_path / "run"
+    main(["mm_diffusion", "--data", str(folder), "--size", "tiny", "--steps", "1", "--clip-stride", "2",
+          "--out", str(out)])
+    skipped = json.loads((out / "skipped.json").read_text())
+    assert [item["file"] for item in skipped] == ["broken.mp4", "silent.mp4"]
+    assert "could not be read" in skipped[0]["reason"] and "no sound" in skipped[1]["reason"]
+    assert json.loads((out / "training_summary.json").read_text())["clips"] == 7 + 1  # the good files' clips
 
 
 # The registry's studio variant and the tab ---------------------------------------------------------------------------
