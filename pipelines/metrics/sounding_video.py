@@ -35,9 +35,10 @@ import dataclasses
 import datetime
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -375,10 +376,6 @@ class Clips:
     scenes: list[str]
     contacts: list[np.ndarray] | None = None
 
-    def subset(self, indices: list[int]) -> Clips:
-        return Clips(self.frames[indices], self.audio[indices], [self.scenes[i] for i in indices],
-                     None if self.contacts is None else [self.contacts[i] for i in indices])
-
 
 def ground_truth_clips(count: int, seed: int, fmt: ClipFormat, scenes: tuple[str, ...]) -> Clips:
     """`count` seeded toy clips in `fmt` (a random window of each 16-frame toy video) with their true contacts."""
@@ -464,8 +461,8 @@ def table(results: dict) -> str:
 
 def detector_table(result: dict, tolerance: int) -> str:
     """Markdown: the video and audio detectors against the true contact frames of ground-truth bounce clips."""
-    lines = ["| detector vs true contacts | precision (exact) | recall (exact) | "
-             f"precision (±{tolerance}) | recall (±{tolerance}) |", "|---|---|---|---|---|"]
+    lines = [("| detector vs true contacts | precision (exact) | recall (exact) | "
+              f"precision (±{tolerance}) | recall (±{tolerance}) |"), "|---|---|---|---|---|"]
     for name in ("video_detector", "audio_detector"):
         v = result[name]
         lines.append(f"| {name.replace('_', ' ')} | {v['precision_exact']:.2f} | {v['recall_exact']:.2f} | "
