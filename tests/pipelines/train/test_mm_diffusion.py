@@ -130,11 +130,11 @@ def test_bad_options_are_plain_errors(tmp_path, extra, message):
 def test_run_writes_a_loadable_model_that_samples(trained):
     config = json.loads((trained / "model.json").read_text())
     assert config["flags"]["video_size"] == "4,3,8,8" and config["flags"]["audio_size"] == "1,800"
-    assert config["scenes"] == ["bounce"] and config["size"] == "tiny"
+    assert config["scenes"] == ["lamp"] and config["size"] == "tiny"
     assert [r["step"] for r in LossLog(trained / "loss_log.jsonl").read()] == [1, 2, 3]
     assert (trained / "loss_curve.png").is_file() and (trained / "training_summary.json").is_file()
     pipe = MMDiffusionPipeline.from_pretrained(trained)
-    assert pipe.clip_format == TINY_FORMAT and pipe.training_record["scenes"] == ["bounce"]
+    assert pipe.clip_format == TINY_FORMAT and pipe.training_record["scenes"] == ["lamp"]
     output = pipe(num_samples=2, sampler="ddim", num_inference_steps=2,
                   generator=[torch.Generator().manual_seed(i) for i in range(2)])
     assert output.video.shape == (2, 4, 8, 8, 3) and output.video.dtype == np.uint8
@@ -280,7 +280,7 @@ def test_studio_tab_builds_with_the_ddpm_sampler_and_shows_the_loaded_models_for
     assert radios["Sampler"] == "DDPM"
     note = studio_handlers.describe_weights(STUDIO_WEIGHTS)  # on page load and when the weights change
     assert "**Clip format:** 4 frames of 8×8 at 10 fps (0.4 s) with 0.4 s of sound at 2000 Hz" in note
-    assert "shrunk from the paper's 16 frames of 64×64 with 16 kHz sound" in note and "bounce scenes" in note
+    assert "shrunk from the paper's 16 frames of 64×64 with 16 kHz sound" in note and "lamp scenes" in note
 
 
 def test_tab_with_studio_weights_makes_16_khz_mp4_and_wav(studio_handlers):
