@@ -21,8 +21,6 @@ from pathlib import Path
 import numpy as np
 
 COMMANDS = ("joint", "a2v", "v2a")
-PLAYBACK_RATE = 16000
-MIN_SHOWN_SIZE = 64
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     from pipelines.audio import SPECS, load_audio, resample
     from pipelines.media import VideoDecodeError, save_png, save_wav, write_video
-    from pipelines.mm_diffusion.clips import fit_audio, read_video_clip
+    from pipelines.mm_diffusion.clips import SAMPLE_RATE, enlarged, fit_audio, playable, read_video_clip
     from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
     from pipelines.seeds import generators_for
 
@@ -81,10 +79,10 @@ def run(args: argparse.Namespace) -> int:
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(args.num_samples):
-        sound = resample(output.audio[index], fmt.sample_rate, PLAYBACK_RATE)
+        sound = playable(output.audio[index], fmt.sample_rate)
         stem = folder / f"sample-{index:03d}"
-        write_video(f"{stem}.mp4", enlarged(output.video[index]), fmt.fps, audio=sound, sample_rate=PLAYBACK_RATE)
-        save_wav(sound, PLAYBACK_RATE, Path(f"{stem}.wav"))
+        write_video(f"{stem}.mp4", enlarged(output.video[index]), fmt.fps, audio=sound, sample_rate=SAMPLE_RATE)
+        save_wav(sound, SAMPLE_RATE, Path(f"{stem}.wav"))
     save_png(sample_sheet(output.video, output.audio, fmt.sample_rate), folder / "sheet.png")
     record = {"command": args.command, "inputs": args.inputs, "model": args.model, "sampler": args.sampler,
               "steps": args.steps, "guidance": args.guidance, "num_samples": args.num_samples, "seed": seed}
@@ -93,18 +91,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def enlarged(frames: np.ndarray) -> np.ndarray:
-    """Frames [F, H, W, 3] repeated pixel for pixel until they are at least MIN_SHOWN_SIZE high."""
-    scale = -(-MIN_SHOWN_SIZE // frames.shape[1])
-    return frames if scale <= 1 else frames.repeat(scale, axis=1).repeat(scale, axis=2)
-
-
 def sample_sheet(videos: np.ndarray, audios: np.ndarray, sample_rate: int, gap: int = 4) -> np.ndarray:
     """uint8 RGB picture: for every sample, its frames (enlarged) left to right and, under them, its spectrogram
     (linear frequency, 0 Hz at the bottom, time aligned with the frames) stretched to the same width and height."""
     from PIL import Image
 
     from pipelines.audio import spectrogram_picture
+    from pipelines.mm_diffusion.clips import enlarged
 
     rows = []
     for video, audio in zip(videos, audios):

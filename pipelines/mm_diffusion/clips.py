@@ -116,3 +116,20 @@ def video_notes(video: Video, used: int, fmt: ClipFormat) -> list[str]:
 
 __all__ = ["FPS", "PAPER_CLIP", "SAMPLE_RATE", "ClipFormat", "Converted", "fit_audio", "fit_frames",
            "read_video_clip"]
+
+
+MIN_SHOWN_SIZE = 64  # smaller frames (the studio model's 16×16) are enlarged, pixel for pixel, to be shown and saved
+
+
+def enlarged(frames: np.ndarray) -> np.ndarray:
+    """Frames [F, H, W, 3] repeated pixel for pixel until they are at least MIN_SHOWN_SIZE high."""
+    scale = -(-MIN_SHOWN_SIZE // frames.shape[1])
+    return frames if scale <= 1 else frames.repeat(scale, axis=1).repeat(scale, axis=2)
+
+
+def playable(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """A model's sound at SAMPLE_RATE (the paper's 16 kHz), which every player and AAC encoder takes (the studio model
+    makes 4 kHz)."""
+    from pipelines.audio import resample
+
+    return audio if sample_rate == SAMPLE_RATE else resample(audio, sample_rate, SAMPLE_RATE)

@@ -14,9 +14,18 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from pipelines.audio import SPECS, resample
+from pipelines.audio import SPECS
 from pipelines.media import VideoDecodeError, save_wav, write_video
-from pipelines.mm_diffusion.clips import PAPER_CLIP, ClipFormat, fit_audio, read_video_clip
+from pipelines.mm_diffusion.clips import (
+    MIN_SHOWN_SIZE,
+    PAPER_CLIP,
+    SAMPLE_RATE,
+    ClipFormat,
+    enlarged,
+    fit_audio,
+    playable,
+    read_video_clip,
+)
 from pipelines.registry import available, describe, get_pipeline
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
@@ -34,8 +43,7 @@ STUDIO_WEIGHTS = "mm_diffusion_toyworld"
 REQUIRES = (tuple(WEIGHTS),)  # any one of them
 TITLE = "Sounding Video"
 MODELS = (*WEIGHTS, *SUPER_RESOLUTION.values())  # for About
-PLAYBACK_RATE = SPECS["mm_diffusion"].sample_rate  # mp4 and wav are written at this rate whatever the model's rate
-MIN_SHOWN_SIZE = 64  # smaller frames (the studio model's 16×16) are enlarged, pixel for pixel, in mp4 and preview
+PLAYBACK_RATE = SAMPLE_RATE  # mp4 and wav are written at this rate whatever the model's rate
 # The small studio model wants DDPM (the paper's best "Ours*" sampler too): with DDIM 50 or DPM-Solver 25 some of its
 # clips stay noisy or flat, and its lamp's height <-> pitch coupling is weaker (0.82 and 0.74 against 0.89 at DDPM 100).
 STUDIO_SAMPLER = "DDPM"
@@ -307,13 +315,3 @@ def preview_grid(video: np.ndarray, columns: int = PREVIEW_COLUMNS) -> np.ndarra
     scale = max(1, MIN_SHOWN_SIZE // max(height, 1))
     return grid.repeat(scale, axis=0).repeat(scale, axis=1)
 
-
-def enlarged(frames: np.ndarray) -> np.ndarray:
-    """Frames [F, H, W, 3] repeated pixel for pixel until they are at least MIN_SHOWN_SIZE high."""
-    scale = -(-MIN_SHOWN_SIZE // frames.shape[1])
-    return frames if scale <= 1 else frames.repeat(scale, axis=1).repeat(scale, axis=2)
-
-
-def playable(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """The model's sound at PLAYBACK_RATE, which every player and AAC encoder takes (the studio model makes 4 kHz)."""
-    return audio if sample_rate == PLAYBACK_RATE else resample(audio, sample_rate, PLAYBACK_RATE)

@@ -130,9 +130,9 @@ def training_gpu(device: str, hardware: str) -> bool:
         return not hardware.startswith(("cpu", "zero"))
     if device in ("cpu", "mps"):
         return False
-    import torch
+    from pipelines.devices import choose_device
 
-    return torch.cuda.is_available()
+    return choose_device("auto") == "cuda"
 
 
 def hardware_note(gpu: bool, hardware: str) -> str:
@@ -563,31 +563,24 @@ def zip_result(run: Run, path: Path) -> Path:
 def draw_sample(generator: str, entry: str, variant: str, caption: str | None):
     """A picture of what the trained model makes (a few sampling steps), and a note; (None, note) when the
     generator needs more than a prompt to sample."""
+    from pipelines.seeds import generators_for
+
     if generator == "images_that_sound":
         pipe = get_pipeline(entry, variant)
         prompt = caption or "church bells"
         output = pipe(image_prompt=prompt, audio_prompt=prompt, num_inference_steps=10, latent_width=8,
-                      generator=_seeded(0), vocoder="griffinlim")
+                      generator=generators_for(0, 1)[0], vocoder="griffinlim")
         return output.image[0], f"The sample above: '{prompt}', 10 steps."
     if generator == "mm_diffusion":
         from studio.tabs.sounding_video import preview_grid
 
         pipe = get_pipeline(entry, variant)
-        output = pipe(num_inference_steps=10, sampler="ddim", generator=_seeded(0))
+        output = pipe(num_inference_steps=10, sampler="ddim", generator=generators_for(0, 1)[0])
         return preview_grid(output.video[0]), "The sample above: the frames of one clip, 10 DDIM steps."
     return None, "Try it on a video of hits in the Impact Sound tab."
 
 
-def _seeded(seed: int):
-    import torch
-
-    return torch.Generator().manual_seed(seed)
-
-
 def _save_sample(picture, files, session: str) -> Path:
-    import numpy as np
-
     from pipelines.media import save_png
 
-    array = np.asarray(picture)
-    return save_png(array / 255.0 if array.dtype == np.uint8 else array, files.new_path(session, "sample", ".png"))
+    return save_png(picture, files.new_path(session, "sample", ".png"))
