@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
 
 from pipelines.registry import MODEL_CHOICES
 
@@ -21,7 +25,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     on_space = "SPACE_ID" in os.environ
     parser.add_argument("--host", default="0.0.0.0" if on_space else "127.0.0.1",
                         help="address to listen on (default 127.0.0.1; 0.0.0.0 on a Hugging Face Space)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
                         help="port to listen on (default 7860, or the GRADIO_SERVER_PORT environment variable)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (workshops)")
     parser.add_argument("--models", choices=MODEL_CHOICES, default="auto",
@@ -40,34 +44,59 @@ def main(argv: list[str] | None = None) -> None:
                  f"choose another with --port, e.g. --port {args.port + 1}")
     if args.offline or args.models == "studio":
         os.environ["HF_HUB_OFFLINE"] = "1"
+    own_cache = use_own_gradio_cache()  # before gradio is imported: some of it reads GRADIO_TEMP_DIR then
     from pipelines.devices import choose_device
     from pipelines.registry import REGISTRY
-    from studio.app import build_studio
+    from studio.app import build_studio, remove_gradio_files
     from studio.config import build_config
     from studio.context import StudioContext
     from studio.sessions import SessionFiles
 
+    files = SessionFiles()
+    demo = None
+
+    def remove_everything() -> None:
+        """Stop serving, then remove the artists' uploads, gradio's copies and every session's folder."""
+        if demo is not None:
+            demo.close(verbose=False)  # nothing new is uploaded or written while the files go
+            remove_gradio_files(demo)
+        files.remove_all()
+        if own_cache:
+            shutil.rmtree(own_cache, ignore_errors=True)
+
+    atexit.register(remove_everything)
+    remove_files_on_signals(remove_everything)  # from here: a Ctrl+C while the studio is built leaves nothing too
     try:
         device = choose_device(args.device) if args.device != "auto" else "auto"
         config = build_config(models=args.models, device=device, offline=args.offline)
     except ValueError as error:
         sys.exit(f"error: {error}")
     REGISTRY.configure(default_variant=args.models, device=args.device, offline=args.offline or args.models == "studio")
-    files = SessionFiles()
-    atexit.register(files.remove_all)
-    remove_files_on_signals(files)
     demo = build_studio(StudioContext(config, files))
     demo.queue(max_size=config.queue_size, default_concurrency_limit=1)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, allowed_paths=[str(files.root)],
                 max_file_size=f"{config.max_upload_mb}mb", footer_links=["api", "settings"])
 
 
-def remove_files_on_signals(files) -> None:
-    """On SIGTERM (a Space or service stopping) and SIGINT (Ctrl+C): remove every session's folder, then exit.
-    atexit alone is not enough: SIGTERM's default action ends the process without running it."""
+def use_own_gradio_cache() -> Path | None:
+    """Give gradio a cache folder of the studio's own (GRADIO_TEMP_DIR), made now, unless one was set; called before
+    gradio is imported. Gradio's default, <tmp>/gradio, is shared by every gradio app of the user, so only a folder
+    of our own can be removed whole when the studio stops. Returns that folder, or None when GRADIO_TEMP_DIR was
+    given (then only the files this studio put there are removed: `studio.app.remove_gradio_files`)."""
+    if os.environ.get("GRADIO_TEMP_DIR"):
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="gradio-synesthesia-"))
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
+
+
+def remove_files_on_signals(remove: Callable[[], None]) -> None:
+    """On SIGTERM (a Space or service stopping) and SIGINT (Ctrl+C): `remove` the studio's files, then exit.
+    atexit alone is not enough: SIGTERM's default action ends the process without running it, and gradio's own
+    clean-up of its cache runs only when its server shuts down by itself."""
 
     def remove_and_exit(signum, frame) -> None:
-        files.remove_all()
+        remove()
         sys.exit(128 + signum)
 
     for signum in (signal.SIGTERM, signal.SIGINT):

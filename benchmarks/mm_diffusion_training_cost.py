@@ -5,8 +5,8 @@ the network were chosen by cost per step (this script) and by how soon a run lea
 For every choice below, one training step of `pipelines.train.mm_diffusion` (the official objective: forward,
 backward, AdamW) on random clips, best of `--repeats` after a warm-up, in CPU seconds of this process
 (`time.process_time`, one torch thread: time spent waiting for a core is not counted), and the ratio to the studio
-preset measured in the same process. Then one joint sample of the studio network per sampler and step count (the
-Sounding Video tab's choices). Prints a Markdown table and writes benchmarks/results/mm_diffusion_training_cost.json.
+preset measured in the same process. Then one sample of the studio network per sampler and step count (the
+Sounding Video tab's choices): joint, and audio -> video with the tab's resampling (4 rounds of the noisiest 60 %). Prints a Markdown table and writes benchmarks/results/mm_diffusion_training_cost.json.
 
     python -m benchmarks.mm_diffusion_training_cost [--repeats 3]
 """
@@ -50,7 +50,8 @@ CHOICES = (
     Choice("batch 4", batch=4),
     Choice("batch 16", batch=16),
 )
-SAMPLERS = (("ddpm", 1000), ("ddpm", 100), ("ddim", 50), ("ddim", 25), ("dpm_solver", 20))
+SAMPLERS = (("ddpm", 1000, 1), ("ddpm", 100, 1), ("ddim", 50, 1), ("ddim", 25, 1), ("dpm_solver", 20, 1),
+            ("ddpm", 100, 4))  # (sampler, steps, resampling rounds: above 1, an audio -> video sample)
 
 
 def network(choice: Choice) -> torch.nn.Module:
@@ -79,11 +80,14 @@ def step_seconds(choice: Choice, repeats: int) -> tuple[float, int]:
     return min(times[1:]), sum(p.numel() for p in objective.parameters())
 
 
-def sample_seconds(sampler: str, steps: int) -> float:
-    """CPU seconds of one joint sample of the studio network (random weights: the cost does not depend on them)."""
+def sample_seconds(sampler: str, steps: int, resample_rounds: int = 1) -> float:
+    """CPU seconds of one sample of the studio network (random weights: the cost does not depend on them): joint, or
+    audio -> video when it resamples."""
     pipe = MMDiffusionPipeline(network(CHOICES[0]).eval(), sample_rate=4000, fps=10)
+    given = {"audio": torch.zeros(3200), "resample_rounds": resample_rounds} if resample_rounds > 1 else {}
     started = time.process_time()
-    pipe(num_samples=1, generator=torch.Generator().manual_seed(0), sampler=sampler, num_inference_steps=steps)
+    pipe(num_samples=1, generator=torch.Generator().manual_seed(0), sampler=sampler, num_inference_steps=steps,
+         **given)
     return time.process_time() - started
 
 
@@ -103,10 +107,12 @@ def main() -> None:
         row["ratio"] = row["seconds_per_step"] / base
         print(f"| {row['choice']} | {row['parameters'] / 1e6:.2f}M | {row['seconds_per_step']:.3f} | "
               f"{row['ms_per_clip']:.0f} | {row['ratio']:.2f} |")
-    sampling = [{"sampler": s, "steps": n, "seconds": sample_seconds(s, n)} for s, n in SAMPLERS]
-    print("\n| sampler | steps | s / joint sample |\n|---|---|---|")
+    sampling = [{"sampler": s, "steps": n, "mode": "audio -> video" if u > 1 else "joint", "resample_rounds": u,
+                 "seconds": sample_seconds(s, n, u)} for s, n, u in SAMPLERS]
+    print("\n| sampler | steps | mode | resampling rounds | s / sample |\n|---|---|---|---|---|")
     for row in sampling:
-        print(f"| {row['sampler']} | {row['steps']} | {row['seconds']:.2f} |")
+        print(f"| {row['sampler']} | {row['steps']} | {row['mode']} | {row['resample_rounds']} | "
+              f"{row['seconds']:.2f} |")
     RESULTS.write_text(json.dumps({"date": date.today().isoformat(), "machine": f"{platform.machine()}, CPU, 1 torch "
                                    f"thread, torch {torch.__version__}", "steps": rows, "sampling": sampling},
                                   indent=2))

@@ -65,12 +65,13 @@ def timed(function, repeats: int) -> float:
 
 
 def run(sizes: list[str], repeats: int, model: str | None) -> dict:
-    from pipelines.visual_echoes.modeling_visual_echoes import build_transformer
+    from pipelines.visual_echoes.modeling_visual_echoes import TOKENIZER_SIZES, build_transformer
 
     torch.manual_seed(0)
     rows = []
     for size in sizes:
-        lengths = {"paper": (265, 256, 1024, 1024), "studio": (40, 16, 256, 256), "tiny": (10, 16, 16, 16)}[size]
+        audio_size, image_size = TOKENIZER_SIZES[size]["audio"], TOKENIZER_SIZES[size]["image"]
+        lengths = (audio_size.num_tokens, image_size.num_tokens, audio_size.codebook_size, image_size.codebook_size)
         transformer = build_transformer(size, *lengths).eval()
         image = torch.randint(0, lengths[3], (1, lengths[1]))
         generator = torch.Generator().manual_seed(0)

@@ -86,6 +86,19 @@ SPECS: dict[str, AudioSpec] = {
         "visual_echoes", 22050, 10.0, n_fft=1024, hop_length=256, win_length=1024, n_mels=80, fmin=125.0,
         fmax=7600.0, image_scale="specvqgan",
     ),
+    # MM-LDM's audio image (the released code's): the HiFi-GAN mel (80 bands, n_fft 1024, hop 256, win 1024, 0-8000 Hz)
+    # of 1.6 s at 44.1 kHz, (20·log10 − 20 + 100)/100 clipped to [0, 1]. The released code computes the mel filters
+    # with sampling_rate=22050 for its 44.1 kHz audio (so its "8000 Hz" band edge sits at 16 kHz); we use the true
+    # rate.
+    "mm_ldm": AudioSpec(
+        "mm_ldm", 44100, 1.6, n_fft=1024, hop_length=256, win_length=1024, n_mels=80, fmin=0.0, fmax=8000.0,
+        image_scale="specvqgan",
+    ),
+    # The studio MM-LDM's shrunken clip: the same mel at 16 kHz (the toy world's rate), 0.8 s = 50 mel frames.
+    "mm_ldm_studio": AudioSpec(
+        "mm_ldm_studio", 16000, 0.8, n_fft=1024, hop_length=256, win_length=1024, n_mels=80, fmin=0.0, fmax=8000.0,
+        image_scale="specvqgan",
+    ),
 }
 
 
@@ -140,8 +153,8 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
         with warnings.catch_warnings():  # librosa warns on its fallback decoder; failure is reported below
             warnings.simplefilter("ignore")
             samples, rate = librosa.load(str(path), sr=None, mono=False)
-    except Exception as error:  # noqa: BLE001 - any decoder failure means the same thing to the user
-        raise AudioDecodeError(f"no audio decoder could read it ({type(error).__name__})") from error
+    except Exception as error:
+        raise AudioDecodeError("no audio decoder could read it") from error  # the chain is logged, not shown
     return np.atleast_2d(samples).T.astype(np.float32), int(rate)
 
 
@@ -384,3 +397,40 @@ def spectrogram_picture(samples: np.ndarray, sample_rate: int, n_fft: int = 256,
     magnitude = stft_magnitude(np.asarray(samples, np.float32), spec)
     decibels = 20.0 * np.log10(np.maximum(magnitude / (n_fft / 4.0), 1e-10))
     return np.flipud(np.clip(1.0 + decibels / SPECTROGRAM_PICTURE_RANGE_DB, 0.0, 1.0)).astype(np.float32)
+
+
+# MM-LDM's audio image: the mel as a grayscale picture, made RGB and resized to the frame size, and back ------------
+
+
+def audio_image(samples: np.ndarray, spec: AudioSpec, height: int, width: int) -> np.ndarray:
+    """MM-LDM's audio image [3, height, width] in [-1, 1] of mono `samples` at `spec.sample_rate`.
+
+    The HiFi-GAN mel of `mel_magnitude` (reflect pad, uncentred STFT, Slaney filters) -> (20·log10 − 20 + 100)/100
+    clipped to [0, 1] (`log_mel_to_unit`, scale "specvqgan") -> ×255 as an 8-bit grayscale image (rounded; the
+    released code truncates) -> PIL "RGB" (the gray value in all three channels) -> bicubic resize to width × height
+    without crop -> x / 127.5 − 1. Row 0 is the lowest band, as the code leaves it (no flip). The mel is
+    `spec.n_mels` × `spec.frames_for(len(samples))`: keep that size to invert (`audio_image_to_log_mel`).
+    """
+    from PIL import Image
+
+    unit = log_mel_to_unit(log_mel(samples, spec, normalize=False), spec)
+    gray = Image.fromarray(np.round(unit * 255.0).astype(np.uint8), mode="L")
+    rgb = gray.convert("RGB").resize((width, height), Image.BICUBIC)
+    return (np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0).astype(np.float32)
+
+
+def audio_image_to_log_mel(image: np.ndarray, spec: AudioSpec, frames: int) -> np.ndarray:
+    """Inverse of `audio_image`: [3, H, W] in [-1, 1] -> channel mean -> [0, 1] -> bicubic resize to the stored mel
+    size (`spec.n_mels` × `frames`) -> natural-log mel [n_mels, frames] (values outside [0, 1] clipped first)."""
+    from PIL import Image
+
+    unit = (np.asarray(image, dtype=np.float32).mean(axis=0) + 1.0) / 2.0
+    resized = Image.fromarray(unit, mode="F").resize((frames, spec.n_mels), Image.BICUBIC)
+    return unit_to_log_mel(np.asarray(resized), spec)
+
+
+def audio_image_to_waveform(image: np.ndarray, spec: AudioSpec, frames: int, n_iter: int = 32,
+                            seed: int = 0) -> np.ndarray:
+    """An MM-LDM audio image back to sound: `audio_image_to_log_mel`, then `griffin_lim` (`frames` × hop samples)."""
+    return griffin_lim(audio_image_to_log_mel(image, spec, frames), spec, n_iter=n_iter, seed=seed)
+

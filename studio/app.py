@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 import gradio as gr
 
 from pipelines.registry import available, forget_trained_weights, register_local_checkpoints
 from studio.context import StudioContext
 from studio.tabs import about, images_that_sound, impact_sound, sounding_video, spectrogram_lab, train, visual_echoes
 from studio.training import RUNS
+from studio.validation import checked_number_inputs
 
 HEADER = """
 # Synesthesia Studio
@@ -46,4 +50,31 @@ def build_studio(context: StudioContext) -> gr.Blocks:
             context.files.end(request.session_hash)
 
         demo.unload(end_session)
+    context.files.keep(keep_cached_at_build(demo))  # an example a session used is claimed by it, yet stays for all
+    checked_number_inputs(demo)  # by API too, an out-of-range or empty setting gets the handler's plain message
     return demo
+
+
+def remove_gradio_files(demo: gr.Blocks) -> None:
+    """Remove every file gradio keeps for this studio in its cache — the artists' uploads and its copies of the files
+    handlers returned — and the folders that leaves empty; examples stay, as gradio keeps them. Gradio does this
+    itself only when its server shuts down by itself, which a SIGTERM or SIGINT skips; other apps' files in a shared
+    cache are not touched."""
+    keep = {path for block in demo.blocks.values() for path in getattr(block, "keep_in_cache", ())}
+    for files in demo.temp_file_sets:
+        for name in set(files) - keep:
+            path = Path(name)
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # only when now empty
+
+
+def keep_cached_at_build(demo: gr.Blocks) -> set[str]:
+    """The files gradio put in its cache while the studio was built, shared by every session: the examples (ready to
+    load on a click) and starting values. Gradio prepares them once, so each component is told to keep its own:
+    gradio's hourly sweep (`delete_cache`) would otherwise remove them after an hour, and a click on the example
+    would then hand the handler a missing file."""
+    for block in demo.blocks.values():
+        if hasattr(block, "temp_files") and hasattr(block, "keep_in_cache"):
+            block.keep_in_cache.update(block.temp_files)
+    return set().union(*demo.temp_file_sets, *(getattr(block, "keep_in_cache", ()) for block in demo.blocks.values()))

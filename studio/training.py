@@ -3,7 +3,8 @@
 A run is a folder in its session's folder (`data/` the artist's files, `out/` what the trainer writes, `run.log`
 its output). The trainer runs in its own process group, so the server stays responsive and Stop ends it and every
 process it started; its checkpoints stay, and resuming is the same command with `--resume`. Progress comes from the
-trainer's `loss_log.jsonl` (one JSON object a line: stage, step and losses).
+trainer's `loss_log.jsonl` (one JSON object a line: stage, step and losses), and so do its sample previews (`--preview-
+every`: a line {"stage", "step", "preview": [files relative to OUT]} once the files are written).
 """
 
 from __future__ import annotations
@@ -143,7 +144,12 @@ def write_captions(folder: Path, files: list[Path], caption: str) -> Path:
 
 
 def read_log(path: Path) -> list[dict]:
-    """The records of a `loss_log.jsonl` being written: a line not yet complete is skipped."""
+    """The loss records of a `loss_log.jsonl` being written: a line not yet complete is skipped, and so are the
+    preview records (`latest_preview`)."""
+    return [record for record in _records(path) if "preview" not in record]
+
+
+def _records(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     records = []
@@ -155,6 +161,30 @@ def read_log(path: Path) -> list[dict]:
         if isinstance(record, dict) and "stage" in record and "step" in record:
             records.append(record)
     return records
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A sample the trainer drew from its model at `step` of `stage`: a picture and, for sound, a wav (or None)."""
+
+    stage: str
+    step: int
+    picture: Path | None
+    sound: Path | None
+
+
+def latest_preview(out: Path) -> Preview | None:
+    """The newest preview the trainer logged in OUT/loss_log.jsonl whose files are there (None before the first)."""
+    for record in reversed(_records(out / "loss_log.jsonl")):
+        files = record.get("preview")
+        if not isinstance(files, list):
+            continue
+        paths = [out / str(name) for name in files]
+        if paths and all(path.is_file() and path.resolve().is_relative_to(out.resolve()) for path in paths):
+            picture = next((path for path in paths if path.suffix.lower() == ".png"), None)
+            sound = next((path for path in paths if path.suffix.lower() == ".wav"), None)
+            return Preview(str(record["stage"]), int(record["step"]), picture, sound)
+    return None
 
 
 def progress(records: list[dict], stages: list[tuple[str, int]]) -> tuple[int, int, dict]:

@@ -61,6 +61,31 @@ def require_number(value, label: str, minimum: float, maximum: float, *, integer
     return int(number) if integer else number
 
 
+def checked_number_inputs(blocks: gr.Blocks) -> None:
+    """Every slider and bounded number box in `blocks` checks what it receives before gradio's own preprocessing, with
+    the message a handler gives ("Steps (DDIM) must be between 1 and 200; got 1000000000000."). Gradio's check reaches
+    an API caller as "Value 1000000000000.0 is greater than maximum value 200.", naming no setting, and an empty
+    slider fails inside gradio with no message at all."""
+    for block in blocks.blocks.values():
+        if isinstance(block, gr.Slider) or (isinstance(block, gr.Number) and
+                                            (block.minimum is not None or block.maximum is not None)):
+            _check_before_preprocess(block)
+
+
+def _check_before_preprocess(block) -> None:
+    preprocess, label = block.preprocess, block.label or "This setting"
+    low = -math.inf if block.minimum is None else block.minimum
+    high = math.inf if block.maximum is None else block.maximum
+    empty_allowed = isinstance(block, gr.Number)  # a number box may be cleared: its handler says what is missing
+
+    def preprocess_checked(payload):
+        if not (payload is None and empty_allowed):
+            require_number(payload, label, low, high)
+        return preprocess(payload)
+
+    block.preprocess = preprocess_checked
+
+
 def require_prompt(text, label: str, *, max_chars: int = 300, allow_empty: bool = False) -> str:
     """A prompt, stripped, no longer than `max_chars`."""
     text = "" if text is None else str(text).strip()
@@ -116,9 +141,38 @@ def require_picture_file(path, label: str = "picture") -> None:
                        f"{MAX_PICTURE_PIXELS // 1_000_000} megapixels. Scale it down and upload it again.")
 
 
+def editor_files(value) -> list:
+    """The files of an image editor value (`type="filepath"`): its background, layers and composite (paths or None)
+    and the browser's uploads they were made from (`checked_image_input`), to be claimed for the session; nothing for
+    no value."""
+    if not isinstance(value, dict):
+        return []
+    return [value.get("background"), list(value.get("layers") or []), value.get("composite"),
+            list(value.get("uploads") or [])]
+
+
+def editor_pixels(value, label: str = "picture") -> np.ndarray | None:
+    """The composite of an image editor value (`type="filepath"`) decoded as `type="numpy"` gives it (uint8 RGBA),
+    its size checked from its header first; None when there is none (`read_picture` says what is missing)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = value.get("composite") if isinstance(value, dict) else None
+    if not path:
+        return None
+    if not Path(path).is_file():
+        raise gr.Error(f"The {label} upload did not arrive; please upload it again.")
+    try:
+        require_picture_file(path, label)
+        with Image.open(path) as image:
+            return np.array(image.convert("RGBA"))
+    except (UnidentifiedImageError, OSError):
+        raise gr.Error(f"The {label} could not be read as an image; upload a PNG or JPEG.") from None
+
+
 def checked_image_input(component):
     """An image input (gr.Image or gr.ImageEditor) whose uploads are checked for size from their header before
-    gradio decodes them: a huge picture gets a plain message in the browser and by API alike."""
+    gradio decodes them: a huge picture gets a plain message in the browser and by API alike. An editor's value also
+    names the files the browser uploaded (see `editor_files`)."""
     convert = component.convert_and_format_image if hasattr(component, "convert_and_format_image") else None
     if convert is not None:  # gr.ImageEditor decodes each layer here
 
@@ -128,6 +182,7 @@ def checked_image_input(component):
             return convert(file, *args, **kwargs)
 
         component.convert_and_format_image = convert_checked
+        component.preprocess = _with_uploaded_files(component.preprocess)
     else:
         preprocess = component.preprocess
 
@@ -138,6 +193,20 @@ def checked_image_input(component):
 
         component.preprocess = preprocess_checked
     return component
+
+
+def _with_uploaded_files(preprocess):
+    """An image editor's preprocess whose value also names, under "uploads", the files the browser uploaded (gradio
+    hands the handler re-encoded copies of them, so the handler could not claim the originals otherwise)."""
+
+    def preprocess_naming_uploads(payload):
+        value = preprocess(payload)
+        if isinstance(value, dict) and payload is not None:
+            sent = [payload.background, *(payload.layers or []), payload.composite]
+            value["uploads"] = [file.path for file in sent if getattr(file, "path", None)]
+        return value
+
+    return preprocess_naming_uploads
 
 
 def require_video(path, label: str = "video", *, max_mb: float) -> Path:
@@ -168,12 +237,8 @@ def video_read_error(path: Path, error: Exception) -> gr.Error:
 
 
 def read_picture(value, label: str = "picture") -> np.ndarray:
-    """A picture from an image input or editor as float32 [H, W, 3] in [0, 1]; transparent pixels count as black.
-
-    Accepts a numpy image or an ImageEditor value (a dict whose `composite` is the flattened drawing).
-    """
-    if isinstance(value, dict):
-        value = value.get("composite")
+    """A picture (a numpy image, e.g. from `editor_pixels`) as float32 [H, W, 3] in [0, 1]; transparent pixels count
+    as black."""
     if value is None:
         # The editor sends nothing both when nothing was given and when the browser could not open the upload (a
         # 20000×20000 PNG does not fit its canvas): the file never reaches the server, so one message says both.
@@ -253,8 +318,9 @@ def _table_number(cell, row: int, label: str, low: float, high: float, *, open_l
     too_low = number <= low if open_low else number < low
     too_high = number >= high if open_high else number > high
     if not math.isfinite(number) or too_low or too_high:
-        bounds = f"{'above' if open_low else 'at least'} {low:g} and {'below' if open_high else 'at most'} {high:g}"
-        raise gr.Error(f"Row {row}: {label} must be {bounds}; got {cell!r}.")
+        bounds = (f"{'above' if open_low else 'at least'} {number_text(low)} and "
+                  f"{'below' if open_high else 'at most'} {number_text(high)}")
+        raise gr.Error(f"Row {row}: {label} must be {bounds}; got {number_text(number)}.")
     return number
 
 
@@ -271,8 +337,10 @@ def require_times(text, label: str, *, maximum: float, max_count: int) -> list[f
         try:
             time = float(part.rstrip("s"))
         except ValueError:
-            raise gr.Error(f"'{part}' in the {label} is not a time: write seconds like 0.5, 1.25, 3.") from None
-        if not math.isfinite(time) or not 0.0 <= time <= maximum:
+            time = math.nan
+        if not math.isfinite(time):  # words, and 'nan' or 'inf', which float() reads
+            raise gr.Error(f"'{part}' in the {label} is not a time: write seconds like 0.5, 1.25, 3.")
+        if not 0.0 <= time <= maximum:
             raise gr.Error(f"The time {part} in the {label} is outside the video: use 0 to {maximum:.2f} s.")
         times.append(time)
     return sorted(times)

@@ -395,10 +395,11 @@ def ground_truth_clips(count: int, seed: int, fmt: ClipFormat, scenes: tuple[str
     return Clips(np.stack(frames), np.stack(audio), list(toy.scenes), contacts)
 
 
-def generate(pipe, count: int, seed: int, sampler: str, steps: int, batch: int,
+def generate(pipe, count: int, seed: int, sampler: str, steps: int, batch: int, options: dict | None = None,
              **condition: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`count` samples (uint8 video `[N, F, H, W, 3]`, audio `[N, L]`); sample i is seeded with seed + i. `condition`:
-    `video` or `audio` of the `count` clips to generate the other modality for (zero-shot), none for joint samples."""
+    `video` or `audio` of the `count` clips to generate the other modality for (zero-shot), none for joint samples;
+    `options`: further pipeline arguments (the zero-shot resampling)."""
     import torch
 
     videos, audios = [], []
@@ -406,22 +407,22 @@ def generate(pipe, count: int, seed: int, sampler: str, steps: int, batch: int,
         generators = [torch.Generator().manual_seed(seed + i) for i in range(first, min(count, first + batch))]
         given = {name: value[first : first + len(generators)] for name, value in condition.items()}
         output = pipe(num_samples=len(generators), generator=generators, sampler=sampler, num_inference_steps=steps,
-                      **given)
+                      **given, **(options or {}))
         videos.append(output.video)
         audios.append(output.audio)
     return np.concatenate(videos), np.concatenate(audios)
 
 
 def generated_clips(pipe, mode: str, fmt: ClipFormat, scenes: tuple[str, ...], samples: int, seed: int,
-                    sampler: str, steps: int, batch: int, judge: SceneJudge) -> Clips:
+                    sampler: str, steps: int, batch: int, judge: SceneJudge, a2v_options: dict | None = None) -> Clips:
     """The clips to score for `mode`: both streams generated (joint; their scenes as the judge sees them), or one
-    generated for the other given from held-out toy clips (their true scenes)."""
+    generated for the other given from held-out toy clips (their true scenes); `a2v_options`: audio -> video's."""
     if mode == "joint":
         frames, audio = generate(pipe, samples, seed, sampler, steps, batch)
         return Clips(frames, audio, judge(frames))
     given = ground_truth_clips(samples, seed + 2_000_003, fmt, scenes)  # held out from both other sets
     if mode == "a2v":
-        frames = generate(pipe, samples, seed, sampler, steps, batch, audio=given.audio)[0]
+        frames = generate(pipe, samples, seed, sampler, steps, batch, a2v_options, audio=given.audio)[0]
         return Clips(frames, given.audio, given.scenes)
     return Clips(given.frames, generate(pipe, samples, seed, sampler, steps, batch, video=given.frames)[1],
                  given.scenes, given.contacts)
@@ -470,12 +471,13 @@ def detector_table(result: dict, tolerance: int) -> str:
     return "\n".join(lines)
 
 
-def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: int = 0, sampler: str = "ddim",
-        steps: int = 50, tolerance: int = 1, weights: str = "mm_diffusion_toyworld", variant: str = "studio",
+def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: int = 0, sampler: str = "ddpm",
+        steps: int = 100, resample_rounds: int = 4, resample_share: float = 0.6, tolerance: int = 1, weights: str = "mm_diffusion_toyworld", variant: str = "studio",
         scenes: tuple[str, ...] | None = None, modes: tuple[str, ...] = ("joint",), batch: int = 16,
         permutations: int = PERMUTATIONS, judge_clips: int = 40, verbose: bool = True) -> dict:
     """Score ground-truth toy clips and `samples` generated ones per mode; print the tables; write the JSON to `out`.
-    `scenes`: of the ground-truth clips; by default those the model was trained on (its training record)."""
+    `scenes`: of the ground-truth clips; by default those the model was trained on (its training record).
+    `resample_rounds`, `resample_share`: audio -> video's resampling (`MMDiffusionPipeline`), as the tab's."""
     from pipelines.metrics.images_that_sound import machine
     from pipelines.registry import get_pipeline
 
@@ -484,6 +486,7 @@ def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: in
             raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     started = time.time()
     pipe = get_pipeline(weights, variant)
+    a2v_options = dict(resample_rounds=resample_rounds, resample_share=resample_share)
     scenes = scenes or tuple(pipe.training_record.get("scenes", DEFAULT_SCENES))
     fmt = pipe.clip_format
     judge, judge_accuracy = train_scene_judge(fmt, seed + 3_000_017, judge_clips)
@@ -491,14 +494,14 @@ def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: in
     results = {"ground truth": evaluate(truth, fmt, tolerance, permutations, seed)}
     scene_recognition = {"real": float(np.mean([a == b for a, b in zip(judge(truth.frames), truth.scenes)]))}
     for mode in modes:
-        clips = generated_clips(pipe, mode, fmt, scenes, samples, seed, sampler, steps, batch, judge)
+        clips = generated_clips(pipe, mode, fmt, scenes, samples, seed, sampler, steps, batch, judge, a2v_options)
         results[f"generated ({mode})"] = evaluate(clips, fmt, tolerance, permutations, seed)
         if mode != "v2a":  # the frames are generated
             scene_recognition[mode] = float(np.mean([s in scenes for s in judge(clips.frames)]))
     settings = dict(weights=weights, variant=variant, modes=list(modes), samples=samples, ground_truth=ground_truth,
-                    seed=seed, sampler=sampler, steps=steps, tolerance=tolerance, scenes=list(scenes),
+                    seed=seed, sampler=sampler, steps=steps, a2v_resampling=a2v_options, tolerance=tolerance, scenes=list(scenes),
                     permutations=permutations, judge_clips=judge_clips, clip_format=dataclasses.asdict(fmt))
-    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    report = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
               "machine": machine(), "seconds": round(time.time() - started, 1), "settings": settings,
               "scene_judge": {"held_out_accuracy": judge_accuracy, "recognised_as_a_training_scene": scene_recognition},
               "results": results}
@@ -518,9 +521,13 @@ def add_arguments(parser) -> None:
     """Options of `python -m pipelines.metrics sounding_video` (`--out` and `--seed` are common)."""
     parser.add_argument("--samples", type=int, default=64, help="generated samples per mode")
     parser.add_argument("--ground-truth", type=int, default=200, help="ground-truth toy clips")
-    parser.add_argument("--sampler", default="ddim", choices=("dpm_solver", "ddim", "ddpm"),
+    parser.add_argument("--sampler", default="ddpm", choices=("dpm_solver", "ddim", "ddpm"),
                         help="default: the Sounding Video tab's for the studio model")
-    parser.add_argument("--steps", type=int, default=50, help="sampler steps (default: the tab's for the studio model)")
+    parser.add_argument("--steps", type=int, default=100, help="sampler steps (default: the tab's for the studio model)")
+    parser.add_argument("--resample-rounds", type=int, default=4, help="a2v: times each resampled step is taken "
+                        "(RePaint; default: the tab's for the studio model; 1 = the paper's sampler)")
+    parser.add_argument("--resample-share", type=float, default=0.6, help="a2v: share of the steps, from the "
+                        "noisiest, that are resampled")
     parser.add_argument("--tolerance", type=int, default=1, help="frames an onset may be off its contact")
     parser.add_argument("--permutations", type=int, default=PERMUTATIONS, help="random re-pairings per score")
     parser.add_argument("--judge-clips", type=int, default=40, help="real clips per scene the scene judge learns "
@@ -537,6 +544,7 @@ def add_arguments(parser) -> None:
 
 def main(args) -> dict:
     return run(args.out, samples=args.samples, ground_truth=args.ground_truth, seed=args.seed, sampler=args.sampler,
-               steps=args.steps, tolerance=args.tolerance, weights=args.weights, variant=args.variant,
+               steps=args.steps, resample_rounds=args.resample_rounds, resample_share=args.resample_share,
+               tolerance=args.tolerance, weights=args.weights, variant=args.variant,
                batch=args.batch, modes=MODES if args.mode == "all" else (args.mode,),
                permutations=args.permutations, judge_clips=args.judge_clips, scenes=tuple(args.scenes.split(",")) if args.scenes else None)

@@ -25,6 +25,7 @@ The judges hear spectrograms (the pipeline's `output_type="spectrogram"`, no Gri
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import time
 from pathlib import Path
@@ -219,10 +220,15 @@ def co_generation(pipe, count: int, sound_judge: Judge, picture_judge: Judge, st
 def main(args: argparse.Namespace) -> dict:
     import torch
 
+    with torch.no_grad():  # only here: a caller's autograd state is left as it was
+        return measure(args)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    from pipelines.metrics.images_that_sound import machine
     from pipelines.toyworld.paired import sample_paired
     from pipelines.visual_echoes.pipeline_visual_echoes import VisualEchoesPipeline
 
-    torch.set_grad_enabled(False)
     started = time.time()
     pipe = VisualEchoesPipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=True)
@@ -233,7 +239,9 @@ def main(args: argparse.Namespace) -> dict:
     if not args.no_ablations:
         settings |= {"s=1": (args.steps, args.temperature, 1.0), "N=15": (15, args.temperature, args.guidance),
                      "T=4.5": (args.steps, 4.5, args.guidance)}
-    results = {"model": str(args.model), "per_kind": args.per_kind, "chance": 1 / len(PAIRED_KINDS),
+    results = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+               "machine": machine(), "model": str(args.model), "per_kind": args.per_kind,
+               "judge_pairs": args.judge_pairs, "seed": args.seed, "chance": 1 / len(PAIRED_KINDS),
                "judges": ceilings, "image_to_sound": {}}
     for name, (steps, temperature, guidance) in settings.items():
         result = image_to_sound(pipe, test, sound_judge, steps, temperature, guidance, args.seed)

@@ -5,8 +5,9 @@
     python -m pipelines.mm_diffusion v2a video.mp4 --out DIR          # a sound for a video
 
 Options: --model FOLDER or .pt (default: the bundled studio weights), --sampler ddim|dpm_solver|ddpm and --steps N
-(default: DDIM 50, the Sounding Video tab's for the studio model), --num-samples K, --seed S (-1: random), --guidance λ
-(zero-shot: 0 = replacement). Writes sample-XXX.mp4 (frames enlarged to at least 64 pixels, with the sound),
+(default: DDPM 100, the Sounding Video tab's for the studio model), --num-samples K, --seed S (-1: random), --guidance λ
+(zero-shot: 0 = replacement), --resample-rounds U (zero-shot: RePaint resampling of the noisiest 60 % of the steps;
+default as the tab's for the studio model: 4 for a2v, 1 = the paper's sampler for v2a). Writes sample-XXX.mp4 (frames enlarged to at least 64 pixels, with the sound),
 sample-XXX.wav (16 kHz), sheet.png (one row of frames per sample with its spectrogram drawn under it) and run.json.
 """
 
@@ -32,11 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="*", help="a2v: SOUND; v2a: VIDEO")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--model", default=str(STUDIO_FOLDER))
-    parser.add_argument("--sampler", default="ddim", choices=("ddim", "dpm_solver", "ddpm"))
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--sampler", default="ddpm", choices=("ddim", "dpm_solver", "ddpm"))
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--num-samples", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--guidance", type=float, default=0.0, help="zero-shot λ (0: replacement)")
+    parser.add_argument("--resample-rounds", type=int, default=None, help="zero-shot: times each of the noisiest "
+                        "60 %% of the steps is taken (1: the paper's sampler; default 4 for a2v, 1 for v2a)")
     return parser
 
 
@@ -53,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.audio import SPECS, load_audio, resample
     from pipelines.media import VideoDecodeError, save_png, save_wav, write_video
     from pipelines.mm_diffusion.clips import SAMPLE_RATE, enlarged, fit_audio, playable, read_video_clip
+    from pipelines.mm_diffusion.entries import STUDIO_A2V_RESAMPLE_ROUNDS
     from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
     from pipelines.seeds import generators_for
 
@@ -72,9 +76,11 @@ def run(args: argparse.Namespace) -> int:
             given["video"] = read_video_clip(args.inputs[0], fmt).value
         except VideoDecodeError as error:
             raise ValueError(f"{args.inputs[0]} could not be read as a video ({error})") from None
+    rounds = args.resample_rounds or (STUDIO_A2V_RESAMPLE_ROUNDS if args.command == "a2v" else 1)
     generators, seed = generators_for(args.seed, args.num_samples)
     output = pipe(num_samples=args.num_samples, generator=generators, sampler=args.sampler,
                   num_inference_steps=args.steps, guidance_scale=args.guidance,
+                  resample_rounds=rounds,
                   **{name: np.repeat(value[None], args.num_samples, 0) for name, value in given.items()})
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -85,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         save_wav(sound, SAMPLE_RATE, Path(f"{stem}.wav"))
     save_png(sample_sheet(output.video, output.audio, fmt.sample_rate), folder / "sheet.png")
     record = {"command": args.command, "inputs": args.inputs, "model": args.model, "sampler": args.sampler,
-              "steps": args.steps, "guidance": args.guidance, "num_samples": args.num_samples, "seed": seed}
+              "steps": args.steps, "guidance": args.guidance,
+              "resample_rounds": rounds, "num_samples": args.num_samples, "seed": seed}
     (folder / "run.json").write_text(json.dumps(record, indent=2))
     print(f"wrote {args.num_samples} sample(s) and sheet.png to {folder} (seed {seed})")
     return 0

@@ -15,6 +15,9 @@ from pipelines.weights import ASSETS, PipelineEntry, WeightsSource, files_missin
 CHECKPOINTS = {"landscape": "Landscape", "aist": "AIST++"}  # config key -> released model
 CHECKPOINT_KEYS = tuple(CHECKPOINTS) + tuple(f"{key}_sr" for key in CHECKPOINTS)
 STUDIO_FOLDER = ASSETS / "mm_diffusion"
+# The studio model's audio -> video takes each of the noisiest 60 % of its steps 4 times (RePaint's resampling):
+# replacement alone leaves its lamp's height unrelated to the given hum (README). The tab and the CLI start from it.
+STUDIO_A2V_RESAMPLE_ROUNDS = 4
 _LOCAL_CHECKPOINTS: dict[str, str] = {}
 
 

@@ -14,6 +14,11 @@ same unconditional model:
   input t). Eq. 12 writes the gradient w.r.t. a_t, which the step's output v_t does not depend on; like the released
   code (and the reconstruction guidance it follows) it is taken w.r.t. the target's *input* x_t. No guidance on the
   final step (the code's `t != 0` mask). λ = 0 is exactly the replacement sampler.
+- resampling (not in MM-Diffusion; RePaint, Lugmayr et al. 2022, jump length 1): each of the noisiest
+  `resample_share` of the steps is taken `resample_rounds` times, going back to t by q(x_t | x_{t-1}) in between, so
+  the generated modality can settle on the given one while the coarse layout is still open. Replacement alone lets
+  the video fix its layout while the given audio is still mostly noise; on the studio lamp model it leaves audio ->
+  video uncoupled, and resampling couples it (README). 1 round (the default) is the paper's sampler.
 
 Departures from the official code:
 - the official guided loop with `use_fp16=True` multiplies the loss by `loss_scale = 2**20` and never divides it back
@@ -29,7 +34,8 @@ Departures from the official code:
   back bit-identical);
 - DPM-Solver steps with an order-1 group use the correct DPM-Solver-1 for audio (the official noise-prediction
   `dpm_solver_first_update` applies the data-prediction formula to audio; the default 20 steps never use it).
-Gradient guidance needs a one-evaluation-per-step sampler: it is offered with DDPM and DDIM, not DPM-Solver.
+Gradient guidance and resampling need a one-evaluation-per-step sampler: they are offered with DDPM and DDIM, not
+DPM-Solver.
 
 Loading and saving (`from_pretrained` / `save_pretrained`, `checkpoints`): a released checkpoint file (`Landscape.pt`,
 `AIST++.pt`, read with `torch.load(weights_only=True)`) or a saved folder (model.safetensors + model.json: the official
@@ -49,8 +55,10 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from pipelines.lora import load_lora_state, remove_lora, set_lora_scale, split_state
 from pipelines.pipeline_utils import BaseOutput, StepCallback, StudioPipeline
 
+from . import lora as mm_lora
 from .attention import RSMMABlock
 from .checkpoints import load_pretrained, official_flags, save_pretrained_files
 from .clips import FPS, SAMPLE_RATE, ClipFormat
@@ -121,6 +129,7 @@ class MMDiffusionPipeline(StudioPipeline):
         self.sampler = sampler
         self.sample_rate, self.fps = sample_rate, fps
         self.training_record = dict(training_record or {})
+        self.lora: dict | None = None  # the loaded LoRA adapter's config
         self.learn_sigma = unet.config["video_out_channels"] == 2 * unet.config["video_size"][1]
         self.process = DiffusionProcess.from_flags(unet.diffusion_flags, learn_sigma=self.learn_sigma)
 
@@ -129,7 +138,10 @@ class MMDiffusionPipeline(StudioPipeline):
     def from_pretrained(cls, pretrained: str | Path, torch_dtype: torch.dtype = torch.float32) -> MMDiffusionPipeline:
         """A released checkpoint file (`Landscape.pt`, `AIST++.pt`; a `<name>.json` beside it may give other flags)
         or a folder written by `save_pretrained` or the trainer, on the CPU. Any half `torch_dtype` loads the official
-        mixed precision (float16 convolutions)."""
+        mixed precision (float16 convolutions). A trainer's `--lora-rank` folder loads as its base with the adapter
+        (`from_lora_run`)."""
+        if mm_lora.lora_run(pretrained):
+            return cls.from_lora_run(pretrained, torch_dtype)
         unet, config = load_pretrained(pretrained, "base", torch_dtype)
         clip = config.get("clip_format", {})
         record = {key: value for key, value in config.items() if key not in CONFIG_KEYS}
@@ -138,10 +150,49 @@ class MMDiffusionPipeline(StudioPipeline):
 
     def save_pretrained(self, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
         """folder/model.safetensors (the U-Net under the official key names; `dtype=torch.float16` halves it for
-        bundling) and folder/model.json (flags, clip format, training record), which `from_pretrained` loads."""
+        bundling) and folder/model.json (flags, clip format, training record), which `from_pretrained` loads. Base
+        weights only: with a LoRA loaded it refuses (the adapter is its own folder)."""
+        if self.lora is not None:
+            raise ValueError("A LoRA is loaded: call unload_lora_weights() before save_pretrained (the adapter is its "
+                             "own folder).")
         config = {"format": CONFIG_FORMAT, "flags": official_flags(self.unet),
                   "clip_format": dataclasses.asdict(self.clip_format), **self.training_record}
         return save_pretrained_files(self.unet, folder, config, dtype)
+
+    # LoRA adapters (`pipelines.mm_diffusion.lora`)
+    @classmethod
+    def from_lora_run(cls, folder: str | Path, torch_dtype: torch.dtype = torch.float32) -> MMDiffusionPipeline:
+        """The base a LoRA run started from (its adapter.json's `base`: studio, the released checkpoint or a path)
+        with the run's adapter loaded at scale 1."""
+        config, _ = mm_lora.read_mm_adapter(folder)
+        pipe = cls.from_pretrained(mm_lora.base_path(config), torch_dtype)
+        pipe.load_lora_weights(folder)
+        return pipe
+
+    def load_lora_weights(self, path: str | Path, scale: float = 1.0) -> dict:
+        """Load a LoRA adapter (a folder a `--lora-rank` run wrote) onto the U-Net at `scale` (0: the base output
+        exactly). One adapter at a time: loading another replaces it. Returns the adapter's config."""
+        config, tensors = mm_lora.read_mm_adapter(path)
+        self.unload_lora_weights()
+        parameters = mm_lora.base_parameter_count(self.unet)
+        if parameters != config["base"]["unet_parameters"]:
+            raise ValueError(f"This adapter was trained on a U-Net of {config['base']['unet_parameters']:,} "
+                             f"parameters (started from {config['base']['init']}); this pipeline's has {parameters:,}.")
+        load_lora_state(self.unet, split_state(tensors, "unet."), config["rank"], config["alpha"],
+                        tuple(config["targets"]))
+        self.lora = config
+        self.set_lora_scale(scale)
+        return config
+
+    def set_lora_scale(self, scale: float) -> None:
+        """The strength of the loaded adapter: 0 is the base model exactly, 1 as trained (any float)."""
+        set_lora_scale(self.unet, scale)
+
+    def unload_lora_weights(self) -> None:
+        """Remove the adapter: the pipeline is the base pipeline again."""
+        if self.lora is not None:
+            remove_lora(self.unet)
+            self.lora = None
 
     @property
     def clip_format(self) -> ClipFormat:
@@ -161,7 +212,7 @@ class MMDiffusionPipeline(StudioPipeline):
 
     def check_inputs(self, video, audio, num_frames: int, height: int, width: int, sampler: str,
                      num_inference_steps: int, eta: float, timestep_respacing: str | None, guidance_scale: float,
-                     guidance_scale_form: str,
+                     guidance_scale_form: str, resample_rounds: int, resample_share: float,
                      num_samples: int, generator: Generator, latents, output_type: str) -> None:
         if video is not None and audio is not None:
             raise ValueError("Give at most one of `video` (video-to-audio) and `audio` (audio-to-video): the other "
@@ -195,6 +246,7 @@ class MMDiffusionPipeline(StudioPipeline):
             raise ValueError(f"Gradient guidance (`guidance_scale`={guidance_scale} > 0) needs sampler='ddpm' or "
                              f"'ddim' (one model evaluation per step); use one of those, or guidance_scale=0 for the "
                              f"replacement method with DPM-Solver.")
+        self.check_resampling(resample_rounds, resample_share, video is not None or audio is not None, sampler)
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"`num_samples` must be an integer >= 1, got {num_samples!r}.")
         if isinstance(generator, list) and len(generator) != num_samples:
@@ -212,6 +264,19 @@ class MMDiffusionPipeline(StudioPipeline):
                 if tuple(tensor.shape) != shape or not torch.isfinite(tensor).all():
                     raise ValueError(f"`latents` {name} noise must be a finite tensor of shape {shape}, got "
                                      f"{tuple(tensor.shape)}.")
+
+    @staticmethod
+    def check_resampling(rounds: int, share: float, conditional: bool, sampler: str) -> None:
+        if not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"`resample_rounds` must be an integer >= 1 (1 = no resampling), got {rounds!r}.")
+        if not (isinstance(share, (int, float)) and 0 <= share <= 1):
+            raise ValueError(f"`resample_share` must be a share of the steps between 0 and 1, got {share!r}.")
+        if rounds > 1 and not conditional:
+            raise ValueError("Resampling (`resample_rounds` > 1) fits the generated modality to a given one; give "
+                             "`video` or `audio`, or leave `resample_rounds` at 1 for joint generation.")
+        if rounds > 1 and sampler == "dpm_solver":
+            raise ValueError(f"Resampling (`resample_rounds`={rounds}) needs sampler='ddpm' or 'ddim' (one model "
+                             f"evaluation per step); use one of those, or resample_rounds=1 with DPM-Solver.")
 
     def check_size(self, num_frames: int, height: int, width: int) -> None:
         for name, value in (("num_frames", num_frames), ("height", height), ("width", width)):
@@ -337,6 +402,8 @@ class MMDiffusionPipeline(StudioPipeline):
         timestep_respacing: str | None = None,
         guidance_scale: float = 0.0,
         guidance_scale_form: Literal["paper", "code"] = "paper",
+        resample_rounds: int = 1,
+        resample_share: float = 0.6,
         num_samples: int = 1,
         generator: Generator = None,
         latents: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -360,6 +427,9 @@ class MMDiffusionPipeline(StudioPipeline):
             guidance_scale: λ of Eq. 12 for zero-shot generation; 0 = the replacement method. (The released scripts use
                 λ = 3 with 1000 DDPM steps.)
             guidance_scale_form: "paper" (w = √(1 − ᾱ_{t-1}), Eq. 12) or "code" (w = √ᾱ_t, the released code).
+            resample_rounds: zero-shot only: how many times each resampled step is taken (RePaint's U; 1 = the paper's
+                sampler). DDPM and DDIM.
+            resample_share: the share of the steps, from the noisiest, that are resampled (the last step never is).
             generator: one `torch.Generator`, or one per sample (then a batch equals single runs).
             latents: initial noise (video `[N, F, C, H, W]`, audio `[N, C, L]`); for zero-shot generation the
                 conditioning modality's noise is its fixed replacement noise ε_c.
@@ -379,8 +449,8 @@ class MMDiffusionPipeline(StudioPipeline):
         if num_inference_steps is None:
             num_inference_steps = DEFAULT_STEPS.get(sampler, 1)
         self.check_inputs(video, audio, num_frames, height, width, sampler, num_inference_steps, eta,
-                          timestep_respacing, guidance_scale, guidance_scale_form, num_samples, generator, latents,
-                          output_type)
+                          timestep_respacing, guidance_scale, guidance_scale_form, resample_rounds, resample_share,
+                          num_samples, generator, latents, output_type)
         self.start_sampling(callback_on_step_end, callback_on_step_end_tensor_inputs)
         shapes = self.shapes(num_samples, num_frames, height, width)
         split = math.prod(shapes[0][1:])
@@ -392,8 +462,9 @@ class MMDiffusionPipeline(StudioPipeline):
         shift_generator = self.shift_generator(generator)
         eps_c = x[:, cond.part].clone() if cond is not None else None
         # 4. Denoising loop
-        x = self.denoise(schedule, x, cond, eps_c, guidance_scale, guidance_scale_form, generator, shift_generator,
-                         split, shapes, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        x = self.denoise(schedule, x, cond, eps_c, guidance_scale, guidance_scale_form, resample_rounds,
+                         resample_share, generator, shift_generator, split, shapes, callback_on_step_end,
+                         callback_on_step_end_tensor_inputs)
         if cond is not None:  # the given modality is returned as given
             x[:, cond.part] = cond.clean
         # 5. Decode
@@ -409,25 +480,31 @@ class MMDiffusionPipeline(StudioPipeline):
         return None
 
     def denoise(self, schedule: Sampler, x: torch.Tensor, cond: Condition | None, eps_c: torch.Tensor | None,
-                guidance_scale: float, form: str, generator: Generator, shift_generator, split: int, shapes,
-                callback_on_step_end: StepCallback | None, tensor_inputs: list[str] | None) -> torch.Tensor:
-        """The reverse process; the conditioning modality is replaced by q(c_t | c) before every model call."""
+                guidance_scale: float, form: str, resample_rounds: int, resample_share: float, generator: Generator,
+                shift_generator, split: int, shapes, callback_on_step_end: StepCallback | None,
+                tensor_inputs: list[str] | None) -> torch.Tensor:
+        """The reverse process; the conditioning modality is replaced by q(c_t | c) before every model call, and the
+        resampled steps are taken again from q(x_t | x_{t-1}) of their own result."""
         for i in range(schedule.num_steps):
             if self.interrupt:
                 break
             timestep = schedule.model_timesteps[i].expand(x.shape[0])
             model = partial(self.predict_noise, timestep=timestep, split=split, shapes=shapes,
                             shift_generator=shift_generator)
-
-            if cond is not None:  # replacement: ĉ_t = √ᾱ_t c + √(1 − ᾱ_t) ε_c
-                alpha, sigma = schedule.noise_level(i)
-                x = x.clone()
-                x[:, cond.part] = alpha * cond.clean + sigma * eps_c
-            if self.uses_guidance(cond, guidance_scale) and i < schedule.num_steps - 1:
-                x, denoised = self.guided_step(schedule, x, i, cond, eps_c, guidance_scale, form, generator, model)
-            else:
-                eps, var = model(x)
-                x, denoised = schedule.step(eps, var, i, x, generator)
+            rounds = resample_rounds if resampled(i, schedule.num_steps, resample_share) else 1
+            for round_ in range(rounds):
+                if round_ > 0:
+                    x = schedule.renoise(i, x, generator)
+                if cond is not None:  # replacement: ĉ_t = √ᾱ_t c + √(1 − ᾱ_t) ε_c
+                    alpha, sigma = schedule.noise_level(i)
+                    x = x.clone()
+                    x[:, cond.part] = alpha * cond.clean + sigma * eps_c
+                if self.uses_guidance(cond, guidance_scale) and i < schedule.num_steps - 1:
+                    x, denoised = self.guided_step(schedule, x, i, cond, eps_c, guidance_scale, form, generator,
+                                                   model)
+                else:
+                    eps, var = model(x)
+                    x, denoised = schedule.step(eps, var, i, x, generator)
             x = self.end_step(callback_on_step_end, i, timestep[0], tensor_inputs, x, denoised, split, shapes)
         return x
 
@@ -458,6 +535,11 @@ class MMDiffusionPipeline(StudioPipeline):
         if not return_dict:
             return video, audio, self.sample_rate, self.fps
         return MMDiffusionPipelineOutput(video=video, audio=audio, sample_rate=self.sample_rate, fps=self.fps)
+
+
+def resampled(i: int, num_steps: int, share: float) -> bool:
+    """Whether evaluation i is among the noisiest `share` of the steps that resampling repeats (never the last)."""
+    return i < num_steps - 1 and i < share * num_steps
 
 
 def frames_as_uint8(video: torch.Tensor) -> torch.Tensor:

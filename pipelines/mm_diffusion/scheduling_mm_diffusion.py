@@ -17,7 +17,8 @@ update rules are element-wise (x̂_0 clipping included), so stepping the packed 
 Every sampler has the same small contract for the pipeline: `num_steps` model evaluations; `model_timesteps[i]`, the
 timestep the U-Net receives at evaluation i; `noise_level(i)` = (α, σ) of the state at evaluation i
 (x_t = α x_0 + σ ε); `next_noise_level(i)`, that of the state step i returns; `step(eps, i, sample, ...)` ->
-(next state, x̂_0).
+(next state, x̂_0). DDPM and DDIM also `renoise(i, x_{t-1})`: back up step i by q(x_t | x_{t-1}), for RePaint's
+resampling of zero-shot generation.
 
 Learned sigma (official flag `learn_sigma`): DDPM uses the learned-range variance (official `LEARNED_RANGE`); DDIM and
 DPM-Solver use the ε half only, as the official samplers. `predict_xstart=True` is not supported (the released
@@ -34,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers.utils.torch_utils import randn_tensor
 
 SamplerName = Literal["ddpm", "ddim", "dpm_solver"]
 SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpm_solver")
@@ -173,6 +175,14 @@ class _RespacedSampler:
     def next_noise_level(self, i: int) -> tuple[float, float]:
         a = float(self.alphas_cumprod[self.index(i) - 1]) if self.index(i) > 0 else 1.0
         return math.sqrt(a), math.sqrt(1.0 - a)
+
+    def renoise(self, i: int, sample: torch.Tensor, generator: torch.Generator | list[torch.Generator] | None
+                ) -> torch.Tensor:
+        """Back up evaluation i's step: x_t ~ q(x_t | x_{t-1}) = N(√(ᾱ_t/ᾱ_{t-1}) x_{t-1}, (1 − ᾱ_t/ᾱ_{t-1}) I) on the
+        respaced process (RePaint's resampling, jump length 1)."""
+        step_alpha = self.noise_level(i)[0] ** 2 / self.next_noise_level(i)[0] ** 2
+        noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
+        return math.sqrt(step_alpha) * sample + math.sqrt(1.0 - step_alpha) * noise
 
 
 class DDPMSampler(_RespacedSampler):
@@ -350,6 +360,17 @@ def make_sampler(process: DiffusionProcess, sampler: str, num_inference_steps: i
 
 
 __all__ = [
-    "DDIMSampler", "DDPMSampler", "DPMSolverSampler", "DiffusionProcess", "DiscreteVPSchedule", "SAMPLERS", "Sampler",
-    "make_sampler", "official_betas", "respace_betas", "singlestep_orders", "space_timesteps", "split_model_output",
+    "SAMPLERS",
+    "DDIMSampler",
+    "DDPMSampler",
+    "DPMSolverSampler",
+    "DiffusionProcess",
+    "DiscreteVPSchedule",
+    "Sampler",
+    "make_sampler",
+    "official_betas",
+    "respace_betas",
+    "singlestep_orders",
+    "space_timesteps",
+    "split_model_output",
 ]

@@ -4,7 +4,9 @@
 Built on `accelerate.Accelerator`, so `accelerate launch -m pipelines.train ...` runs it unchanged on several
 devices. Every trainer has resumable checkpoints (`--resume`), an EMA of the weights (`--ema-decay`), mixed
 precision (`--mixed-precision`), a tqdm progress bar, a loss log (`loss_log.jsonl`) and a loss-curve picture
-(`loss_curve.png`), and is seeded (`--seed`).
+(`loss_curve.png`), and is seeded (`--seed`). The generators' trainers also draw sample previews while they train
+(`--preview-every N`, 0 = off: OUT/previews/step-NNNNNN.png and .wav, logged in loss_log.jsonl;
+`pipelines.train.common`).
 
 Generators:
 
@@ -33,6 +35,13 @@ Generators:
   with their audio tracks (several clips per long file). OUT holds `model.safetensors` + `model.json` (official
   flags and clip format), which the registry's studio Sounding Video loads.
 
+- `mm_ldm` (`pipelines.train.mm_ldm`): MM-LDM (paper 001) in three resumable stages into one OUT, one a run
+  (`--stage vae|autoencoder|dit`): the KL-VAE on frames and audio images (its latent scale measured at the end), the
+  multi-modal autoencoder (Eq. 3; `--adversarial` adds the triplet GAN loss) on the frozen VAE's latents, and the
+  latent DiT on the autoencoder's pre-computed latents (5 % kept conditions each, never both). `--size
+  studio|tiny|paper`; `--data toyworld` (scene = class) or a folder of videos with sound (sub-folder = class). After
+  the dit stage OUT is what `MMLDMPipeline.from_pretrained(OUT)` loads.
+
 - `visual_echoes` (`pipelines.train.visual_echoes`): Visual Echoes (paper 002) in two resumable stages
   (`--stage tokenizers|transformer|all`): one `VQModel` per modality (picture; SpecVQGAN log-mel spectrogram), then
   the masked audio-visual token transformer (per-modality truncated-Gaussian mask ratios, 50 % token dropping,
@@ -43,9 +52,10 @@ Fine-tuning (every trainer, `pipelines.train.init`): `--init paper|studio|DIR` s
 of a random initialisation: the published ones where they exist, the bundled `assets/models/<generator>/`, or a
 folder the pipeline's `save_pretrained` wrote. The architecture comes from those weights (`--size` is ignored, with
 a message); the optimiser starts fresh; `--resume` continues this run's own checkpoints (it wins over `--init`); the
-output records `"init"`. `--lora-rank R` (images_that_sound only; other trainers refuse it) trains a LoRA on the
-UNets' attention projections instead of every weight, and OUT then holds only the adapters (`OUT/<model>_lora/`,
-`pipelines.images_that_sound.lora`), which `ImagesThatSoundPipeline.load_lora_weights(OUT, model=...)` loads.
+output records `"init"`. `--lora-rank R` (images_that_sound and mm_diffusion; the other trainers refuse it) trains
+a LoRA on the U-Nets' attention projections instead of every weight, and OUT then holds only the adapters
+(`OUT/<model>_lora/`, `pipelines.images_that_sound.lora`; MM-Diffusion: `OUT/adapter.*`,
+`pipelines.mm_diffusion.lora`), which the pipeline's `load_lora_weights` and `from_pretrained(OUT)` load.
 
 Data for `images_that_sound` (`--data FOLDER` or `--data FILE.zip`): pictures and/or sounds, in sub-folders too.
 With a `captions.jsonl`, one JSON object a line::
@@ -67,4 +77,4 @@ missing) are skipped, printed with the reason and written to `OUT/skipped.json`.
 Each model to train needs at least one usable file of its kind (a ValueError says so).
 """
 
-GENERATORS = ("images_that_sound", "judges", "impact_sound", "mm_diffusion", "visual_echoes")
+GENERATORS = ("images_that_sound", "judges", "impact_sound", "mm_diffusion", "mm_ldm", "visual_echoes")

@@ -19,7 +19,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start from existing weights (fine-tuning): the paper's, the bundled studio weights, or "
                              "a folder save_pretrained wrote; default: random initialisation (pipelines.train.init)")
     parser.add_argument("--lora-rank", type=int, default=0,
-                        help="LoRA rank on the UNets' attention projections (0: full fine-tuning; images_that_sound)")
+                        help="LoRA rank on the U-Nets' attention projections (0: full fine-tuning; images_that_sound "
+                             "and mm_diffusion)")
     parser.add_argument("--mixed-precision", default="no", choices=("no", "fp16", "bf16"))
     parser.add_argument("--ema-decay", type=float, default=0.999, help="0 saves the live weights")
     parser.add_argument("--checkpoint-every", type=int, default=200, help="save_state every K steps (and at the end)")

@@ -1,4 +1,13 @@
-"""Pieces every trainer shares: the accelerate loop, step counter, EMA, checkpoints, loss log and loss-curve picture."""
+"""Pieces every trainer shares: the accelerate loop, step counter, EMA, checkpoints, loss log and loss-curve picture,
+and sample previews.
+
+Previews (`--preview-every N`, 0 = off): every N steps of a trainer's generating stage, and at its end, the trainer
+samples its current model as it would export it (the EMA weights, eval mode) with a few sampling steps and a fixed
+seed, writes `OUT/previews/step-NNNNNN.png` (a picture, a spectrogram picture for sound, a strip of frames for video)
+and `.wav` for sound, and then one line in `loss_log.jsonl`: {"stage", "step", "preview": [the files, relative to
+OUT], "seconds": its cost}. The line comes after the files, so a reader that sees it finds them whole. Sampling runs
+in a forked RNG, so previews leave the training itself unchanged.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,10 @@ import argparse
 import json
 import re
 import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +71,20 @@ class EMA:
             if name in self.shadow:
                 p.copy_(self.shadow[name].to(p.dtype))
 
+    @contextmanager
+    def applied(self, model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+        """`model` with the EMA weights while the block runs; its live weights come back after."""
+        with torch.no_grad():
+            live = {name: p.detach().clone() for name, p in model.named_parameters() if name in self.shadow}
+        self.copy_to(model)
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if name in live:
+                        p.copy_(live[name])
+
     def state_dict(self) -> dict:
         return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
 
@@ -98,23 +125,39 @@ def resume_latest(accelerator, root: Path) -> Path | None:
 
 
 class LossLog:
-    """Append-only JSONL of {"stage", "step", <losses>}; on resume, entries after the resumed step are dropped."""
+    """Append-only JSONL of {"stage", "step", <losses>} and of preview records {"stage", "step", "preview": [files],
+    "seconds"}; on resume, entries after the resumed step are dropped."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def truncate(self, stage: str, step: int) -> None:
-        kept = [r for r in self.read() if not (r["stage"] == stage and r["step"] > step)]
+        kept = [r for r in self.records() if not (r["stage"] == stage and r["step"] > step)]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
     def write(self, stage: str, step: int, losses: dict[str, float]) -> None:
-        with self.path.open("a") as handle:
-            handle.write(json.dumps({"stage": stage, "step": step, **losses}) + "\n")
+        self.append({"stage": stage, "step": step, **losses})
 
-    def read(self) -> list[dict]:
+    def write_preview(self, stage: str, step: int, files: list[str], seconds: float) -> None:
+        self.append({"stage": stage, "step": step, "preview": files, "seconds": round(seconds, 3)})
+
+    def append(self, record: dict) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def records(self) -> list[dict]:
+        """Every record, losses and previews, in order."""
         if not self.path.is_file():
             return []
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def read(self) -> list[dict]:
+        """The loss records."""
+        return [r for r in self.records() if "preview" not in r]
+
+    def previews(self) -> list[dict]:
+        """The preview records."""
+        return [r for r in self.records() if "preview" in r]
 
 
 def series(records: list[dict]) -> dict[str, list[tuple[int, float]]]:
@@ -186,18 +229,22 @@ def stage_done(out: Path, stage: str) -> bool:
 
 
 def run_loop(accelerator: Accelerator, args: argparse.Namespace, stage: str, total: int, state: TrainState,
-             step_fn, log: LossLog) -> None:
-    """The shared loop: resume, step, log, checkpoint every K steps and at the end, mark the stage done."""
+             step_fn, log: LossLog, preview: Callable[[], Preview] | None = None) -> None:
+    """The shared loop: resume, step, log, a preview every `--preview-every` steps and at the end (when the stage
+    has a `preview` sampler), checkpoint every K steps and at the end, mark the stage done."""
     root = Path(args.out) / "checkpoints" / stage
     if args.resume and (resumed := resume_latest(accelerator, root)) is not None:
         accelerator.print(f"[{stage}] resumed from {resumed} at step {state.step}")
         log.truncate(stage, state.step)
+    every = args.preview_every if preview is not None else 0
     bar = tqdm(total=total, initial=state.step, desc=stage, disable=not accelerator.is_main_process)
     while state.step < total:
         losses = step_fn(state.step)
         state.step += 1
         if accelerator.is_main_process:
             log.write(stage, state.step, losses)
+            if preview_due(state.step, total, every):
+                write_preview(Path(args.out), log, stage, state.step, preview)
         bar.update(1)
         bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()})
         if state.step % args.checkpoint_every == 0 or state.step == total:
@@ -227,3 +274,78 @@ def save_module(module, folder: Path, dtype: torch.dtype) -> None:
 def final_losses(records: list[dict], window: int = 50) -> dict[str, float]:
     """Mean of the last `window` logged values of every loss."""
     return {name: float(np.mean([v for _, v in points[-window:]])) for name, points in series(records).items()}
+
+
+# Sample previews (module docstring) ---------------------------------------------------------------------------------
+
+PREVIEW_FOLDER = "previews"
+
+
+@dataclass
+class Preview:
+    """One preview sample: a picture (grayscale or RGB, uint8 or float in [0, 1]) and, for sound, its waveform."""
+
+    picture: np.ndarray
+    audio: np.ndarray | None = None
+    sample_rate: int | None = None
+
+
+def add_preview_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preview-every", type=int, default=0, metavar="N",
+                        help="sample the current model (EMA weights, a few steps, a fixed seed) every N steps and at "
+                             "the end of the generating stage into OUT/previews/ (0: off)")
+
+
+def check_preview_every(args: argparse.Namespace) -> None:
+    if args.preview_every < 0:
+        raise ValueError(f"--preview-every must be 0 (off) or a number of steps, got {args.preview_every}")
+
+
+def preview_due(step: int, total: int, every: int) -> bool:
+    """Every `every` steps and at the last step (never with `every` 0)."""
+    return every > 0 and (step % every == 0 or step == total)
+
+
+def preview_paths(out: Path, step: int) -> tuple[Path, Path]:
+    """OUT/previews/step-NNNNNN.png and .wav."""
+    stem = Path(out) / PREVIEW_FOLDER / f"step-{step:06d}"
+    return stem.with_suffix(".png"), stem.with_suffix(".wav")
+
+
+def write_preview(out: Path, log: LossLog, stage: str, step: int, sample: Callable[[], Preview]) -> None:
+    """Sample (in a forked RNG), write the picture (and sound), then log them (paths relative to OUT)."""
+    from pipelines.media import save_png, save_wav
+
+    started = time.perf_counter()
+    with torch.random.fork_rng():
+        preview = sample()
+    picture_path, sound_path = preview_paths(out, step)
+    picture_path.parent.mkdir(parents=True, exist_ok=True)
+    written = [save_png(preview.picture, picture_path)]
+    if preview.audio is not None:
+        written.append(save_wav(preview.audio, preview.sample_rate, sound_path))
+    log.write_preview(stage, step, [path.relative_to(out).as_posix() for path in written], time.perf_counter() - started)
+
+
+@contextmanager
+def as_exported(pairs: Sequence[tuple[torch.nn.Module, EMA | None]]) -> Iterator[None]:
+    """The modules as the trainer exports them while the block runs: EMA weights (where an EMA is given), eval mode,
+    no gradients; afterwards their live weights, modes and `requires_grad` flags come back (a pipeline built around
+    them may freeze them)."""
+    modules = [module for module, _ in pairs]
+    modes = [{m: m.training for m in module.modules()} for module in modules]
+    grads = [{p: p.requires_grad for p in module.parameters()} for module in modules]
+    with ExitStack() as stack:
+        for module, ema in pairs:
+            if ema is not None:
+                stack.enter_context(ema.applied(module))
+            module.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            for saved_modes, saved_grads in zip(modes, grads):
+                for m, training in saved_modes.items():
+                    m.training = training
+                for p, flag in saved_grads.items():
+                    p.requires_grad_(flag)

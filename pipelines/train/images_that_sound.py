@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +48,21 @@ from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditi
 
 from pipelines.images_that_sound import lora
 from pipelines.train.common import (
-    EMA, LossLog, TrainState, batch_indices, data_seed, final_losses, make_accelerator, plot_losses, run_loop,
-    stage_done, update,
+    EMA,
+    LossLog,
+    Preview,
+    TrainState,
+    add_preview_argument,
+    as_exported,
+    batch_indices,
+    check_preview_every,
+    data_seed,
+    final_losses,
+    make_accelerator,
+    plot_losses,
+    run_loop,
+    stage_done,
+    update,
 )
 from pipelines.train.data import CaptionedPool, check_enough, read_data, toyworld_pools, write_skipped
 from pipelines.train.init import InitSource, announce, init_record, resolve_init
@@ -171,6 +185,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="one caption for every file of a folder without captions.jsonl (default: file names)")
     parser.add_argument("--lora-text-encoder", action="store_true",
                         help="with --lora-rank: also a LoRA on the trained models' text encoders")
+    add_preview_argument(parser)
 
 
 # Training -----------------------------------------------------------------------------------------------------------
@@ -214,6 +229,7 @@ def check_arguments(args: argparse.Namespace) -> tuple[tuple[str, ...], InitSour
                          "together): give --init paper|studio|DIR to fine-tune one model or to train a LoRA")
     if args.lora_text_encoder and not args.lora_rank:
         raise ValueError("--lora-text-encoder needs --lora-rank R (a LoRA on the text encoder)")
+    check_preview_every(args)
     return models, init
 
 
@@ -241,7 +257,11 @@ def train_from_scratch(args, pictures: CaptionedPool, sounds: CaptionedPool, log
     trainees = [Trainee(name, build_unet(sizes), tuple(x * scale for x in encode_all(vae, to_model_input(pool.images))),
                         embed_captions(tokenizer, text_encoder, pool.captions), empty)
                 for name, pool in (("image", pictures), ("audio", sounds))]
-    image_unet, audio_unet = train_unets(args, trainees, log)
+    def pipeline():
+        return assemble(vae, text_encoder, tokenizer, (trainees[0].unet, trainees[1].unet))
+
+    sample = PreviewSample(pipeline, preview_prompts(pictures, sounds), ("image", "audio"), args)
+    image_unet, audio_unet = train_unets(args, trainees, log, sample)
     export(Path(args.out), args, vae, text_encoder, tokenizer, (image_unet, audio_unet))
 
 
@@ -362,9 +382,11 @@ def noisy_batch(latents: tuple[torch.Tensor, torch.Tensor], texts: torch.Tensor,
     return tuple(v.to(device) for v in (noisy, t, text, noise))
 
 
-def train_unets(args, trainees: list[Trainee], log: LossLog) -> list[UNet2DConditionModel]:
+def train_unets(args, trainees: list[Trainee], log: LossLog, sample: PreviewSample | None = None
+                ) -> list[UNet2DConditionModel]:
     """Stage `unets`: every trainee's UNet (its trainable parameters: all, or its LoRA) on its own data, one
-    optimizer; the EMA weights are copied in at the end."""
+    optimizer; previews (`--preview-every`) from `sample` with the EMA weights; the EMA weights are copied in at the
+    end."""
     scheduler = DDPMScheduler(**{k: v for k, v in SD_SCHEDULE.items() if k != "set_alpha_to_one"})
     model = UNetObjective(trainees)
     accelerator = make_accelerator(args)
@@ -389,7 +411,11 @@ def train_unets(args, trainees: list[Trainee], log: LossLog) -> list[UNet2DCondi
             ema.update(module)
         return {f"{name}_loss": loss.item() for name, loss in losses.items()}
 
-    run_loop(accelerator, args, "unets", args.steps, state, step, log)
+    def preview() -> Preview:
+        with as_exported(list(zip(tracked, emas))):
+            return sample()
+
+    run_loop(accelerator, args, "unets", args.steps, state, step, log, preview=preview if sample else None)
     for ema, module in zip(emas, tracked):
         ema.copy_to(module)
     return [getattr(inner, f"{t.name}_unet").eval() for t in trainees]
@@ -399,13 +425,17 @@ def export(out: Path, args, vae, text_encoder, tokenizer, unets) -> None:
     """The trained parts as one `ImagesThatSoundPipeline`, saved by its `save_pretrained`: OUT is then exactly the
     folder `ImagesThatSoundPipeline.from_pretrained(OUT)` loads (weights in `--save-dtype`; no vocoder: the toy
     models use Griffin-Lim). Casts the trained modules: call it last."""
+    save_pipeline(assemble(vae, text_encoder, tokenizer, unets), out, args)
+
+
+def assemble(vae, text_encoder, tokenizer, unets):
+    """The trained parts as one `ImagesThatSoundPipeline` (one text encoder and tokenizer for both models)."""
     from pipelines.images_that_sound.pipeline_images_that_sound import ImagesThatSoundPipeline
 
     image_unet, audio_unet = unets
-    pipe = ImagesThatSoundPipeline(vae=vae, image_unet=image_unet, image_text_encoder=text_encoder,
+    return ImagesThatSoundPipeline(vae=vae, image_unet=image_unet, image_text_encoder=text_encoder,
                                    image_tokenizer=tokenizer, audio_unet=audio_unet, audio_text_encoder=text_encoder,
                                    audio_tokenizer=tokenizer, scheduler=DDIMScheduler(**SD_SCHEDULE))
-    save_pipeline(pipe, out, args)
 
 
 def save_pipeline(pipe, out: Path, args) -> None:
@@ -456,7 +486,8 @@ def fine_tune(args, init: InitSource, models: tuple[str, ...], pools: dict[str, 
     for name in models:
         bases[name] = prepare_model(args, start, name, pools[name])
         trainees.append(make_trainee(args, start, name, pools[name]))
-    train_unets(args, trainees, log)
+    sample = PreviewSample(lambda: start, preview_prompts(pools["image"], pools["audio"]), models, args)
+    train_unets(args, trainees, log, sample)
     out = Path(args.out)
     if args.lora_rank:
         for trainee in trainees:
@@ -521,3 +552,40 @@ def save_trained_adapter(out: Path, args, trainee: Trainee, base: Base) -> Path:
               "added_words": base.added_words,
               "base": {"init": base.init, "unet_parameters": base.unet_parameters, "vocab_size": base.vocab_size}}
     return lora.save_adapter(out / f"{trainee.name}_lora", config, tensors)
+
+
+# Previews (--preview-every) -------------------------------------------------------------------------------------------
+
+PREVIEW_STEPS = 10  # DDIM steps of a training preview (the tab's finished-run sample uses as many)
+
+
+def preview_prompts(pictures: CaptionedPool, sounds: CaptionedPool) -> tuple[str, str]:
+    """(image prompt, audio prompt) of the previews: the first picture's and the first sound's captions (the other's
+    when a fine-tune has only one kind)."""
+    image = pictures.captions[0] if len(pictures) else ""
+    audio = sounds.captions[0] if len(sounds) else image
+    return image or audio, audio
+
+
+@dataclass
+class PreviewSample:
+    """One preview of the models being trained: a sample of the pipeline `pipeline()` returns, PREVIEW_STEPS DDIM
+    steps, seed `--seed`, Griffin-Lim, at the training width. Both models trained: a composed sample (the paper's
+    warm starts); one model: that model alone (the other's warm start 0). The picture is the spectrogram image."""
+
+    pipeline: Callable[[], object]
+    prompts: tuple[str, str]
+    models: tuple[str, ...]
+    args: argparse.Namespace
+
+    def __call__(self) -> Preview:
+        warm = {"image": 0.9 if "audio" in self.models else 1.0, "audio": 1.0}
+        warm = {name: value if name in self.models else 0.0 for name, value in warm.items()}
+        pipe = self.pipeline()
+        pipe.to(next(getattr(pipe, f"{self.models[0]}_unet").parameters()).device)  # where accelerate put the UNets
+        pipe.set_progress_bar_config(disable=True)  # the run's own bar is the one to read
+        output = pipe(image_prompt=self.prompts[0], audio_prompt=self.prompts[1],
+                      num_inference_steps=PREVIEW_STEPS, warm_start_image=warm["image"],
+                      warm_start_audio=warm["audio"], latent_width=self.args.width // 8,
+                      generator=torch.Generator().manual_seed(self.args.seed), vocoder="griffinlim")
+        return Preview(np.asarray(output.image[0]), output.audio[0], output.sample_rate)

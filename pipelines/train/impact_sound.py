@@ -63,19 +63,39 @@ from accelerate.utils import set_seed
 
 from pipelines.impact_sound.modal import Modes, estimate_modes, synthesize
 from pipelines.impact_sound.modeling_impact_sound import (
-    ImpactDenoiser, ImpactDiffusionConfig, PhysicsPriors, VisualEncoder,
+    ImpactDenoiser,
+    ImpactDiffusionConfig,
+    PhysicsPriors,
+    VisualEncoder,
 )
 from pipelines.impact_sound.modeling_residual import ResidualPredictor, ResidualPredictorConfig, residual_loss
 from pipelines.impact_sound.pipeline_diffusion import (
-    ImpactDiffusionPipeline, physics_priors_of, read_hit_windows, resize_frames, window_indices,
+    ImpactDiffusionPipeline,
+    physics_priors_of,
+    read_hit_windows,
+    resize_frames,
+    window_indices,
 )
 from pipelines.impact_sound.retrieval import RetrievalBank
 from pipelines.impact_sound.scheduling_impact_sound import DiffusionSchedule, diffusion_loss
 from pipelines.impact_sound.spectrogram import NUM_SAMPLES, SAMPLE_RATE, audio_to_spectrogram
 from pipelines.pipeline_utils import load_weights, save_weights
 from pipelines.train.common import (
-    EMA, LossLog, TrainState, batch_indices, data_seed, final_losses, make_accelerator, plot_losses, run_loop,
-    stage_done, update,
+    EMA,
+    LossLog,
+    Preview,
+    TrainState,
+    add_preview_argument,
+    as_exported,
+    batch_indices,
+    check_preview_every,
+    data_seed,
+    final_losses,
+    make_accelerator,
+    plot_losses,
+    run_loop,
+    stage_done,
+    update,
 )
 from pipelines.train.init import announce, init_record, refuse_lora, resolve_init
 
@@ -253,6 +273,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--visual-lr", type=float, default=1e-3)
     parser.add_argument("--retrieval-metric", default="l2", choices=("l2", "l1"),
                         help="nearest neighbour by L2 (the paper) or L1 (the code)")
+    add_preview_argument(parser)
 
 
 # Training -----------------------------------------------------------------------------------------------------------
@@ -277,7 +298,8 @@ def train(args: argparse.Namespace) -> Path:
     visual, accuracy = train_visual(args, config, clips, log, start)
     priors, residuals = physics_priors_of(clips.audio, predictor)
     nu = encode_frames(visual, clips.frames)
-    denoiser = train_diffusion(args, config, clips, priors, nu, log, start)
+    sample = PreviewSample(visual, predictor, priors, nu, modes, residuals, args.seed)
+    denoiser = train_diffusion(args, config, clips, priors, nu, log, start, sample)
     with torch.no_grad():
         mu = denoiser.eval().physics(priors)
     bank = RetrievalBank.build(nu, mu, modes, residuals, list(clips.materials))
@@ -329,6 +351,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError("--residual-steps and --visual-steps must be ≥ 0")
     if args.timesteps is not None and args.timesteps < 2:
         raise ValueError(f"--timesteps must be at least 2, got {args.timesteps}")
+    check_preview_every(args)
 
 
 def parameter_counts(*modules: torch.nn.Module) -> dict[str, int]:
@@ -454,8 +477,10 @@ class DiffusionObjective(torch.nn.Module):
 
 
 def train_diffusion(args, config: ImpactDiffusionConfig, clips: ImpactClips, priors: PhysicsPriors,
-                    nu: torch.Tensor, log: LossLog, start: ImpactDiffusionPipeline | None = None) -> ImpactDenoiser:
-    """Stage 3: the U-Net and the physics encoder, jointly, on precomputed spectrograms, priors and ν."""
+                    nu: torch.Tensor, log: LossLog, start: ImpactDiffusionPipeline | None = None,
+                    sample: PreviewSample | None = None) -> ImpactDenoiser:
+    """Stage 3: the U-Net and the physics encoder, jointly, on precomputed spectrograms, priors and ν; previews
+    (`--preview-every`) from `sample` with the EMA weights."""
     out = Path(args.out)
     path = stage_model_path(out, "diffusion").with_suffix(".safetensors")
     if args.resume and stage_done(out, "diffusion"):
@@ -489,8 +514,46 @@ def train_diffusion(args, config: ImpactDiffusionConfig, clips: ImpactClips, pri
         ema.update(inner)
         return {"l1_eps": loss.item(), "lr": scheduler.get_last_lr()[0]}
 
-    run_loop(accelerator, args, "diffusion", args.steps, state, step, log)
+    def preview() -> Preview:
+        with as_exported([(inner, ema), (sample.visual, None), (sample.predictor, None)]):
+            return sample(inner)
+
+    run_loop(accelerator, args, "diffusion", args.steps, state, step, log, preview=preview if sample else None)
     denoiser = inner.cpu()
     ema.copy_to(denoiser)
     save_weights(denoiser, path)
     return denoiser
+
+
+# Previews (--preview-every) -------------------------------------------------------------------------------------------
+
+PREVIEW_STEPS = 10  # sampler steps of a training preview, respaced from the model's T
+
+
+@dataclass
+class PreviewSample:
+    """One preview of the denoiser being trained: the first training clip's impact, made from its own ν and μ (the
+    physics encoder's current μ of its priors, as retrieval would give it), PREVIEW_STEPS steps, seed `seed`,
+    Griffin-Lim; the picture is the sound's spectrogram (`pipelines.audio.spectrogram_picture`)."""
+
+    visual: VisualEncoder
+    predictor: ResidualPredictor
+    priors: PhysicsPriors
+    nu: torch.Tensor
+    modes: list[Modes]
+    residuals: list
+    seed: int
+
+    def __call__(self, denoiser: ImpactDenoiser) -> Preview:
+        from pipelines.audio import spectrogram_picture
+
+        device = next(denoiser.parameters()).device
+        first = torch.tensor([0])
+        mu = denoiser.physics(self.priors.select(first).to(device)).float().cpu()
+        bank = RetrievalBank.build(self.nu[first], mu, self.modes[:1], self.residuals[:1])
+        pipe = ImpactDiffusionPipeline(denoiser, self.visual, self.predictor, bank)
+        schedule = pipe.schedule.respaced(min(PREVIEW_STEPS, len(pipe.schedule)))
+        spectrogram = pipe.sample_spectrograms(mu, self.nu[first], schedule, torch.Generator().manual_seed(self.seed),
+                                               None, None)
+        audio = pipe.decode(spectrogram)[0]
+        return Preview(spectrogram_picture(audio, pipe.sample_rate), audio, pipe.sample_rate)

@@ -68,5 +68,5 @@ def init_record(args: argparse.Namespace) -> str:
 def refuse_lora(args: argparse.Namespace, generator: str) -> None:
     """Trainers without LoRA support say so plainly instead of silently fine-tuning everything."""
     if getattr(args, "lora_rank", 0):
-        raise ValueError(f"--lora-rank is offered for images_that_sound; {generator} fine-tunes all its weights "
-                         f"(leave --lora-rank out or 0)")
+        raise ValueError(f"--lora-rank is offered for images_that_sound and mm_diffusion; {generator} fine-tunes all "
+                         f"its weights (leave --lora-rank out or 0)")

@@ -41,7 +41,12 @@ from a folder `save_pretrained` (or this trainer) wrote, `--init PATH.pt` from a
 --init-checkpoint Landscape.pt` (or AIST++.pt) from a released base checkpoint (a local file: they are not on the
 Hub). The network and its clip format come from those weights (--size, --frames, --frame-size, --sample-rate, --fps
 and --dropout are ignored, with a message); the learning rate defaults to the paper's 1e-4; the optimiser starts
-fresh; model.json records `"init"`. LoRA (`--lora-rank`) is not offered here: every weight is fine-tuned.
+fresh; model.json records `"init"`. With `--lora-rank R` only a LoRA on the U-Net's attention projections trains
+(`pipelines.mm_diffusion.lora.TARGETS`; lr default 1e-3) and OUT holds only the adapter (adapter.safetensors +
+adapter.json naming the base), which `MMDiffusionPipeline.from_pretrained(OUT)` loads with its base.
+
+Previews (`--preview-every N`): one clip sampled from the EMA weights (DDIM, PREVIEW_STEPS steps, seed `--seed`),
+its frames side by side in OUT/previews/step-NNNNNN.png and its sound (at 16 kHz) in .wav.
 
 Departures from the official training: studio/tiny use a higher learning rate (1e-3 instead of 1e-4), no
 dropout and an EMA decay chosen for a short run (`--ema-decay`; the paper's 0.9999 needs 100k steps); horizontal
@@ -62,18 +67,32 @@ import torch
 from accelerate.utils import set_seed
 from PIL import Image
 
+from pipelines.lora import add_lora, lora_state, save_adapter
 from pipelines.media import VideoDecodeError, read_soundtrack, read_video
+from pipelines.mm_diffusion import lora as mm_lora
 from pipelines.mm_diffusion.checkpoints import BASE_FLAGS
-from pipelines.mm_diffusion.clips import FPS, SAMPLE_RATE, ClipFormat, fit_audio, fit_frames
+from pipelines.mm_diffusion.clips import FPS, SAMPLE_RATE, ClipFormat, enlarged, fit_audio, fit_frames, playable
 from pipelines.mm_diffusion.modeling_mm_diffusion import MMDiffusionUNet, parse_flag_string
 from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
 from pipelines.mm_diffusion.scheduling_mm_diffusion import DiffusionProcess
 from pipelines.toyworld import videos as toy_videos
 from pipelines.train.common import (
-    EMA, LossLog, TrainState, batch_indices, final_losses, make_accelerator, plot_losses, run_loop, update,
+    EMA,
+    LossLog,
+    Preview,
+    TrainState,
+    add_preview_argument,
+    as_exported,
+    batch_indices,
+    check_preview_every,
+    final_losses,
+    make_accelerator,
+    plot_losses,
+    run_loop,
+    update,
 )
 from pipelines.train.data import report_skipped
-from pipelines.train.init import announce, init_record, refuse_lora, resolve_init
+from pipelines.train.init import announce, init_record, resolve_init
 
 STAGE = "train"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
@@ -225,14 +244,14 @@ def toyworld_footage(args: argparse.Namespace, fmt: ClipFormat) -> Footage:
                    fmt)
 
 
-def read_sounding_file(path: Path, fmt: ClipFormat) -> tuple[np.ndarray, np.ndarray]:
+def read_sounding_file(path: Path, fmt: ClipFormat, learner: str = "MM-Diffusion") -> tuple[np.ndarray, np.ndarray]:
     """A whole file in the model's format: frames `[T, H, W, 3]` (T ≥ one clip) and audio `[T · samples/frame]`;
-    a ValueError naming the file when it cannot be read or has no sound."""
+    a ValueError naming the file when it cannot be read or has no sound (`learner`: the model, for the message)."""
     try:
         video = read_video(path, fps=fmt.fps)
         soundtrack = read_soundtrack(path, fmt.sample_rate)
     except VideoDecodeError as error:
-        raise ValueError(f"{path.name} could not be read as a video with sound ({error}): MM-Diffusion learns each "
+        raise ValueError(f"{path.name} could not be read as a video with sound ({error}): {learner} learns each "
                          f"video together with its sound.") from None
     total = max(fmt.frames, len(video.frames))
     whole = dataclasses.replace(fmt, frames=total, audio_samples=total * (fmt.audio_samples // fmt.frames))
@@ -329,6 +348,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenes", default="lamp", help="toy-world scenes, comma-separated")
     parser.add_argument("--init-checkpoint", default=None, metavar="PATH.pt",
                         help="with --init paper: the released base checkpoint file (Landscape.pt or AIST++.pt)")
+    add_preview_argument(parser)
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -343,6 +363,12 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--flip is a probability in [0, 1], got {args.flip}.")
     if args.fps < 1:
         raise ValueError(f"--fps must be at least 1, got {args.fps}.")
+    check_preview_every(args)
+    if args.lora_rank < 0:
+        raise ValueError(f"--lora-rank must be 0 (every weight trains) or a positive rank, got {args.lora_rank}.")
+    if args.lora_rank and not args.init:
+        raise ValueError("A LoRA adapts existing weights: give --init studio|DIR|PATH.pt (or paper) with --lora-rank, "
+                         "or leave --lora-rank out to train from scratch.")
 
 
 def train(args: argparse.Namespace) -> Path:
@@ -350,12 +376,11 @@ def train(args: argparse.Namespace) -> Path:
     check_arguments(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    refuse_lora(args, "mm_diffusion")
     preset = PRESETS[args.size]
     start = starting_pipeline(args)
     fmt = start.clip_format if start is not None else clip_format_from_args(args)
     set_seed(args.seed)
-    objective = JointDiffusionObjective(starting_unet(start) if start is not None
+    objective = JointDiffusionObjective(starting_unet(start, args.lora_rank) if start is not None
                                         else build_model(model_flags(args, fmt)))
     started = time.time()
     footage = toyworld_footage(args, fmt) if args.data == "toyworld" else folder_footage(args.data, fmt,
@@ -367,14 +392,20 @@ def train(args: argparse.Namespace) -> Path:
     log = LossLog(out / "loss_log.jsonl")
     if not args.resume and log.path.exists():
         log.path.unlink()
+    default_lr = LORA_LR if args.lora_rank else FINE_TUNE_LR if start is not None else preset.lr
     ema = run_training(args, objective, footage, log, batch_size=args.batch_size or preset.batch_size,
-                       lr=args.lr or (FINE_TUNE_LR if start is not None else preset.lr))
+                       lr=args.lr or default_lr)
     ema.copy_to(objective.unet)
-    export(out, objective.unet, fmt, args)
+    if args.lora_rank:
+        export_adapter(out, objective.unet, args)
+    else:
+        export(out, objective.unet, fmt, args)
     plot_losses(log.read(), out / "loss_curve.png")
     summary = {"seconds": round(time.time() - started, 1), "init": init_record(args), "final": final_losses(log.read()),
-               "clips": len(footage),
-               "parameters": sum(p.numel() for p in objective.unet.parameters()), "args": vars(args)}
+               "clips": len(footage), "lora_rank": args.lora_rank,
+               "parameters": sum(p.numel() for p in objective.unet.parameters()),
+               "trained_parameters": sum(p.numel() for p in objective.unet.parameters() if p.requires_grad),
+               "args": vars(args)}
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2))
     return out
 
@@ -382,7 +413,8 @@ def train(args: argparse.Namespace) -> Path:
 def run_training(args, objective: JointDiffusionObjective, footage: Footage, log: LossLog, *, batch_size: int,
                  lr: float) -> EMA:
     accelerator = make_accelerator(args)
-    optimizer = torch.optim.AdamW(objective.parameters(), lr=lr, weight_decay=0.0)  # Table A.1: no weight decay
+    trained = [p for p in objective.parameters() if p.requires_grad]  # all, or the LoRA's
+    optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=0.0)  # Table A.1: no weight decay
     model, optimizer = accelerator.prepare(objective, optimizer)
     inner = accelerator.unwrap_model(model)
     state, ema = TrainState(), EMA(inner.unet, args.ema_decay)
@@ -405,13 +437,28 @@ def run_training(args, objective: JointDiffusionObjective, footage: Footage, log
         return {"loss": video_loss.item() + audio_loss.item(), "video_loss": video_loss.item(),
                 "audio_loss": audio_loss.item()}
 
-    run_loop(accelerator, args, STAGE, args.steps, state, step, log)
+    run_loop(accelerator, args, STAGE, args.steps, state, step, log,
+             preview=lambda: preview_sample(inner.unet, ema, fmt, args.seed))
     return ema
+
+
+PREVIEW_STEPS = 10  # DDIM steps of a training preview (the tab's finished-run sample uses as many)
+
+
+def preview_sample(unet: MMDiffusionUNet, ema: EMA, fmt: ClipFormat, seed: int) -> Preview:
+    """One clip from the U-Net as it would be exported (EMA weights), DDIM with PREVIEW_STEPS steps and a fixed seed:
+    its frames side by side (enlarged as the studio shows them) and its sound at 16 kHz."""
+    with as_exported([(unet, ema)]):
+        pipe = MMDiffusionPipeline(unet, sample_rate=fmt.sample_rate, fps=fmt.fps)
+        output = pipe(num_inference_steps=PREVIEW_STEPS, sampler="ddim", generator=torch.Generator().manual_seed(seed))
+    strip = np.concatenate(list(enlarged(output.video[0])), axis=1)
+    return Preview(strip, playable(output.audio[0], fmt.sample_rate), SAMPLE_RATE)
 
 
 # Starting weights (--init) -----------------------------------------------------------------------------------------
 
 FINE_TUNE_LR = 1e-4  # the paper's learning rate: the default when starting from existing weights
+LORA_LR = 1e-3  # a LoRA's default (its B starts at zero and it has few weights: a larger step than full fine-tuning)
 
 
 def starting_pipeline(args: argparse.Namespace) -> MMDiffusionPipeline | None:
@@ -428,12 +475,21 @@ def starting_pipeline(args: argparse.Namespace) -> MMDiffusionPipeline | None:
                              "checkpoints are not on the Hub)")
         path = Path(args.init_checkpoint)
     announce(init, "--size, --frames, --frame-size, --sample-rate, --fps and --dropout")
-    return MMDiffusionPipeline.from_pretrained(path)
+    start = MMDiffusionPipeline.from_pretrained(path)
+    if start.lora is not None:
+        raise ValueError(f"--init {init.label} is a LoRA run (an adapter on {start.lora['base']['init']}), not a whole "
+                         f"model: start from its base, or from a model folder.")
+    return start
 
 
-def starting_unet(start: MMDiffusionPipeline) -> MMDiffusionUNet:
-    """The starting pipeline's U-Net, in float32 and trainable."""
-    return start.unet.float().train().requires_grad_(True)
+def starting_unet(start: MMDiffusionPipeline, lora_rank: int = 0) -> MMDiffusionUNet:
+    """The starting pipeline's U-Net in float32 and training mode: every weight trainable, or (lora_rank > 0) a
+    fresh LoRA on its attention projections (`pipelines.mm_diffusion.lora.TARGETS`) and nothing else."""
+    unet = start.unet.float().train()
+    if lora_rank:
+        add_lora(unet, lora_rank, mm_lora.TARGETS)
+        return unet
+    return unet.requires_grad_(True)
 
 
 # The exported model ------------------------------------------------------------------------------------------------
@@ -448,3 +504,19 @@ def export(out: Path, unet: MMDiffusionUNet, fmt: ClipFormat, args: argparse.Nam
         record["scenes"] = args.scenes.split(",")  # what the coupling metric compares it with
     pipe = MMDiffusionPipeline(unet, sample_rate=fmt.sample_rate, fps=fmt.fps, training_record=record)
     return pipe.save_pretrained(out, dtype=torch.float16 if args.save_dtype == "fp16" else None)
+
+
+def export_adapter(out: Path, unet: MMDiffusionUNet, args: argparse.Namespace) -> Path:
+    """`--lora-rank`: OUT holds the adapter (adapter.safetensors + adapter.json naming its base,
+    `pipelines.mm_diffusion.lora`), which `MMDiffusionPipeline.from_pretrained(OUT)` loads with its base."""
+    tensors = {f"unet.{key}": value for key, value in lora_state(unet).items()}
+    if args.save_dtype == "fp16":
+        tensors = {key: value.half() for key, value in tensors.items()}
+    base = {"init": args.init if args.init in ("studio", "paper") else str(Path(args.init).resolve()),
+            "unet_parameters": mm_lora.base_parameter_count(unet)}
+    if args.init == "paper":
+        base["checkpoint"] = str(Path(args.init_checkpoint).resolve())
+    config = {"model": mm_lora.MODEL, "rank": args.lora_rank, "alpha": args.lora_rank,
+              "targets": list(mm_lora.TARGETS), "base": base, "data": args.data, "steps": args.steps,
+              "seed": args.seed}
+    return save_adapter(out, config, tensors)

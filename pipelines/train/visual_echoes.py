@@ -3,7 +3,8 @@
 Stages (`--stage tokenizers|transformer|all`; each resumable, checkpoints under OUT/checkpoints/<stage>/step-N):
 
 1. `tokenizers`: one diffusers `VQModel` per modality (the picture and the SpecVQGAN log-mel spectrogram in [-1, 1])
-   trained with L1 reconstruction + the VQ codebook/commitment loss (β = 0.25); codes unused for `--restart-every`
+   trained with L1 reconstruction (foreground-weighted with `--foreground-weight W`, see `foreground_weights`) + the
+   VQ codebook/commitment loss (β = 0.25); codes unused for `--restart-every`
    steps are re-initialised from random encoder outputs (keeps small codebooks alive). `--gan-weight W` adds a hinge
    PatchGAN loss from step `--gan-start` (the VQGAN recipe); a perceptual (LPIPS) loss needs pretrained VGG weights
    and is not offered. The EMA weights are saved to OUT/audio_tokenizer and OUT/image_tokenizer.
@@ -47,8 +48,12 @@ from diffusers import VQModel
 from pipelines.train.common import (
     EMA,
     LossLog,
+    Preview,
     TrainState,
+    add_preview_argument,
+    as_exported,
     batch_indices,
+    check_preview_every,
     data_seed,
     final_losses,
     make_accelerator,
@@ -77,11 +82,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer-steps", type=int, default=1500)
     parser.add_argument("--tokenizer-batch-size", type=int, default=16)
     parser.add_argument("--tokenizer-lr", type=float, default=1e-3)
-    parser.add_argument("--audio-crop-frames", type=int, default=32,
-                        help="the audio tokenizer trains on random time crops of this many frames, a multiple of its "
-                             "down-sampling (0: whole clips; only for tokenizers without attention)")
+    parser.add_argument("--audio-crop-frames", type=int, default=0,
+                        help="train the audio tokenizer on random time crops of this many frames, a multiple of its "
+                             "down-sampling (default 0: whole clips; a tokenizer trained on crops reconstructs whole "
+                             "clips badly, its GroupNorm statistics differ; only for tokenizers without attention)")
     parser.add_argument("--restart-every", type=int, default=100,
                         help="re-initialise codes unused for this many tokenizer steps (0: never)")
+    parser.add_argument("--foreground-weight", type=float, default=0.0,
+                        help="weight the L1 by 1 + W·|x − background| (0: plain L1; helps small objects and sparse "
+                             "sounds against an empty ground)")
     parser.add_argument("--gan-weight", type=float, default=0.0, help="hinge PatchGAN loss weight (0: off)")
     parser.add_argument("--gan-start", type=int, default=500, help="tokenizer step from which the GAN loss is on")
     parser.add_argument("--steps", type=int, default=3000, help="transformer training steps")
@@ -90,6 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=200, help="transformer warm-up steps")
     parser.add_argument("--mask-mean", type=float, default=MASK_RATIO_MEAN, help="mean of the mask-ratio Gaussian")
     parser.add_argument("--pool", type=int, default=4000, help="toy-world pairs generated")
+    add_preview_argument(parser)
 
 
 # Data ---------------------------------------------------------------------------------------------------------------
@@ -170,18 +180,32 @@ class PatchDiscriminator(torch.nn.Module):
         return self.net(x)
 
 
-class TokenizerObjective(torch.nn.Module):
-    """One forward = (L1 reconstruction, VQ loss, code ids, encoder outputs, reconstruction) of a `VQModel`."""
+def foreground_weights(x: torch.Tensor, strength: float) -> torch.Tensor:
+    """Per-pixel L1 weights [B, 1, H, W] of mean 1 per sample: 1 + strength · |x − background|, the background being
+    each sample's per-channel median (a picture's ground, a spectrogram's floor), so that small objects and sparse
+    sounds are not outweighed by the empty ground (strength 0: plain L1)."""
+    background = x.flatten(2).median(dim=2).values[..., None, None]
+    weights = 1.0 + strength * (x - background).abs().mean(dim=1, keepdim=True)
+    return weights / weights.mean(dim=(1, 2, 3), keepdim=True)
 
-    def __init__(self, vq: VQModel) -> None:
+
+class TokenizerObjective(torch.nn.Module):
+    """One forward = (L1 reconstruction, VQ loss, code ids, encoder outputs, reconstruction) of a `VQModel`; the L1 is
+    foreground-weighted with `foreground_weight` > 0 (`foreground_weights`)."""
+
+    def __init__(self, vq: VQModel, foreground_weight: float = 0.0) -> None:
         super().__init__()
         self.vq = vq
+        self.foreground_weight = foreground_weight
 
     def forward(self, x: torch.Tensor):
         latents = self.vq.encode(x).latents
         quantized, vq_loss, (_, _, ids) = self.vq.quantize(latents)
         reconstruction = self.vq.decoder(self.vq.post_quant_conv(quantized))
-        return F.l1_loss(reconstruction.float(), x), vq_loss.mean(), ids, latents, reconstruction
+        error = (reconstruction.float() - x).abs()
+        if self.foreground_weight > 0:
+            error = error * foreground_weights(x, self.foreground_weight)
+        return error.mean(), vq_loss.mean(), ids, latents, reconstruction
 
 
 @torch.no_grad()
@@ -211,7 +235,7 @@ def train_tokenizer(args, name: str, size: TokenizerSize, data: torch.Tensor, lo
         return VQModel.from_pretrained(folder).eval().requires_grad_(False)
     torch.manual_seed(args.seed)
     vq = trainable(getattr(start, f"{name}_tokenizer")) if start is not None else build_tokenizer(size)
-    objective = TokenizerObjective(vq)
+    objective = TokenizerObjective(vq, args.foreground_weight)
     discriminator = PatchDiscriminator(size.channels)
     accelerator = make_accelerator(args)
     optimizer = torch.optim.AdamW(objective.parameters(), lr=args.tokenizer_lr, betas=(0.5, 0.9), weight_decay=0.0)
@@ -331,10 +355,28 @@ def train_transformer(args, audio_vq: VQModel, image_vq: VQModel, spectrograms: 
         ema.update(accelerator.unwrap_model(transformer))
         return losses
 
-    run_loop(accelerator, args, "transformer", args.steps, state, step, log)
+    def preview() -> Preview:
+        inner = accelerator.unwrap_model(transformer)
+        with as_exported([(inner, ema), (audio_vq, None), (image_vq, None)]):
+            return preview_sample(audio_vq, image_vq, inner, args.seed)
+
+    run_loop(accelerator, args, "transformer", args.steps, state, step, log, preview=preview)
     model = accelerator.unwrap_model(transformer)
     ema.copy_to(model)
     return model.eval().requires_grad_(False)
+
+
+PREVIEW_STEPS = 8  # decoding iterations of a training preview (the paper's 30 at full length)
+
+
+def preview_sample(audio_vq: VQModel, image_vq: VQModel, transformer, seed: int) -> Preview:
+    """`--preview-every`: one picture and its sound generated together (co-generation), PREVIEW_STEPS iterations,
+    seed `seed`; the picture is written, the sound (Griffin-Lim) beside it."""
+    from pipelines.visual_echoes.pipeline_visual_echoes import VisualEchoesPipeline
+
+    pipe = VisualEchoesPipeline(audio_vq, image_vq, transformer).to(next(transformer.parameters()).device)
+    output = pipe(task="co_generation", num_inference_steps=PREVIEW_STEPS, generator=torch.Generator().manual_seed(seed))
+    return Preview(output.images[0], output.audios[0], output.sample_rate)
 
 
 # Entry ---------------------------------------------------------------------------------------------------------------
@@ -344,6 +386,7 @@ def train(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     refuse_lora(args, "visual_echoes")
+    check_preview_every(args)
     start = starting_pipeline(args)
     sizes = TOKENIZER_SIZES[args.size]
     set_seed(args.seed)

@@ -55,6 +55,7 @@ MAX_REFERENCE_SECONDS = 10.0
 MAX_VIDEO_SECONDS = 60.0
 MAX_HITS = 240
 MAX_MODES_FILE_MB = 5.0
+MAX_SEED = 2**31 - 1
 METHOD_CHOICES = [("Refined: a few clean modes with fitted decays", "refined"),
                   ("Paper: the published extractor (one mode per spectrogram bin)", "paper")]
 EDIT_DEFAULTS = (0.0, 1.0, 0.0, 0.0, 0.0, 0.0)  # pitch, damping, brightness, low cut, band from, band to
@@ -199,7 +200,7 @@ def video_panel(handlers: ImpactHandlers) -> VideoPanel:
                 with gr.Row():
                     steps = gr.Slider(10, 200, value=50, step=10, label="Diffusion steps",
                                       info="The paper samples all 1000; fewer is faster.")
-                    seed = gr.Number(value=0, label="Seed", minimum=0,
+                    seed = gr.Number(value=0, label="Seed", minimum=0, maximum=MAX_SEED,
                                      info="Hit i is sampled with seed + i.")
                 gr.Markdown(handlers.diffusion_note)
                 retrieve = gr.Button("Put the physics the model retrieves for the first hit in the table", size="sm",
@@ -293,8 +294,9 @@ class ImpactHandlers:
         return get_pipeline(DIFFUSION, chosen_variant_for(DIFFUSION, weights, self.variant, session))
 
     @user_facing("estimating the physics")
-    def estimate(self, path, method) -> tuple[pd.DataFrame, str]:
+    def estimate(self, path, method, request: gr.Request = None) -> tuple[pd.DataFrame, str]:
         """Modes of a recorded hit -> (the mode table, a note on where they came from)."""
+        self.context.files.claim(getattr(request, "session_hash", None), path)
         loaded = read_audio(path, SPEC, max_mb=self.context.config.max_upload_mb, max_seconds=MAX_REFERENCE_SECONDS,
                             label="reference hit")
         estimate = self.pipe.estimate(loaded.samples, loaded.sample_rate, method)
@@ -308,7 +310,8 @@ class ImpactHandlers:
         return modes_table(modes), f"{len(modes)} modes of a struck {name} plate (20 × 15 cm, 5 mm)."
 
     @user_facing("loading the modes file")
-    def load_modes(self, path) -> tuple[pd.DataFrame, str]:
+    def load_modes(self, path, request: gr.Request = None) -> tuple[pd.DataFrame, str]:
+        self.context.files.claim(getattr(request, "session_hash", None), path)
         path = require_file(path, "modes", suffixes=(".json",), max_mb=MAX_MODES_FILE_MB)
         modes = self.pipe.load_modes(path)
         if not len(modes):
@@ -334,8 +337,9 @@ class ImpactHandlers:
         return str(wav), str(png), render_note(source, base, modes, edits, float(seconds)), [str(wav), str(json)]
 
     @user_facing("finding the hits")
-    def find_hits(self, video, sensitivity) -> tuple[str, str]:
+    def find_hits(self, video, sensitivity, request: gr.Request = None) -> tuple[str, str]:
         """Hit times in a silent video -> (the times as editable text, a note)."""
+        self.context.files.claim(getattr(request, "session_hash", None), video)
         path = self.video_upload(video)
         with readable_video(path):
             found = self.pipe.detect_hits(path, max_seconds=MAX_VIDEO_SECONDS,
@@ -354,6 +358,7 @@ class ImpactHandlers:
         """One impact per hit, muxed into the video. Yields (spectrograms forming, mp4, soundtrack wav, note): the
         pictures while the diffusion model samples, then the files. The impacts come from the table (modal
         synthesis) or from the diffusion model (physics retrieved, or the table's)."""
+        self.context.files.claim(getattr(request, "session_hash", None), video)
         path = self.video_upload(video)
         seconds = require_seconds(seconds)
         if sound_source not in dict((value, label) for label, value in SOUND_SOURCES):
@@ -400,7 +405,7 @@ class ImpactHandlers:
 
         model = self.diffusion(weights, getattr(request, "session_hash", None))
         steps = require_number(steps, "Diffusion steps", 1, 200, integer=True)
-        generators, _ = generators_for(require_number(seed, "Seed", 0, 2**31 - 1, integer=True), len(times))
+        generators, _ = generators_for(require_number(seed, "Seed", 0, MAX_SEED, integer=True), len(times))
 
         def work(preview):
             return model.render_video(path, times, duration_s=length, modes=modes, num_inference_steps=steps,
@@ -420,6 +425,7 @@ class ImpactHandlers:
     def retrieve_physics(self, video, hit_text, weights: str | None = None,
                          request: gr.Request = None) -> tuple[pd.DataFrame, str]:
         """The physics the diffusion model retrieves for the first hit -> (the mode table, a note)."""
+        self.context.files.claim(getattr(request, "session_hash", None), video)
         path = self.video_upload(video)
         model = self.diffusion(weights, getattr(request, "session_hash", None))
         _, _, times = self.video_hits(path, hit_text)

@@ -26,6 +26,7 @@ from pipelines.mm_diffusion.clips import (
     playable,
     read_video_clip,
 )
+from pipelines.mm_diffusion.entries import STUDIO_A2V_RESAMPLE_ROUNDS
 from pipelines.registry import available, describe, get_pipeline
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
@@ -55,6 +56,7 @@ FORMS = {"Paper (Eq. 12: √(1 − ᾱ))": "paper", "Released code (√ᾱ)": "c
 MAX_SAMPLES = 4
 MAX_STEPS = 1000
 MAX_GUIDANCE = 100.0
+MAX_RESAMPLE_ROUNDS = 10
 PREVIEW_EVERY = 2
 PREVIEW_COLUMNS = 8
 
@@ -66,8 +68,8 @@ are trimmed, resampled and resized to it, and the result says what was changed.
 """
 
 
-# DDPM respaced to 100 steps: 9.1 s of one CPU core for a joint sample (benchmarks.mm_diffusion_training_cost,
-# 2026-12-05), where the full 1000-step chain takes 81 s.
+# DDPM respaced to 100 steps: 10 s of one CPU core for a joint sample, 29 s for audio -> video with its 4 resampling
+# rounds (benchmarks.mm_diffusion_training_cost, 2026-12-05), where the full 1000-step chain takes 84 s.
 STUDIO_STEPS = 100
 
 
@@ -83,6 +85,12 @@ def default_sampler(weights: str | None) -> str:
 def default_steps(weights: str | None) -> int:
     """Steps an artist can wait for: the paper's counts for the released checkpoints, fewer for the studio model."""
     return STUDIO_STEPS if small(weights) else DEFAULT_STEPS[default_sampler(weights)]
+
+
+def default_resample_rounds(weights: str | None, mode: str) -> int:
+    """Resampling for the studio model's audio -> video (280 model calls at 100 steps); its video -> audio is coupled
+    without it, and the released checkpoints keep the paper's sampler."""
+    return STUDIO_A2V_RESAMPLE_ROUNDS if small(weights) and mode == AUDIO_TO_VIDEO else 1
 
 
 def sampler_steps(sampler: str, weights: str | None) -> int:
@@ -139,7 +147,7 @@ def build(context: StudioContext) -> None:
             with gr.Row():
                 sampler = gr.Radio(list(SAMPLERS), value=default_sampler(first), label="Sampler",
                                    info="DPM-Solver: 20 steps is the paper's fast default. DDPM is the slowest and "
-                                        "the best; the studio model starts at 100 DDPM steps (about 9 s on one CPU "
+                                        "the best; the studio model starts at 100 DDPM steps (about 10 s on one CPU "
                                         "core): with fewer-step samplers some of its clips stay noisy.")
                 steps = gr.Slider(1, MAX_STEPS, value=default_steps(first), step=1, label="Steps",
                                   elem_id="sv-steps")
@@ -148,6 +156,11 @@ def build(context: StudioContext) -> None:
                                      "video → audio)", info="0 = replacement (works with every sampler); above 0 "
                                      "= gradient guidance, which needs DDIM or DDPM. The released scripts use 3.")
                 form = gr.Radio(list(FORMS), value=next(iter(FORMS)), label="Guidance form")
+                resample = gr.Slider(1, MAX_RESAMPLE_ROUNDS, value=default_resample_rounds(first, JOINT), step=1,
+                                     label="Resampling rounds (audio → video, video → audio)",
+                                     info="Each of the noisiest 60 % of the steps is taken this many times, so what "
+                                          "is made settles on what you gave (RePaint; not in the paper). 1 = the "
+                                          "paper's sampler. Needs DDPM or DDIM; costs time in proportion.")
             with gr.Row():
                 seed = gr.Number(-1, label="Seed", info="-1 picks a random one (shown with the result).")
                 samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples")
@@ -164,15 +177,16 @@ def build(context: StudioContext) -> None:
         note = gr.Markdown(elem_id="sv-note")
         files = gr.File(label="All samples (mp4 + wav)", file_count="multiple", elem_id="sv-files")
         gr.on(None, handlers.describe_weights, weights, format_note)  # on page load and on every change of weights
-        weights.change(lambda w: (default_sampler(w), default_steps(w),
-                                  gr.update(visible=has_super_resolution(w, settings.variant))),
-                       weights, [sampler, steps, super_res], queue=False)
-        mode.change(lambda m: (gr.update(visible=m == AUDIO_TO_VIDEO), gr.update(visible=m == VIDEO_TO_AUDIO)),
-                    mode, [audio_in, video_in], queue=False)
+        weights.change(lambda w, m: (default_sampler(w), default_steps(w), default_resample_rounds(w, m),
+                                     gr.update(visible=has_super_resolution(w, settings.variant))),
+                       [weights, mode], [sampler, steps, resample, super_res], queue=False)
+        mode.change(lambda m, w: (gr.update(visible=m == AUDIO_TO_VIDEO), gr.update(visible=m == VIDEO_TO_AUDIO),
+                                  default_resample_rounds(w, m)),
+                    [mode, weights], [audio_in, video_in, resample], queue=False)
         sampler.change(sampler_steps, [sampler, weights], steps, queue=False)
         event = run.click(
             gpu_handler(handlers.generate, settings.gpu_seconds),
-            [weights, mode, audio_in, video_in, sampler, steps, guidance, form, seed, samples, super_res],
+            [weights, mode, audio_in, video_in, sampler, steps, guidance, form, resample, seed, samples, super_res],
             [preview, video_out, audio_out, files, note],
             concurrency_limit=settings.concurrency_limit, concurrency_id=NAME, api_name="sounding_video",
         )
@@ -198,16 +212,17 @@ class SoundingVideoHandlers:
         return describe_model(get_pipeline(*self.model(weights, getattr(request, "session_hash", None))))
 
     @user_facing("making the sounding video")
-    def generate(self, weights, mode, audio_file, video_file, sampler, steps, guidance, form, seed, samples,
+    def generate(self, weights, mode, audio_file, video_file, sampler, steps, guidance, form, resample, seed, samples,
                  super_res, request: gr.Request):
         """Yields (preview, …) while sampling, then the samples as files."""
         from pipelines.seeds import generators_for
 
+        self.context.files.claim(request.session_hash, audio_file, video_file)
         if weights is None or (weights in WEIGHTS and not available(weights, self.variant)):
             raise gr.Error("Choose the weights to use: no MM-Diffusion checkpoint is available for that choice.")
         if mode not in MODES:
             raise gr.Error(f"Choose what to make: {JOINT}, {AUDIO_TO_VIDEO} or {VIDEO_TO_AUDIO}.")
-        arguments = self._settings(mode, sampler, steps, guidance, form, samples)
+        arguments = self._settings(mode, sampler, steps, guidance, form, resample, samples)
         generators, seed_used = generators_for(require_number(seed, "Seed", -1, 2**31 - 1, integer=True),
                                                arguments["num_samples"])
         pipe = get_pipeline(*self.model(weights, request.session_hash))
@@ -219,7 +234,7 @@ class SoundingVideoHandlers:
                                            picture)
         yield (None,) + self._save(output, frames, seed_used, notes, request)
 
-    def _settings(self, mode: str, sampler, steps, guidance, form, samples) -> dict:
+    def _settings(self, mode: str, sampler, steps, guidance, form, resample, samples) -> dict:
         """The pipeline's arguments from the controls (the pipeline checks how they combine)."""
         if sampler not in SAMPLERS:
             raise gr.Error(f"Choose a sampler: {', '.join(SAMPLERS)}.")
@@ -227,6 +242,8 @@ class SoundingVideoHandlers:
             sampler=SAMPLERS[sampler], num_inference_steps=require_number(steps, "Steps", 1, MAX_STEPS, integer=True),
             guidance_scale=require_number(guidance, "Guidance λ", 0, MAX_GUIDANCE) if mode != JOINT else 0.0,
             guidance_scale_form=FORMS.get(form, "paper"),
+            resample_rounds=require_number(resample, "Resampling rounds", 1, MAX_RESAMPLE_ROUNDS,
+                                           integer=True) if mode != JOINT else 1,
             num_samples=require_number(samples, "Samples", 1, MAX_SAMPLES, integer=True),
         )
 

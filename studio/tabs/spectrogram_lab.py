@@ -13,7 +13,15 @@ from pipelines.registry import available, get_pipeline
 from pipelines.spectrogram_lab import MAX_SECONDS, MIN_SECONDS, round_trip_error
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
-from studio.validation import checked_image_input, read_audio, read_picture, require_number, user_facing
+from studio.validation import (
+    checked_image_input,
+    editor_files,
+    editor_pixels,
+    read_audio,
+    read_picture,
+    require_number,
+    user_facing,
+)
 
 NAME = "spectrogram_lab"
 REQUIRES = (NAME,)
@@ -40,7 +48,8 @@ def build(context: StudioContext) -> None:
             with gr.Column():
                 gr.Markdown("### Picture → sound")
                 picture = checked_image_input(gr.ImageEditor(
-                    label="Picture: upload one or draw (white strokes are loud)", type="numpy", image_mode="RGBA",
+                    label="Picture: upload one or draw (white strokes are loud)", type="filepath", format="png",
+                    image_mode="RGBA",
                     sources=["upload", "clipboard"], canvas_size=(1024, 256), layers=False,
                     brush=gr.Brush(colors=["#ffffff", "#a0a0a0", "#505050"], default_color="#ffffff"),
                     elem_id="lab-picture",
@@ -100,7 +109,8 @@ class LabHandlers:
     @user_facing("playing the picture")
     def play_picture(self, image, duration, n_iter, dark_is_loud, vocoder_name, request: gr.Request,
                      progress=gr.Progress()):
-        pixels = read_picture(image)
+        self.context.files.claim(request.session_hash, *editor_files(image))
+        pixels = read_picture(editor_pixels(image))
         duration = require_number(duration, "Duration", MIN_SECONDS, MAX_SECONDS)
         n_iter = require_number(n_iter, "Griffin-Lim iterations", 1, MAX_ITERATIONS, integer=True)
         if vocoder_name not in (GRIFFIN_LIM, HIFIGAN):
@@ -124,6 +134,7 @@ class LabHandlers:
 
     @user_facing("drawing the sound")
     def draw_sound(self, path, n_iter, request: gr.Request, progress=gr.Progress()):
+        self.context.files.claim(request.session_hash, path)
         loaded = read_audio(path, SPEC, max_mb=self.context.config.max_upload_mb, max_seconds=SPEC.clip_seconds)
         n_iter = require_number(n_iter, "Griffin-Lim iterations", 1, MAX_ITERATIONS, integer=True)
         lab = get_pipeline(NAME, self.variant)

@@ -1,7 +1,8 @@
 """Train: teach a generator the artist's own pictures, sounds or videos, and use the result in its tab.
 
 Training runs as `python -m pipelines.train <generator> …` in a process of its own (`studio.training`): the loss
-curve and a status line stream in while it runs, Stop ends it (its checkpoint stays), Resume continues it. A
+curve, the newest sample preview (a picture and its sound, `--preview-every`) and a status line stream in while it
+runs, Stop ends it (its checkpoint stays), Resume continues it. A
 finished run becomes a choice of weights in that generator's tab, under the artist's name, for this session
 (`pipelines.registry.register_trained_weights`), and downloads as a zip. Runs live in the session's folder, so they
 go when the session ends.
@@ -30,8 +31,10 @@ from studio.training import (
     IMAGE_SUFFIXES,
     RUNS,
     DataError,
+    Preview,
     Run,
     RunBusy,
+    latest_preview,
     plot_curve,
     progress,
     read_log,
@@ -52,6 +55,8 @@ MAX_NAME = 40
 MAX_STEPS = 20_000
 MAX_BATCH = 256
 MAX_LORA_RANK = 64
+LORA_GENERATORS = ("images_that_sound", "mm_diffusion")
+PREVIEWS_PER_RUN = 4  # a preview every steps // 4 steps and one at the end: four or five a run, whatever its length
 SCRATCH, STUDIO, PAPER = "scratch", "studio", "paper"
 MY_FILES, TOY_WORLD = "My files", "The toy world (a demo, no files needed)"
 QUICK, CAREFUL = "quick", "careful"
@@ -192,8 +197,9 @@ def build(context: StudioContext) -> None:
             size = gr.Radio(list(TRAINABLES[first].sizes), value=cpu_quick.size, label="Model size",
                             elem_id="train-size", info="Starting from weights uses their size.")
             lora_rank = gr.Slider(0, MAX_LORA_RANK, value=0, step=1, label="LoRA rank", elem_id="train-lora",
-                                  info="Images that Sound from existing weights: a small adapter of this rank "
-                                       "instead of changing every weight (0: full fine-tuning).")
+                                  info="Images that Sound and Sounding Video from existing weights: a small "
+                                       "adapter of this rank instead of changing every weight (0: full "
+                                       "fine-tuning).")
         with gr.Row():
             start = gr.Button("Start", variant="primary", elem_id="train-start")
             stop = gr.Button("Stop", elem_id="train-stop")
@@ -201,6 +207,11 @@ def build(context: StudioContext) -> None:
         status = gr.Markdown(elem_id="train-status")
         with gr.Row():
             curve = gr.Image(label="Loss", type="filepath", interactive=False, elem_id="train-curve")
+            with gr.Column():
+                preview_picture = gr.Image(label="Latest preview (a sample while it trains)", type="filepath",
+                                           interactive=False, elem_id="train-preview")
+                preview_sound = gr.Audio(label="Its sound", type="filepath", interactive=False,
+                                         elem_id="train-preview-sound")
             sample = gr.Image(label="A sample from the result", type="filepath", interactive=False,
                               elem_id="train-sample")
         result = gr.File(label="The trained model (zip)", elem_id="train-result")
@@ -211,7 +222,7 @@ def build(context: StudioContext) -> None:
         choice_inputs = [generator, preset]
         generator.change(handlers.choose_generator, choice_inputs, [start_from, data_help, steps, batch, size])
         preset.change(handlers.choose_preset, choice_inputs, [steps, batch, size], queue=False)
-        outputs = [curve, status, result, sample, start_from]
+        outputs = [curve, status, result, sample, start_from, preview_picture, preview_sound]
         start.click(handlers.start,
                     [generator, start_from, source, uploads, caption, name, steps, batch, size, lora_rank],
                     outputs, concurrency_limit=4, concurrency_id="train-start")
@@ -264,6 +275,7 @@ class TrainHandlers:
               request: gr.Request):
         """Check everything, start the trainer, then stream its progress until it ends."""
         session = request.session_hash
+        self.context.files.claim(session, uploads)
         trainable = _trainable(generator)
         label = self._require_name(name, session)
         steps, batch = self._require_sizes(generator, steps, batch)
@@ -277,7 +289,8 @@ class TrainHandlers:
         data, notes = self._data(generator, trainable, source, uploads, caption, folder / "data", bool(init))
         init += learning_models(generator, data, init)
         command = [sys.executable, "-m", "pipelines.train", generator, "--data", data, "--out", str(folder / "out"),
-                   "--checkpoint-every", str(max(1, steps // 10)), *trainable.flags(steps, size, batch), *init]
+                   "--checkpoint-every", str(max(1, steps // 10)), *trainable.flags(steps, size, batch), *init,
+                   *preview_flags(generator, steps)]
         if data == "toyworld":
             command += list(trainable.toy_flags)
         run = Run(session, generator, label, folder, command, trainable.stages(steps, bool(init)),
@@ -393,17 +406,21 @@ class TrainHandlers:
     # Watching --------------------------------------------------------------------------------------------------
 
     def _watch(self, run: Run, notes: list[str]):
-        """Yield the loss curve and status while the run goes; then its result, or why it stopped."""
+        """Yield the loss curve, the newest sample preview and the status while the run goes; then its result, or
+        why it stopped. Each update: (curve, status, zip, sample, start-from, preview picture, preview sound)."""
         pictures = PreviewFiles(self.context.files, run.session)
-        shown, intro = -1, " ".join(notes)
+        shown, shown_preview, intro = -1, None, " ".join(notes)
         try:
             while run.poll() == "running":
                 records = read_log(run.out / "loss_log.jsonl")
                 picture = gr.skip()
                 if len(records) != shown:
                     shown, picture = len(records), pictures(plot_curve(records, run.name))
+                preview = latest_preview(run.out)
                 self.context.files.folder(run.session)  # keeps the session's folder from ageing out meanwhile
-                yield picture, status_text(run, records, intro), gr.skip(), gr.skip(), gr.skip()
+                yield (picture, status_text(run, records, intro, preview), gr.skip(), gr.skip(), gr.skip(),
+                       *preview_update(preview, shown_preview))
+                shown_preview = preview
                 time.sleep(POLL_S)
         finally:
             if run.poll() == "running":  # the page went away: no training goes on unseen
@@ -412,12 +429,13 @@ class TrainHandlers:
         records = read_log(run.out / "loss_log.jsonl")
         picture = pictures(plot_curve(records, run.name)) if records else gr.skip()
         pictures.prune(1)
+        preview = preview_update(latest_preview(run.out), shown_preview)
         if run.poll() == "stopped":
-            yield picture, stopped_text(run), gr.skip(), gr.skip(), gr.skip()
+            yield (picture, stopped_text(run), gr.skip(), gr.skip(), gr.skip(), *preview)
             return
         if run.poll() == "failed":
             raise gr.Error(f"The training stopped with an error: {run.error_line()}")
-        yield (picture,) + self._finish(run, records)
+        yield (picture,) + self._finish(run, records) + preview
 
     def _finish(self, run: Run, records: list[dict]) -> tuple:
         """Register the result as weights, zip it, draw a sample -> (status, zip, sample, start-from update)."""
@@ -460,17 +478,32 @@ def _trainable(generator) -> Trainable:
 
 
 def lora_flags(generator: str, rank: int, init: list[str]) -> list[str]:
-    """`--lora-rank R` for a LoRA (rank > 0): Images that Sound only, from existing weights, where the trainer takes
-    it."""
+    """`--lora-rank R` for a LoRA (rank > 0): Images that Sound and MM-Diffusion, from existing weights, where the
+    trainer takes it."""
     if rank == 0:
         return []
-    if generator != "images_that_sound" or "--lora-rank" not in trainer_flags(generator):
-        raise gr.Error(f"A LoRA trains here for Images that Sound only; set the LoRA rank to 0 for "
-                       f"{_trainable(generator).title}.")
+    if generator not in LORA_GENERATORS or "--lora-rank" not in trainer_flags(generator):
+        raise gr.Error(f"A LoRA trains here for {' and '.join(TRAINABLES[g].title for g in LORA_GENERATORS)} only; "
+                       f"set the LoRA rank to 0 for {_trainable(generator).title}.")
     if not init:
         raise gr.Error("A LoRA adapts existing weights: choose a starting point (e.g. the studio's weights), or set "
                        "the LoRA rank to 0 to train from scratch.")
     return ["--lora-rank", str(rank)]
+
+
+def preview_flags(generator: str, steps: int) -> list[str]:
+    """`--preview-every N`: PREVIEWS_PER_RUN previews while the generating stage (`steps` long) trains, one at its
+    end (where the trainer takes the flag)."""
+    if "--preview-every" not in trainer_flags(generator):
+        return []
+    return ["--preview-every", str(max(1, steps // PREVIEWS_PER_RUN))]
+
+
+def preview_update(preview: Preview | None, shown: Preview | None) -> tuple:
+    """(picture, sound) updates for the newest preview: skipped while it is the one shown (or there is none)."""
+    if preview is None or preview == shown:
+        return gr.skip(), gr.skip()
+    return (str(preview.picture) if preview.picture else None), (str(preview.sound) if preview.sound else None)
 
 
 def learning_models(generator: str, data: str, init: list[str]) -> list[str]:
@@ -520,11 +553,13 @@ def data_root(folder: Path) -> Path:
     return data_root(entries[0]) if len(entries) == 1 and entries[0].is_dir() else folder
 
 
-def status_text(run: Run, records: list[dict], intro: str = "") -> str:
+def status_text(run: Run, records: list[dict], intro: str = "", preview: Preview | None = None) -> str:
     done, total, losses = progress(records, run.stages)
     stage = f" ({records[-1]['stage']})" if records else ""
     line = (f"Step {number_text(done)} of {number_text(total)}{stage} · {_duration(run.elapsed())}"
             f"{_loss_text(losses)}" if records else f"Preparing the data and the model… {_duration(run.elapsed())}")
+    if preview is not None:
+        line += f" · preview from step {number_text(preview.step)} ({preview.stage})"
     return f"{line}\n\n{intro}" if intro else line
 
 

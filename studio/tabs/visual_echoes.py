@@ -19,7 +19,15 @@ from pipelines.registry import describe, get_pipeline
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
 from studio.streaming import PreviewFiles, every_steps, stream
-from studio.validation import checked_image_input, read_audio, read_picture, require_number, user_facing
+from studio.validation import (
+    checked_image_input,
+    editor_files,
+    editor_pixels,
+    read_audio,
+    read_picture,
+    require_number,
+    user_facing,
+)
 
 NAME = "visual_echoes"
 REQUIRES = (NAME,)
@@ -58,9 +66,10 @@ def build(context: StudioContext) -> None:
         with gr.Row(equal_height=False):
             with gr.Column():
                 picture = checked_image_input(gr.ImageEditor(
-                    label="Picture: upload one or draw (used by Picture → sound and Inpaint)", type="numpy",
-                    image_mode="RGBA", sources=["upload", "clipboard"], canvas_size=(256, 256), layers=False,
-                    brush=gr.Brush(colors=BRUSH_COLOURS, default_color=BRUSH_COLOURS[0]), elem_id="ve-picture"))
+                    label="Picture: upload one or draw (used by Picture → sound and Inpaint)", type="filepath",
+                    format="png", image_mode="RGBA", sources=["upload", "clipboard"], canvas_size=(256, 256),
+                    layers=False, brush=gr.Brush(colors=BRUSH_COLOURS, default_color=BRUSH_COLOURS[0]),
+                    elem_id="ve-picture"))
                 picture_examples = sorted(EXAMPLES.glob("*.png"))
                 if picture_examples:
                     gr.Examples([[str(path)] for path in picture_examples], inputs=[picture],
@@ -105,24 +114,16 @@ def build(context: StudioContext) -> None:
         stop.click(None, None, None, cancels=[event])
 
 
-def on_background(value):
-    """An editor value (or picture) with transparent pixels put on the toy world's pale ground, as a float RGB
-    array; None stays None (read_picture says what is missing)."""
-    if isinstance(value, dict):
-        value = value.get("composite")
-    if value is None:
+def on_background(canvas):
+    """The editor's composite (uint8 RGBA, from `editor_pixels`) with transparent pixels put on the toy world's pale
+    ground, as a float RGB array; None stays None (read_picture says what is missing)."""
+    if canvas is None:
         return None
-    image = np.asarray(value)
-    if image.ndim == 3 and image.shape[2] == 4 and image.size:
-        scale = 255.0 if image.dtype == np.uint8 else 1.0
-        rgba = image.astype(np.float32) / scale
-        if not np.isfinite(rgba).all():
-            return rgba  # read_picture refuses it with a plain message
-        alpha = np.clip(rgba[..., 3:], 0.0, 1.0)
-        if not np.any(alpha):
-            return np.zeros(image.shape[:2] + (3,), np.float32)  # nothing drawn: read_picture says so
-        return rgba[..., :3] * alpha + BACKGROUND * (1.0 - alpha)
-    return image
+    rgba = np.asarray(canvas, np.float32) / 255.0
+    alpha = rgba[..., 3:]
+    if not np.any(alpha):
+        return np.zeros(rgba.shape[:2] + (3,), np.float32)  # nothing drawn: read_picture says so
+    return rgba[..., :3] * alpha + BACKGROUND * (1.0 - alpha)
 
 
 class VisualEchoesHandlers:
@@ -135,6 +136,7 @@ class VisualEchoesHandlers:
         """Yields (preview, …) while the tokens fill in, then (None, gallery, wav, mp4, note, files)."""
         from pipelines.seeds import generators_for
 
+        self.context.files.claim(request.session_hash, sound, *editor_files(picture))
         if task_label not in TASKS:
             raise gr.Error(f"Choose what to make: one of {', '.join(TASKS)}.")
         task = TASKS[task_label]
@@ -149,7 +151,7 @@ class VisualEchoesHandlers:
                                                arguments["num_samples"])
         notes = []
         if task in ("image_to_audio", "inpaint_audio"):
-            arguments["image"] = read_picture(on_background(picture))
+            arguments["image"] = read_picture(on_background(editor_pixels(picture)))
         if task in ("audio_to_image", "inpaint_audio"):
             loaded = read_audio(sound, SPEC, max_mb=MAX_UPLOAD_MB, max_seconds=MAX_UPLOAD_SECONDS, label="sound")
             if not np.any(loaded.samples):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from benchmarks.mm_diffusion_training_cost import CHOICES, Choice, network, step_seconds
+from unittest import mock
+
+from benchmarks.mm_diffusion_training_cost import CHOICES, Choice, network, sample_seconds, step_seconds
+from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
 
 
 def test_every_choice_builds_a_network_that_fits_its_clip():
@@ -15,3 +18,12 @@ def test_every_choice_builds_a_network_that_fits_its_clip():
 def test_a_training_step_of_a_choice_runs_and_counts_its_parameters():
     _, parameters = step_seconds(Choice("small", frames=4, frame_size=16, batch=1), repeats=1)
     assert parameters == sum(p.numel() for p in network(CHOICES[0]).parameters())  # clip size does not change it
+
+
+def test_a_resampled_sample_is_an_audio_to_video_one_with_its_rounds():
+    with mock.patch.object(MMDiffusionPipeline, "__call__", autospec=True) as called:
+        sample_seconds("ddpm", 3, resample_rounds=4)
+        sample_seconds("ddpm", 3)
+    resampled, joint = (call.kwargs for call in called.call_args_list)
+    assert resampled["resample_rounds"] == 4 and tuple(resampled["audio"].shape) == (3200,)
+    assert "audio" not in joint and "resample_rounds" not in joint

@@ -230,3 +230,17 @@ def test_bad_prompts_and_numbers_get_plain_messages_before_any_model_loads(tmp_p
         list(handlers.generate(settings["image_prompt"], settings["audio_prompt"], "", settings["steps"],
                                settings["image_scale"], 3.0, 0.9, 1.0, settings["seconds"], settings["samples"],
                                settings["seed"], "auto", images_that_sound.COMPOSED, 10, "", FakeRequest()))
+
+
+def test_the_vocoder_default_fits_the_loaded_weights(tmp_path, paper_weights_cached):
+    """The control starts at Auto, which is HiFi-GAN where the weights have one (the paper's Auffusion) and Griffin-Lim
+    where they do not (the studio weights: tests/studio/test_studio_weights.py)."""
+    import gradio as gr
+
+    with gr.Blocks() as demo:
+        images_that_sound.build(context(tmp_path))
+    assert next(block.value for block in demo.blocks.values() if getattr(block, "label", None) == "Vocoder") == "auto"
+    handlers = ImagesThatSoundHandlers(context(tmp_path), "auto")
+    *_, final = handlers.generate("a castle", "bell ringing", "", 2, 7.5, 7.5, 0.9, 1.0, 0.64, 1, 0, "auto",
+                                  images_that_sound.COMPOSED, 10, "", FakeRequest())
+    assert final[4].endswith("HiFi-GAN made the sound.")

@@ -78,9 +78,9 @@ def handlers(tmp_path, checkpoints) -> SoundingVideoHandlers:
 
 
 def run(handlers, mode=JOINT, audio=None, video=None, sampler="DDIM", steps=2, guidance=0, samples=1, seed=3,
-        super_res=False) -> list:
-    return list(handlers.generate(LANDSCAPE, mode, audio, video, sampler, steps, guidance, PAPER_FORM, seed, samples,
-                                  super_res, FakeRequest()))
+        super_res=False, resample=1) -> list:
+    return list(handlers.generate(LANDSCAPE, mode, audio, video, sampler, steps, guidance, PAPER_FORM, resample, seed,
+                                  samples, super_res, FakeRequest()))
 
 
 def streams(path: str) -> str:
@@ -134,7 +134,7 @@ def test_stop_ends_the_sampling_at_its_next_preview(handlers, monkeypatch):
             ended.set()
 
     monkeypatch.setattr(sounding_video, "sample", counted_sample)
-    updates = handlers.generate(LANDSCAPE, JOINT, None, None, "DDPM", 1000, 0, PAPER_FORM, 3, 1, False,
+    updates = handlers.generate(LANDSCAPE, JOINT, None, None, "DDPM", 1000, 0, PAPER_FORM, 1, 3, 1, False,
                                 FakeRequest())
     next(updates)
     updates.close()
@@ -153,6 +153,13 @@ def test_audio_to_video_keeps_the_given_sound_and_says_what_was_converted(handle
     returned, rate = soundfile.read(wav, dtype="float32")
     assert rate == 16000 and np.abs(returned - np.clip(expected, -1, 1)).max() <= 1 / 32767
     assert "Video: h264" in streams(mp4)
+
+
+def test_resampling_rounds_reach_the_pipeline_for_zero_shot_modes_only(handlers):
+    settings = dict(sampler="DDPM", steps=10, guidance=0, form=PAPER_FORM, resample=3, samples=1)
+    assert handlers._settings(AUDIO_TO_VIDEO, **settings)["resample_rounds"] == 3
+    assert handlers._settings(VIDEO_TO_AUDIO, **settings)["resample_rounds"] == 3
+    assert handlers._settings(JOINT, **settings)["resample_rounds"] == 1  # nothing given to settle on
 
 
 def test_video_to_audio_converts_the_upload_and_super_resolution_only_upsamples_generated_video(handlers, tmp_path):
@@ -174,6 +181,8 @@ def test_video_to_audio_converts_the_upload_and_super_resolution_only_upsamples_
     (dict(mode=AUDIO_TO_VIDEO), "needs a sound"),
     (dict(mode=VIDEO_TO_AUDIO), "needs a video"),
     (dict(mode=AUDIO_TO_VIDEO, audio="tone", sampler="DPM-Solver", guidance=3), "needs sampler='ddpm' or 'ddim'"),
+    (dict(mode=AUDIO_TO_VIDEO, audio="tone", sampler="DPM-Solver", resample=4), "Resampling .* needs sampler='ddpm'"),
+    (dict(mode=AUDIO_TO_VIDEO, audio="tone", resample=11), "Resampling rounds must be between 1 and 10; got 11"),
     (dict(steps=0), "Steps must be between"),
     (dict(samples=float("nan")), "Samples must be a finite number between 1 and 4; got not a number"),
     (dict(seed=float("nan")), "Seed must be a finite number between -1 and 2147483647; got not a number"),
@@ -209,9 +218,35 @@ def test_space_file_checkpoint_paths_are_carried_relative_to_the_file(tmp_path):
 
 
 def test_the_studio_model_starts_at_steps_an_artist_can_wait_for():
-    """DDPM's 1000-step chain took 261 s on the studio model; its default is 100 steps (about 26 s on a CPU)."""
-    from studio.tabs.sounding_video import STUDIO_WEIGHTS, default_sampler, default_steps, sampler_steps
+    """DDPM's 1000-step chain took 261 s on the studio model; its default is 100 steps (about 10 s on a CPU core), and
+    audio -> video resamples the noisiest 60 % of them 4 times (280 model calls)."""
+    from studio.tabs.sounding_video import (
+        JOINT,
+        STUDIO_WEIGHTS,
+        default_resample_rounds,
+        default_sampler,
+        default_steps,
+        sampler_steps,
+    )
 
     assert default_sampler(STUDIO_WEIGHTS) == "DDPM" and default_steps(STUDIO_WEIGHTS) == 100
+    assert default_resample_rounds(STUDIO_WEIGHTS, AUDIO_TO_VIDEO) == 4
+    assert default_resample_rounds(STUDIO_WEIGHTS, VIDEO_TO_AUDIO) == default_resample_rounds(STUDIO_WEIGHTS, JOINT) == 1
+    assert default_resample_rounds(LANDSCAPE, AUDIO_TO_VIDEO) == 1  # the released checkpoints: the paper's sampler
     assert sampler_steps("DDPM", STUDIO_WEIGHTS) == 100 and sampler_steps("DDPM", LANDSCAPE) == 1000
     assert default_steps(LANDSCAPE) == 20
+
+
+def test_the_studio_models_mp4_holds_every_frame_the_note_names(tmp_path):
+    """The bundled studio model: the note says 8 frames at 10 fps, and the mp4 holds 8 (it held 7) with its sound."""
+    from imageio_ffmpeg import count_frames_and_secs
+
+    from studio.tabs.sounding_video import STUDIO_WEIGHTS
+
+    handlers = SoundingVideoHandlers(context(tmp_path, models="studio"), "studio")
+    *_, (_, mp4, wav, _, note) = handlers.generate(
+        weights=STUDIO_WEIGHTS, mode=JOINT, audio_file=None, video_file=None, sampler="DDPM", steps=2, guidance=0,
+        form=PAPER_FORM, resample=1, seed=0, samples=1, super_res=False, request=FakeRequest())
+    frames = int(re.search(r"(\d+) frames of", note).group(1))
+    assert frames == 8 and count_frames_and_secs(mp4)[0] == frames
+    assert "Audio: aac" in streams(mp4) and soundfile.info(wav).duration == pytest.approx(frames / 10)

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pytest
 
 from pipelines.registry import forget_trained_weights, register_trained_weights, trained_weights
@@ -72,8 +73,11 @@ def test_a_tiny_run_streams_its_loss_stops_resumes_and_becomes_a_weights_choice_
     resumed = list(handlers.resume(FakeRequest("train-a")))
     assert "resumed from" in run.log.read_text()  # the trainer's own words: it continued from its checkpoint
     assert any(update[1].startswith("Step ") and " of 80 " in update[1] for update in resumed)
-    curve, status, archive, sample, start_from = resumed[-1]
+    curve, status, archive, sample, start_from, *_ = resumed[-1]
     assert status.startswith("**Finished** 'rings and chirps'") and Path(curve).is_file() and Path(sample).is_file()
+    assert "--preview-every 15" in " ".join(run.command)  # a quarter of the UNet steps
+    preview, preview_sound = [update[5:] for update in resumed if update[5] != gr.skip()][-1]  # each sent once
+    assert Path(preview).name == "step-000060.png" and Path(preview_sound).name == "step-000060.wav"  # the last one
     with zipfile.ZipFile(archive) as bundle:
         names = bundle.namelist()
     assert "rings-and-chirps/audio_model/unet/config.json" in names and not any("/checkpoints/" in n for n in names)
@@ -172,8 +176,10 @@ def test_zips_are_unpacked_and_files_of_other_kinds_left_out_with_a_note(tmp_pat
 def test_the_loss_log_is_read_while_it_is_written(tmp_path):
     log = tmp_path / "loss_log.jsonl"
     log.write_text(json.dumps({"stage": "vae", "step": 2, "loss": 0.5}) + "\n"
-                   + json.dumps({"stage": "unets", "step": 1, "image_loss": 0.9}) + '\n{"stage": "un')
-    records = read_log(log)
+                   + json.dumps({"stage": "unets", "step": 1, "image_loss": 0.9}) + "\n"
+                   + json.dumps({"stage": "unets", "step": 1, "preview": ["previews/step-000001.png"]})
+                   + '\n{"stage": "un')
+    records = read_log(log)  # the losses: previews are `latest_preview`'s
     assert [r["stage"] for r in records] == ["vae", "unets"]
     assert progress(records, [("vae", 2), ("unets", 5)]) == (3, 7, {"image_loss": 0.9})
 
@@ -239,9 +245,50 @@ def test_a_lora_is_asked_for_only_where_it_can_train(handlers):
     with pytest.raises(gr.Error, match="adapts existing weights"):
         next(handlers.start("images_that_sound", SCRATCH, TOY_WORLD, None, "", "x", 2, 2, "tiny", 4,
                             FakeRequest("train-d")))
-    with pytest.raises(gr.Error, match="Images that Sound only"):
+    with pytest.raises(gr.Error, match="adapts existing weights"):
         next(handlers.start("mm_diffusion", SCRATCH, TOY_WORLD, None, "", "x", 2, 2, "tiny", 4,
+                            FakeRequest("train-d")))
+    with pytest.raises(gr.Error, match="Images that Sound and Sounding Video .* only"):
+        next(handlers.start("impact_sound", SCRATCH, TOY_WORLD, None, "", "x", 2, 2, "tiny", 4,
                             FakeRequest("train-d")))
     if "--lora-rank" in trainer_flags("images_that_sound"):
         assert train.lora_flags("images_that_sound", 4, ["--init", "studio"]) == ["--lora-rank", "4"]
     assert train.lora_flags("mm_diffusion", 0, []) == []
+    assert train.lora_flags("mm_diffusion", 2, ["--init", "studio"]) == ["--lora-rank", "2"]
+
+
+def test_the_polling_handler_shows_the_newest_preview_and_says_its_step(handlers, tmp_path):
+    """The trainer logs each preview after writing its files; the handler shows the newest whole one, once."""
+    run = Run("train-c", "mm_diffusion", "previews", tmp_path / "run", [sys.executable, "-c",
+                                                                        "import time; time.sleep(120)"], [("train", 4)])
+    RUNS.add(run)
+    updates = handlers._watch(run, [])
+    *_, picture, sound = next(updates)
+    assert picture == gr.skip() and sound == gr.skip()  # nothing logged yet
+    write_steps(run.out, [1, 2], previews=[2])
+    update = next(updates)
+    assert Path(update[5]) == run.out / "previews" / "step-000002.png" and Path(update[6]).suffix == ".wav"
+    assert "Step 2 of 4 (train)" in update[1] and "preview from step 2 (train)" in update[1]
+    assert next(updates)[5:] == (gr.skip(), gr.skip())  # the same preview is not sent again
+    write_steps(run.out, [3, 4], previews=[4])
+    with (run.out / "loss_log.jsonl").open("a") as log:  # a preview whose files are not there is not shown
+        log.write(json.dumps({"stage": "train", "step": 4, "preview": ["previews/step-000009.png"]}) + "\n")
+    update = next(updates)
+    assert Path(update[5]).name == "step-000004.png" and "preview from step 4" in update[1]
+    RUNS.stop("train-c")
+    assert "**Stopped**" in next(updates)[1] and next(updates, None) is None
+
+
+def write_steps(out: Path, steps: list[int], previews: list[int]) -> None:
+    """What a trainer writes: a loss line per step and, at the preview steps, a picture and a wav, then their line."""
+    from pipelines.media import save_png, save_wav
+
+    (out / "previews").mkdir(parents=True, exist_ok=True)
+    with (out / "loss_log.jsonl").open("a") as log:
+        for step in steps:
+            log.write(json.dumps({"stage": "train", "step": step, "loss": 1.0 / step}) + "\n")
+            if step in previews:
+                save_png(np.full((8, 8), step / 10), out / "previews" / f"step-{step:06d}.png")
+                save_wav(np.sin(np.arange(1600) * step / 10), 16000, out / "previews" / f"step-{step:06d}.wav")
+                files = [f"previews/step-{step:06d}.png", f"previews/step-{step:06d}.wav"]
+                log.write(json.dumps({"stage": "train", "step": step, "preview": files}) + "\n")

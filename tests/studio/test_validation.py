@@ -58,8 +58,9 @@ def test_read_audio_corrupt_short_and_good(tmp_path):
     spec = SPECS["auffusion"]
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(np.random.default_rng(0).bytes(4000))
-    with pytest.raises(gr.Error, match="could not read 'corrupt.wav' as audio"):
+    with pytest.raises(gr.Error, match="could not read 'corrupt.wav' as audio") as error:
         validation.read_audio(corrupt, spec, max_mb=5, max_seconds=10)
+    assert "Error" not in error.value.message  # no exception name reaches the artist
     short = tmp_path / "short.wav"
     soundfile.write(short, np.zeros(100, dtype=np.float32), 16000)
     with pytest.raises(gr.Error, match="only 6 ms long"):
@@ -70,11 +71,19 @@ def test_read_audio_corrupt_short_and_good(tmp_path):
     assert loaded.sample_rate == 16000 and loaded.notes == ["Resampled from 48000 Hz to 16000 Hz."]
 
 
-def test_read_picture_from_arrays_and_editor_values():
+def test_read_picture_from_arrays_and_editor_values(tmp_path):
+    from PIL import Image
+
     rgba = np.zeros((4, 6, 4), dtype=np.uint8)
     rgba[..., :3] = 255
     rgba[:2, ..., 3] = 255  # top half opaque white, bottom half transparent
-    picture = validation.read_picture({"background": None, "layers": [], "composite": rgba})
+    Image.fromarray(rgba).save(tmp_path / "composite.png")
+    layer, composite = str(tmp_path / "layer_0.png"), str(tmp_path / "composite.png")
+    value = {"background": None, "layers": [layer], "composite": composite}
+    assert validation.editor_files(value) == [None, [layer], composite, []]
+    assert validation.editor_files(None) == [] and validation.editor_pixels({"composite": None}) is None
+    assert np.array_equal(validation.editor_pixels(value), rgba)  # as gr.ImageEditor(type="numpy") gave it
+    picture = validation.read_picture(validation.editor_pixels(value))
     assert picture.shape == (4, 6, 3) and picture.dtype == np.float32
     np.testing.assert_allclose(picture[:2], 1.0)
     np.testing.assert_allclose(picture[2:], 0.0)  # transparent counts as black: silence
@@ -82,7 +91,7 @@ def test_read_picture_from_arrays_and_editor_values():
 
 
 @pytest.mark.parametrize("value, message", [
-    (None, "no picture yet"), ({"composite": None}, "no picture yet"),
+    (None, "no picture yet"),
     (np.zeros((4, 4, 4), dtype=np.uint8), "is empty"), (np.zeros((4, 4, 2)), "could not be read"),
     (np.full((3, 3), np.nan, dtype=np.float32), "invalid pixel values"),
 ])
@@ -192,3 +201,16 @@ def test_unreadable_videos_get_advice_that_fits_the_file(tmp_path):
         message = str(raised.value)
         assert "could not read" in message and "Error)" not in message
         assert ("Try an MP4 file" in message) == (name == "clip.mov")
+
+
+def test_a_video_over_4k_is_refused_from_its_header(tmp_path):
+    """One black 4096×2160 frame (more pixels than 3840×2160): refused with the size and the limit, by name."""
+    from pipelines.media import write_video
+
+    path = write_video(tmp_path / "wide.mp4", np.zeros((1, 2160, 4096, 3), np.uint8), 10)
+    with pytest.raises(gr.Error) as raised:
+        validation.require_video(path, max_mb=10)
+    assert raised.value.message == ("The video 'wide.mp4' is 4096×2160 pixels per frame; the limit is 3840×2160 (4K). "
+                                    "Scale it down and upload it again.")
+    small = write_video(tmp_path / "small.mp4", np.zeros((1, 64, 64, 3), np.uint8), 10)
+    assert validation.require_video(small, max_mb=10) == small

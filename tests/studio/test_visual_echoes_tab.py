@@ -20,6 +20,7 @@ from studio.sessions import SessionFiles
 from studio.tabs import visual_echoes
 from studio.tabs.visual_echoes import BOTH, INPAINT, PICTURE_TO_SOUND, SOUND_TO_PICTURE, VisualEchoesHandlers
 from tests.factories import FakeRequest, tiny_visual_echoes, toy_picture
+from tests.studio.test_spectrogram_lab_tab import editor_value
 
 SR = SPECS["visual_echoes"].sample_rate
 
@@ -51,8 +52,8 @@ def run(handlers, task, picture=None, sound=None, start=0.05, end=0.2, steps=3, 
     return list(handlers.generate(task, picture, sound, start, end, steps, 9, 3, samples, seed, FakeRequest()))
 
 
-def test_picture_to_sound_streams_previews_and_writes_wav_png_and_mp4(handlers):
-    updates = run(handlers, PICTURE_TO_SOUND, picture={"composite": picture_uint8()}, steps=6, samples=2)
+def test_picture_to_sound_streams_previews_and_writes_wav_png_and_mp4(handlers, tmp_path):
+    updates = run(handlers, PICTURE_TO_SOUND, picture=editor_value(tmp_path, picture_uint8()), steps=6, samples=2)
     previews, (_, gallery, wav, mp4, note, files) = updates[:-1], updates[-1]
     assert len(previews) == 2 and all(preview[0].endswith(".png") for preview in previews)
     assert not Path(previews[0][0]).exists()  # previews are files; only the last one shown outlives the job
@@ -63,13 +64,13 @@ def test_picture_to_sound_streams_previews_and_writes_wav_png_and_mp4(handlers):
     assert mp4.endswith(".mp4") and "Seeds 5…6" in note and len(files) == 5
 
 
-def test_a_drawing_on_a_transparent_canvas_is_put_on_the_pale_ground(handlers):
+def test_a_drawing_on_a_transparent_canvas_is_put_on_the_pale_ground(handlers, tmp_path):
     canvas = np.zeros((64, 64, 4), np.uint8)
     canvas[20:40, 20:40] = (204, 38, 31, 255)
-    picture = visual_echoes.on_background({"composite": canvas})
+    picture = visual_echoes.on_background(canvas)
     assert np.allclose(picture[0, 0], visual_echoes.BACKGROUND) and np.allclose(picture[30, 30], (0.8, 0.149, 0.1216),
                                                                                  atol=1e-3)
-    *_, final = run(handlers, PICTURE_TO_SOUND, picture={"composite": canvas})
+    *_, final = run(handlers, PICTURE_TO_SOUND, picture=editor_value(tmp_path, canvas))
     assert final[2].endswith(".wav")
 
 
@@ -82,9 +83,9 @@ def test_sound_to_picture_and_both_at_once(handlers, bell_wav):
     assert wav.endswith(".wav") and mp4.endswith(".mp4") and len(files) == 4
 
 
-def test_inpainting_keeps_the_sound_outside_the_range(handlers, bell_wav, tiny_pipe):
-    *_, (_, _gallery, wav, _, _, _) = run(handlers, INPAINT, picture=picture_uint8(), sound=bell_wav, start=0.0,
-                                         end=0.1)
+def test_inpainting_keeps_the_sound_outside_the_range(handlers, bell_wav, tiny_pipe, tmp_path):
+    *_, (_, _gallery, wav, _, _, _) = run(handlers, INPAINT, picture=editor_value(tmp_path, picture_uint8()),
+                                         sound=bell_wav, start=0.0, end=0.1)
     assert wav.endswith(".wav")
     audio, _ = soundfile.read(bell_wav)
     given = tiny_pipe.encode_audio(audio.astype(np.float32), SR).view(*tiny_pipe.audio_grid)
@@ -95,15 +96,16 @@ def test_inpainting_keeps_the_sound_outside_the_range(handlers, bell_wav, tiny_p
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"task": PICTURE_TO_SOUND}, "There is no picture yet"),
-    ({"task": PICTURE_TO_SOUND, "picture": {"composite": np.zeros((32, 32, 4), np.uint8)}}, "empty"),
+    ({"task": PICTURE_TO_SOUND, "picture": np.zeros((32, 32, 4), np.uint8)}, "empty"),
     ({"task": PICTURE_TO_SOUND, "picture": np.full((1, 1, 3), 200, np.uint8)}, "needs at least 8 × 8"),
-    ({"task": PICTURE_TO_SOUND, "picture": np.full((16, 16, 3), np.nan, np.float32)}, "invalid pixel values"),
     ({"task": SOUND_TO_PICTURE}, "No sound was given"),
     ({"task": PICTURE_TO_SOUND, "picture": picture_uint8(), "steps": 0}, "Iterations N must be between 1 and 100"),
     ({"task": PICTURE_TO_SOUND, "picture": picture_uint8(), "samples": 9}, "Samples must be between 1 and 4"),
     ({"task": "draw me a cat"}, "Choose what to make"),
 ])
-def test_bad_inputs_get_plain_messages(handlers, kwargs, message):
+def test_bad_inputs_get_plain_messages(handlers, tmp_path, kwargs, message):
+    if isinstance(kwargs.get("picture"), np.ndarray):  # the editor's canvas, saved as its files
+        kwargs = {**kwargs, "picture": editor_value(tmp_path, kwargs["picture"])}
     with pytest.raises(gr.Error, match=message):
         run(handlers, **kwargs)
 
@@ -120,7 +122,7 @@ def test_bad_sounds_get_plain_messages(handlers, tmp_path, bell_wav):
     *_, final = run(handlers, SOUND_TO_PICTURE, sound=str(huge))  # loaded audio is normalised, so it still draws
     assert final[1]
     with pytest.raises(gr.Error, match="must come after"):
-        run(handlers, INPAINT, picture=picture_uint8(), sound=bell_wav, start=0.3, end=0.1)
+        run(handlers, INPAINT, picture=editor_value(tmp_path, picture_uint8()), sound=bell_wav, start=0.3, end=0.1)
 
 
 @pytest.mark.skipif(not available("visual_echoes"), reason="the bundled studio weights are not in assets/")
@@ -130,6 +132,7 @@ def test_the_tab_is_shown_and_hears_a_picture_with_the_bundled_weights(tmp_path)
     from tests.factories import toy_picture as picture
 
     handlers = VisualEchoesHandlers(context, "auto")
+    canvas = editor_value(tmp_path, (picture(1, size=32) * 255).round().astype(np.uint8))
     *_, (_, _gallery, wav, mp4, _, _) = list(handlers.generate(
-        PICTURE_TO_SOUND, picture(1, size=32), None, 0, 1, 4, 9, 3, 1, 0, FakeRequest()))
+        PICTURE_TO_SOUND, canvas, None, 0, 1, 4, 9, 3, 1, 0, FakeRequest()))
     assert soundfile.info(wav).frames == 128 * 256 and mp4.endswith(".mp4")

@@ -122,7 +122,7 @@ def test_lamp_scores_known_answers():
 
 
 def test_permutation_test_known_answers():
-    same = lambda video, audio: float(np.mean([v == a for v, a in zip(video, audio)]))  # noqa: E731
+    same = lambda video, audio: float(np.mean([v == a for v, a in zip(video, audio)]))
     result = permutation_test(same, list(range(40)), list(range(40)), 500, seed=0)
     assert result["paired"] == 1.0 and result["p_value"] == pytest.approx(1 / 501)
     assert result["shuffled"] == pytest.approx(1 / 40, abs=0.01)  # one fixed point per permutation on average
@@ -177,13 +177,15 @@ def test_cli_scores_a_tiny_trained_model_and_writes_json(tmp_path, monkeypatch):
         out = tmp_path / "metric.json"
         report = metrics_main(["sounding_video", "--out", str(out), "--mode", "all", "--samples", "4",
                                "--ground-truth", "8", "--steps", "2", "--batch", "2", "--permutations", "20",
-                               "--judge-clips", "4"])
+                               "--judge-clips", "4", "--resample-rounds", "2"])
     finally:
         REGISTRY.forget("mm_diffusion_toyworld")
     saved = json.loads(out.read_text())
     assert saved["settings"]["clip_format"] == {"frames": 4, "height": 8, "width": 8, "audio_samples": 800,
                                                 "fps": 10, "sample_rate": 2000}
     assert {"date", "machine", "seconds", "scene_judge"} <= saved.keys()
+    assert saved["settings"]["a2v_resampling"] == {"resample_rounds": 2, "resample_share": 0.6}
+    assert (saved["settings"]["sampler"], saved["settings"]["steps"]) == ("ddpm", 2)  # the tab's sampler
     assert saved["settings"]["scenes"] == ["bounce", "lamp"]  # the model's training scenes (its model.json)
     assert set(saved["results"]) == {"ground truth", "generated (joint)", "generated (a2v)", "generated (v2a)"}
     assert saved["results"]["ground truth"]["clips"] == 8 and report["results"]["generated (joint)"]["clips"] == 4

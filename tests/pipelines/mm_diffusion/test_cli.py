@@ -43,7 +43,7 @@ def test_cli_writes_joint_a2v_and_v2a_files(tmp_path):
                                                       "sample-001.mp4", "sample-001.wav", "sheet.png"]
     assert json.loads((joint / "run.json").read_text())["seed"] == 3
     output = MMDiffusionPipeline.from_pretrained(model)(num_samples=2, generator=generators_for(3, 2)[0],
-                                                         sampler="ddim", num_inference_steps=2)
+                                                         sampler="ddpm", num_inference_steps=2)
     drawn = np.asarray(Image.open(joint / "sheet.png"))  # the uint8 sheet, written as it is
     assert np.array_equal(drawn, sample_sheet(output.video, output.audio, 2000))
     assert soundfile.info(str(joint / "sample-000.wav")).samplerate == 16000
@@ -54,6 +54,8 @@ def test_cli_writes_joint_a2v_and_v2a_files(tmp_path):
     assert main(["a2v", str(sound), "--model", str(model), "--out", str(tmp_path / "a2v"), "--steps", "2",
                  "--num-samples", "1"]) == 0
     assert np.abs(read_soundtrack(tmp_path / "a2v" / "sample-000.mp4", 16000)).max() > 0.05  # the given sound
+    assert json.loads((tmp_path / "a2v" / "run.json").read_text())["resample_rounds"] == 4  # the tab's default
+    assert json.loads((joint / "run.json").read_text())["resample_rounds"] == 1  # nothing given to settle on
 
     video = tmp_path / "glass.mp4"
     write_glass_video(video)

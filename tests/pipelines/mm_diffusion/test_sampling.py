@@ -6,8 +6,8 @@
 - DPM-Solver: logSNR-uniform time steps (known values), the official group orders, and exactness on problems with a
   closed-form probability-flow ODE solution;
 - the pipeline: DDIM η = 0 equals a hand-written loop, λ = 0 equals the replacement sampler, the conditioning modality
-  is returned as given, the guidance correction is linear in λ with the paper/code factors, batch = single runs,
-  shapes, dtypes and input validation.
+  is returned as given, the guidance correction is linear in λ with the paper/code factors, resampling backs a step
+  up to the right marginal and repeats the noisiest steps, batch = single runs, shapes, dtypes and input validation.
 """
 
 from __future__ import annotations
@@ -388,6 +388,41 @@ def test_replacement_returns_the_condition_as_given(pipe, sampler):
     assert np.array_equal(v2a.video[0], frames) and v2a.audio.shape == (1, 2048)
 
 
+def test_renoise_backs_a_step_up_to_the_marginal_of_its_input_time():
+    sampler = DDPMSampler(PROCESS, "10")
+    i = 3  # evaluation 3 goes from respaced step 6 to step 5
+    alpha_t, sigma_t = sampler.noise_level(i)
+    alpha_prev, sigma_prev = sampler.next_noise_level(i)
+    x0 = torch.full((1, 400_000), 0.5, dtype=torch.float64)
+    previous = alpha_prev * x0 + sigma_prev * torch.randn(x0.shape, generator=gen(0), dtype=torch.float64)
+    backed_up = sampler.renoise(i, previous, gen(1))
+    assert backed_up.mean().item() == pytest.approx(0.5 * alpha_t, abs=3e-3)
+    assert backed_up.std().item() == pytest.approx(sigma_t, rel=5e-3)
+    assert alpha_t < alpha_prev  # it really went back to a noisier time
+
+
+class CountingPipeline(MMDiffusionPipeline):
+    """Counts U-Net evaluations."""
+
+    calls = 0
+
+    def predict_noise(self, *args, **kwargs):
+        self.calls += 1
+        return super().predict_noise(*args, **kwargs)
+
+
+@pytest.mark.parametrize(("share", "calls"), [(0.6, 5 + 2 * 3), (1.0, 5 + 2 * 4), (0.0, 5)])
+def test_resampling_repeats_the_noisiest_steps_and_returns_the_condition_as_given(pipe, share, calls):
+    counting = CountingPipeline(pipe.unet)
+    audio = (torch.rand(2048, generator=gen(2)) * 2 - 1).numpy()
+    out = counting(audio=audio, sampler="ddpm", num_inference_steps=5, resample_rounds=3, resample_share=share,
+                   generator=gen(0))
+    assert counting.calls == calls  # each of the resampled steps (never the last) is taken 3 times
+    assert np.array_equal(out.audio[0], audio)
+    plain = pipe(audio=audio, sampler="ddpm", num_inference_steps=5, generator=gen(0))
+    assert np.array_equal(out.video, plain.video) == (share == 0.0)
+
+
 def test_callback_sees_every_step_with_lazy_tensors_and_interrupt_stops(pipe):
     seen = []
 
@@ -429,6 +464,10 @@ def test_a_callback_that_returns_audio_replaces_the_state(pipe):
         (dict(guidance_scale=float("nan")), "`guidance_scale` must be a finite"),
         (dict(guidance_scale_form="both"), "`guidance_scale_form` must be"),
         (dict(audio=np.zeros(2048, np.float32), guidance_scale=1.0, sampler="dpm_solver"), "needs sampler='ddpm'"),
+        (dict(audio=np.zeros(2048, np.float32), resample_rounds=0), "`resample_rounds` must be an integer >= 1"),
+        (dict(audio=np.zeros(2048, np.float32), resample_share=1.5), "`resample_share` must be a share"),
+        (dict(resample_rounds=2, sampler="ddpm"), "give `video` or `audio`"),
+        (dict(audio=np.zeros(2048, np.float32), resample_rounds=2, sampler="dpm_solver"), "Resampling .* needs"),
         (dict(num_samples=2, generator=[torch.Generator()]), "list of 1 generators"),
         (dict(num_frames=2), "smaller than the U-Net's largest RS-MMA window"),
         (dict(width=0), "`width` must be a positive integer"),

@@ -55,10 +55,11 @@ def run(data, out, *options: str) -> None:
 
 @pytest.fixture(scope="module")
 def adapter(base, sounds, tmp_path_factory):
-    """A rank-2 LoRA on the audio model (and its text encoder), 2 steps at a large learning rate."""
+    """A rank-2 LoRA on the audio model (and its text encoder), 2 steps at a large learning rate, previewed at the
+    end."""
     out = tmp_path_factory.mktemp("lora") / "run"
     run(sounds, out, "--init", str(base), "--models", "audio", "--lora-rank", "2", "--lora-text-encoder",
-        "--steps", "2", "--lr", "0.05", "--ema-decay", "0")
+        "--steps", "2", "--lr", "0.05", "--ema-decay", "0", "--preview-every", "5")
     return out
 
 
@@ -166,6 +167,21 @@ def test_a_lora_run_loads_as_its_base_with_the_adapter(adapter, base):
     np.testing.assert_array_equal(spectrogram(run_folder, "buzzing saw"), spectrogram(by_hand, "buzzing saw"))
 
 
+def test_a_fine_tunes_preview_is_the_trained_audio_model_alone(adapter, sounds):
+    """One model fine-tuned: the preview is that model's own sample (the image model's warm start 0), the one the
+    run's folder draws with the same prompts and settings."""
+    from pipelines.train.images_that_sound import PREVIEW_STEPS, preview_prompts
+
+    [record] = LossLog(adapter / "loss_log.jsonl").previews()  # every 5 steps: only the one at the end
+    assert record["step"] == 2 and record["preview"] == ["previews/step-000002.png", "previews/step-000002.wav"]
+    data = read_data(str(sounds), 64, None)
+    image_prompt, audio_prompt = preview_prompts(data.pictures, data.sounds)
+    pipe = ImagesThatSoundPipeline.from_pretrained(adapter, vocoder=None)
+    output = pipe(image_prompt, audio_prompt, num_inference_steps=PREVIEW_STEPS, warm_start_image=0.0,
+                  latent_width=8, vocoder="griffinlim", generator=torch.Generator().manual_seed(1))
+    np.testing.assert_array_equal(np.asarray(Image.open(adapter / record["preview"][0])), np.asarray(output.image[0]))
+
+
 def test_a_lora_for_one_model_is_refused_on_the_other(adapter, base):
     pipe = load_base(base)
     with pytest.raises(ValueError, match="holds no LoRA adapter"):
@@ -239,8 +255,9 @@ def test_mm_diffusion_starts_from_a_saved_folder_and_records_it(tmp_path):
     assert config["init"] == str(folder) and config["flags"] == json.loads((folder / "model.json").read_text())["flags"]
     with pytest.raises(ValueError, match="--init paper needs --init-checkpoint"):
         starting_pipeline(Namespace(init="paper", init_checkpoint=None))
-    with pytest.raises(ValueError, match="--lora-rank is offered for images_that_sound"):
-        main(["mm_diffusion", "--data", "toyworld", "--init", str(folder), "--lora-rank", "4", "--out", str(out)])
+    with pytest.raises(ValueError, match="--lora-rank is offered for images_that_sound and mm_diffusion"):
+        main(["impact_sound", "--data", "toyworld", "--lora-rank", "4", "--out", str(out)])  # MM-Diffusion's LoRA:
+    # tests/pipelines/train/test_mm_diffusion_lora.py
 
 
 def test_impact_sound_refuses_starting_points_that_cannot_fit(tmp_path):

@@ -287,7 +287,7 @@ def test_tab_with_studio_weights_makes_16_khz_mp4_and_wav(studio_handlers):
     from studio.tabs.sounding_video import JOINT, STUDIO_WEIGHTS
 
     *previews, (_, mp4, wav, files, note) = list(studio_handlers.generate(
-        STUDIO_WEIGHTS, JOINT, None, None, "DDIM", 2, 0, "Paper (Eq. 12: √(1 − ᾱ))", 4, 1, False, FakeRequest()))
+        STUDIO_WEIGHTS, JOINT, None, None, "DDIM", 2, 0, "Paper (Eq. 12: √(1 − ᾱ))", 1, 4, 1, False, FakeRequest()))
     assert previews and previews[-1][0].endswith(".png")  # previews stream as files; the last one stays
     from PIL import Image
 
@@ -304,8 +304,8 @@ def test_tab_audio_to_video_with_studio_weights_reads_the_upload_at_the_models_r
     source = tmp_path / "sound.wav"
     soundfile.write(source, tone(300, 1.0, 44100), 44100)
     *_, (_, mp4, wav, _, note) = list(studio_handlers.generate(
-        STUDIO_WEIGHTS, AUDIO_TO_VIDEO, str(source), None, "DDIM", 2, 1.0, "Paper (Eq. 12: √(1 − ᾱ))", 4, 1, False,
-        FakeRequest()))
+        STUDIO_WEIGHTS, AUDIO_TO_VIDEO, str(source), None, "DDIM", 2, 1.0, "Paper (Eq. 12: √(1 − ᾱ))", 2, 4, 1,
+        False, FakeRequest()))
     assert "Resampled from 44100 Hz to 2000 Hz" in note and "Kept the first 0.4 s" in note
     returned, rate = soundfile.read(wav, dtype="float32")
     assert rate == 16000 and len(returned) == 6400

@@ -53,3 +53,28 @@ def test_the_training_loss_ignores_unmasked_targets():
     again, _ = transformer_loss(transformer, audio, image, torch.Generator().manual_seed(1))
     torch.testing.assert_close(loss, again)
     assert other_audio.shape == audio.shape and other_image.shape == image.shape
+
+
+def test_foreground_weights_raise_the_object_against_the_ground_and_keep_mean_one():
+    from pipelines.train.visual_echoes import foreground_weights
+
+    x = torch.zeros(1, 1, 4, 4)
+    x[0, 0, 1, 2] = 1.0  # one lit pixel on a ground of 0 (the median)
+    weights = foreground_weights(x, 3.0)
+    expected = torch.full((1, 1, 4, 4), 16 / 19)  # raw weights 1 (15 pixels) and 4 (1 pixel), mean 19/16
+    expected[0, 0, 1, 2] = 64 / 19
+    torch.testing.assert_close(weights, expected)
+    torch.testing.assert_close(foreground_weights(x, 0.0), torch.ones(1, 1, 4, 4))
+
+
+def test_the_tokenizer_objective_is_plain_l1_without_weighting_and_weighted_with_it():
+    from pipelines.train.visual_echoes import TokenizerObjective, foreground_weights
+    from pipelines.visual_echoes.modeling_visual_echoes import TOKENIZER_SIZES, build_tokenizer
+
+    torch.manual_seed(0)
+    vq = build_tokenizer(TOKENIZER_SIZES["tiny"]["image"]).eval()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    plain, _, _, _, reconstruction = TokenizerObjective(vq)(x)
+    torch.testing.assert_close(plain, torch.nn.functional.l1_loss(reconstruction, x))
+    weighted, *_ = TokenizerObjective(vq, 5.0)(x)
+    torch.testing.assert_close(weighted, ((reconstruction - x).abs() * foreground_weights(x, 5.0)).mean())

@@ -130,6 +130,6 @@ def test_a_training_step_reduces_the_masked_loss_and_gradients_skip_unmasked_log
 def test_studio_preset_builds_matching_parts():
     audio, image, transformer = build_preset("studio")
     assert transformer.lengths == (TOKENIZER_SIZES["studio"]["audio"].num_tokens,
-                                   TOKENIZER_SIZES["studio"]["image"].num_tokens) == (40, 16)
+                                   TOKENIZER_SIZES["studio"]["image"].num_tokens) == (40, 64)
     with pytest.raises(ValueError, match="Unknown size"):
         build_preset("huge")
