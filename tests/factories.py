@@ -421,3 +421,13 @@ def _ve_output(values: tuple):
     from pipelines.visual_echoes.pipeline_visual_echoes import VisualEchoesPipelineOutput
 
     return VisualEchoesPipelineOutput(*values)
+
+
+def editor_value(folder, pixels: np.ndarray, name: str = "composite.png") -> dict:
+    """What a `gr.ImageEditor(type="filepath")` hands its handler: the picture saved as a file, its background and
+    composite (no layers drawn)."""
+    from PIL import Image
+
+    path = Path(folder) / name
+    Image.fromarray(pixels).save(path)
+    return {"background": str(path), "layers": [], "composite": str(path)}

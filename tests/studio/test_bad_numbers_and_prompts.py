@@ -177,7 +177,7 @@ def test_sounding_video_numbers(tmp_path, name, value, message):
                                                                    "iterations": "Griffin-Lim iterations"}))
 def test_spectrogram_lab_picture_numbers(tmp_path, name, value, message):
     from studio.tabs.spectrogram_lab import GRIFFIN_LIM, LabHandlers
-    from tests.studio.test_spectrogram_lab_tab import editor_value
+    from tests.factories import editor_value
 
     settings = {"duration": 1.0, "iterations": 4, name: value}
     picture = editor_value(tmp_path, np.full((64, 64, 3), 200, np.uint8))
@@ -215,8 +215,7 @@ def test_visual_echoes_numbers(tmp_path, monkeypatch, tiny_visual_echoes_pipe, n
 
     from studio.tabs import visual_echoes
     from studio.tabs.visual_echoes import INPAINT, SPEC, VisualEchoesHandlers
-    from tests.factories import toy_picture
-    from tests.studio.test_spectrogram_lab_tab import editor_value
+    from tests.factories import editor_value, toy_picture
 
     monkeypatch.setattr(visual_echoes, "get_pipeline", lambda *_: tiny_visual_echoes_pipe)
     sound = tmp_path / "tone.wav"

@@ -59,8 +59,9 @@ def test_tab_streams_previews_and_writes_samples(tmp_path, paper_weights_cached)
     from tests.studio.test_no_clipping import clipped_samples
 
     found = clipped_samples(tmp_path / "files")
-    assert len(found) == 2 and not any(found.values()), found  # nothing clips
-    assert [r.variant for r in REGISTRY.reports() if r.name == "images_that_sound"] == ["paper"]
+    assert len(found) == 3 and not any(found.values()), found  # the two wavs and the mp4's sound: nothing clips
+    assert "paper" in [r.variant for r in REGISTRY.reports() if r.name == "images_that_sound"]  # (an earlier test's
+    # studio pipeline may still be loaded beside it)
 
 
 def test_tab_runs_the_imprint_baseline(tmp_path, paper_weights_cached):

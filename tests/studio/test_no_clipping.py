@@ -18,8 +18,7 @@ from studio.context import StudioContext
 from studio.sessions import SessionFiles
 from studio.tabs.impact_sound import ImpactHandlers, modes_table
 from studio.tabs.spectrogram_lab import LabHandlers
-from tests.factories import FakeRequest
-from tests.studio.test_spectrogram_lab_tab import editor_value
+from tests.factories import FakeRequest, editor_value
 
 
 def clipped_samples(folder: Path) -> dict[str, int]:

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 import numpy as np
 import pytest
-from PIL import Image
 
 from studio.config import StudioConfig
 from studio.context import StudioContext
 from studio.sessions import SessionFiles
 from studio.tabs.spectrogram_lab import LabHandlers
-from tests.factories import FakeRequest
+from tests.factories import FakeRequest, editor_value
 
 PICTURE = np.full((64, 128, 3), 200, np.uint8)
-
-
-def editor_value(folder, pixels: np.ndarray, name: str = "composite.png") -> dict:
-    """What a `gr.ImageEditor(type="filepath")` hands its handler: the picture saved as a file, its background and
-    composite (no layers drawn)."""
-    path = Path(folder) / name
-    Image.fromarray(pixels).save(path)
-    return {"background": str(path), "layers": [], "composite": str(path)}
 
 
 @pytest.mark.parametrize("picture, duration, iterations, message", [

@@ -19,8 +19,7 @@ from studio.context import StudioContext
 from studio.sessions import SessionFiles
 from studio.tabs import visual_echoes
 from studio.tabs.visual_echoes import BOTH, INPAINT, PICTURE_TO_SOUND, SOUND_TO_PICTURE, VisualEchoesHandlers
-from tests.factories import FakeRequest, tiny_visual_echoes, toy_picture
-from tests.studio.test_spectrogram_lab_tab import editor_value
+from tests.factories import FakeRequest, editor_value, tiny_visual_echoes, toy_picture
 
 SR = SPECS["visual_echoes"].sample_rate
 

@@ -25,7 +25,7 @@ from studio.config import StudioConfig
 from studio.context import StudioContext
 from studio.sessions import SessionFiles
 from studio.tabs.spectrogram_lab import LabHandlers
-from tests.factories import EXAMPLES, FakeRequest
+from tests.factories import EXAMPLES, FakeRequest, editor_value
 
 SPEC = SPECS["auffusion"]
 
@@ -159,10 +159,10 @@ def media_streams(path) -> str:
     return probe.stderr
 
 
-def test_play_picture_writes_wav_png_and_mp4_with_sound(handlers):
+def test_play_picture_writes_wav_png_and_mp4_with_sound(handlers, tmp_path):
     picture = np.asarray(Image.open(EXAMPLES / "rings.png").convert("RGBA"))
     wav, mp4, png, again, note, downloads = handlers.play_picture(
-        {"composite": picture}, 1.5, 8, False, "Griffin-Lim", FakeRequest(), progress=lambda *a, **k: None)
+        editor_value(tmp_path, picture), 1.5, 8, False, "Griffin-Lim", FakeRequest(), progress=lambda *a, **k: None)
     samples, rate = soundfile.read(wav)
     assert rate == 16000 and len(samples) == 24000
     assert Image.open(png).size == (150, 256) and Image.open(again).size == (150, 256)
@@ -190,5 +190,5 @@ def test_handlers_answer_bad_input_with_messages(handlers, tmp_path):
     with pytest.raises(gr.Error, match="no picture yet"):
         handlers.play_picture(None, 2.0, 8, False, "Griffin-Lim", FakeRequest(), progress=lambda *a, **k: None)
     with pytest.raises(gr.Error, match="Duration must be a finite number"):
-        handlers.play_picture({"composite": np.ones((8, 8, 3))}, float("nan"), 8, False, "Griffin-Lim",
-                              FakeRequest(), progress=lambda *a, **k: None)
+        handlers.play_picture(editor_value(tmp_path, np.ones((8, 8, 3), np.uint8)), float("nan"), 8, False,
+                              "Griffin-Lim", FakeRequest(), progress=lambda *a, **k: None)
