@@ -258,15 +258,21 @@ def read_sounding_file(path: Path, fmt: ClipFormat, learner: str = "MM-Diffusion
     return fit_frames(video, whole).value, fit_audio(soundtrack, whole).value
 
 
+def video_files(folder: Path) -> list[Path]:
+    """Every video file under `folder`, sorted; a ValueError when it is not a folder or holds none."""
+    if not folder.is_dir():
+        raise ValueError(f"--data {folder} is neither 'toyworld' nor a folder of videos with sound.")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+    if not paths:
+        raise ValueError(f"{folder} holds no video files ({', '.join(VIDEO_SUFFIXES)}).")
+    return paths
+
+
 def folder_footage(folder: str | Path, fmt: ClipFormat, stride: int) -> Footage:
     """Every video file under `folder` (Landscape / AIST++ layout, module docstring), cut into clip windows; a file
     that cannot be read, or has no sound, is skipped with its reason (an error only when none can be used)."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"--data {folder} is neither 'toyworld' nor a folder of video clips.")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
-    if not paths:
-        raise ValueError(f"{folder} holds no video files ({', '.join(VIDEO_SUFFIXES)}).")
+    paths = video_files(folder)
     videos, audios, skipped = [], [], []
     for path in paths:
         try:

@@ -97,11 +97,11 @@ from pipelines.train.common import (
 from pipelines.train.data import report_skipped
 from pipelines.train.init import announce, init_record, refuse_lora, resolve_init
 from pipelines.train.mm_diffusion import (
-    VIDEO_SUFFIXES,
     clip_windows,
     read_sounding_file,
     resample_audio,
     shrink_frames,
+    video_files,
 )
 
 STAGES = ("vae", "autoencoder", "dit")
@@ -240,11 +240,7 @@ def toyworld_clips(args: argparse.Namespace, fmt: ClipFormat, spec: AudioSpec, c
 def folder_clips(folder: str | Path, fmt: ClipFormat, spec: AudioSpec, stride: int) -> SoundingClips:
     """Every video file under `folder` with its class (module docstring); unusable files are skipped with reasons."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"--data {folder} is neither 'toyworld' nor a folder of videos with sound.")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
-    if not paths:
-        raise ValueError(f"{folder} holds no video files ({', '.join(VIDEO_SUFFIXES)}).")
+    paths = video_files(folder)
     videos, audios, names, skipped = [], [], [], []
     for path in paths:
         relative = path.relative_to(folder)
@@ -388,6 +384,16 @@ def vae_scale(vae: AutoencoderKL, clips: SoundingClips, seed: int) -> float:
                                      encode_images(vae, clips.audio_images[images], audio_pixels)]))
 
 
+def prepare_stage(accelerator, objective, optimizer, network: str, ema_decay: float):
+    """Accelerate's objective and optimizer, the trained network inside (`objective.<network>`), and the step
+    counter and EMA registered for checkpointing."""
+    objective, optimizer = accelerator.prepare(objective, optimizer)
+    inner = getattr(accelerator.unwrap_model(objective), network)
+    state, ema = TrainState(), EMA(inner, ema_decay)
+    accelerator.register_for_checkpointing(state, ema)
+    return objective, optimizer, inner, state, ema
+
+
 def train_vae(args, clips: SoundingClips, preset: Preset, start: MMLDMPipeline | None, log: LossLog,
               defaults: StageDefaults) -> AutoencoderKL:
     torch.manual_seed(args.seed)
@@ -401,10 +407,7 @@ def train_vae(args, clips: SoundingClips, preset: Preset, start: MMLDMPipeline |
     objective = VAEObjective(vae)
     optimizer = torch.optim.AdamW([p for p in objective.parameters() if p.requires_grad], lr=args.lr or defaults.lr,
                                   betas=(0.5, 0.9), weight_decay=0.0)  # LDM's autoencoder Adam betas
-    objective, optimizer = accelerator.prepare(objective, optimizer)
-    inner = accelerator.unwrap_model(objective).vae
-    state, ema = TrainState(), EMA(inner, args.ema_decay)
-    accelerator.register_for_checkpointing(state, ema)
+    objective, optimizer, inner, state, ema = prepare_stage(accelerator, objective, optimizer, "vae", args.ema_decay)
     batch_size = args.batch_size or defaults.batch_size
 
     def step(index: int) -> dict[str, float]:
@@ -487,16 +490,14 @@ def train_autoencoder(args, clips: SoundingClips, vae: AutoencoderKL, preset: Pr
     accelerator = make_accelerator(args)
     objective = AutoencoderObjective(autoencoder)
     optimizer = torch.optim.AdamW(autoencoder.parameters(), lr=args.lr or defaults.lr, weight_decay=0.0)
-    objective, optimizer = accelerator.prepare(objective, optimizer)
+    objective, optimizer, inner, state, ema = prepare_stage(accelerator, objective, optimizer, "autoencoder",
+                                                            args.ema_decay)
     discriminator = d_optimizer = None
     if args.adversarial:
         discriminator = TripletDiscriminator()
         d_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=args.lr or defaults.lr, betas=(0.5, 0.9))
         discriminator, d_optimizer = accelerator.prepare(discriminator, d_optimizer)
         vae.to(accelerator.device)
-    inner = accelerator.unwrap_model(objective).autoencoder
-    state, ema = TrainState(), EMA(inner, args.ema_decay)
-    accelerator.register_for_checkpointing(state, ema)
     batch_size = args.batch_size or defaults.batch_size
 
     def step(index: int) -> dict[str, float]:
@@ -569,10 +570,7 @@ def train_dit(args, clips: SoundingClips, vae: AutoencoderKL, autoencoder: Multi
     accelerator = make_accelerator(args)
     objective = DiTObjective(transformer)
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=args.lr or defaults.lr, weight_decay=0.0)
-    objective, optimizer = accelerator.prepare(objective, optimizer)
-    inner = accelerator.unwrap_model(objective).transformer
-    state, ema = TrainState(), EMA(inner, args.ema_decay)
-    accelerator.register_for_checkpointing(state, ema)
+    objective, optimizer, inner, state, ema = prepare_stage(accelerator, objective, optimizer, "transformer", args.ema_decay)
     batch_size = args.batch_size or defaults.batch_size
 
     def step(index: int) -> dict[str, float]:
