@@ -223,6 +223,7 @@ ENTRY_MODULES = (
     "pipelines.images_that_sound.entries",
     "pipelines.impact_sound.entries",
     "pipelines.mm_diffusion.entries",
+    "pipelines.mm_ldm.entries",
     "pipelines.visual_echoes.entries",
 )
 
@@ -233,6 +234,7 @@ FOLDER_PIPELINES = {
     "images_that_sound": "pipelines.images_that_sound.pipeline_images_that_sound:ImagesThatSoundPipeline",
     "impact_diffusion": "pipelines.impact_sound.pipeline_diffusion:ImpactDiffusionPipeline",
     "mm_diffusion_toyworld": "pipelines.mm_diffusion.pipeline_mm_diffusion:MMDiffusionPipeline",
+    "mm_ldm_toyworld": "pipelines.mm_ldm.pipeline_mm_ldm:MMLDMPipeline",
     "visual_echoes": "pipelines.visual_echoes.pipeline_visual_echoes:VisualEchoesPipeline",
 }
 

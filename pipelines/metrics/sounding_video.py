@@ -17,8 +17,12 @@ For every coupling: the score of the true pairs (video i with audio i), the mean
 re-pairings (the baseline a model without coupling reaches), and the permutation p-value (how often a re-pairing
 scores at least as high as the true pairs). The same for ground-truth toy clips in the model's format (the upper
 bound). The metric generates N samples with a Sounding Video model: joint ones (`--mode joint`), or zero-shot ones
-from held-out ground-truth toy clips (replacement, Eq. 10): videos for their audio (`a2v`) or audio for their videos
-(`v2a`); `--mode all` runs the three.
+from held-out ground-truth toy clips: videos for their audio (`a2v`) or audio for their videos (`v2a`); `--mode all`
+runs the three. The model (`--weights`: a registry entry or a saved folder) is MM-Diffusion (zero-shot by replacement,
+Eq. 10, with `--sampler`, `--steps` and audio -> video's `--resample-rounds`/`--resample-share`) or MM-LDM (DiT DDIM
+`--steps`, the shared decoder's `--decoder-steps`, cross-modal guidance φ `--guidance` for a2v and v2a); options of
+the other model are refused (`sampling_for`). The given stream of a zero-shot clip is scored as given, and how far
+the model's returned copy of it strays is reported (`given_stream`: 0 when returned as given).
 
 Which scene a generated clip shows is decided by a **scene judge**, a small CNN trained in the run on real toy
 frames of every scene in the model's format (`train_scene_judge`; its held-out accuracy on real clips is reported):
@@ -34,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -363,18 +368,126 @@ def train_scene_judge(fmt: ClipFormat, seed: int, clips_per_scene: int = 40, ste
     return judge, accuracy
 
 
+# The model ---------------------------------------------------------------------------------------------------------
+
+MODEL_NAMES = {"mm_diffusion": "MM-Diffusion", "mm_ldm": "MM-LDM"}
+MODEL_OPTIONS = {"mm_diffusion": ("sampler", "steps", "resample_rounds", "resample_share"),
+                 "mm_ldm": ("steps", "decoder_steps", "guidance")}  # run()'s sampling options each model takes
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the metric calls one Sounding Video model: its family (a key of MODEL_NAMES), the keyword arguments of its
+    pipeline for every mode, and the settings the JSON records."""
+
+    model: str
+    arguments: dict[str, dict[str, Any]]
+    settings: dict[str, Any]
+
+
+def load_model(weights: str, variant: str):
+    """The Sounding Video model `weights` names: a registry entry (its `variant`), or a path: an MM-LDM folder
+    (model.json of its format) or an MM-Diffusion folder or checkpoint, on the registry's device and dtype."""
+    from pipelines.devices import choose_device, choose_dtype
+    from pipelines.mm_ldm.pipeline_mm_ldm import CONFIG_FORMAT
+    from pipelines.pipeline_utils import read_json
+    from pipelines.registry import UnknownPipelineError, WeightsUnavailableError, get_pipeline
+
+    path = Path(weights)
+    if not path.exists():
+        try:
+            return get_pipeline(weights, variant)
+        except UnknownPipelineError:
+            raise ValueError(f"--weights {weights!r} is neither a registry name nor a model folder") from None
+        except WeightsUnavailableError as error:
+            raise ValueError(str(error)) from None
+    config = path / "model.json"
+    if config.is_file() and read_json(config).get("format") == CONFIG_FORMAT:
+        from pipelines.mm_ldm.pipeline_mm_ldm import MMLDMPipeline as Pipeline
+    else:
+        from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline as Pipeline
+    device = choose_device()
+    return Pipeline.from_pretrained(path, torch_dtype=choose_dtype(device)).to(device)
+
+
+def model_family(pipe) -> str:
+    """The model's family: "mm_diffusion" or "mm_ldm" (ValueError for a pipeline that makes no sounding videos)."""
+    from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
+    from pipelines.mm_ldm.pipeline_mm_ldm import MMLDMPipeline
+
+    if isinstance(pipe, MMLDMPipeline):
+        return "mm_ldm"
+    if isinstance(pipe, MMDiffusionPipeline):
+        return "mm_diffusion"
+    raise ValueError(f"--weights must be a Sounding Video model (MM-Diffusion or MM-LDM), got a {type(pipe).__name__}")
+
+
+def sampling_for(model: str, **options: Any) -> Sampling:
+    """`model`'s sampling from `options` (run()'s sampling options; None: the model's default). Options another model
+    takes are refused, naming the ones that apply."""
+    foreign = [name for name, value in options.items() if value is not None and name not in MODEL_OPTIONS[model]]
+    if foreign:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in foreign)
+        takes = ", ".join(f"--{name.replace('_', '-')}" for name in MODEL_OPTIONS[model])
+        raise ValueError(f"{flags} {'does' if len(foreign) == 1 else 'do'} not apply to {MODEL_NAMES[model]}, whose "
+                         f"sampling options are {takes}")
+    own = {name: options.get(name) for name in MODEL_OPTIONS[model]}
+    return mm_ldm_sampling(**own) if model == "mm_ldm" else mm_diffusion_sampling(**own)
+
+
+def mm_diffusion_sampling(sampler: str | None, steps: int | None, resample_rounds: int | None,
+                          resample_share: float | None) -> Sampling:
+    """MM-Diffusion by replacement; defaults: the Sounding Video tab's for the studio model (DDPM 100; audio -> video
+    resampled, each of the noisiest 60 % of the steps taken STUDIO_A2V_RESAMPLE_ROUNDS times)."""
+    from pipelines.mm_diffusion.entries import STUDIO_A2V_RESAMPLE_ROUNDS
+
+    plain = {"sampler": sampler or "ddpm", "num_inference_steps": 100 if steps is None else steps}
+    resampling = {"resample_rounds": STUDIO_A2V_RESAMPLE_ROUNDS if resample_rounds is None else resample_rounds,
+                  "resample_share": 0.6 if resample_share is None else resample_share}
+    return Sampling("mm_diffusion", {"joint": plain, "a2v": {**plain, **resampling}, "v2a": plain},
+                    {"sampler": plain["sampler"], "steps": plain["num_inference_steps"], "a2v_resampling": resampling})
+
+
+def mm_ldm_sampling(steps: int | None, decoder_steps: int | None, guidance: float | None) -> Sampling:
+    """MM-LDM with cross-modal guidance φ for a2v and v2a; defaults: the studio model's (`pipelines.mm_ldm.entries`),
+    the shared decoder at its released classifier-free guidance."""
+    from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_STEPS
+    from pipelines.mm_ldm.pipeline_mm_ldm import DECODER_GUIDANCE_SCALE
+
+    joint = {"num_inference_steps": STUDIO_STEPS if steps is None else steps,
+             "decoder_steps": STUDIO_DECODER_STEPS if decoder_steps is None else decoder_steps,
+             "decoder_guidance_scale": DECODER_GUIDANCE_SCALE}
+    guided = {**joint, "guidance_scale": STUDIO_GUIDANCE if guidance is None else guidance}
+    return Sampling("mm_ldm", {"joint": joint, "a2v": guided, "v2a": guided},
+                    {"steps": joint["num_inference_steps"], "decoder_steps": joint["decoder_steps"],
+                     "decoder_guidance": DECODER_GUIDANCE_SCALE, "guidance": guided["guidance_scale"]})
+
+
+def trained_scenes(pipe) -> tuple[str, ...]:
+    """The toy scenes a model was trained on, from its training record (MM-Diffusion's `scenes`; MM-LDM's `classes`
+    when its data was the toy world), else DEFAULT_SCENES."""
+    record = pipe.training_record
+    if record.get("scenes"):
+        return tuple(record["scenes"])
+    if record.get("data") == "toyworld" and record.get("classes"):
+        return tuple(record["classes"])
+    return DEFAULT_SCENES
+
+
 # Data --------------------------------------------------------------------------------------------------------------
 
 
 @dataclass
 class Clips:
-    """Sounding clips in a model's format: uint8 frames `[N, F, H, W, 3]`, audio `[N, L]`, each clip's scene, and
-    (for ground truth) the true contact frames of every clip (frame 0 left out)."""
+    """Sounding clips in a model's format: uint8 frames `[N, F, H, W, 3]`, audio `[N, L]`, each clip's scene,
+    (for ground truth) the true contact frames of every clip (frame 0 left out) and (for zero-shot clips) how far the
+    model's returned copy of the given stream strays from it (`given_change`)."""
 
     frames: np.ndarray
     audio: np.ndarray
     scenes: list[str]
     contacts: list[np.ndarray] | None = None
+    given_change: dict | None = None
 
 
 def ground_truth_clips(count: int, seed: int, fmt: ClipFormat, scenes: tuple[str, ...]) -> Clips:
@@ -395,44 +508,54 @@ def ground_truth_clips(count: int, seed: int, fmt: ClipFormat, scenes: tuple[str
     return Clips(np.stack(frames), np.stack(audio), list(toy.scenes), contacts)
 
 
-def generate(pipe, count: int, seed: int, sampler: str, steps: int, batch: int, options: dict | None = None,
+def generate(pipe, count: int, seed: int, batch: int, arguments: dict[str, Any],
              **condition: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`count` samples (uint8 video `[N, F, H, W, 3]`, audio `[N, L]`); sample i is seeded with seed + i. `condition`:
     `video` or `audio` of the `count` clips to generate the other modality for (zero-shot), none for joint samples;
-    `options`: further pipeline arguments (the zero-shot resampling)."""
+    `arguments`: the model's sampling arguments for the mode (`Sampling.arguments`)."""
     import torch
 
     videos, audios = [], []
     for first in range(0, count, batch):
         generators = [torch.Generator().manual_seed(seed + i) for i in range(first, min(count, first + batch))]
         given = {name: value[first : first + len(generators)] for name, value in condition.items()}
-        output = pipe(num_samples=len(generators), generator=generators, sampler=sampler, num_inference_steps=steps,
-                      **given, **(options or {}))
+        output = pipe(num_samples=len(generators), generator=generators, **given, **arguments)
         videos.append(output.video)
         audios.append(output.audio)
     return np.concatenate(videos), np.concatenate(audios)
 
 
-def generated_clips(pipe, mode: str, fmt: ClipFormat, scenes: tuple[str, ...], samples: int, seed: int,
-                    sampler: str, steps: int, batch: int, judge: SceneJudge, a2v_options: dict | None = None) -> Clips:
+def generated_clips(pipe, mode: str, fmt: ClipFormat, scenes: tuple[str, ...], samples: int, seed: int, batch: int,
+                    judge: SceneJudge, arguments: dict[str, Any]) -> Clips:
     """The clips to score for `mode`: both streams generated (joint; their scenes as the judge sees them), or one
-    generated for the other given from held-out toy clips (their true scenes); `a2v_options`: audio -> video's."""
+    generated for the other given from held-out toy clips (their true scenes; the given stream scored as given, and
+    the model's returned copy of it compared with it); `arguments`: the model's sampling arguments for `mode`."""
     if mode == "joint":
-        frames, audio = generate(pipe, samples, seed, sampler, steps, batch)
+        frames, audio = generate(pipe, samples, seed, batch, arguments)
         return Clips(frames, audio, judge(frames))
     given = ground_truth_clips(samples, seed + 2_000_003, fmt, scenes)  # held out from both other sets
     if mode == "a2v":
-        frames = generate(pipe, samples, seed, sampler, steps, batch, a2v_options, audio=given.audio)[0]
-        return Clips(frames, given.audio, given.scenes)
-    return Clips(given.frames, generate(pipe, samples, seed, sampler, steps, batch, video=given.frames)[1],
-                 given.scenes, given.contacts)
+        frames, returned = generate(pipe, samples, seed, batch, arguments, audio=given.audio)
+        return Clips(frames, given.audio, given.scenes, given_change=stream_change("audio", given.audio, returned))
+    returned, audio = generate(pipe, samples, seed, batch, arguments, video=given.frames)
+    return Clips(given.frames, audio, given.scenes, given.contacts, stream_change("video", given.frames, returned))
+
+
+def stream_change(modality: str, given: np.ndarray, returned: np.ndarray) -> dict:
+    """The largest absolute difference between a given stream and the model's returned copy of it (video: in uint8
+    levels, audio: in amplitude; 0 when the model returns it as given)."""
+    difference = np.abs(np.asarray(returned, np.float64) - np.asarray(given, np.float64))
+    return {"modality": modality, "max_abs_change": float(difference.max()) if difference.size else 0.0}
 
 
 def evaluate(clips: Clips, fmt: ClipFormat, tolerance: int, permutations: int = PERMUTATIONS, seed: int = 0) -> dict:
     """Every coupling scored on the clips of its scene (paired, shuffled mean, p-value); for bounce clips also the
-    onset detail and, when the true contacts are known, the detectors against them."""
+    onset detail and, when the true contacts are known, the detectors against them; for zero-shot clips the change
+    of the given stream (`given_stream`)."""
     result = {"clips": len(clips.scenes), "scenes": {s: clips.scenes.count(s) for s in sorted(set(clips.scenes))},
               "couplings": {}}
+    if clips.given_change is not None:
+        result["given_stream"] = clips.given_change
     for link in couplings(tolerance):
         ours = [i for i, scene in enumerate(clips.scenes) if scene == link.scene]
         if len(ours) < 2:
@@ -471,36 +594,41 @@ def detector_table(result: dict, tolerance: int) -> str:
     return "\n".join(lines)
 
 
-def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: int = 0, sampler: str = "ddpm",
-        steps: int = 100, resample_rounds: int = 4, resample_share: float = 0.6, tolerance: int = 1, weights: str = "mm_diffusion_toyworld", variant: str = "studio",
-        scenes: tuple[str, ...] | None = None, modes: tuple[str, ...] = ("joint",), batch: int = 16,
-        permutations: int = PERMUTATIONS, judge_clips: int = 40, verbose: bool = True) -> dict:
+def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: int = 0, sampler: str | None = None,
+        steps: int | None = None, resample_rounds: int | None = None, resample_share: float | None = None,
+        decoder_steps: int | None = None, guidance: float | None = None, tolerance: int = 1,
+        weights: str = "mm_diffusion_toyworld", variant: str = "studio", scenes: tuple[str, ...] | None = None,
+        modes: tuple[str, ...] = ("joint",), batch: int = 16, permutations: int = PERMUTATIONS, judge_clips: int = 40,
+        verbose: bool = True) -> dict:
     """Score ground-truth toy clips and `samples` generated ones per mode; print the tables; write the JSON to `out`.
-    `scenes`: of the ground-truth clips; by default those the model was trained on (its training record).
-    `resample_rounds`, `resample_share`: audio -> video's resampling (`MMDiffusionPipeline`), as the tab's."""
+    `weights`: a registry entry (`variant`) or a model folder (`load_model`). `scenes`: of the ground-truth clips; by
+    default those the model was trained on (`trained_scenes`). Sampling options (`MODEL_OPTIONS`; None: the model's
+    default): MM-Diffusion's `sampler`, `steps` and audio -> video's `resample_rounds`, `resample_share`
+    (`mm_diffusion_sampling`); MM-LDM's `steps`, `decoder_steps` and `guidance` (`mm_ldm_sampling`)."""
     from pipelines.metrics.images_that_sound import machine
-    from pipelines.registry import get_pipeline
 
     for mode in modes:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     started = time.time()
-    pipe = get_pipeline(weights, variant)
-    a2v_options = dict(resample_rounds=resample_rounds, resample_share=resample_share)
-    scenes = scenes or tuple(pipe.training_record.get("scenes", DEFAULT_SCENES))
-    fmt = pipe.clip_format
+    pipe = load_model(weights, variant)
+    sampling = sampling_for(model_family(pipe), sampler=sampler, steps=steps, resample_rounds=resample_rounds,
+                            resample_share=resample_share, decoder_steps=decoder_steps, guidance=guidance)
+    scenes = scenes or trained_scenes(pipe)
+    fmt = pipe.clip_format  # the ground truth and the scene judge in the model's own clip
     judge, judge_accuracy = train_scene_judge(fmt, seed + 3_000_017, judge_clips)
     truth = ground_truth_clips(ground_truth, seed + 1_000_003, fmt, scenes)  # unseen toy seeds
     results = {"ground truth": evaluate(truth, fmt, tolerance, permutations, seed)}
     scene_recognition = {"real": float(np.mean([a == b for a, b in zip(judge(truth.frames), truth.scenes)]))}
     for mode in modes:
-        clips = generated_clips(pipe, mode, fmt, scenes, samples, seed, sampler, steps, batch, judge, a2v_options)
+        clips = generated_clips(pipe, mode, fmt, scenes, samples, seed, batch, judge, sampling.arguments[mode])
         results[f"generated ({mode})"] = evaluate(clips, fmt, tolerance, permutations, seed)
         if mode != "v2a":  # the frames are generated
             scene_recognition[mode] = float(np.mean([s in scenes for s in judge(clips.frames)]))
-    settings = dict(weights=weights, variant=variant, modes=list(modes), samples=samples, ground_truth=ground_truth,
-                    seed=seed, sampler=sampler, steps=steps, a2v_resampling=a2v_options, tolerance=tolerance, scenes=list(scenes),
-                    permutations=permutations, judge_clips=judge_clips, clip_format=dataclasses.asdict(fmt))
+    settings = dict(weights=weights, variant=None if Path(weights).exists() else variant, model=sampling.model,
+                    modes=list(modes), samples=samples, ground_truth=ground_truth, seed=seed, **sampling.settings,
+                    tolerance=tolerance, scenes=list(scenes), permutations=permutations, judge_clips=judge_clips,
+                    clip_format=dataclasses.asdict(fmt))
     report = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
               "machine": machine(), "seconds": round(time.time() - started, 1), "settings": settings,
               "scene_judge": {"held_out_accuracy": judge_accuracy, "recognised_as_a_training_scene": scene_recognition},
@@ -518,22 +646,33 @@ def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: in
 
 
 def add_arguments(parser) -> None:
-    """Options of `python -m pipelines.metrics sounding_video` (`--out` and `--seed` are common)."""
+    """Options of `python -m pipelines.metrics sounding_video` (`--out` and `--seed` are common). The sampling options
+    default to None: the model's own default (`sampling_for`)."""
+    from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_STEPS
+
     parser.add_argument("--samples", type=int, default=64, help="generated samples per mode")
     parser.add_argument("--ground-truth", type=int, default=200, help="ground-truth toy clips")
-    parser.add_argument("--sampler", default="ddpm", choices=("dpm_solver", "ddim", "ddpm"),
-                        help="default: the Sounding Video tab's for the studio model")
-    parser.add_argument("--steps", type=int, default=100, help="sampler steps (default: the tab's for the studio model)")
-    parser.add_argument("--resample-rounds", type=int, default=4, help="a2v: times each resampled step is taken "
-                        "(RePaint; default: the tab's for the studio model; 1 = the paper's sampler)")
-    parser.add_argument("--resample-share", type=float, default=0.6, help="a2v: share of the steps, from the "
-                        "noisiest, that are resampled")
+    parser.add_argument("--weights", default="mm_diffusion_toyworld", help="the Sounding Video model: a registry "
+                        "name (mm_diffusion_toyworld, mm_ldm_toyworld, ...) or a saved MM-Diffusion or MM-LDM folder")
+    parser.add_argument("--variant", default="studio", choices=("auto", "paper", "studio"),
+                        help="the registry entry's weights (ignored for a folder)")
+    parser.add_argument("--steps", type=int, default=None, help="MM-Diffusion: sampler steps (default 100, the tab's "
+                        f"for the studio model); MM-LDM: the DiT's DDIM steps (default {STUDIO_STEPS})")
+    parser.add_argument("--sampler", default=None, choices=("dpm_solver", "ddim", "ddpm"),
+                        help="MM-Diffusion only (default ddpm: the Sounding Video tab's for the studio model)")
+    parser.add_argument("--resample-rounds", type=int, default=None, help="MM-Diffusion a2v only: times each "
+                        "resampled step is taken (RePaint; default: the tab's for the studio model; 1 = the paper's "
+                        "sampler)")
+    parser.add_argument("--resample-share", type=float, default=None, help="MM-Diffusion a2v only: share of the "
+                        "steps, from the noisiest, that are resampled (default 0.6)")
+    parser.add_argument("--decoder-steps", type=int, default=None, help="MM-LDM only: DDIM steps of the shared "
+                        f"decoder (default {STUDIO_DECODER_STEPS})")
+    parser.add_argument("--guidance", type=float, default=None, help="MM-LDM only: φ of the cross-modal guidance of "
+                        f"a2v and v2a (default {STUDIO_GUIDANCE:g})")
     parser.add_argument("--tolerance", type=int, default=1, help="frames an onset may be off its contact")
     parser.add_argument("--permutations", type=int, default=PERMUTATIONS, help="random re-pairings per score")
     parser.add_argument("--judge-clips", type=int, default=40, help="real clips per scene the scene judge learns "
                         "from (and is checked on)")
-    parser.add_argument("--weights", default="mm_diffusion_toyworld", help="registry name of the Sounding Video model")
-    parser.add_argument("--variant", default="studio", choices=("auto", "paper", "studio"))
     parser.add_argument("--batch", type=int, default=16, help="samples generated at once")
     parser.add_argument("--mode", default="joint", choices=(*MODES, "all"),
                         help="joint samples, zero-shot video for given audio (a2v) or audio for given video (v2a), "
@@ -543,8 +682,15 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> dict:
-    return run(args.out, samples=args.samples, ground_truth=args.ground_truth, seed=args.seed, sampler=args.sampler,
-               steps=args.steps, resample_rounds=args.resample_rounds, resample_share=args.resample_share,
-               tolerance=args.tolerance, weights=args.weights, variant=args.variant,
-               batch=args.batch, modes=MODES if args.mode == "all" else (args.mode,),
-               permutations=args.permutations, judge_clips=args.judge_clips, scenes=tuple(args.scenes.split(",")) if args.scenes else None)
+    """Run the metric from parsed arguments; a bad setting (such as another model's option) ends it with `error: …`
+    and exit status 2."""
+    try:
+        return run(args.out, samples=args.samples, ground_truth=args.ground_truth, seed=args.seed,
+                   sampler=args.sampler, steps=args.steps, resample_rounds=args.resample_rounds,
+                   resample_share=args.resample_share, decoder_steps=args.decoder_steps, guidance=args.guidance,
+                   tolerance=args.tolerance, weights=args.weights, variant=args.variant, batch=args.batch,
+                   modes=MODES if args.mode == "all" else (args.mode,), permutations=args.permutations,
+                   judge_clips=args.judge_clips, scenes=tuple(args.scenes.split(",")) if args.scenes else None)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

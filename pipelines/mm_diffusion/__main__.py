@@ -54,8 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from pipelines.audio import SPECS, load_audio, resample
-    from pipelines.media import VideoDecodeError, save_png, save_wav, write_video
-    from pipelines.mm_diffusion.clips import SAMPLE_RATE, enlarged, fit_audio, playable, read_video_clip
+    from pipelines.media import VideoDecodeError
+    from pipelines.mm_diffusion.clips import fit_audio, read_video_clip, write_samples
     from pipelines.mm_diffusion.entries import STUDIO_A2V_RESAMPLE_ROUNDS
     from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
     from pipelines.seeds import generators_for
@@ -83,36 +83,13 @@ def run(args: argparse.Namespace) -> int:
                   resample_rounds=rounds,
                   **{name: np.repeat(value[None], args.num_samples, 0) for name, value in given.items()})
     folder = Path(args.out)
-    folder.mkdir(parents=True, exist_ok=True)
-    for index in range(args.num_samples):
-        sound = playable(output.audio[index], fmt.sample_rate)
-        stem = folder / f"sample-{index:03d}"
-        write_video(f"{stem}.mp4", enlarged(output.video[index]), fmt.fps, audio=sound, sample_rate=SAMPLE_RATE)
-        save_wav(sound, SAMPLE_RATE, Path(f"{stem}.wav"))
-    save_png(sample_sheet(output.video, output.audio, fmt.sample_rate), folder / "sheet.png")
+    write_samples(folder, output.video, output.audio, fmt)
     record = {"command": args.command, "inputs": args.inputs, "model": args.model, "sampler": args.sampler,
               "steps": args.steps, "guidance": args.guidance,
               "resample_rounds": rounds, "num_samples": args.num_samples, "seed": seed}
     (folder / "run.json").write_text(json.dumps(record, indent=2))
     print(f"wrote {args.num_samples} sample(s) and sheet.png to {folder} (seed {seed})")
     return 0
-
-
-def sample_sheet(videos: np.ndarray, audios: np.ndarray, sample_rate: int, gap: int = 4) -> np.ndarray:
-    """uint8 RGB picture: for every sample, its frames (enlarged) left to right and, under them, its spectrogram
-    (linear frequency, 0 Hz at the bottom, time aligned with the frames) stretched to the same width and height."""
-    from PIL import Image
-
-    from pipelines.audio import spectrogram_picture
-    from pipelines.mm_diffusion.clips import enlarged
-
-    rows = []
-    for video, audio in zip(videos, audios):
-        frames = np.concatenate(list(enlarged(video)), axis=1)
-        picture = (spectrogram_picture(audio, sample_rate) * 255).astype(np.uint8)
-        stretched = np.asarray(Image.fromarray(picture).resize(frames.shape[1::-1], Image.Resampling.BILINEAR))
-        rows += [frames, np.repeat(stretched[..., None], 3, axis=-1), np.full((gap, frames.shape[1], 3), 255, np.uint8)]
-    return np.concatenate(rows[:-1], axis=0)
 
 
 if __name__ == "__main__":

@@ -133,3 +133,31 @@ def playable(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     from pipelines.audio import resample
 
     return audio if sample_rate == SAMPLE_RATE else resample(audio, sample_rate, SAMPLE_RATE)
+
+
+def sample_sheet(videos: np.ndarray, audios: np.ndarray, sample_rate: int, gap: int = 4) -> np.ndarray:
+    """uint8 RGB picture: for every sample, its frames (enlarged) left to right and, under them, its spectrogram
+    (linear frequency, 0 Hz at the bottom, time aligned with the frames) stretched to the same width and height."""
+    from pipelines.audio import spectrogram_picture
+
+    rows = []
+    for video, audio in zip(videos, audios):
+        frames = np.concatenate(list(enlarged(video)), axis=1)
+        picture = (spectrogram_picture(audio, sample_rate) * 255).astype(np.uint8)
+        stretched = np.asarray(Image.fromarray(picture).resize(frames.shape[1::-1], Image.Resampling.BILINEAR))
+        rows += [frames, np.repeat(stretched[..., None], 3, axis=-1), np.full((gap, frames.shape[1], 3), 255, np.uint8)]
+    return np.concatenate(rows[:-1], axis=0)
+
+
+def write_samples(folder: Path, videos: np.ndarray, audios: np.ndarray, fmt: ClipFormat) -> None:
+    """For every sample sample-XXX.mp4 (frames enlarged, with the sound) and sample-XXX.wav at SAMPLE_RATE, and
+    sheet.png (`sample_sheet`): what the sounding-video CLIs write."""
+    from pipelines.media import save_png, save_wav, write_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, (video, audio) in enumerate(zip(videos, audios)):
+        sound = playable(audio, fmt.sample_rate)
+        stem = folder / f"sample-{index:03d}"
+        write_video(f"{stem}.mp4", enlarged(video), fmt.fps, audio=sound, sample_rate=SAMPLE_RATE)
+        save_wav(sound, SAMPLE_RATE, Path(f"{stem}.wav"))
+    save_png(sample_sheet(videos, audios, fmt.sample_rate), folder / "sheet.png")

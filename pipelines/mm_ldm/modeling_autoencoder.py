@@ -235,6 +235,8 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
             decoder_cross_attention_blocks: the shared decoder U-Net (released: SD's 320, 640, 1280, 1280; 2; 8 heads;
             32 groups; cross-attention in the first three blocks).
         detach_projector_inputs: the released code's `latent.detach()` before the projectors.
+        cross_modal_condition: the decoder attends to the other modality's semantic tokens (the paper's "semantic
+            cross-modal feature"); False leaves them out of the context, for the ablation of the paper's Table 3.
     """
 
     @register_to_config
@@ -246,7 +248,8 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
                  contrastive_dim: int = 512, prompt_tokens: int = 77,
                  decoder_channels: tuple[int, ...] = (320, 640, 1280, 1280), decoder_layers_per_block: int = 2,
                  decoder_attention_heads: int = 8, decoder_norm_groups: int = 32,
-                 decoder_cross_attention_blocks: int = 3, detach_projector_inputs: bool = True):
+                 decoder_cross_attention_blocks: int = 3, detach_projector_inputs: bool = True,
+                 cross_modal_condition: bool = True):
         super().__init__()
         encoder = {"in_channels": vae_channels, "model_channels": encoder_channels, "num_res_blocks": num_res_blocks,
                        "head_dim": head_dim, "latent_channels": latent_channels, "norm_groups": norm_groups}
@@ -334,11 +337,13 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
 
     # Shared decoder --------------------------------------------------------------------------------------------------
     def context(self, modality: Modality, class_labels: torch.Tensor, other_semantic: torch.Tensor) -> torch.Tensor:
-        """Cross-attention tokens [B, prompt + 1 + grid², dim]: [modality prompt, class token, other's semantics]."""
+        """Cross-attention tokens [B, prompt + 1 + grid², dim]: [modality prompt, class token, other's semantics]
+        (without the last without `cross_modal_condition`)."""
         batch = other_semantic.shape[0]
         prompt = self.prompts[modality].to(other_semantic.dtype).expand(batch, -1, -1)
         token = self.class_embedding(class_labels).to(other_semantic.dtype)[:, None]
-        return torch.cat([prompt, token, other_semantic], dim=1)
+        tokens = [prompt, token, other_semantic] if self.config.cross_modal_condition else [prompt, token]
+        return torch.cat(tokens, dim=1)
 
     def denoise(self, noisy: torch.Tensor, timesteps: torch.Tensor, modality: Modality, latent: torch.Tensor,
                 class_labels: torch.Tensor, other_semantic: torch.Tensor, frame_index: torch.Tensor | None = None,

@@ -32,6 +32,7 @@ from diffusers import AutoencoderKL, DDIMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
 from pipelines.audio import SPECS, AudioSpec, audio_image, audio_image_to_waveform
+from pipelines.mm_diffusion.clips import ClipFormat
 from pipelines.pipeline_utils import BaseOutput, StepCallback, StudioPipeline, read_json, write_json
 
 from .modeling_autoencoder import MultiModalAutoencoder
@@ -128,6 +129,12 @@ class MMLDMPipeline(StudioPipeline):
     @property
     def frame_size(self) -> int:
         return self.vae.config.sample_size
+
+    @property
+    def clip_format(self) -> ClipFormat:
+        """The sounding-video clip this model makes (the same record as MM-Diffusion's, for uploads and files)."""
+        size = self.frame_size
+        return ClipFormat(self.num_frames, size, size, self.spec.clip_samples, self.fps, self.spec.sample_rate)
 
     @property
     def mel_frames(self) -> int:

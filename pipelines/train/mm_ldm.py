@@ -44,10 +44,14 @@ Data (`--data`), at the preset's clip (`--size`: studio 8 frames of 32² at 10 f
 The audio of a clip enters as its audio image (`pipelines.audio.audio_image`: the 80-band mel as a gray image resized
 to the frame size). From scratch the classification head has one output per class found.
 
-Fine-tuning (`--init DIR`, `pipelines.train.init`): every network of the stage starts from a folder
-`MMLDMPipeline.save_pretrained` (or this trainer's dit stage) wrote; its clip format is used (--size ignored, with a
-message); the optimiser starts fresh; model.json records `"init"`. No studio weights are bundled yet and the authors
-released none, so `--init studio` and `--init paper` are refused with a message. No LoRA here.
+Fine-tuning (`--init studio|DIR`, `pipelines.train.init`): every network of the stage starts from the bundled studio
+model or a folder `MMLDMPipeline.save_pretrained` (or this trainer's dit stage) wrote; its clip format is used (--size
+ignored, with a message); the optimiser starts fresh; model.json records `"init"`. The authors released no weights, so
+`--init paper` is refused with a message. No LoRA here.
+
+Ablation (the paper's Table 3, in small): `--no-cross-modal-condition` trains a new autoencoder whose shared decoder
+does not attend to the other modality's semantic tokens; `python -m benchmarks.mm_ldm_autoencoder_ablation` compares
+held-out reconstructions with the paper's.
 
 Departures (studio and tiny sizes): the VAE trains from scratch (above); no horizontal flips (the released AE config
 flips video with p = 0.5); learning rates are larger than the released configs' (AE 1e-4, DiT 1e-5) for short CPU
@@ -145,6 +149,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--autoencoder", default=None, metavar="DIR", help="dit stage: the VAE and autoencoder of a "
                         "finished autoencoder stage (its OUT); default: --out")
     parser.add_argument("--adversarial", action="store_true", help="autoencoder stage: add the triplet GAN loss")
+    parser.add_argument("--no-cross-modal-condition", dest="cross_modal_condition", action="store_false",
+                        help="autoencoder stage, from scratch: the shared decoder does not attend to the other "
+                             "modality's semantic tokens (the ablation of the paper's Table 3)")
     parser.add_argument("--clip-stride", type=int, default=1, help="frames between the starts of training clips")
     parser.add_argument("--pool", type=int, default=1000, help="toy-world videos generated")
     parser.add_argument("--scenes", default="lamp", help="toy-world scenes, comma-separated (the class labels)")
@@ -167,6 +174,9 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.adversarial and args.stage != "autoencoder":
         raise ValueError("--adversarial is a loss of the autoencoder stage; leave it out for the "
                          f"{args.stage} stage.")
+    if not args.cross_modal_condition and (args.stage != "autoencoder" or args.init is not None):
+        raise ValueError("--no-cross-modal-condition builds a new autoencoder: use it for the autoencoder stage "
+                         "without --init (a starting autoencoder keeps its own setting).")
 
 
 # Data ----------------------------------------------------------------------------------------------------------------
@@ -285,8 +295,8 @@ def audio_pixels(images: np.ndarray) -> torch.Tensor:
 
 
 def starting_pipeline(args: argparse.Namespace) -> MMLDMPipeline | None:
-    """The pipeline `--init DIR` names (a folder save_pretrained wrote), or None."""
-    init = resolve_init(args, "mm_ldm")  # `studio`: a ValueError until studio weights are bundled
+    """The pipeline `--init studio|DIR` names (the bundled weights or a folder save_pretrained wrote), or None."""
+    init = resolve_init(args, "mm_ldm")
     if init is None:
         return None
     if init.kind == "paper":
@@ -461,11 +471,13 @@ class AutoencoderObjective(torch.nn.Module):
                                                 discriminator=discriminator)
 
 
-def new_autoencoder(preset: Preset, vae: AutoencoderKL, num_classes: int) -> MultiModalAutoencoder:
+def new_autoencoder(preset: Preset, vae: AutoencoderKL, num_classes: int,
+                    cross_modal_condition: bool = True) -> MultiModalAutoencoder:
     """The preset's autoencoder on `vae`'s latents, with one class output per class of the data."""
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     return MultiModalAutoencoder(vae_channels=vae.config.latent_channels, vae_size=preset.frame_size // factor,
-                                 num_frames=preset.num_frames, **{**preset.autoencoder, "num_classes": num_classes})
+                                 num_frames=preset.num_frames, **{**preset.autoencoder, "num_classes": num_classes,
+                                                                  "cross_modal_condition": cross_modal_condition})
 
 
 def starting_autoencoder(start: MMLDMPipeline, vae: AutoencoderKL, clips: SoundingClips) -> MultiModalAutoencoder:
@@ -486,7 +498,7 @@ def train_autoencoder(args, clips: SoundingClips, vae: AutoencoderKL, preset: Pr
     latents = VAELatents.of(vae, clips)
     torch.manual_seed(args.seed)
     autoencoder = (starting_autoencoder(start, vae, clips) if start is not None
-                   else new_autoencoder(preset, vae, len(clips.classes)).train())
+                   else new_autoencoder(preset, vae, len(clips.classes), args.cross_modal_condition).train())
     accelerator = make_accelerator(args)
     objective = AutoencoderObjective(autoencoder)
     optimizer = torch.optim.AdamW(autoencoder.parameters(), lr=args.lr or defaults.lr, weight_decay=0.0)
@@ -649,6 +661,7 @@ def train(args: argparse.Namespace) -> Path:
             save_module(vae, out / "vae", dtype)  # OUT holds every network the pipeline needs
         save_module(autoencoder, out / "autoencoder", dtype)
         entry["adversarial"] = args.adversarial
+        entry["cross_modal_condition"] = autoencoder.config.cross_modal_condition
     else:
         vae = stage_input(args, "vae", args.autoencoder, start, AutoencoderKL, "dit")
         autoencoder = stage_input(args, "autoencoder", args.autoencoder, start, MultiModalAutoencoder, "dit")

@@ -21,7 +21,8 @@ WHAT = {
     "sounding_video":
         "MM-Diffusion makes a short video and its sound together, or a video for your sound, or a sound for your "
         "video (zero-shot, by replacement or gradient guidance); DPM-Solver, DDIM or DDPM; optional 64→256 "
-        "super-resolution for the released checkpoints. Outputs mp4 with sound and wav.",
+        "super-resolution for the released checkpoints. MM-LDM does the same in a shared latent space, faster (DDIM, "
+        "cross-modal guidance). Outputs mp4 with sound and wav.",
     "spectrogram_lab":
         "Plays any picture as a spectrogram and draws any sound as one, in the exact spectrogram convention that "
         "Images that Sound composes in; each direction shows its round trip. Outputs wav, png and a playhead mp4.",

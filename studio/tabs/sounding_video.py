@@ -1,9 +1,11 @@
-"""Sounding Video: MM-Diffusion makes a short video and its sound together, or one from the other (zero-shot).
+"""Sounding Video: MM-Diffusion or MM-LDM makes a short video and its sound together, or one from the other.
 
 Frames form live (previews of the clean estimate stream in while sampling, and Stop ends the sampling); every sample
-is kept as an mp4 with its sound muxed in and as a wav. Weights: the released Landscape / AIST++ checkpoints when
-configured (with their 64 → 256 up-samplers when those are configured too), and the bundled studio model trained on
-the toy world (a shrunken clip: the loaded model shows its format), which works offline.
+is kept as an mp4 with its sound muxed in and as a wav. Weights: MM-Diffusion's released Landscape / AIST++ checkpoints
+when configured (with their 64 → 256 up-samplers when those are configured too), MM-Diffusion's and MM-LDM's bundled
+studio models trained on the toy world (shrunken clips: the loaded model shows its format), which work offline. Each
+model family has its own settings (MM-Diffusion: sampler, guidance λ, resampling, super-resolution; MM-LDM: DiT and
+decoder steps, cross-modal guidance φ); seed and samples are shared.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from pipelines.mm_diffusion.clips import (
     read_video_clip,
 )
 from pipelines.mm_diffusion.entries import STUDIO_A2V_RESAMPLE_ROUNDS
+from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS as LDM_DECODER_STEPS
+from pipelines.mm_ldm.entries import STUDIO_GUIDANCE as LDM_GUIDANCE
+from pipelines.mm_ldm.entries import STUDIO_STEPS as LDM_STEPS
 from pipelines.registry import available, describe, get_pipeline
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
@@ -36,8 +41,11 @@ from studio.weights import chosen_variant_for, refresh
 
 NAME = "sounding_video"
 EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
-WEIGHTS = {"mm_diffusion_landscape": "Landscape (nature scenes)", "mm_diffusion_aist": "AIST++ (dance)",
-           "mm_diffusion_toyworld": "Studio (toy world)"}  # released checkpoints first: the default when configured
+MM_DIFFUSION_WEIGHTS = {"mm_diffusion_landscape": "MM-Diffusion · Landscape (nature scenes)",
+                        "mm_diffusion_aist": "MM-Diffusion · AIST++ (dance)",
+                        "mm_diffusion_toyworld": "MM-Diffusion · studio (toy world)"}
+MM_LDM_WEIGHTS = {"mm_ldm_toyworld": "MM-LDM · studio (toy world)"}
+WEIGHTS = {**MM_DIFFUSION_WEIGHTS, **MM_LDM_WEIGHTS}  # released checkpoints first: the default when configured
 SUPER_RESOLUTION = {"mm_diffusion_landscape": "mm_diffusion_landscape_sr",  # the registry's 64 → 256 up-sampler
                     "mm_diffusion_aist": "mm_diffusion_aist_sr"}  # for each released checkpoint
 STUDIO_WEIGHTS = "mm_diffusion_toyworld"
@@ -57,14 +65,22 @@ MAX_SAMPLES = 4
 MAX_STEPS = 1000
 MAX_GUIDANCE = 100.0
 MAX_RESAMPLE_ROUNDS = 10
+MAX_LDM_STEPS = 1000  # DDIM takes at most the 1000 steps of MM-LDM's training schedule
+MAX_CROSS_MODAL_GUIDANCE = 20.0
 PREVIEW_EVERY = 2
 PREVIEW_COLUMNS = 8
+FRAMES_PREVIEW = "Frames forming"
+LATENT_PREVIEW = "Video latent forming (first sample; its first three channels as colours)"
+# MM-LDM's paper clip (§4.1): 16 frames of 256×256 at 10 fps with 1.6 s of 44.1 kHz sound.
+MM_LDM_PAPER_CLIP = ClipFormat(16, 256, 256, SPECS["mm_ldm"].clip_samples, 10, SPECS["mm_ldm"].sample_rate)
 
 INTRO = """
 MM-Diffusion (Ruan et al., CVPR 2023) denoises a video and its sound **together** with one coupled U-Net, so what you
-see and what you hear match. Give it a sound and it makes a video for it; give it a video and it makes the sound
-(zero-shot: the same model, steered by the clip you give). Each model makes clips of one format (below); uploads
-are trimmed, resampled and resized to it, and the result says what was changed.
+see and what you hear match. MM-LDM does the same in a small latent space that video and sound share, which is
+faster (here most of all when it makes a video for your sound). Give either a sound and it makes a
+video for it; give it a video and it makes the sound (the same model, steered by the clip you give). Each model
+makes clips of one format (below); uploads are trimmed, resampled and resized to it, and the result says what was
+changed.
 """
 
 
@@ -74,8 +90,13 @@ STUDIO_STEPS = 100
 
 
 def small(weights: str | None) -> bool:
-    """The studio model, or weights trained in the Train tab (small models of its kind)."""
+    """MM-Diffusion's studio model, or weights trained in the Train tab (small models of its kind)."""
     return weights == STUDIO_WEIGHTS or (weights is not None and weights not in WEIGHTS)
+
+
+def latent_model(weights: str | None) -> bool:
+    """MM-LDM (its own settings and previews), not MM-Diffusion."""
+    return weights in MM_LDM_WEIGHTS
 
 
 def default_sampler(weights: str | None) -> str:
@@ -104,19 +125,40 @@ def has_super_resolution(weights: str | None, variant: str) -> bool:
     return weights in SUPER_RESOLUTION and available(SUPER_RESOLUTION[weights], variant)
 
 
-def describe_model(pipe) -> str:
-    """The clip a loaded model makes, and what it was trained on when it says."""
+def settings_shown(weights: str | None, mode: str, variant: str) -> tuple:
+    """On a change of weights: the chosen family's settings shown at that model's defaults, the other family's hidden
+    (and left as they are), and the preview's caption. Outputs: MM-Diffusion's settings, MM-LDM's settings, sampler,
+    steps, resampling rounds, super-resolution, DiT steps, decoder steps, φ, preview."""
+    if latent_model(weights):
+        return (gr.update(visible=False), gr.update(visible=True), gr.skip(), gr.skip(), gr.skip(),
+                gr.update(visible=False), LDM_STEPS, LDM_DECODER_STEPS, LDM_GUIDANCE, gr.update(label=LATENT_PREVIEW))
+    return (gr.update(visible=True), gr.update(visible=False), default_sampler(weights), default_steps(weights),
+            default_resample_rounds(weights, mode), gr.update(visible=has_super_resolution(weights, variant)),
+            gr.skip(), gr.skip(), gr.skip(), gr.update(label=FRAMES_PREVIEW))
+
+
+def describe_model(pipe, paper_clip: ClipFormat = PAPER_CLIP) -> str:
+    """The clip a loaded model makes (against its paper's, `paper_clip`), and what it was trained on when it says."""
     fmt: ClipFormat = pipe.clip_format
     text = (f"**Clip format:** {fmt.frames} frames of {fmt.width}×{fmt.height} at {fmt.fps} fps "
             f"({fmt.video_seconds:g} s) with {fmt.audio_seconds:g} s of sound at {fmt.sample_rate} Hz.")
-    if fmt != PAPER_CLIP:
+    if fmt != paper_clip:
         text += (f" This model is smaller than the paper's, so its clip is shrunk from the paper's "
-                 f"{PAPER_CLIP.frames} frames of {PAPER_CLIP.width}×{PAPER_CLIP.height} with "
-                 f"{PAPER_CLIP.sample_rate / 1000:g} kHz sound.")
-    scenes = pipe.training_record.get("scenes")
+                 f"{paper_clip.frames} frames of {paper_clip.width}×{paper_clip.height} with "
+                 f"{paper_clip.sample_rate / 1000:g} kHz sound.")
+    return text + trained_on(pipe.training_record)
+
+
+def trained_on(record: dict) -> str:
+    """What the weights were trained on, from their training record: toy-world scenes (MM-Diffusion's `scenes`; MM-LDM's
+    `classes` with `data: toyworld`, where the scene is the class) or the classes of an artist's own clips."""
+    scenes = record.get("scenes") or (record.get("classes") if record.get("data") == "toyworld" else None)
     if scenes:
-        text += f" It was trained on the toy world's {', '.join(scenes)} scenes."
-    return text
+        return f" It was trained on the toy world's {', '.join(scenes)} scenes."
+    classes = record.get("classes")
+    if classes:
+        return f" It was trained on clips of {', '.join(classes)}."
+    return ""
 
 
 def build(context: StudioContext) -> None:
@@ -128,7 +170,7 @@ def build(context: StudioContext) -> None:
         gr.Markdown(INTRO + "\n" + "\n".join(f"*{label}: {describe(name, settings.variant)}*"
                                              for label, name in choices))
         with gr.Row():
-            weights = gr.Dropdown(choices, value=first, label="Weights",
+            weights = gr.Dropdown(choices, value=first, label="Weights", elem_id="sv-weights",
                                   info="Which model: each makes the kind of clips it was trained on (models you "
                                        "train in the Train tab appear here too).")
             tab.select(refresh(choices, STUDIO_WEIGHTS), weights, weights, queue=False)
@@ -144,23 +186,37 @@ def build(context: StudioContext) -> None:
                     label="Examples from the toy world: the hum of a lamp hanging high (the studio model should hang "
                           "its lamp high), a lamp hanging low (it should hum low), a bounce", cache_examples=False)
         with gr.Accordion("Settings", open=False):
-            with gr.Row():
-                sampler = gr.Radio(list(SAMPLERS), value=default_sampler(first), label="Sampler",
-                                   info="DPM-Solver: 20 steps is the paper's fast default. DDPM is the slowest and "
-                                        "the best; the studio model starts at 100 DDPM steps (about 10 s on one CPU "
-                                        "core): with fewer-step samplers some of its clips stay noisy.")
-                steps = gr.Slider(1, MAX_STEPS, value=default_steps(first), step=1, label="Steps",
-                                  elem_id="sv-steps")
-            with gr.Row():
-                guidance = gr.Slider(0, MAX_GUIDANCE, value=0, step=0.5, label="Guidance λ (audio → video, "
-                                     "video → audio)", info="0 = replacement (works with every sampler); above 0 "
-                                     "= gradient guidance, which needs DDIM or DDPM. The released scripts use 3.")
-                form = gr.Radio(list(FORMS), value=next(iter(FORMS)), label="Guidance form")
-                resample = gr.Slider(1, MAX_RESAMPLE_ROUNDS, value=default_resample_rounds(first, JOINT), step=1,
-                                     label="Resampling rounds (audio → video, video → audio)",
-                                     info="Each of the noisiest 60 % of the steps is taken this many times, so what "
-                                          "is made settles on what you gave (RePaint; not in the paper). 1 = the "
-                                          "paper's sampler. Needs DDPM or DDIM; costs time in proportion.")
+            with gr.Column(visible=not latent_model(first)) as diffusion_settings:  # MM-Diffusion's
+                with gr.Row():
+                    sampler = gr.Radio(list(SAMPLERS), value=default_sampler(first), label="Sampler",
+                                       info="DPM-Solver: 20 steps is the paper's fast default. DDPM is the slowest "
+                                            "and the best; the studio model starts at 100 DDPM steps (about 10 s on "
+                                            "one CPU core): with fewer-step samplers some of its clips stay noisy.")
+                    steps = gr.Slider(1, MAX_STEPS, value=default_steps(first), step=1, label="Steps",
+                                      elem_id="sv-steps")
+                with gr.Row():
+                    guidance = gr.Slider(0, MAX_GUIDANCE, value=0, step=0.5, label="Guidance λ (audio → video, "
+                                         "video → audio)", info="0 = replacement (works with every sampler); above "
+                                         "0 = gradient guidance, which needs DDIM or DDPM. The released scripts use 3.")
+                    form = gr.Radio(list(FORMS), value=next(iter(FORMS)), label="Guidance form")
+                    resample = gr.Slider(1, MAX_RESAMPLE_ROUNDS, value=default_resample_rounds(first, JOINT), step=1,
+                                         label="Resampling rounds (audio → video, video → audio)",
+                                         info="Each of the noisiest 60 % of the steps is taken this many times, so "
+                                              "what is made settles on what you gave (RePaint; not in the paper). 1 = "
+                                              "the paper's sampler. Needs DDPM or DDIM; costs time in proportion.")
+            with gr.Row(visible=latent_model(first)) as latent_settings:  # MM-LDM's
+                latent_steps = gr.Slider(1, MAX_LDM_STEPS, value=LDM_STEPS, step=1, label="DiT steps (DDIM)",
+                                         elem_id="sv-ldm-steps",
+                                         info=f"Steps of the latent transformer; the paper samples {LDM_STEPS}.")
+                decoder_steps = gr.Slider(1, MAX_LDM_STEPS, value=LDM_DECODER_STEPS, step=1,
+                                          label="Decoder steps (DDIM)", elem_id="sv-decoder-steps",
+                                          info="Steps of the shared decoder that turns the latents into frames and "
+                                               "sound.")
+                cross_guidance = gr.Slider(0, MAX_CROSS_MODAL_GUIDANCE, value=LDM_GUIDANCE, step=0.5,
+                                           label="Cross-modal guidance φ", elem_id="sv-phi",
+                                           info="Used only for audio → video and video → audio: 1 = the conditional "
+                                                "prediction alone, 0 = unconditional (ignores what you gave), above 1 "
+                                                "follows what you gave more closely.")
             with gr.Row():
                 seed = gr.Number(-1, label="Seed", info="-1 picks a random one (shown with the result).")
                 samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples")
@@ -170,23 +226,24 @@ def build(context: StudioContext) -> None:
         with gr.Row():
             run = gr.Button("Generate", variant="primary", elem_id="sv-generate")
             stop = gr.Button("Stop")
-        preview = gr.Image(label="Frames forming", interactive=False)
+        preview = gr.Image(label=LATENT_PREVIEW if latent_model(first) else FRAMES_PREVIEW, interactive=False)
         with gr.Row():
             video_out = gr.Video(label="Sounding video (first sample)", autoplay=False, elem_id="sv-video")
             audio_out = gr.Audio(label=f"Its sound (wav, {PLAYBACK_RATE / 1000:g} kHz)", type="filepath")
         note = gr.Markdown(elem_id="sv-note")
         files = gr.File(label="All samples (mp4 + wav)", file_count="multiple", elem_id="sv-files")
         gr.on(None, handlers.describe_weights, weights, format_note)  # on page load and on every change of weights
-        weights.change(lambda w, m: (default_sampler(w), default_steps(w), default_resample_rounds(w, m),
-                                     gr.update(visible=has_super_resolution(w, settings.variant))),
-                       [weights, mode], [sampler, steps, resample, super_res], queue=False)
+        weights.change(lambda w, m: settings_shown(w, m, settings.variant), [weights, mode],
+                       [diffusion_settings, latent_settings, sampler, steps, resample, super_res, latent_steps,
+                        decoder_steps, cross_guidance, preview], queue=False)
         mode.change(lambda m, w: (gr.update(visible=m == AUDIO_TO_VIDEO), gr.update(visible=m == VIDEO_TO_AUDIO),
                                   default_resample_rounds(w, m)),
                     [mode, weights], [audio_in, video_in, resample], queue=False)
         sampler.change(sampler_steps, [sampler, weights], steps, queue=False)
         event = run.click(
             gpu_handler(handlers.generate, settings.gpu_seconds),
-            [weights, mode, audio_in, video_in, sampler, steps, guidance, form, resample, seed, samples, super_res],
+            [weights, mode, audio_in, video_in, sampler, steps, guidance, form, resample, seed, samples, super_res,
+             latent_steps, decoder_steps, cross_guidance],
             [preview, video_out, audio_out, files, note],
             concurrency_limit=settings.concurrency_limit, concurrency_id=NAME, api_name="sounding_video",
         )
@@ -209,33 +266,53 @@ class SoundingVideoHandlers:
         """The chosen model's clip format (it is loaded, as the next generation needs it anyway)."""
         if weights is None or (weights in WEIGHTS and not available(weights, self.variant)):
             return ""
-        return describe_model(get_pipeline(*self.model(weights, getattr(request, "session_hash", None))))
+        pipe = get_pipeline(*self.model(weights, getattr(request, "session_hash", None)))
+        return describe_model(pipe, MM_LDM_PAPER_CLIP if latent_model(weights) else PAPER_CLIP)
 
     @user_facing("making the sounding video")
     def generate(self, weights, mode, audio_file, video_file, sampler, steps, guidance, form, resample, seed, samples,
-                 super_res, request: gr.Request):
-        """Yields (preview, …) while sampling, then the samples as files."""
+                 super_res, request: gr.Request, latent_steps=LDM_STEPS, decoder_steps=LDM_DECODER_STEPS,
+                 cross_guidance=LDM_GUIDANCE):
+        """Yields (preview, …) while sampling, then the samples as files. MM-LDM's settings come last, after the
+        request (which gradio fills in by its type wherever it stands), so that MM-Diffusion's callers can leave them
+        out; each family reads only its own settings."""
         from pipelines.seeds import generators_for
 
         self.context.files.claim(request.session_hash, audio_file, video_file)
         if weights is None or (weights in WEIGHTS and not available(weights, self.variant)):
-            raise gr.Error("Choose the weights to use: no MM-Diffusion checkpoint is available for that choice.")
+            raise gr.Error("Choose the weights to use: no model is available for that choice.")
         if mode not in MODES:
             raise gr.Error(f"Choose what to make: {JOINT}, {AUDIO_TO_VIDEO} or {VIDEO_TO_AUDIO}.")
-        arguments = self._settings(mode, sampler, steps, guidance, form, resample, samples)
+        if latent_model(weights):
+            arguments = self._latent_settings(mode, latent_steps, decoder_steps, cross_guidance, samples)
+        else:
+            arguments = self._settings(mode, sampler, steps, guidance, form, resample, samples)
         generators, seed_used = generators_for(require_number(seed, "Seed", -1, 2**31 - 1, integer=True),
                                                arguments["num_samples"])
         pipe = get_pipeline(*self.model(weights, request.session_hash))
         notes = self._condition(mode, audio_file, video_file, pipe.clip_format, arguments)
         upsampler = self._upsampler(weights, bool(super_res), "video" in arguments, pipe.clip_format, notes)
         picture = PreviewFiles(self.context.files, request.session_hash)
+        shown = latent_picture if latent_model(weights) else preview_grid
         output, frames = yield from stream(lambda preview: sample(pipe, upsampler, arguments, generators, preview),
-                                           lambda previews: (picture(preview_grid(previews[0])),) + (gr.skip(),) * 4,
+                                           lambda previews: (picture(shown(previews[0])),) + (gr.skip(),) * 4,
                                            picture)
         yield (None,) + self._save(output, frames, seed_used, notes, request)
 
+    def _latent_settings(self, mode: str, steps, decoder_steps, cross_guidance, samples) -> dict:
+        """MM-LDM's arguments from its controls; φ only where something is given to guide by."""
+        arguments = dict(
+            num_inference_steps=require_number(steps, "DiT steps (DDIM)", 1, MAX_LDM_STEPS, integer=True),
+            decoder_steps=require_number(decoder_steps, "Decoder steps (DDIM)", 1, MAX_LDM_STEPS, integer=True),
+            num_samples=require_number(samples, "Samples", 1, MAX_SAMPLES, integer=True),
+        )
+        if mode != JOINT:
+            arguments["guidance_scale"] = require_number(cross_guidance, "Cross-modal guidance φ", 0,
+                                                         MAX_CROSS_MODAL_GUIDANCE)
+        return arguments
+
     def _settings(self, mode: str, sampler, steps, guidance, form, resample, samples) -> dict:
-        """The pipeline's arguments from the controls (the pipeline checks how they combine)."""
+        """MM-Diffusion's arguments from its controls (the pipeline checks how they combine)."""
         if sampler not in SAMPLERS:
             raise gr.Error(f"Choose a sampler: {', '.join(SAMPLERS)}.")
         return dict(
@@ -320,6 +397,12 @@ def sample(pipe, upsampler, arguments: dict, generators, preview) -> tuple:
     upsampled = upsampler(output.video, generator=generators, callback_on_step_end=show,
                           callback_on_step_end_tensor_inputs=["preview"])
     return output, upsampled.video
+
+
+def latent_picture(picture: np.ndarray) -> np.ndarray:
+    """MM-LDM's preview of one sample, a picture of its video latent [h, w, 3] (uint8), enlarged pixel for pixel to at
+    least MIN_SHOWN_SIZE high."""
+    return enlarged(picture[None])[0]
 
 
 def preview_grid(video: np.ndarray, columns: int = PREVIEW_COLUMNS) -> np.ndarray:

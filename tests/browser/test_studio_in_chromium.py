@@ -257,6 +257,25 @@ def test_studio_sounding_video_makes_an_mp4_and_a_wav(browser, studio_url):
     page.close()
 
 
+def test_studio_sounding_video_makes_a_clip_with_mm_ldm(browser, studio_url):
+    """MM-LDM chosen in the Weights dropdown: its own settings replace MM-Diffusion's; at 2 DiT and 2 decoder steps it
+    makes its 32×32 clip, played in the page, with mp4 and wav to download."""
+    page = open_tab(browser, studio_url, "Sounding Video")
+    page.locator("#sv-weights input").click()
+    page.get_by_role("option", name="MM-LDM · studio (toy world)").click()
+    page.locator("#sv-format").get_by_text("8 frames of 32×32").wait_for(timeout=60_000)  # MM-LDM is loaded
+    open_settings(page, "#sv-ldm-steps")
+    assert not page.locator("#sv-steps").is_visible()  # MM-Diffusion's steps are hidden
+    set_slider(page, "#sv-ldm-steps", "2")
+    set_slider(page, "#sv-decoder-steps", "2")
+    page.locator("#sv-generate").click()
+    page.locator("#sv-note").get_by_text("8 frames of 32×32").wait_for(timeout=120_000)
+    page.locator("#sv-video video").wait_for()
+    files = page.locator("#sv-files").inner_text()
+    assert ".mp4" in files and ".wav" in files
+    page.close()
+
+
 def test_studio_impact_diffusion_scores_a_silent_video(browser, studio_url, tmp_path):
     """The bundled studio diffusion model hears a toy glass hit, its physics retrieved from its training clips (the
     mode table stays empty: it is not needed)."""

@@ -170,6 +170,24 @@ def test_sounding_video_numbers(tmp_path, name, value, message):
     assert_plain(error, message)
 
 
+MM_LDM_NUMBERS = {"latent_steps": "DiT steps (DDIM)", "decoder_steps": "Decoder steps (DDIM)",
+                  "cross_guidance": "Cross-modal guidance φ", "seed": "Seed", "samples": "Samples"}
+
+
+@pytest.mark.parametrize("name, value, message", bad_number_cases(MM_LDM_NUMBERS))
+def test_sounding_video_mm_ldm_numbers(tmp_path, name, value, message):
+    from studio.tabs.sounding_video import AUDIO_TO_VIDEO, SoundingVideoHandlers
+
+    settings = dict(latent_steps=2, decoder_steps=2, cross_guidance=3.0, seed=0, samples=1)
+    settings[name] = value
+    handlers = SoundingVideoHandlers(context(tmp_path, models="studio"), "studio")
+    with pytest.raises(gr.Error) as error:  # φ is read for audio -> video (joint: unused); MM-Diffusion's are not read
+        list(handlers.generate("mm_ldm_toyworld", AUDIO_TO_VIDEO, str(EXAMPLES / "lamp-high.wav"), None, None, None,
+                               None, None, None, settings["seed"], settings["samples"], False, FakeRequest(),
+                               settings["latent_steps"], settings["decoder_steps"], settings["cross_guidance"]))
+    assert_plain(error, message)
+
+
 # Spectrogram Lab ----------------------------------------------------------------------------------------------------
 
 
@@ -293,7 +311,14 @@ def test_by_api_bad_settings_get_plain_messages_and_the_studio_keeps_serving(tmp
         with pytest.raises(AppError, match=re.escape("Steps (DDIM) must be between 1 and 200; got 1000000000000.")):
             client.predict("rows of dots", "someone knocking", "", 1e12, 10, 10, 0.9, 1, 0.64, 1, -1, "auto",
                            "Composed (the paper's method)", 10, "", None, "studio", api_name="/images_that_sound")
+        with pytest.raises(AppError, match=re.escape("Decoder steps (DDIM) must be between 1 and 1000; got "
+                                                     "1000000000000.")):
+            client.predict("mm_ldm_toyworld", "Video and sound together", None, None, "DDPM", 2, 0,
+                           "Paper (Eq. 12: √(1 − ᾱ))", 1, 0, 1, False, 2, 1e12, 3.0, api_name="/sounding_video")
         _, _, _, note, downloads = client.predict(chirp, 8, api_name="/sound_to_picture")
         assert note.startswith("1.50 s at 16000 Hz") and len(downloads) == 3
+        *_, note = client.predict("mm_ldm_toyworld", "Video and sound together", None, None, "DDPM", 2, 0,
+                                  "Paper (Eq. 12: √(1 − ᾱ))", 1, 0, 1, False, 2, 2, 3.0, api_name="/sounding_video")
+        assert "8 frames of 32×32" in note  # MM-LDM's settings reach it by API, after the request in its signature
     finally:
         demo.close()

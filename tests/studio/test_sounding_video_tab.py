@@ -1,9 +1,11 @@
 """The Sounding Video tab: shown with a configured MM-Diffusion checkpoint or the bundled studio weights; joint,
 audio→video and video→audio through the handlers with a tiny model, previews streamed and Stop ending the sampling;
-mp4 with sound, 16 kHz wav, the pipeline's own errors as plain messages; space.yaml `checkpoints`."""
+mp4 with sound, 16 kHz wav, the pipeline's own errors as plain messages; space.yaml `checkpoints`. MM-LDM's studio model
+as the second choice of weights: its own settings and defaults, joint, audio→video and video→audio."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -250,3 +252,125 @@ def test_the_studio_models_mp4_holds_every_frame_the_note_names(tmp_path):
     frames = int(re.search(r"(\d+) frames of", note).group(1))
     assert frames == 8 and count_frames_and_secs(mp4)[0] == frames
     assert "Audio: aac" in streams(mp4) and soundfile.info(wav).duration == pytest.approx(frames / 10)
+
+
+# MM-LDM (the bundled studio model) as the tab's second model ---------------------------------------------------------
+
+MM_LDM = "mm_ldm_toyworld"
+
+
+@pytest.fixture
+def studio_handlers(tmp_path) -> SoundingVideoHandlers:
+    return SoundingVideoHandlers(context(tmp_path, models="studio"), "studio")
+
+
+def run_mm_ldm(handlers, mode=JOINT, audio=None, video=None, seed=2, samples=1) -> list:
+    """MM-LDM at 2 DiT and 2 decoder steps; MM-Diffusion's settings are given as None: MM-LDM does not read them."""
+    return list(handlers.generate(MM_LDM, mode, audio, video, None, None, None, None, None, seed, samples, None,
+                                  FakeRequest(), latent_steps=2, decoder_steps=2, cross_guidance=3.0))
+
+
+def mp4_frames(path: str) -> np.ndarray:
+    from pipelines.media import read_video
+
+    return read_video(path).frames
+
+
+def shown(block) -> bool:
+    """Whether a block and every layout around it are visible."""
+    while block is not None:
+        if block.visible is False:
+            return False
+        block = block.parent
+    return True
+
+
+def test_mm_ldm_is_offered_beside_mm_diffusion_and_its_settings_replace_mm_diffusions(tmp_path):
+    """The dropdown lists both studio models (MM-Diffusion's first: the default); choosing MM-LDM shows its own
+    settings at its defaults (DiT steps, decoder steps, φ) and hides MM-Diffusion's (sampler, steps, guidance,
+    resampling: left as they were) and the super-resolution box; choosing MM-Diffusion again brings its defaults back."""
+    from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_STEPS
+    from studio.tabs.sounding_video import LATENT_PREVIEW, STUDIO_WEIGHTS, settings_shown
+
+    with gr.Blocks():
+        sounding_video.build(context(tmp_path, models="studio"))
+        blocks = gr.context.Context.root_block.blocks.values()
+    (dropdown,) = [block for block in blocks if isinstance(block, gr.Dropdown) and block.label == "Weights"]
+    assert [tuple(choice) for choice in dropdown.choices] == [("MM-Diffusion · studio (toy world)", STUDIO_WEIGHTS),
+                                                              ("MM-LDM · studio (toy world)", MM_LDM)]
+    assert dropdown.value == STUDIO_WEIGHTS
+    by_id = {block.elem_id: block for block in blocks if getattr(block, "elem_id", None)}
+    assert by_id["sv-ldm-steps"].value == STUDIO_STEPS and not shown(by_id["sv-ldm-steps"])  # until MM-LDM is chosen
+    assert shown(by_id["sv-steps"]) and by_id["sv-steps"].value == 100
+
+    diffusion, latent, sampler, steps, resample, super_res, dit, decoder, phi, preview = settings_shown(
+        MM_LDM, AUDIO_TO_VIDEO, "studio")
+    assert diffusion["visible"] is False and latent["visible"] is True and super_res["visible"] is False
+    assert (dit, decoder, phi) == (STUDIO_STEPS, STUDIO_DECODER_STEPS, STUDIO_GUIDANCE) == (50, 50, 3.0)
+    assert sampler == steps == resample == gr.skip() and preview["label"] == LATENT_PREVIEW
+    diffusion, latent, sampler, steps, resample, _, dit, *_ = settings_shown(STUDIO_WEIGHTS, AUDIO_TO_VIDEO, "studio")
+    assert diffusion["visible"] is True and latent["visible"] is False and dit == gr.skip()
+    assert (sampler, steps, resample) == ("DDPM", 100, 4)
+
+
+def test_mm_ldm_format_note_says_its_clip_and_what_it_was_trained_on(studio_handlers):
+    note = studio_handlers.describe_weights(MM_LDM)
+    assert "**Clip format:** 8 frames of 32×32 at 10 fps (0.8 s) with 0.8 s of sound at 16000 Hz" in note
+    assert "shrunk from the paper's 16 frames of 256×256 with 44.1 kHz sound" in note
+    assert "trained on the toy world's lamp scenes" in note
+
+
+def test_mm_ldm_joint_generation_previews_its_latent_and_writes_mp4_and_wav(studio_handlers):
+    from PIL import Image
+
+    *previews, (_, mp4, wav, files, note) = run_mm_ldm(studio_handlers)
+    assert len(previews) == 1  # 2 steps, a preview every 2
+    picture = np.asarray(Image.open(previews[0][0]))
+    assert picture.shape == (64, 64, 3)  # the 8×8 latent picture, enlarged 8× pixel for pixel
+    assert (picture[::8, ::8].repeat(8, 0).repeat(8, 1) == picture).all()
+    assert "8 frames of 32×32 at 10 fps, 0.8 s of sound at 16000 Hz" in note and "enlarged 2×" in note
+    assert "Video: h264" in streams(mp4) and "Audio: aac" in streams(mp4) and mp4_frames(mp4).shape == (8, 64, 64, 3)
+    assert soundfile.info(wav).samplerate == 16000 and soundfile.info(wav).frames == 12800
+    assert [Path(path).suffix for path in files] == [".mp4", ".wav"]
+
+
+def test_mm_ldm_audio_to_video_keeps_the_given_sound_and_makes_a_video(studio_handlers, tmp_path, tone):
+    """A stereo 44.1 kHz second: read with the clip's rate (16 kHz) and fitted to 0.8 s, exactly what the wav holds."""
+    source = tmp_path / "sound.wav"
+    soundfile.write(source, np.stack([tone(440, 1.0, 44100), tone(660, 1.0, 44100)], axis=1), 44100,
+                    subtype="PCM_16")
+    *_, (_, mp4, wav, _, note) = run_mm_ldm(studio_handlers, AUDIO_TO_VIDEO, audio=str(source))
+    assert "Mixed 2 channels" in note and "Resampled from 44100 Hz to 16000 Hz" in note
+    fmt = get_pipeline(MM_LDM, "studio").clip_format
+    spec = dataclasses.replace(SPECS["mm_diffusion"], sample_rate=16000, clip_seconds=0.8)
+    expected = fit_audio(load_audio(source, spec, max_seconds=0.8).samples, fmt).value
+    returned, rate = soundfile.read(wav, dtype="float32")
+    assert rate == 16000 and len(returned) == 12800
+    assert np.abs(returned - np.clip(expected, -1, 1)).max() <= 1 / 32767
+    assert "Video: h264" in streams(mp4) and mp4_frames(mp4).shape == (8, 64, 64, 3)
+
+
+def test_mm_ldm_video_to_audio_converts_the_upload_and_makes_its_sound(studio_handlers, tmp_path):
+    frames = np.random.default_rng(0).integers(0, 255, (30, 48, 80, 3), dtype=np.uint8)
+    source = write_video(tmp_path / "clip.mp4", frames, 30, audio=np.zeros(16000, np.float32), sample_rate=16000)
+    *_, (_, mp4, wav, _, note) = run_mm_ldm(studio_handlers, VIDEO_TO_AUDIO, video=str(source))
+    assert "10 frames per second from the video's 30" in note and "80×48 frames were centre-cropped" in note
+    assert "Audio: aac" in streams(mp4) and mp4_frames(mp4).shape == (8, 64, 64, 3)
+    sound, rate = soundfile.read(wav, dtype="float32")
+    assert rate == 16000 and len(sound) == 12800 and np.abs(sound).max() > 0  # a sound was made
+
+
+def test_mm_ldm_reads_phi_only_where_something_is_given(studio_handlers):
+    settings = studio_handlers._latent_settings
+    assert settings(JOINT, 2, 3, float("nan"), 1) == dict(num_inference_steps=2, decoder_steps=3, num_samples=1)
+    assert settings(AUDIO_TO_VIDEO, 2, 3, 1.5, 2)["guidance_scale"] == 1.5
+    assert settings(VIDEO_TO_AUDIO, 2, 3, 0, 2)["guidance_scale"] == 0
+
+
+def test_mm_ldm_preview_is_its_latent_picture_enlarged_pixel_for_pixel():
+    from studio.tabs.sounding_video import latent_picture
+
+    picture = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    shown = latent_picture(picture)
+    assert shown.shape == (64, 64, 3) and (shown[:32, :32] == picture[0, 0]).all()
+    assert (shown[32:, 32:] == picture[1, 1]).all()

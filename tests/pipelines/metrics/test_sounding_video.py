@@ -1,15 +1,18 @@
 """The Sounding Video coupling metric: bounce and lamp detectors with known answers, recovery of the toy world's
-true contacts, ~1 on ground truth and ~0 on shuffled pairs with a permutation p-value, the scene judge, and the CLI
-end to end on a tiny model."""
+true contacts, ~1 on ground truth and ~0 on shuffled pairs with a permutation p-value, the scene judge, each model's
+sampling options, and the CLI end to end on a tiny MM-Diffusion and a tiny MM-LDM."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
+from pipelines.metrics import sounding_video
 from pipelines.metrics.sounding_video import (
+    MODES,
     Counts,
     coupling,
     detect_contacts,
@@ -24,6 +27,8 @@ from pipelines.metrics.sounding_video import (
     match_count,
     permutation_test,
     pitch_correlation,
+    sampling_for,
+    stream_change,
     train_scene_judge,
 )
 from pipelines.mm_diffusion import entries
@@ -186,6 +191,9 @@ def test_cli_scores_a_tiny_trained_model_and_writes_json(tmp_path, monkeypatch):
     assert {"date", "machine", "seconds", "scene_judge"} <= saved.keys()
     assert saved["settings"]["a2v_resampling"] == {"resample_rounds": 2, "resample_share": 0.6}
     assert (saved["settings"]["sampler"], saved["settings"]["steps"]) == ("ddpm", 2)  # the tab's sampler
+    assert saved["settings"]["model"] == "mm_diffusion" and saved["settings"]["variant"] == "studio"
+    for mode, modality in (("a2v", "audio"), ("v2a", "video")):  # returned as given
+        assert saved["results"][f"generated ({mode})"]["given_stream"] == {"modality": modality, "max_abs_change": 0.0}
     assert saved["settings"]["scenes"] == ["bounce", "lamp"]  # the model's training scenes (its model.json)
     assert set(saved["results"]) == {"ground truth", "generated (joint)", "generated (a2v)", "generated (v2a)"}
     assert saved["results"]["ground truth"]["clips"] == 8 and report["results"]["generated (joint)"]["clips"] == 4
@@ -193,3 +201,103 @@ def test_cli_scores_a_tiny_trained_model_and_writes_json(tmp_path, monkeypatch):
     # video -> audio: the videos are held-out toy clips of the model's scenes, scored under their true scenes
     given = ground_truth_clips(4, 2_000_003, TINY_FORMAT, ("bounce", "lamp"))
     assert saved["results"]["generated (v2a)"]["scenes"] == {s: given.scenes.count(s) for s in set(given.scenes)}
+
+
+def test_each_model_gets_its_own_sampling_defaults_and_refuses_the_others_options():
+    from pipelines.mm_diffusion.entries import STUDIO_A2V_RESAMPLE_ROUNDS
+    from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_STEPS
+
+    ldm = sampling_for("mm_ldm", steps=None, decoder_steps=None, guidance=None, sampler=None)
+    assert ldm.settings == {"steps": STUDIO_STEPS, "decoder_steps": STUDIO_DECODER_STEPS, "decoder_guidance": 2.5,
+                            "guidance": STUDIO_GUIDANCE}
+    assert "guidance_scale" not in ldm.arguments["joint"]  # φ steers a given stream only
+    assert ldm.arguments["a2v"] == ldm.arguments["v2a"] == {**ldm.arguments["joint"], "guidance_scale": STUDIO_GUIDANCE}
+    diffusion = sampling_for("mm_diffusion", steps=20, sampler=None, resample_rounds=None, resample_share=None)
+    assert diffusion.arguments["joint"] == diffusion.arguments["v2a"] == {"sampler": "ddpm", "num_inference_steps": 20}
+    assert diffusion.arguments["a2v"] == {"sampler": "ddpm", "num_inference_steps": 20,
+                                          "resample_rounds": STUDIO_A2V_RESAMPLE_ROUNDS, "resample_share": 0.6}
+    with pytest.raises(ValueError, match="--sampler, --resample-rounds do not apply to MM-LDM, whose sampling options "
+                                         "are --steps, --decoder-steps, --guidance"):
+        sampling_for("mm_ldm", sampler="ddim", resample_rounds=2, steps=None)
+    with pytest.raises(ValueError, match="--guidance does not apply to MM-Diffusion"):
+        sampling_for("mm_diffusion", guidance=1.0, decoder_steps=None)
+
+
+def test_stream_change_is_zero_for_a_stream_returned_as_given():
+    frames = np.random.default_rng(0).integers(0, 200, (2, 4, 8, 8, 3)).astype(np.uint8)
+    assert stream_change("video", frames, frames.copy()) == {"modality": "video", "max_abs_change": 0.0}
+    moved = frames.copy()
+    moved[1, 2, 3, 4, 0] += 7
+    assert stream_change("video", frames, moved)["max_abs_change"] == 7.0  # in uint8 levels
+    audio = np.zeros((2, 800), np.float32)
+    assert stream_change("audio", audio, audio + np.eye(2, 800, 5, dtype=np.float32) * 0.25)["max_abs_change"] == 0.25
+
+
+TINY_MM_LDM_FORMAT = {"frames": 8, "height": 16, "width": 16, "audio_samples": 12800, "fps": 10, "sample_rate": 16000}
+
+
+@pytest.fixture(scope="module")
+def tiny_mm_ldm(tmp_path_factory):
+    """A tiny MM-LDM (8 frames of 16², 0.8 s at 16 kHz) saved with a toy-world record of two scenes (its classes)."""
+    import torch
+
+    from pipelines.mm_ldm.modeling_mm_ldm import build_components
+    from pipelines.mm_ldm.pipeline_mm_ldm import MMLDMPipeline
+
+    torch.manual_seed(0)
+    pipe = MMLDMPipeline(**build_components("tiny"), training_record={"data": "toyworld",
+                                                                       "classes": ["bounce", "lamp"]})
+    return pipe.save_pretrained(tmp_path_factory.mktemp("mm_ldm") / "model")
+
+
+def test_cli_scores_a_tiny_mm_ldm_folder_in_every_mode(tiny_mm_ldm, tmp_path, monkeypatch):
+    from pipelines.metrics.__main__ import main as metrics_main
+
+    formats = []  # every clip format the ground truth and the scene judge were made in
+    original_clips, original_judge = sounding_video.ground_truth_clips, sounding_video.train_scene_judge
+    monkeypatch.setattr(sounding_video, "ground_truth_clips",
+                        lambda count, seed, fmt, scenes: formats.append(fmt) or original_clips(count, seed, fmt, scenes))
+    monkeypatch.setattr(sounding_video, "train_scene_judge",  # a short training: the judge's size is what is checked
+                        lambda fmt, seed, clips: formats.append(fmt) or original_judge(fmt, seed, clips, steps=20))
+    out = tmp_path / "metric.json"
+    metrics_main(["sounding_video", "--out", str(out), "--weights", str(tiny_mm_ldm), "--mode", "all",
+                  "--samples", "3", "--ground-truth", "6", "--steps", "2", "--decoder-steps", "2", "--guidance", "2",
+                  "--batch", "2", "--permutations", "10", "--judge-clips", "2"])
+    saved = json.loads(out.read_text())
+    settings = saved["settings"]
+    assert (settings["model"], settings["steps"], settings["decoder_steps"], settings["guidance"]) == ("mm_ldm", 2, 2,
+                                                                                                        2.0)
+    assert not {"sampler", "a2v_resampling"} & settings.keys() and settings["variant"] is None  # a folder
+    assert settings["clip_format"] == TINY_MM_LDM_FORMAT and settings["scenes"] == ["bounce", "lamp"]
+    assert {dataclasses.asdict(fmt) == TINY_MM_LDM_FORMAT for fmt in formats} == {True}  # truth and judge alike
+    assert set(saved["results"]) == {"ground truth", "generated (joint)", "generated (a2v)", "generated (v2a)"}
+    assert [saved["results"][f"generated ({mode})"]["clips"] for mode in MODES] == [3, 3, 3]
+    assert set(saved["scene_judge"]["recognised_as_a_training_scene"]) == {"real", "joint", "a2v"}
+    # the given stream comes back from MM-LDM unchanged, and the given clips are scored under their true scenes
+    assert "given_stream" not in saved["results"]["generated (joint)"]
+    assert saved["results"]["generated (a2v)"]["given_stream"] == {"modality": "audio", "max_abs_change": 0.0}
+    assert saved["results"]["generated (v2a)"]["given_stream"] == {"modality": "video", "max_abs_change": 0.0}
+    given = original_clips(3, 2_000_003, ClipFormat(**TINY_MM_LDM_FORMAT), ("bounce", "lamp"))
+    for mode in ("a2v", "v2a"):
+        assert saved["results"][f"generated ({mode})"]["scenes"] == {s: given.scenes.count(s) for s in
+                                                                     set(given.scenes)}
+
+
+def test_cli_refuses_another_models_options_and_unknown_weights(tiny_mm_ldm, tmp_path, monkeypatch, capsys):
+    from pipelines.metrics.__main__ import main as metrics_main
+    from pipelines.mm_ldm import entries as mm_ldm_entries
+
+    monkeypatch.setattr(mm_ldm_entries, "STUDIO_FOLDER", tiny_mm_ldm)  # the registry entry, on the tiny model
+    REGISTRY.forget("mm_ldm_toyworld")
+    try:
+        with pytest.raises(SystemExit) as exit_status:
+            metrics_main(["sounding_video", "--out", str(tmp_path / "x.json"), "--weights", "mm_ldm_toyworld",
+                          "--sampler", "ddim"])
+    finally:
+        REGISTRY.forget("mm_ldm_toyworld")
+    assert exit_status.value.code == 2
+    assert "error: --sampler does not apply to MM-LDM" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        metrics_main(["sounding_video", "--out", str(tmp_path / "y.json"), "--weights", "no_such_model"])
+    assert "error: --weights 'no_such_model' is neither a registry name nor a model folder" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "y.json").exists()

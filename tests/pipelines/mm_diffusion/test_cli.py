@@ -10,7 +10,8 @@ from PIL import Image
 
 from pipelines.audio import spectrogram_picture
 from pipelines.media import read_soundtrack, video_info
-from pipelines.mm_diffusion.__main__ import main, sample_sheet
+from pipelines.mm_diffusion.__main__ import main
+from pipelines.mm_diffusion.clips import sample_sheet
 from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
 from pipelines.seeds import generators_for
 from tests.factories import tiny_mm_diffusion, write_glass_video

@@ -210,12 +210,36 @@ def test_adversarial_autoencoder_stage_trains_a_discriminator(trained, tmp_path)
     assert (out / "vae" / "config.json").is_file()  # OUT holds every network the pipeline needs
 
 
+def test_the_ablated_autoencoder_leaves_the_other_modalitys_semantics_out(trained, tmp_path):
+    out = tmp_path / "ablated"
+    main(TINY + ["--out", str(out), "--stage", "autoencoder", "--vae", str(trained / "vae"), "--steps", "1",
+                 "--no-cross-modal-condition"])
+    ablated = MultiModalAutoencoder.from_pretrained(out / "autoencoder")
+    paper = MultiModalAutoencoder.from_pretrained(trained / "autoencoder")
+    assert (ablated.config.cross_modal_condition, paper.config.cross_modal_condition) == (False, True)
+    assert json.loads((out / "training_summary.json").read_text())["autoencoder"]["cross_modal_condition"] is False
+    labels, semantics = torch.zeros(2, dtype=torch.long), torch.randn(2, 4, ablated.config.semantic_dim)
+    prompt = ablated.config.prompt_tokens
+    assert ablated.context("audio", labels, semantics).shape[1] == prompt + 1
+    assert paper.context("audio", labels, semantics).shape[1] == prompt + 1 + 4
+
+
+def test_init_studio_starts_from_the_bundled_model(tmp_path):
+    from pipelines.mm_ldm.entries import STUDIO_FOLDER
+
+    out = tmp_path / "fine"
+    main(["mm_ldm", "--data", "toyworld", "--pool", "2", "--stage", "dit", "--init", "studio", "--steps", "0",
+          "--save-dtype", "fp16", "--out", str(out)])
+    assert_same_weights(weights(out, "transformer"), weights(STUDIO_FOLDER, "transformer"))
+    assert json.loads((out / "model.json").read_text())["init"] == "studio"
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--stage", "dit"], "needs a trained vae"),
     (["--stage", "autoencoder", "--vae", "nowhere"], "needs a trained vae: none in nowhere"),
     (["--stage", "vae", "--adversarial"], "--adversarial is a loss of the autoencoder stage"),
     (["--stage", "vae", "--init", "paper"], "released no weights"),
-    (["--stage", "vae", "--init", "studio"], "no studio weights are bundled"),
+    (["--stage", "dit", "--no-cross-modal-condition"], "--no-cross-modal-condition builds a new autoencoder"),
     (["--stage", "vae", "--lora-rank", "4"], "--lora-rank is offered for"),
     (["--stage", "vae", "--batch-size", "1"], "at least 2 for the vae stage"),
 ])
