@@ -308,7 +308,10 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
 
     def encode_video(self, frame_latents: torch.Tensor) -> DiagonalGaussianDistribution:
         """KL-VAE latents of all frames [B, F, 4, H, W] -> q(z_v), from the keyframes and the content frame."""
-        keyframes = frame_latents[:, list(self.keyframes)]
+        return self.encode_keyframes(frame_latents[:, list(self.keyframes)])
+
+    def encode_keyframes(self, keyframes: torch.Tensor) -> DiagonalGaussianDistribution:
+        """KL-VAE latents of the clip's `keyframes` only [B, K, 4, H, W] -> q(z_v): all the video encoder reads."""
         batch = keyframes.shape[0]
         x = torch.cat([self.content_frame.expand(batch, -1, -1, -1, -1).to(keyframes.dtype), keyframes], dim=1)
         frames = x.shape[1]

@@ -209,9 +209,11 @@ class MMLDMPipeline(StudioPipeline):
         return self.vae.encode(images).latent_dist.mode() * self.vae.config.scaling_factor
 
     def encode_video(self, video: torch.Tensor) -> torch.Tensor:
-        """`[N, F, 3, H, W]` in [-1, 1] -> z_v `[N, C, h, w]` (posterior mean, × latent_scale)."""
-        latents = self.vae_encode(video.flatten(0, 1)).unflatten(0, video.shape[:2])
-        return self.autoencoder.encode_video(latents.to(self.autoencoder.dtype)).mode() * self.latent_scale
+        """`[N, F, 3, H, W]` in [-1, 1] -> z_v `[N, C, h, w]` (posterior mean, × latent_scale). Only the keyframes the
+        video encoder reads go through the KL-VAE (4 of the 16 frames at paper size)."""
+        keyframes = video[:, list(self.autoencoder.keyframes)]
+        latents = self.vae_encode(keyframes.flatten(0, 1)).unflatten(0, keyframes.shape[:2])
+        return self.autoencoder.encode_keyframes(latents.to(self.autoencoder.dtype)).mode() * self.latent_scale
 
     def encode_audio(self, waveforms: np.ndarray) -> torch.Tensor:
         """`[N, L]` waveforms -> audio images -> z_a `[N, C, h, w]` (posterior mean, × latent_scale)."""

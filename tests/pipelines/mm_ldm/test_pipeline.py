@@ -58,6 +58,13 @@ def test_video_to_audio_keeps_the_given_video(trained_pipe):
     assert out.audio.shape == (1, 12800)
 
 
+def test_a_given_video_is_encoded_from_its_keyframes_alone(trained_pipe):
+    video = trained_pipe.video_tensor(clip(trained_pipe), 1)
+    every_frame = trained_pipe.vae_encode(video.flatten(0, 1)).unflatten(0, video.shape[:2])
+    expected = trained_pipe.autoencoder.encode_video(every_frame).mode() * trained_pipe.latent_scale
+    torch.testing.assert_close(trained_pipe.encode_video(video), expected)
+
+
 def test_phi_one_is_the_conditional_and_phi_zero_the_unconditional_prediction(trained_pipe):
     generator = seeded(3)
     audio, video = (torch.randn(shape, generator=generator) for shape in trained_pipe.latent_shapes(2))
