@@ -37,6 +37,7 @@ import argparse
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=200, help="transformer warm-up steps")
     parser.add_argument("--mask-mean", type=float, default=MASK_RATIO_MEAN, help="mean of the mask-ratio Gaussian")
     parser.add_argument("--pool", type=int, default=4000, help="toy-world pairs generated")
+    parser.add_argument("--codebook-size", type=int, default=None,
+                        help="codes per tokenizer codebook (default: the preset's; fewer codes give the transformer "
+                             "lower-entropy tokens)")
     add_preview_argument(parser)
 
 
@@ -388,7 +392,7 @@ def train(args: argparse.Namespace) -> Path:
     refuse_lora(args, "visual_echoes")
     check_preview_every(args)
     start = starting_pipeline(args)
-    sizes = TOKENIZER_SIZES[args.size]
+    sizes = preset_sizes(args, start)
     set_seed(args.seed)
     log = LossLog(out / "loss_log.jsonl")
     if not args.resume and args.stage in ("tokenizers", "all") and log.path.exists():
@@ -408,6 +412,19 @@ def train(args: argparse.Namespace) -> Path:
                "args": vars(args)}
     (out / f"training_summary_{args.stage}.json").write_text(json.dumps(summary, indent=2))
     return out
+
+
+def preset_sizes(args: argparse.Namespace, start=None) -> dict[str, TokenizerSize]:
+    """The `--size` preset's tokenizer sizes, both codebooks set to `--codebook-size` when given (not with `--init`:
+    the starting tokenizers keep their codebooks)."""
+    sizes = TOKENIZER_SIZES[args.size]
+    if args.codebook_size is None:
+        return sizes
+    if start is not None:
+        raise ValueError("--codebook-size cannot be combined with --init: the starting tokenizers keep their codebooks")
+    if args.codebook_size < 2:
+        raise ValueError(f"--codebook-size must be at least 2, got {args.codebook_size}")
+    return {name: replace(size, codebook_size=args.codebook_size) for name, size in sizes.items()}
 
 
 def saved_tokenizer(out: Path, name: str, start=None) -> VQModel:

@@ -3,9 +3,11 @@ folder loads as a pipeline that samples."""
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from pipelines.train.__main__ import main
@@ -78,3 +80,27 @@ def test_the_tokenizer_objective_is_plain_l1_without_weighting_and_weighted_with
     torch.testing.assert_close(plain, torch.nn.functional.l1_loss(reconstruction, x))
     weighted, *_ = TokenizerObjective(vq, 5.0)(x)
     torch.testing.assert_close(weighted, ((reconstruction - x).abs() * foreground_weights(x, 5.0)).mean())
+
+
+def test_codebook_size_sets_both_tokenizers_and_the_transformer_heads(tmp_path):
+    out = tmp_path / "run"
+    main(["visual_echoes", "--data", "toyworld", "--out", str(out), "--size", "tiny", "--pool", "8",
+          "--codebook-size", "5", "--tokenizer-batch-size", "4", "--tokenizer-steps", "1", "--batch-size", "4",
+          "--steps", "1", "--warmup", "1", "--restart-every", "1"])
+    pipe = VisualEchoesPipeline.from_pretrained(out)
+    assert pipe.audio_tokenizer.config.num_vq_embeddings == 5 and pipe.image_tokenizer.config.num_vq_embeddings == 5
+    assert pipe.transformer.codebook_sizes == (5, 5)
+
+
+def test_codebook_size_keeps_the_preset_by_default_and_is_refused_with_init():
+    from pipelines.train.visual_echoes import preset_sizes
+    from pipelines.visual_echoes.modeling_visual_echoes import TOKENIZER_SIZES
+
+    assert preset_sizes(argparse.Namespace(size="studio", codebook_size=None)) is TOKENIZER_SIZES["studio"]
+    smaller = preset_sizes(argparse.Namespace(size="studio", codebook_size=64))
+    assert {name: size.codebook_size for name, size in smaller.items()} == {"audio": 64, "image": 64}
+    assert smaller["image"].grid == TOKENIZER_SIZES["studio"]["image"].grid
+    with pytest.raises(ValueError, match="--init"):
+        preset_sizes(argparse.Namespace(size="studio", codebook_size=64), start=object())
+    with pytest.raises(ValueError, match="at least 2"):
+        preset_sizes(argparse.Namespace(size="studio", codebook_size=1))
