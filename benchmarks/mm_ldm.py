@@ -295,11 +295,9 @@ def training_rows(setup: Setup, unet: torch.nn.Module, pipe: MMLDMPipeline, fmt:
         rows.append({"key": key, "label": label, "seconds": median_seconds(make_step(), setup.repeats),
                      "paper_speedup": paper_speedups(paper_key, 0),
                      "flops": flops["timed"][key], "paper_size_flops": flops["paper"][key]})
-    base = rows[0]
-    for row in rows:
-        row["speedup_vs_mm_diffusion"] = base["seconds"] / row["seconds"]
-        row["flop_ratio_vs_mm_diffusion"] = base["flops"] / row["flops"]
-        row["paper_size_flop_ratio_vs_mm_diffusion"] = base["paper_size_flops"] / row["paper_size_flops"]
+    add_ratios(rows, rows[0], "seconds", "speedup_vs_mm_diffusion")
+    add_ratios(rows, rows[0], "flops", "flop_ratio_vs_mm_diffusion")
+    add_ratios(rows, rows[0], "paper_size_flops", "paper_size_flop_ratio_vs_mm_diffusion")
     return rows
 
 
@@ -330,10 +328,15 @@ def sampling_rows(setup: Setup, unet: torch.nn.Module, pipe: MMLDMPipeline, fmt:
         for key, label, paper_key, sample in samples:
             rows.append({"key": key, "label": label, "seconds": median_seconds(sample, setup.repeats),
                          "paper_speedup": paper_speedups(paper_key, 1)})
-    ddpm, ddim = rows[0]["seconds"], rows[1]["seconds"]
-    for row in rows:
-        row["speedup_vs_ddpm"], row["speedup_vs_ddim"] = ddpm / row["seconds"], ddim / row["seconds"]
+    add_ratios(rows, rows[0], "seconds", "speedup_vs_ddpm")
+    add_ratios(rows, rows[1], "seconds", "speedup_vs_ddim")
     return rows
+
+
+def add_ratios(rows: list[dict], baseline: dict, field: str, name: str) -> None:
+    """row[name] = baseline[field] / row[field] for every row (> 1: the row needs less than the baseline)."""
+    for row in rows:
+        row[name] = baseline[field] / row[field]
 
 
 # Report ------------------------------------------------------------------------------------------------------------
