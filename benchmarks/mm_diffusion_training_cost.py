@@ -6,7 +6,9 @@ For every choice below, one training step of `pipelines.train.mm_diffusion` (the
 backward, AdamW) on random clips, best of `--repeats` after a warm-up, in CPU seconds of this process
 (`time.process_time`, one torch thread: time spent waiting for a core is not counted), and the ratio to the studio
 preset measured in the same process. Then one sample of the studio network per sampler and step count (the
-Sounding Video tab's choices): joint, and audio -> video with the tab's resampling (4 rounds of the noisiest 60 %). Prints a Markdown table and writes benchmarks/results/mm_diffusion_training_cost.json.
+Sounding Video tab's choices): joint, audio -> video with the tab's gradient guidance (`entries.STUDIO_A2V`) and with
+4 resampling rounds of the noisiest 60 % of the steps. Prints a Markdown table and writes
+benchmarks/results/mm_diffusion_training_cost.json.
 
     python -m benchmarks.mm_diffusion_training_cost [--repeats 3]
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from pipelines.mm_diffusion.entries import PAPER_ZERO_SHOT, STUDIO_A2V, ZeroShot
 from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
 from pipelines.train.mm_diffusion import PRESETS, JointDiffusionObjective, build_model
 
@@ -50,8 +53,9 @@ CHOICES = (
     Choice("batch 4", batch=4),
     Choice("batch 16", batch=16),
 )
-SAMPLERS = (("ddpm", 1000, 1), ("ddpm", 100, 1), ("ddim", 50, 1), ("ddim", 25, 1), ("dpm_solver", 20, 1),
-            ("ddpm", 100, 4))  # (sampler, steps, resampling rounds: above 1, an audio -> video sample)
+# (sampler, steps, how audio -> video is steered: None for a joint sample)
+SAMPLERS = (("ddpm", 1000, None), ("ddpm", 100, None), ("ddim", 50, None), ("ddim", 25, None), ("dpm_solver", 20, None),
+            ("ddpm", 100, STUDIO_A2V), ("ddpm", 100, ZeroShot(resample_rounds=4)), ("ddpm", 100, PAPER_ZERO_SHOT))
 
 
 def network(choice: Choice) -> torch.nn.Module:
@@ -80,11 +84,11 @@ def step_seconds(choice: Choice, repeats: int) -> tuple[float, int]:
     return min(times[1:]), sum(p.numel() for p in objective.parameters())
 
 
-def sample_seconds(sampler: str, steps: int, resample_rounds: int = 1) -> float:
+def sample_seconds(sampler: str, steps: int, steering: ZeroShot | None = None) -> float:
     """CPU seconds of one sample of the studio network (random weights: the cost does not depend on them): joint, or
-    audio -> video when it resamples."""
+    audio -> video steered by `steering`."""
     pipe = MMDiffusionPipeline(network(CHOICES[0]).eval(), sample_rate=4000, fps=10)
-    given = {"audio": torch.zeros(3200), "resample_rounds": resample_rounds} if resample_rounds > 1 else {}
+    given = {"audio": torch.full((3200,), 0.1), **steering.arguments()} if steering is not None else {}
     started = time.process_time()
     pipe(num_samples=1, generator=torch.Generator().manual_seed(0), sampler=sampler, num_inference_steps=steps,
          **given)
@@ -107,12 +111,14 @@ def main() -> None:
         row["ratio"] = row["seconds_per_step"] / base
         print(f"| {row['choice']} | {row['parameters'] / 1e6:.2f}M | {row['seconds_per_step']:.3f} | "
               f"{row['ms_per_clip']:.0f} | {row['ratio']:.2f} |")
-    sampling = [{"sampler": s, "steps": n, "mode": "audio -> video" if u > 1 else "joint", "resample_rounds": u,
-                 "seconds": sample_seconds(s, n, u)} for s, n, u in SAMPLERS]
-    print("\n| sampler | steps | mode | resampling rounds | s / sample |\n|---|---|---|---|---|")
+    sampling = [{"sampler": s, "steps": n, "mode": "joint" if z is None else "audio -> video",
+                 "steering": None if z is None else z.arguments(), "seconds": sample_seconds(s, n, z)}
+                for s, n, z in SAMPLERS]
+    print("\n| sampler | steps | mode | guidance λ (form), resampling rounds | s / sample |\n|---|---|---|---|---|")
     for row in sampling:
-        print(f"| {row['sampler']} | {row['steps']} | {row['mode']} | {row['resample_rounds']} | "
-              f"{row['seconds']:.2f} |")
+        steering = row["steering"] and (f"{row['steering']['guidance_scale']:g} "
+                                        f"({row['steering']['guidance_scale_form']}), {row['steering']['resample_rounds']}")
+        print(f"| {row['sampler']} | {row['steps']} | {row['mode']} | {steering or ''} | {row['seconds']:.2f} |")
     RESULTS.write_text(json.dumps({"date": date.today().isoformat(), "machine": f"{platform.machine()}, CPU, 1 torch "
                                    f"thread, torch {torch.__version__}", "steps": rows, "sampling": sampling},
                                   indent=2))

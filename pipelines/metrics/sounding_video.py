@@ -18,9 +18,11 @@ re-pairings (the baseline a model without coupling reaches), and the permutation
 scores at least as high as the true pairs). The same for ground-truth toy clips in the model's format (the upper
 bound). The metric generates N samples with a Sounding Video model: joint ones (`--mode joint`), or zero-shot ones
 from held-out ground-truth toy clips: videos for their audio (`a2v`) or audio for their videos (`v2a`); `--mode all`
-runs the three. The model (`--weights`: a registry entry or a saved folder) is MM-Diffusion (zero-shot by replacement,
-Eq. 10, with `--sampler`, `--steps` and audio -> video's `--resample-rounds`/`--resample-share`) or MM-LDM (DiT DDIM
-`--steps`, the shared decoder's `--decoder-steps`, cross-modal guidance φ `--guidance` for a2v and v2a); options of
+runs the three. The model (`--weights`: a registry entry or a saved folder) is MM-Diffusion (`--sampler`, `--steps`;
+video -> audio by replacement, Eq. 10; audio -> video with gradient guidance `--gradient-guidance` λ in
+`--guidance-form`, Eq. 12, and `--resample-rounds`/`--resample-share`) or MM-LDM (DiT DDIM
+`--steps`, the shared decoder's `--decoder-steps`, cross-modal guidance φ `--guidance` and reconstruction guidance λ
+`--reconstruction` for a2v and v2a); options of
 the other model are refused (`sampling_for`). The given stream of a zero-shot clip is scored as given, and how far
 the model's returned copy of it strays is reported (`given_stream`: 0 when returned as given).
 
@@ -371,8 +373,9 @@ def train_scene_judge(fmt: ClipFormat, seed: int, clips_per_scene: int = 40, ste
 # The model ---------------------------------------------------------------------------------------------------------
 
 MODEL_NAMES = {"mm_diffusion": "MM-Diffusion", "mm_ldm": "MM-LDM"}
-MODEL_OPTIONS = {"mm_diffusion": ("sampler", "steps", "resample_rounds", "resample_share"),
-                 "mm_ldm": ("steps", "decoder_steps", "guidance")}  # run()'s sampling options each model takes
+MODEL_OPTIONS = {"mm_diffusion": ("sampler", "steps", "resample_rounds", "resample_share", "gradient_guidance",
+                                  "guidance_form"),
+                 "mm_ldm": ("steps", "decoder_steps", "guidance", "reconstruction")}  # run()'s sampling options each model takes
 
 
 @dataclass(frozen=True)
@@ -436,31 +439,37 @@ def sampling_for(model: str, **options: Any) -> Sampling:
 
 
 def mm_diffusion_sampling(sampler: str | None, steps: int | None, resample_rounds: int | None,
-                          resample_share: float | None) -> Sampling:
-    """MM-Diffusion by replacement; defaults: the Sounding Video tab's for the studio model (DDPM 100; audio -> video
-    resampled, each of the noisiest 60 % of the steps taken STUDIO_A2V_RESAMPLE_ROUNDS times)."""
-    from pipelines.mm_diffusion.entries import STUDIO_A2V_RESAMPLE_ROUNDS
+                          resample_share: float | None, gradient_guidance: float | None,
+                          guidance_form: str | None) -> Sampling:
+    """MM-Diffusion; defaults: the Sounding Video tab's for the studio model (DDPM 100; audio -> video steered as
+    `entries.STUDIO_A2V`, video -> audio by replacement)."""
+    from pipelines.mm_diffusion.entries import STUDIO_A2V
 
     plain = {"sampler": sampler or "ddpm", "num_inference_steps": 100 if steps is None else steps}
-    resampling = {"resample_rounds": STUDIO_A2V_RESAMPLE_ROUNDS if resample_rounds is None else resample_rounds,
-                  "resample_share": 0.6 if resample_share is None else resample_share}
-    return Sampling("mm_diffusion", {"joint": plain, "a2v": {**plain, **resampling}, "v2a": plain},
-                    {"sampler": plain["sampler"], "steps": plain["num_inference_steps"], "a2v_resampling": resampling})
+    given = {"guidance_scale": gradient_guidance, "guidance_scale_form": guidance_form,
+             "resample_rounds": resample_rounds}
+    steering = {**STUDIO_A2V.arguments(), **{k: v for k, v in given.items() if v is not None},
+                "resample_share": 0.6 if resample_share is None else resample_share}
+    return Sampling("mm_diffusion", {"joint": plain, "a2v": {**plain, **steering}, "v2a": plain},
+                    {"sampler": plain["sampler"], "steps": plain["num_inference_steps"], "a2v_steering": steering})
 
 
-def mm_ldm_sampling(steps: int | None, decoder_steps: int | None, guidance: float | None) -> Sampling:
-    """MM-LDM with cross-modal guidance φ for a2v and v2a; defaults: the studio model's (`pipelines.mm_ldm.entries`),
-    the shared decoder at its released classifier-free guidance."""
-    from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_STEPS
+def mm_ldm_sampling(steps: int | None, decoder_steps: int | None, guidance: float | None,
+                    reconstruction: float | None) -> Sampling:
+    """MM-LDM with cross-modal guidance φ and reconstruction guidance λ for a2v and v2a; defaults: the studio model's
+    (`pipelines.mm_ldm.entries`), the shared decoder at its released classifier-free guidance."""
+    from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION, STUDIO_STEPS
     from pipelines.mm_ldm.pipeline_mm_ldm import DECODER_GUIDANCE_SCALE
 
     joint = {"num_inference_steps": STUDIO_STEPS if steps is None else steps,
              "decoder_steps": STUDIO_DECODER_STEPS if decoder_steps is None else decoder_steps,
              "decoder_guidance_scale": DECODER_GUIDANCE_SCALE}
-    guided = {**joint, "guidance_scale": STUDIO_GUIDANCE if guidance is None else guidance}
+    guided = {**joint, "guidance_scale": STUDIO_GUIDANCE if guidance is None else guidance,
+              "reconstruction_scale": STUDIO_RECONSTRUCTION if reconstruction is None else reconstruction}
     return Sampling("mm_ldm", {"joint": joint, "a2v": guided, "v2a": guided},
                     {"steps": joint["num_inference_steps"], "decoder_steps": joint["decoder_steps"],
-                     "decoder_guidance": DECODER_GUIDANCE_SCALE, "guidance": guided["guidance_scale"]})
+                     "decoder_guidance": DECODER_GUIDANCE_SCALE, "guidance": guided["guidance_scale"],
+                     "reconstruction": guided["reconstruction_scale"]})
 
 
 def trained_scenes(pipe) -> tuple[str, ...]:
@@ -596,15 +605,17 @@ def detector_table(result: dict, tolerance: int) -> str:
 
 def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: int = 0, sampler: str | None = None,
         steps: int | None = None, resample_rounds: int | None = None, resample_share: float | None = None,
-        decoder_steps: int | None = None, guidance: float | None = None, tolerance: int = 1,
+        gradient_guidance: float | None = None, guidance_form: str | None = None, decoder_steps: int | None = None, guidance: float | None = None, reconstruction: float | None = None,
+        tolerance: int = 1,
         weights: str = "mm_diffusion_toyworld", variant: str = "studio", scenes: tuple[str, ...] | None = None,
         modes: tuple[str, ...] = ("joint",), batch: int = 16, permutations: int = PERMUTATIONS, judge_clips: int = 40,
         verbose: bool = True) -> dict:
     """Score ground-truth toy clips and `samples` generated ones per mode; print the tables; write the JSON to `out`.
     `weights`: a registry entry (`variant`) or a model folder (`load_model`). `scenes`: of the ground-truth clips; by
     default those the model was trained on (`trained_scenes`). Sampling options (`MODEL_OPTIONS`; None: the model's
-    default): MM-Diffusion's `sampler`, `steps` and audio -> video's `resample_rounds`, `resample_share`
-    (`mm_diffusion_sampling`); MM-LDM's `steps`, `decoder_steps` and `guidance` (`mm_ldm_sampling`)."""
+    default): MM-Diffusion's `sampler`, `steps` and audio -> video's `resample_rounds`, `resample_share`,
+    `gradient_guidance`, `guidance_form` (`mm_diffusion_sampling`); MM-LDM's `steps`, `decoder_steps`, `guidance` and `reconstruction`
+    (`mm_ldm_sampling`)."""
     from pipelines.metrics.images_that_sound import machine
 
     for mode in modes:
@@ -613,7 +624,9 @@ def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: in
     started = time.time()
     pipe = load_model(weights, variant)
     sampling = sampling_for(model_family(pipe), sampler=sampler, steps=steps, resample_rounds=resample_rounds,
-                            resample_share=resample_share, decoder_steps=decoder_steps, guidance=guidance)
+                            resample_share=resample_share, gradient_guidance=gradient_guidance,
+                            guidance_form=guidance_form, decoder_steps=decoder_steps, guidance=guidance,
+                            reconstruction=reconstruction)
     scenes = scenes or trained_scenes(pipe)
     fmt = pipe.clip_format  # the ground truth and the scene judge in the model's own clip
     judge, judge_accuracy = train_scene_judge(fmt, seed + 3_000_017, judge_clips)
@@ -648,7 +661,7 @@ def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: in
 def add_arguments(parser) -> None:
     """Options of `python -m pipelines.metrics sounding_video` (`--out` and `--seed` are common). The sampling options
     default to None: the model's own default (`sampling_for`)."""
-    from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_STEPS
+    from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION, STUDIO_STEPS
 
     parser.add_argument("--samples", type=int, default=64, help="generated samples per mode")
     parser.add_argument("--ground-truth", type=int, default=200, help="ground-truth toy clips")
@@ -660,6 +673,10 @@ def add_arguments(parser) -> None:
                         f"for the studio model); MM-LDM: the DiT's DDIM steps (default {STUDIO_STEPS})")
     parser.add_argument("--sampler", default=None, choices=("dpm_solver", "ddim", "ddpm"),
                         help="MM-Diffusion only (default ddpm: the Sounding Video tab's for the studio model)")
+    parser.add_argument("--gradient-guidance", type=float, default=None, help="MM-Diffusion a2v only: λ of the "
+                        "gradient guidance, Eq. 12 (default: the tab's for the studio model, 3·2^20; 0 = replacement)")
+    parser.add_argument("--guidance-form", default=None, choices=("paper", "code"), help="MM-Diffusion a2v only: "
+                        "the factor of Eq. 12, the paper's √(1 − ᾱ) or the released code's √ᾱ (default: code)")
     parser.add_argument("--resample-rounds", type=int, default=None, help="MM-Diffusion a2v only: times each "
                         "resampled step is taken (RePaint; default: the tab's for the studio model; 1 = the paper's "
                         "sampler)")
@@ -669,6 +686,8 @@ def add_arguments(parser) -> None:
                         f"decoder (default {STUDIO_DECODER_STEPS})")
     parser.add_argument("--guidance", type=float, default=None, help="MM-LDM only: φ of the cross-modal guidance of "
                         f"a2v and v2a (default {STUDIO_GUIDANCE:g})")
+    parser.add_argument("--reconstruction", type=float, default=None, help="MM-LDM only: λ of the reconstruction "
+                        f"guidance of a2v and v2a (default {STUDIO_RECONSTRUCTION:g}; 0 = the paper's sampler)")
     parser.add_argument("--tolerance", type=int, default=1, help="frames an onset may be off its contact")
     parser.add_argument("--permutations", type=int, default=PERMUTATIONS, help="random re-pairings per score")
     parser.add_argument("--judge-clips", type=int, default=40, help="real clips per scene the scene judge learns "
@@ -687,7 +706,9 @@ def main(args) -> dict:
     try:
         return run(args.out, samples=args.samples, ground_truth=args.ground_truth, seed=args.seed,
                    sampler=args.sampler, steps=args.steps, resample_rounds=args.resample_rounds,
-                   resample_share=args.resample_share, decoder_steps=args.decoder_steps, guidance=args.guidance,
+                   resample_share=args.resample_share, gradient_guidance=args.gradient_guidance,
+                   guidance_form=args.guidance_form, decoder_steps=args.decoder_steps, guidance=args.guidance,
+                   reconstruction=args.reconstruction,
                    tolerance=args.tolerance, weights=args.weights, variant=args.variant, batch=args.batch,
                    modes=MODES if args.mode == "all" else (args.mode,), permutations=args.permutations,
                    judge_clips=args.judge_clips, scenes=tuple(args.scenes.split(",")) if args.scenes else None)

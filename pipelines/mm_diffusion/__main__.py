@@ -5,10 +5,12 @@
     python -m pipelines.mm_diffusion v2a video.mp4 --out DIR          # a sound for a video
 
 Options: --model FOLDER or .pt (default: the bundled studio weights), --sampler ddim|dpm_solver|ddpm and --steps N
-(default: DDPM 100, the Sounding Video tab's for the studio model), --num-samples K, --seed S (-1: random), --guidance λ
-(zero-shot: 0 = replacement), --resample-rounds U (zero-shot: RePaint resampling of the noisiest 60 % of the steps;
-default as the tab's for the studio model: 4 for a2v, 1 = the paper's sampler for v2a). Writes sample-XXX.mp4 (frames enlarged to at least 64 pixels, with the sound),
-sample-XXX.wav (16 kHz), sheet.png (one row of frames per sample with its spectrogram drawn under it) and run.json.
+(default: DDPM 100, the Sounding Video tab's for the studio model), --num-samples K, --seed S (-1: random), and for a2v
+and v2a --guidance λ (0 = replacement) with --guidance-form paper|code (Eq. 12's factor) and --resample-rounds U
+(RePaint resampling of the noisiest 60 % of the steps; 1 = the paper's sampler). Their defaults are the tab's for the
+studio model: a2v with the released scripts' effective gradient guidance (`entries.STUDIO_A2V`), v2a by
+replacement. Writes sample-XXX.mp4 (frames enlarged to at least 64 pixels, with the sound), sample-XXX.wav (16 kHz),
+sheet.png (one row of frames per sample with its spectrogram drawn under it) and run.json.
 """
 
 from __future__ import annotations
@@ -37,9 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--num-samples", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--guidance", type=float, default=0.0, help="zero-shot λ (0: replacement)")
+    parser.add_argument("--guidance", type=float, default=None, help="zero-shot λ of Eq. 12 (0: replacement; "
+                        "default 3·2^20 for a2v, 0 for v2a)")
+    parser.add_argument("--guidance-form", default=None, choices=("paper", "code"), help="zero-shot: Eq. 12's "
+                        "factor, the paper's √(1 − ᾱ) or the released code's √ᾱ (default code for a2v)")
     parser.add_argument("--resample-rounds", type=int, default=None, help="zero-shot: times each of the noisiest "
-                        "60 %% of the steps is taken (1: the paper's sampler; default 4 for a2v, 1 for v2a)")
+                        "60 %% of the steps is taken (1: the paper's sampler)")
     return parser
 
 
@@ -56,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.audio import SPECS, load_audio, resample
     from pipelines.media import VideoDecodeError
     from pipelines.mm_diffusion.clips import fit_audio, read_video_clip, write_samples
-    from pipelines.mm_diffusion.entries import STUDIO_A2V_RESAMPLE_ROUNDS
+    from pipelines.mm_diffusion.entries import PAPER_ZERO_SHOT, STUDIO_A2V
     from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
     from pipelines.seeds import generators_for
 
@@ -76,17 +81,22 @@ def run(args: argparse.Namespace) -> int:
             given["video"] = read_video_clip(args.inputs[0], fmt).value
         except VideoDecodeError as error:
             raise ValueError(f"{args.inputs[0]} could not be read as a video ({error})") from None
-    rounds = args.resample_rounds or (STUDIO_A2V_RESAMPLE_ROUNDS if args.command == "a2v" else 1)
+    chosen = {"guidance_scale": args.guidance, "guidance_scale_form": args.guidance_form,
+              "resample_rounds": args.resample_rounds}
+    steering = PAPER_ZERO_SHOT.arguments()  # joint: nothing given to steer towards
+    if given:
+        steering = {**(STUDIO_A2V if args.command == "a2v" else PAPER_ZERO_SHOT).arguments(),
+                    **{name: value for name, value in chosen.items() if value is not None}}
     generators, seed = generators_for(args.seed, args.num_samples)
     output = pipe(num_samples=args.num_samples, generator=generators, sampler=args.sampler,
-                  num_inference_steps=args.steps, guidance_scale=args.guidance,
-                  resample_rounds=rounds,
+                  num_inference_steps=args.steps, **steering,
                   **{name: np.repeat(value[None], args.num_samples, 0) for name, value in given.items()})
     folder = Path(args.out)
     write_samples(folder, output.video, output.audio, fmt)
     record = {"command": args.command, "inputs": args.inputs, "model": args.model, "sampler": args.sampler,
-              "steps": args.steps, "guidance": args.guidance,
-              "resample_rounds": rounds, "num_samples": args.num_samples, "seed": seed}
+              "steps": args.steps, "guidance": steering["guidance_scale"],
+              "guidance_form": steering["guidance_scale_form"], "resample_rounds": steering["resample_rounds"],
+              "num_samples": args.num_samples, "seed": seed}
     (folder / "run.json").write_text(json.dumps(record, indent=2))
     print(f"wrote {args.num_samples} sample(s) and sheet.png to {folder} (seed {seed})")
     return 0

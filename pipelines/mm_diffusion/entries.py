@@ -8,6 +8,7 @@ them and start-up hands the paths over with `pipelines.registry.register_local_c
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipelines.weights import ASSETS, PipelineEntry, WeightsSource, files_missing
@@ -15,9 +16,27 @@ from pipelines.weights import ASSETS, PipelineEntry, WeightsSource, files_missin
 CHECKPOINTS = {"landscape": "Landscape", "aist": "AIST++"}  # config key -> released model
 CHECKPOINT_KEYS = tuple(CHECKPOINTS) + tuple(f"{key}_sr" for key in CHECKPOINTS)
 STUDIO_FOLDER = ASSETS / "mm_diffusion"
-# The studio model's audio -> video takes each of the noisiest 60 % of its steps 4 times (RePaint's resampling):
-# replacement alone leaves its lamp's height unrelated to the given hum (README). The tab and the CLI start from it.
-STUDIO_A2V_RESAMPLE_ROUNDS = 4
+
+
+@dataclass(frozen=True)
+class ZeroShot:
+    """How a zero-shot call is steered: `MMDiffusionPipeline`'s guidance_scale (λ of Eq. 12; 0 = replacement), its
+    guidance_scale_form ("paper" or "code") and resample_rounds (1 = the paper's sampler)."""
+
+    guidance_scale: float = 0.0
+    guidance_scale_form: str = "paper"
+    resample_rounds: int = 1
+
+    def arguments(self) -> dict:
+        return asdict(self)
+
+
+PAPER_ZERO_SHOT = ZeroShot()  # replacement: what the tab and the CLI start from for the released checkpoints
+# The studio model's audio -> video: gradient guidance at the released scripts' effective strength. Their λ = 3 is
+# multiplied by the fp16 loss scale 2^20 and never divided back out, on the code's √ᾱ_t factor: λ = 3 · 2^20 here,
+# where λ weighs the true gradient. Replacement alone leaves the lamp's height unrelated to the given hum, and λ = 3
+# on the true gradient does nothing (README). The tab, the CLI and the metric start from it.
+STUDIO_A2V = ZeroShot(guidance_scale=3 * 2**20, guidance_scale_form="code", resample_rounds=1)
 _LOCAL_CHECKPOINTS: dict[str, str] = {}
 
 

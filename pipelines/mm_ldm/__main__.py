@@ -5,7 +5,8 @@
     python -m pipelines.mm_ldm v2a video.mp4 --out DIR          # a sound for a video
 
 Options: --model FOLDER (default: the bundled studio weights), --steps N (the DiT's DDIM steps), --decoder-steps N (the
-shared decoder's DDIM steps), --guidance φ (a2v and v2a: the cross-modal guidance), --num-samples K, --seed S (-1:
+shared decoder's DDIM steps), --guidance φ (a2v and v2a: the cross-modal guidance), --reconstruction λ (a2v and v2a:
+the reconstruction guidance, a departure from the paper; 0 = the paper's sampler), --num-samples K, --seed S (-1:
 random); defaults: the studio model's (`pipelines.mm_ldm.entries`). A given sound or video is fitted to the model's
 clip (rate, length, size) as the Sounding Video tab fits uploads. Writes sample-XXX.mp4 (frames enlarged to at least
 64 pixels, with the sound), sample-XXX.wav (16 kHz), sheet.png (one row of frames per sample with its spectrogram drawn
@@ -27,7 +28,13 @@ COMMANDS = ("joint", "a2v", "v2a")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_FOLDER, STUDIO_GUIDANCE, STUDIO_STEPS
+    from pipelines.mm_ldm.entries import (
+        STUDIO_DECODER_STEPS,
+        STUDIO_FOLDER,
+        STUDIO_GUIDANCE,
+        STUDIO_RECONSTRUCTION,
+        STUDIO_STEPS,
+    )
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.mm_ldm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="DDIM steps of the shared decoder")
     parser.add_argument("--guidance", type=float, default=None,
                         help=f"a2v and v2a: φ of the cross-modal guidance (default {STUDIO_GUIDANCE:g})")
+    parser.add_argument("--reconstruction", type=float, default=None,
+                        help=f"a2v and v2a: λ of the reconstruction guidance (default {STUDIO_RECONSTRUCTION:g}; 0 = "
+                             f"the paper's sampler)")
     parser.add_argument("--num-samples", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     return parser
@@ -64,11 +74,13 @@ def check_arguments(args: argparse.Namespace) -> None:
     for flag, value in (("--steps", args.steps), ("--decoder-steps", args.decoder_steps)):
         if not 1 <= value <= 1000:
             raise ValueError(f"{flag} must be 1 to 1000, got {value}")
-    if args.guidance is not None:
+    for flag, value in (("--guidance", args.guidance), ("--reconstruction", args.reconstruction)):
+        if value is None:
+            continue
         if args.command == "joint":
-            raise ValueError("--guidance steers a2v and v2a towards the given stream; joint generation has none")
-        if not math.isfinite(args.guidance) or args.guidance < 0:
-            raise ValueError(f"--guidance must be a number >= 0, got {args.guidance}")
+            raise ValueError(f"{flag} steers a2v and v2a towards the given stream; joint generation has none")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{flag} must be a number >= 0, got {value}")
 
 
 def given_stream(command: str, inputs: list[str], pipe) -> dict[str, np.ndarray]:
@@ -95,7 +107,7 @@ def given_stream(command: str, inputs: list[str], pipe) -> dict[str, np.ndarray]
 def run(args: argparse.Namespace) -> int:
     from pipelines.devices import choose_device
     from pipelines.mm_diffusion.clips import write_samples
-    from pipelines.mm_ldm.entries import STUDIO_GUIDANCE
+    from pipelines.mm_ldm.entries import STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION
     from pipelines.mm_ldm.pipeline_mm_ldm import MMLDMPipeline
     from pipelines.seeds import generators_for
 
@@ -103,14 +115,16 @@ def run(args: argparse.Namespace) -> int:
     pipe = MMLDMPipeline.from_pretrained(args.model).to(choose_device())
     given = given_stream(args.command, args.inputs, pipe)
     guidance = STUDIO_GUIDANCE if args.guidance is None else args.guidance
+    reconstruction = STUDIO_RECONSTRUCTION if args.reconstruction is None else args.reconstruction
     generators, seed = generators_for(args.seed, args.num_samples)
-    output = pipe(num_inference_steps=args.steps, guidance_scale=guidance, decoder_steps=args.decoder_steps,
+    output = pipe(num_inference_steps=args.steps, guidance_scale=guidance, reconstruction_scale=reconstruction,
+                  decoder_steps=args.decoder_steps,
                   num_samples=args.num_samples, generator=generators, **given)
     folder = Path(args.out)
     write_samples(folder, output.video, output.audio, pipe.clip_format)
     record = {"command": args.command, "inputs": args.inputs, "model": args.model, "steps": args.steps,
-              "decoder_steps": args.decoder_steps, "guidance": guidance if given else None, "num_samples": args.num_samples,
-              "seed": seed}
+              "decoder_steps": args.decoder_steps, "guidance": guidance if given else None,
+              "reconstruction": reconstruction if given else None, "num_samples": args.num_samples, "seed": seed}
     (folder / "run.json").write_text(json.dumps(record, indent=2))
     print(f"wrote {args.num_samples} sample(s) and sheet.png to {folder} (seed {seed})")
     return 0

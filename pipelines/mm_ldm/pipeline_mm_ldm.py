@@ -10,6 +10,11 @@
      the equation writes it), and the video noise is ε = ε_u + φ(ε_c − ε_u) with ε_c = ε̂(z_a^t, z_v^t, t; z_a, 0_v)
      and ε_u = ε̂(z_a^t, z_v^t, t; 0_a, 0_v) (Eq. 8 with its sign corrected), both from one batched DiT call. The
      given audio is returned as given. Video → audio is symmetric. φ is not given in the paper; `guidance_scale`.
+   - Departure, reconstruction guidance (`reconstruction_scale` λ, 0 = the paper's sampler): after each step the
+     generated latent also moves against the gradient of how far the DiT's x̂_0 of the given stream lies from the
+     given latent (`scheduling_mm_ldm.reconstruction_step`), as MM-Diffusion's zero-shot gradient guidance does. The
+     studio DiT's video ignores the clean audio condition (it learnt to use each condition for its own stream), so
+     without it audio → video is not coupled; with it the video is steered until the audio it implies is the given one.
 3. The shared diffusion decoder turns z_v into every frame's KL-VAE latent (with the frame index) and z_a into the
    audio image's, each by DDIM with decoder classifier-free guidance (scale 2.5, the released configs), with the class
    predicted by the classification head; the KL-VAE decodes them; the audio image goes back to sound by Griffin-Lim
@@ -37,7 +42,13 @@ from pipelines.pipeline_utils import BaseOutput, StepCallback, StudioPipeline, r
 
 from .modeling_autoencoder import MultiModalAutoencoder
 from .modeling_dit import MMLDMTransformer
-from .scheduling_mm_ldm import NUM_INFERENCE_STEPS, forward_noise, guided_noise
+from .scheduling_mm_ldm import (
+    NUM_INFERENCE_STEPS,
+    forward_noise,
+    guided_noise,
+    predicted_original,
+    reconstruction_step,
+)
 
 CONFIG_FORMAT = "mm_ldm-1"
 CONFIG_KEYS = ("format", "fps", "audio_spec", "latent_scale")
@@ -144,9 +155,9 @@ class MMLDMPipeline(StudioPipeline):
         audio, video = self.autoencoder.latent_shapes()
         return (num_samples, *audio), (num_samples, *video)
 
-    def check_inputs(self, video, audio, num_inference_steps: int, guidance_scale: float, decoder_steps: int,
-                     decoder_guidance_scale: float, num_samples: int, generator: Generator, latents,
-                     output_type: str) -> None:
+    def check_inputs(self, video, audio, num_inference_steps: int, guidance_scale: float, reconstruction_scale: float,
+                     decoder_steps: int, decoder_guidance_scale: float, num_samples: int, generator: Generator,
+                     latents, output_type: str) -> None:
         if video is not None and audio is not None:
             raise ValueError("Give at most one of `video` (video-to-audio) and `audio` (audio-to-video): the other "
                              "modality is generated. For joint generation give neither.")
@@ -154,7 +165,8 @@ class MMLDMPipeline(StudioPipeline):
         for name, value in (("num_inference_steps", num_inference_steps), ("decoder_steps", decoder_steps)):
             if not isinstance(value, int) or not 1 <= value <= train_steps:
                 raise ValueError(f"`{name}` must be an integer from 1 to {train_steps}, got {value!r}.")
-        for name, value in (("guidance_scale", guidance_scale), ("decoder_guidance_scale", decoder_guidance_scale)):
+        for name, value in (("guidance_scale", guidance_scale), ("reconstruction_scale", reconstruction_scale),
+                            ("decoder_guidance_scale", decoder_guidance_scale)):
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
         if not isinstance(num_samples, int) or num_samples < 1:
@@ -258,6 +270,7 @@ class MMLDMPipeline(StudioPipeline):
         audio: np.ndarray | torch.Tensor | None = None,
         num_inference_steps: int = NUM_INFERENCE_STEPS,
         guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+        reconstruction_scale: float = 0.0,
         decoder_steps: int = NUM_INFERENCE_STEPS,
         decoder_guidance_scale: float = DECODER_GUIDANCE_SCALE,
         num_samples: int = 1,
@@ -276,6 +289,8 @@ class MMLDMPipeline(StudioPipeline):
             num_inference_steps: DDIM steps of the DiT (paper: 50).
             guidance_scale: φ of the cross-modal guidance (A2V / V2A only; 1 = the conditional prediction alone,
                 0 = the unconditional one).
+            reconstruction_scale: λ of the reconstruction guidance (A2V / V2A only; 0 = the paper's sampler; a
+                departure, see the module docstring).
             decoder_steps, decoder_guidance_scale: DDIM steps and classifier-free guidance of the shared decoder
                 (released: 50, 2.5).
             generator: one `torch.Generator`, or one per sample.
@@ -290,8 +305,8 @@ class MMLDMPipeline(StudioPipeline):
                 `pipe._interrupt = True` stops after the step.
         """
         # 1. Check inputs
-        self.check_inputs(video, audio, num_inference_steps, guidance_scale, decoder_steps, decoder_guidance_scale,
-                          num_samples, generator, latents, output_type)
+        self.check_inputs(video, audio, num_inference_steps, guidance_scale, reconstruction_scale, decoder_steps,
+                          decoder_guidance_scale, num_samples, generator, latents, output_type)
         self.start_sampling(callback_on_step_end, callback_on_step_end_tensor_inputs)
         # 2. Encode the condition
         given_video = None if video is None else self.video_tensor(video, num_samples)
@@ -302,8 +317,9 @@ class MMLDMPipeline(StudioPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         z_audio, z_video = self.prepare_latents(num_samples, generator, latents)
         # 4. Denoising loop
-        z_audio, z_video = self.denoise(z_audio, z_video, clean_audio, clean_video, guidance_scale, generator,
-                                        callback_on_step_end, callback_on_step_end_tensor_inputs)
+        z_audio, z_video = self.denoise(z_audio, z_video, clean_audio, clean_video, guidance_scale,
+                                        reconstruction_scale, generator, callback_on_step_end,
+                                        callback_on_step_end_tensor_inputs)
         z_audio = z_audio if clean_audio is None else clean_audio  # the given modality is returned as given
         z_video = z_video if clean_video is None else clean_video
         if output_type == "latent":
@@ -314,12 +330,30 @@ class MMLDMPipeline(StudioPipeline):
         frames, images = self.decode_latents(z_audio, z_video, decoder_steps, decoder_guidance_scale, generator, given)
         return self.postprocess(frames, images, given_video, given_audio, output_type, return_dict)
 
+    def reconstruction_gradient(self, z_audio: torch.Tensor, z_video: torch.Tensor, timestep: torch.Tensor,
+                                clean_audio: torch.Tensor | None, clean_video: torch.Tensor | None,
+                                guidance_scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`predict_noise`'s (ε_a, ε_v), and the gradient w.r.t. the generated stream's latent of the given stream's
+        reconstruction error Σ_n mean‖x̂_0 − z_given‖² (per sample, so a sample's guidance ignores the batch)."""
+        given_is_audio = clean_audio is not None
+        with torch.enable_grad():
+            generated = (z_video if given_is_audio else z_audio).detach().requires_grad_(True)
+            audio, video = (z_audio, generated) if given_is_audio else (generated, z_video)
+            eps_audio, eps_video = self.predict_noise(audio, video, timestep, clean_audio, clean_video, guidance_scale)
+            noisy, eps, clean = (audio, eps_audio, clean_audio) if given_is_audio else (video, eps_video, clean_video)
+            error = (predicted_original(self.scheduler, noisy, eps, timestep) - clean).pow(2).flatten(1).mean(1).sum()
+            (gradient,) = torch.autograd.grad(error, generated)
+        return eps_audio.detach(), eps_video.detach(), gradient
+
     def denoise(self, z_audio: torch.Tensor, z_video: torch.Tensor, clean_audio: torch.Tensor | None,
-                clean_video: torch.Tensor | None, guidance_scale: float, generator: Generator,
-                callback_on_step_end: StepCallback | None,
+                clean_video: torch.Tensor | None, guidance_scale: float, reconstruction_scale: float,
+                generator: Generator, callback_on_step_end: StepCallback | None,
                 tensor_inputs: list[str] | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """DDIM over the DiT; a given modality is replaced by its forward-noised ground truth before every call."""
-        for i, t in enumerate(self.scheduler.timesteps):
+        """DDIM over the DiT; a given modality is replaced by its forward-noised ground truth before every call, and
+        with `reconstruction_scale` > 0 the generated one is steered towards it after every step but the last."""
+        timesteps = self.scheduler.timesteps
+        reconstructing = reconstruction_scale > 0 and (clean_audio is not None or clean_video is not None)
+        for i, t in enumerate(timesteps):
             if self.interrupt:
                 break
             timestep = t.reshape(1)
@@ -329,11 +363,22 @@ class MMLDMPipeline(StudioPipeline):
             if clean_video is not None:
                 noise = randn_tensor(clean_video.shape, generator=generator, device=self.device, dtype=z_video.dtype)
                 z_video = forward_noise(self.scheduler, clean_video, noise, timestep)
-            eps_audio, eps_video = self.predict_noise(z_audio, z_video, timestep, clean_audio, clean_video,
-                                                      guidance_scale)
+            if reconstructing:
+                eps_audio, eps_video, gradient = self.reconstruction_gradient(z_audio, z_video, timestep, clean_audio,
+                                                                              clean_video, guidance_scale)
+            else:
+                eps_audio, eps_video = self.predict_noise(z_audio, z_video, timestep, clean_audio, clean_video,
+                                                          guidance_scale)
             audio_step = self.scheduler.step(eps_audio, t, z_audio)
             video_step = self.scheduler.step(eps_video, t, z_video)
             z_audio, z_video = audio_step.prev_sample, video_step.prev_sample
+            if reconstructing and i + 1 < len(timesteps):
+                if clean_audio is not None:
+                    z_video = reconstruction_step(self.scheduler, z_video, gradient, timesteps[i + 1],
+                                                  reconstruction_scale)
+                else:
+                    z_audio = reconstruction_step(self.scheduler, z_audio, gradient, timesteps[i + 1],
+                                                  reconstruction_scale)
             returned = self.step_end(
                 callback_on_step_end, i, t, tensor_inputs,
                 preview=lambda d=video_step.pred_original_sample: latent_preview(d),

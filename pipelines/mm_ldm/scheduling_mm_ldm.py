@@ -7,6 +7,11 @@
 - Eq. 5, corrected: z^t = √ᾱ_t z^0 + √(1 − ᾱ_t) n^t (the paper prints (1 − ᾱ_t) without the square root).
 - Cross-modal guidance, Eq. 8 with the sign corrected: ε = ε_u + φ(ε_c − ε_u) (the paper prints
   φ·ε_c − (1 − φ)·ε_u; the released DDIM code, and classifier-free guidance, use this form).
+- Reconstruction guidance (a departure, for A2V and V2A; off by default): after each DDIM step the generated latent
+  moves against the gradient, taken at the step's input, of how far the DiT's x̂_0 of the given stream lies from the
+  given latent: z^{t-1} − λ √(1 − ᾱ_{t-1}) ∇_{z^t} mean‖x̂_0 − z_given‖² (MM-Diffusion's gradient guidance, Eq. 12
+  with the paper's factor, applied to MM-LDM's latents; `reconstruction_step`). The cross-modal guidance alone lets
+  the studio model's video ignore its given audio: its DiT learnt to use a clean condition for its own stream only.
 - Loss, Eq. 7 as the code computes it: MSE_a + MSE_v (mean squared error per modality, summed).
 - Condition keeping in training: 5 % of the samples see the clean audio latent (A2V), another 5 % the clean video
   latent (V2A), never both; the rest see null (zero) latents. The paper: "5 % training samples for each conditional
@@ -42,6 +47,20 @@ def forward_noise(scheduler: DDIMScheduler, clean: torch.Tensor, noise: torch.Te
 def guided_noise(uncond: torch.Tensor, cond: torch.Tensor, phi: float) -> torch.Tensor:
     """Cross-modal sampling guidance (Eq. 8, sign corrected): ε_u + φ(ε_c − ε_u); φ = 1 gives ε_c, φ = 0 gives ε_u."""
     return uncond + phi * (cond - uncond)
+
+
+def predicted_original(scheduler: DDIMScheduler, noisy: torch.Tensor, noise: torch.Tensor,
+                       timestep: torch.Tensor) -> torch.Tensor:
+    """x̂_0 = (z^t − √(1 − ᾱ_t) ε̂) / √ᾱ_t (one shared t)."""
+    alpha = scheduler.alphas_cumprod.to(noisy.device, noisy.dtype)[timestep.to(noisy.device)].reshape(-1)[0]
+    return (noisy - (1.0 - alpha).sqrt() * noise) / alpha.sqrt()
+
+
+def reconstruction_step(scheduler: DDIMScheduler, previous: torch.Tensor, gradient: torch.Tensor,
+                        previous_timestep: int, scale: float) -> torch.Tensor:
+    """Reconstruction guidance on a step's output: z^{t-1} − λ √(1 − ᾱ_{t-1}) ∇ (λ = `scale`)."""
+    alpha = scheduler.alphas_cumprod[previous_timestep].to(previous.device, previous.dtype)
+    return previous - scale * (1.0 - alpha).sqrt() * gradient
 
 
 def mm_ldm_loss(pred_audio: torch.Tensor, noise_audio: torch.Tensor, pred_video: torch.Tensor,
@@ -84,4 +103,4 @@ def dit_training_loss(transformer: torch.nn.Module, scheduler: DDIMScheduler, au
 
 __all__ = ["BETA_END", "BETA_START", "CONDITION_KEEP_PROBABILITY", "NUM_INFERENCE_STEPS", "NUM_TRAIN_TIMESTEPS",
            "condition_masks", "dit_training_loss", "forward_noise", "guided_noise", "make_scheduler", "mm_ldm_loss",
-           "sample_timesteps"]
+           "predicted_original", "reconstruction_step", "sample_timesteps"]

@@ -5,7 +5,7 @@ is kept as an mp4 with its sound muxed in and as a wav. Weights: MM-Diffusion's 
 when configured (with their 64 → 256 up-samplers when those are configured too), MM-Diffusion's and MM-LDM's bundled
 studio models trained on the toy world (shrunken clips: the loaded model shows its format), which work offline. Each
 model family has its own settings (MM-Diffusion: sampler, guidance λ, resampling, super-resolution; MM-LDM: DiT and
-decoder steps, cross-modal guidance φ); seed and samples are shared.
+decoder steps, cross-modal guidance φ, reconstruction guidance λ); seed and samples are shared.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from pipelines.mm_diffusion.clips import (
     playable,
     read_video_clip,
 )
-from pipelines.mm_diffusion.entries import STUDIO_A2V_RESAMPLE_ROUNDS
+from pipelines.mm_diffusion.entries import PAPER_ZERO_SHOT, STUDIO_A2V, ZeroShot
 from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS as LDM_DECODER_STEPS
 from pipelines.mm_ldm.entries import STUDIO_GUIDANCE as LDM_GUIDANCE
+from pipelines.mm_ldm.entries import STUDIO_RECONSTRUCTION as LDM_RECONSTRUCTION
 from pipelines.mm_ldm.entries import STUDIO_STEPS as LDM_STEPS
 from pipelines.registry import available, describe, get_pipeline
 from studio.context import StudioContext
@@ -63,10 +64,11 @@ DEFAULT_STEPS = {"DPM-Solver": 20, "DDIM": 25, "DDPM": 1000}  # the slider's sta
 FORMS = {"Paper (Eq. 12: √(1 − ᾱ))": "paper", "Released code (√ᾱ)": "code"}
 MAX_SAMPLES = 4
 MAX_STEPS = 1000
-MAX_GUIDANCE = 100.0
+MAX_GUIDANCE = 1e9  # λ weighs the true gradient: the released scripts' λ = 3 acts as 3·2^20 (entries.STUDIO_A2V)
 MAX_RESAMPLE_ROUNDS = 10
 MAX_LDM_STEPS = 1000  # DDIM takes at most the 1000 steps of MM-LDM's training schedule
 MAX_CROSS_MODAL_GUIDANCE = 20.0
+MAX_RECONSTRUCTION = 1000.0
 PREVIEW_EVERY = 2
 PREVIEW_COLUMNS = 8
 FRAMES_PREVIEW = "Frames forming"
@@ -108,10 +110,18 @@ def default_steps(weights: str | None) -> int:
     return STUDIO_STEPS if small(weights) else DEFAULT_STEPS[default_sampler(weights)]
 
 
-def default_resample_rounds(weights: str | None, mode: str) -> int:
-    """Resampling for the studio model's audio -> video (280 model calls at 100 steps); its video -> audio is coupled
-    without it, and the released checkpoints keep the paper's sampler."""
-    return STUDIO_A2V_RESAMPLE_ROUNDS if small(weights) and mode == AUDIO_TO_VIDEO else 1
+def default_zero_shot(weights: str | None, mode: str) -> ZeroShot:
+    """Gradient guidance at the released scripts' strength for the studio model's audio -> video; its video -> audio
+    is coupled by replacement, and the released checkpoints start from the paper's replacement (which DPM-Solver, their
+    default sampler, can run)."""
+    return STUDIO_A2V if small(weights) and mode == AUDIO_TO_VIDEO else PAPER_ZERO_SHOT
+
+
+def zero_shot_controls(weights: str | None, mode: str) -> tuple:
+    """The values of the guidance λ, guidance form and resampling controls for `weights` and `mode`."""
+    steering = default_zero_shot(weights, mode)
+    form = next(label for label, value in FORMS.items() if value == steering.guidance_scale_form)
+    return steering.guidance_scale, form, steering.resample_rounds
 
 
 def sampler_steps(sampler: str, weights: str | None) -> int:
@@ -128,13 +138,14 @@ def has_super_resolution(weights: str | None, variant: str) -> bool:
 def settings_shown(weights: str | None, mode: str, variant: str) -> tuple:
     """On a change of weights: the chosen family's settings shown at that model's defaults, the other family's hidden
     (and left as they are), and the preview's caption. Outputs: MM-Diffusion's settings, MM-LDM's settings, sampler,
-    steps, resampling rounds, super-resolution, DiT steps, decoder steps, φ, preview."""
+    steps, guidance λ, guidance form, resampling rounds, super-resolution, DiT steps, decoder steps, φ,
+    reconstruction λ, preview."""
     if latent_model(weights):
-        return (gr.update(visible=False), gr.update(visible=True), gr.skip(), gr.skip(), gr.skip(),
-                gr.update(visible=False), LDM_STEPS, LDM_DECODER_STEPS, LDM_GUIDANCE, gr.update(label=LATENT_PREVIEW))
+        return (gr.update(visible=False), gr.update(visible=True), *(gr.skip(),) * 5, gr.update(visible=False),
+                LDM_STEPS, LDM_DECODER_STEPS, LDM_GUIDANCE, LDM_RECONSTRUCTION, gr.update(label=LATENT_PREVIEW))
     return (gr.update(visible=True), gr.update(visible=False), default_sampler(weights), default_steps(weights),
-            default_resample_rounds(weights, mode), gr.update(visible=has_super_resolution(weights, variant)),
-            gr.skip(), gr.skip(), gr.skip(), gr.update(label=FRAMES_PREVIEW))
+            *zero_shot_controls(weights, mode), gr.update(visible=has_super_resolution(weights, variant)),
+            *(gr.skip(),) * 4, gr.update(label=FRAMES_PREVIEW))
 
 
 def describe_model(pipe, paper_clip: ClipFormat = PAPER_CLIP) -> str:
@@ -195,11 +206,15 @@ def build(context: StudioContext) -> None:
                     steps = gr.Slider(1, MAX_STEPS, value=default_steps(first), step=1, label="Steps",
                                       elem_id="sv-steps")
                 with gr.Row():
-                    guidance = gr.Slider(0, MAX_GUIDANCE, value=0, step=0.5, label="Guidance λ (audio → video, "
-                                         "video → audio)", info="0 = replacement (works with every sampler); above "
-                                         "0 = gradient guidance, which needs DDIM or DDPM. The released scripts use 3.")
-                    form = gr.Radio(list(FORMS), value=next(iter(FORMS)), label="Guidance form")
-                    resample = gr.Slider(1, MAX_RESAMPLE_ROUNDS, value=default_resample_rounds(first, JOINT), step=1,
+                    first_guidance, first_form, first_rounds = zero_shot_controls(first, JOINT)
+                    guidance = gr.Number(first_guidance, minimum=0, maximum=MAX_GUIDANCE, elem_id="sv-guidance",
+                                         label="Guidance λ (audio → video, video → audio)",
+                                         info="0 = replacement (works with every sampler); above 0 = gradient "
+                                              "guidance (Eq. 12), which needs DDIM or DDPM. λ weighs the true "
+                                              "gradient: the released scripts' λ = 3 acts as 3·2^20 = 3145728, the "
+                                              "studio model's audio → video default.")
+                    form = gr.Radio(list(FORMS), value=first_form, label="Guidance form")
+                    resample = gr.Slider(1, MAX_RESAMPLE_ROUNDS, value=first_rounds, step=1,
                                          label="Resampling rounds (audio → video, video → audio)",
                                          info="Each of the noisiest 60 % of the steps is taken this many times, so "
                                               "what is made settles on what you gave (RePaint; not in the paper). 1 = "
@@ -217,6 +232,12 @@ def build(context: StudioContext) -> None:
                                            info="Used only for audio → video and video → audio: 1 = the conditional "
                                                 "prediction alone, 0 = unconditional (ignores what you gave), above 1 "
                                                 "follows what you gave more closely.")
+                reconstruction = gr.Slider(0, MAX_RECONSTRUCTION, value=LDM_RECONSTRUCTION, step=10,
+                                           label="Reconstruction guidance λ", elem_id="sv-reconstruction",
+                                           info="Used only for audio → video and video → audio: steers what is made "
+                                                "until the model would reconstruct what you gave from it (not in the "
+                                                "paper; 0 = the paper's sampler). Without it the studio model's "
+                                                "video does not follow a sound; too high breaks the picture.")
             with gr.Row():
                 seed = gr.Number(-1, label="Seed", info="-1 picks a random one (shown with the result).")
                 samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples")
@@ -234,16 +255,16 @@ def build(context: StudioContext) -> None:
         files = gr.File(label="All samples (mp4 + wav)", file_count="multiple", elem_id="sv-files")
         gr.on(None, handlers.describe_weights, weights, format_note)  # on page load and on every change of weights
         weights.change(lambda w, m: settings_shown(w, m, settings.variant), [weights, mode],
-                       [diffusion_settings, latent_settings, sampler, steps, resample, super_res, latent_steps,
-                        decoder_steps, cross_guidance, preview], queue=False)
+                       [diffusion_settings, latent_settings, sampler, steps, guidance, form, resample, super_res,
+                        latent_steps, decoder_steps, cross_guidance, reconstruction, preview], queue=False)
         mode.change(lambda m, w: (gr.update(visible=m == AUDIO_TO_VIDEO), gr.update(visible=m == VIDEO_TO_AUDIO),
-                                  default_resample_rounds(w, m)),
-                    [mode, weights], [audio_in, video_in, resample], queue=False)
+                                  *zero_shot_controls(w, m)),
+                    [mode, weights], [audio_in, video_in, guidance, form, resample], queue=False)
         sampler.change(sampler_steps, [sampler, weights], steps, queue=False)
         event = run.click(
             gpu_handler(handlers.generate, settings.gpu_seconds),
             [weights, mode, audio_in, video_in, sampler, steps, guidance, form, resample, seed, samples, super_res,
-             latent_steps, decoder_steps, cross_guidance],
+             latent_steps, decoder_steps, cross_guidance, reconstruction],
             [preview, video_out, audio_out, files, note],
             concurrency_limit=settings.concurrency_limit, concurrency_id=NAME, api_name="sounding_video",
         )
@@ -272,7 +293,7 @@ class SoundingVideoHandlers:
     @user_facing("making the sounding video")
     def generate(self, weights, mode, audio_file, video_file, sampler, steps, guidance, form, resample, seed, samples,
                  super_res, request: gr.Request, latent_steps=LDM_STEPS, decoder_steps=LDM_DECODER_STEPS,
-                 cross_guidance=LDM_GUIDANCE):
+                 cross_guidance=LDM_GUIDANCE, reconstruction=LDM_RECONSTRUCTION):
         """Yields (preview, …) while sampling, then the samples as files. MM-LDM's settings come last, after the
         request (which gradio fills in by its type wherever it stands), so that MM-Diffusion's callers can leave them
         out; each family reads only its own settings."""
@@ -284,7 +305,8 @@ class SoundingVideoHandlers:
         if mode not in MODES:
             raise gr.Error(f"Choose what to make: {JOINT}, {AUDIO_TO_VIDEO} or {VIDEO_TO_AUDIO}.")
         if latent_model(weights):
-            arguments = self._latent_settings(mode, latent_steps, decoder_steps, cross_guidance, samples)
+            arguments = self._latent_settings(mode, latent_steps, decoder_steps, cross_guidance, reconstruction,
+                                              samples)
         else:
             arguments = self._settings(mode, sampler, steps, guidance, form, resample, samples)
         generators, seed_used = generators_for(require_number(seed, "Seed", -1, 2**31 - 1, integer=True),
@@ -299,8 +321,8 @@ class SoundingVideoHandlers:
                                            picture)
         yield (None,) + self._save(output, frames, seed_used, notes, request)
 
-    def _latent_settings(self, mode: str, steps, decoder_steps, cross_guidance, samples) -> dict:
-        """MM-LDM's arguments from its controls; φ only where something is given to guide by."""
+    def _latent_settings(self, mode: str, steps, decoder_steps, cross_guidance, reconstruction, samples) -> dict:
+        """MM-LDM's arguments from its controls; φ and λ only where something is given to guide by."""
         arguments = dict(
             num_inference_steps=require_number(steps, "DiT steps (DDIM)", 1, MAX_LDM_STEPS, integer=True),
             decoder_steps=require_number(decoder_steps, "Decoder steps (DDIM)", 1, MAX_LDM_STEPS, integer=True),
@@ -309,6 +331,8 @@ class SoundingVideoHandlers:
         if mode != JOINT:
             arguments["guidance_scale"] = require_number(cross_guidance, "Cross-modal guidance φ", 0,
                                                          MAX_CROSS_MODAL_GUIDANCE)
+            arguments["reconstruction_scale"] = require_number(reconstruction, "Reconstruction guidance λ", 0,
+                                                               MAX_RECONSTRUCTION)
         return arguments
 
     def _settings(self, mode: str, sampler, steps, guidance, form, resample, samples) -> dict:

@@ -20,10 +20,14 @@ def test_a_training_step_of_a_choice_runs_and_counts_its_parameters():
     assert parameters == sum(p.numel() for p in network(CHOICES[0]).parameters())  # clip size does not change it
 
 
-def test_a_resampled_sample_is_an_audio_to_video_one_with_its_rounds():
+def test_a_steered_sample_is_an_audio_to_video_one_with_its_steering():
+    from pipelines.mm_diffusion.entries import STUDIO_A2V, ZeroShot
+
     with mock.patch.object(MMDiffusionPipeline, "__call__", autospec=True) as called:
-        sample_seconds("ddpm", 3, resample_rounds=4)
+        sample_seconds("ddpm", 3, ZeroShot(resample_rounds=4))
+        sample_seconds("ddpm", 3, STUDIO_A2V)
         sample_seconds("ddpm", 3)
-    resampled, joint = (call.kwargs for call in called.call_args_list)
+    resampled, guided, joint = (call.kwargs for call in called.call_args_list)
     assert resampled["resample_rounds"] == 4 and tuple(resampled["audio"].shape) == (3200,)
-    assert "audio" not in joint and "resample_rounds" not in joint
+    assert (guided["guidance_scale"], guided["guidance_scale_form"]) == (3 * 2**20, "code")
+    assert "audio" not in joint and "resample_rounds" not in joint and "guidance_scale" not in joint

@@ -189,7 +189,7 @@ def test_video_to_audio_converts_the_upload_and_super_resolution_only_upsamples_
     (dict(samples=float("nan")), "Samples must be a finite number between 1 and 4; got not a number"),
     (dict(seed=float("nan")), "Seed must be a finite number between -1 and 2147483647; got not a number"),
     (dict(seed=3e9), "Seed must be between -1 and 2147483647; got 3000000000"),
-    (dict(guidance=float("inf"), mode=AUDIO_TO_VIDEO, audio="tone"), "Guidance λ must be a finite number between 0 and 100; got infinity"),
+    (dict(guidance=float("inf"), mode=AUDIO_TO_VIDEO, audio="tone"), "Guidance λ must be a finite number between 0 and 1000000000; got infinity"),
     (dict(mode=VIDEO_TO_AUDIO, video="corrupt"), "could not read 'clip.mp4' as a video"),
     (dict(mode=VIDEO_TO_AUDIO, video="notes.txt"), "not a video file"),
     (dict(mode=AUDIO_TO_VIDEO, audio="corrupt-audio"), "could not read 'sound.wav' as audio"),
@@ -221,20 +221,22 @@ def test_space_file_checkpoint_paths_are_carried_relative_to_the_file(tmp_path):
 
 def test_the_studio_model_starts_at_steps_an_artist_can_wait_for():
     """DDPM's 1000-step chain took 261 s on the studio model; its default is 100 steps (about 10 s on a CPU core), and
-    audio -> video resamples the noisiest 60 % of them 4 times (280 model calls)."""
+    its audio -> video starts from gradient guidance at the released scripts' effective λ = 3·2^20 in the code's form;
+    the rest starts from replacement."""
     from studio.tabs.sounding_video import (
         JOINT,
         STUDIO_WEIGHTS,
-        default_resample_rounds,
         default_sampler,
         default_steps,
         sampler_steps,
+        zero_shot_controls,
     )
 
     assert default_sampler(STUDIO_WEIGHTS) == "DDPM" and default_steps(STUDIO_WEIGHTS) == 100
-    assert default_resample_rounds(STUDIO_WEIGHTS, AUDIO_TO_VIDEO) == 4
-    assert default_resample_rounds(STUDIO_WEIGHTS, VIDEO_TO_AUDIO) == default_resample_rounds(STUDIO_WEIGHTS, JOINT) == 1
-    assert default_resample_rounds(LANDSCAPE, AUDIO_TO_VIDEO) == 1  # the released checkpoints: the paper's sampler
+    assert zero_shot_controls(STUDIO_WEIGHTS, AUDIO_TO_VIDEO) == (3 * 2**20, "Released code (√ᾱ)", 1)
+    replacement = (0.0, PAPER_FORM, 1)
+    assert zero_shot_controls(STUDIO_WEIGHTS, VIDEO_TO_AUDIO) == zero_shot_controls(STUDIO_WEIGHTS, JOINT) == replacement
+    assert zero_shot_controls(LANDSCAPE, AUDIO_TO_VIDEO) == replacement  # the released checkpoints: the paper's
     assert sampler_steps("DDPM", STUDIO_WEIGHTS) == 100 and sampler_steps("DDPM", LANDSCAPE) == 1000
     assert default_steps(LANDSCAPE) == 20
 
@@ -267,7 +269,8 @@ def studio_handlers(tmp_path) -> SoundingVideoHandlers:
 def run_mm_ldm(handlers, mode=JOINT, audio=None, video=None, seed=2, samples=1) -> list:
     """MM-LDM at 2 DiT and 2 decoder steps; MM-Diffusion's settings are given as None: MM-LDM does not read them."""
     return list(handlers.generate(MM_LDM, mode, audio, video, None, None, None, None, None, seed, samples, None,
-                                  FakeRequest(), latent_steps=2, decoder_steps=2, cross_guidance=3.0))
+                                  FakeRequest(), latent_steps=2, decoder_steps=2, cross_guidance=3.0,
+                                  reconstruction=100.0))
 
 
 def mp4_frames(path: str) -> np.ndarray:
@@ -287,9 +290,9 @@ def shown(block) -> bool:
 
 def test_mm_ldm_is_offered_beside_mm_diffusion_and_its_settings_replace_mm_diffusions(tmp_path):
     """The dropdown lists both studio models (MM-Diffusion's first: the default); choosing MM-LDM shows its own
-    settings at its defaults (DiT steps, decoder steps, φ) and hides MM-Diffusion's (sampler, steps, guidance,
+    settings at its defaults (DiT steps, decoder steps, φ, reconstruction λ) and hides MM-Diffusion's (sampler, steps, guidance,
     resampling: left as they were) and the super-resolution box; choosing MM-Diffusion again brings its defaults back."""
-    from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_STEPS
+    from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION, STUDIO_STEPS
     from studio.tabs.sounding_video import LATENT_PREVIEW, STUDIO_WEIGHTS, settings_shown
 
     with gr.Blocks():
@@ -303,14 +306,18 @@ def test_mm_ldm_is_offered_beside_mm_diffusion_and_its_settings_replace_mm_diffu
     assert by_id["sv-ldm-steps"].value == STUDIO_STEPS and not shown(by_id["sv-ldm-steps"])  # until MM-LDM is chosen
     assert shown(by_id["sv-steps"]) and by_id["sv-steps"].value == 100
 
-    diffusion, latent, sampler, steps, resample, super_res, dit, decoder, phi, preview = settings_shown(
-        MM_LDM, AUDIO_TO_VIDEO, "studio")
+    assert by_id["sv-reconstruction"].value == STUDIO_RECONSTRUCTION
+    diffusion, latent, sampler, steps, guidance, form, resample, super_res, dit, decoder, phi, reconstruction, \
+        preview = settings_shown(MM_LDM, AUDIO_TO_VIDEO, "studio")
     assert diffusion["visible"] is False and latent["visible"] is True and super_res["visible"] is False
-    assert (dit, decoder, phi) == (STUDIO_STEPS, STUDIO_DECODER_STEPS, STUDIO_GUIDANCE) == (50, 50, 3.0)
+    assert guidance == form == gr.skip()
+    assert (dit, decoder, phi, reconstruction) == (STUDIO_STEPS, STUDIO_DECODER_STEPS, STUDIO_GUIDANCE,
+                                                   STUDIO_RECONSTRUCTION) == (50, 50, 1.0, 100.0)
     assert sampler == steps == resample == gr.skip() and preview["label"] == LATENT_PREVIEW
-    diffusion, latent, sampler, steps, resample, _, dit, *_ = settings_shown(STUDIO_WEIGHTS, AUDIO_TO_VIDEO, "studio")
+    diffusion, latent, sampler, steps, guidance, form, resample, _, dit, *_ = settings_shown(
+        STUDIO_WEIGHTS, AUDIO_TO_VIDEO, "studio")
     assert diffusion["visible"] is True and latent["visible"] is False and dit == gr.skip()
-    assert (sampler, steps, resample) == ("DDPM", 100, 4)
+    assert (sampler, steps, guidance, form, resample) == ("DDPM", 100, 3 * 2**20, "Released code (√ᾱ)", 1)
 
 
 def test_mm_ldm_format_note_says_its_clip_and_what_it_was_trained_on(studio_handlers):
@@ -360,11 +367,13 @@ def test_mm_ldm_video_to_audio_converts_the_upload_and_makes_its_sound(studio_ha
     assert rate == 16000 and len(sound) == 12800 and np.abs(sound).max() > 0  # a sound was made
 
 
-def test_mm_ldm_reads_phi_only_where_something_is_given(studio_handlers):
+def test_mm_ldm_reads_phi_and_lambda_only_where_something_is_given(studio_handlers):
     settings = studio_handlers._latent_settings
-    assert settings(JOINT, 2, 3, float("nan"), 1) == dict(num_inference_steps=2, decoder_steps=3, num_samples=1)
-    assert settings(AUDIO_TO_VIDEO, 2, 3, 1.5, 2)["guidance_scale"] == 1.5
-    assert settings(VIDEO_TO_AUDIO, 2, 3, 0, 2)["guidance_scale"] == 0
+    assert settings(JOINT, 2, 3, float("nan"), float("nan"), 1) == dict(num_inference_steps=2, decoder_steps=3,
+                                                                        num_samples=1)
+    guided = settings(AUDIO_TO_VIDEO, 2, 3, 1.5, 40, 2)
+    assert (guided["guidance_scale"], guided["reconstruction_scale"]) == (1.5, 40)
+    assert settings(VIDEO_TO_AUDIO, 2, 3, 0, 0, 2)["guidance_scale"] == 0
 
 
 def test_mm_ldm_preview_is_its_latent_picture_enlarged_pixel_for_pixel():

@@ -189,7 +189,8 @@ def test_cli_scores_a_tiny_trained_model_and_writes_json(tmp_path, monkeypatch):
     assert saved["settings"]["clip_format"] == {"frames": 4, "height": 8, "width": 8, "audio_samples": 800,
                                                 "fps": 10, "sample_rate": 2000}
     assert {"date", "machine", "seconds", "scene_judge"} <= saved.keys()
-    assert saved["settings"]["a2v_resampling"] == {"resample_rounds": 2, "resample_share": 0.6}
+    assert saved["settings"]["a2v_steering"] == {"guidance_scale": 3 * 2**20, "guidance_scale_form": "code",
+                                                 "resample_rounds": 2, "resample_share": 0.6}  # the tab's λ
     assert (saved["settings"]["sampler"], saved["settings"]["steps"]) == ("ddpm", 2)  # the tab's sampler
     assert saved["settings"]["model"] == "mm_diffusion" and saved["settings"]["variant"] == "studio"
     for mode, modality in (("a2v", "audio"), ("v2a", "video")):  # returned as given
@@ -204,20 +205,28 @@ def test_cli_scores_a_tiny_trained_model_and_writes_json(tmp_path, monkeypatch):
 
 
 def test_each_model_gets_its_own_sampling_defaults_and_refuses_the_others_options():
-    from pipelines.mm_diffusion.entries import STUDIO_A2V_RESAMPLE_ROUNDS
-    from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_STEPS
+    from pipelines.mm_diffusion.entries import STUDIO_A2V
+    from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION, STUDIO_STEPS
 
-    ldm = sampling_for("mm_ldm", steps=None, decoder_steps=None, guidance=None, sampler=None)
+    ldm = sampling_for("mm_ldm", steps=None, decoder_steps=None, guidance=None, sampler=None, reconstruction=None)
     assert ldm.settings == {"steps": STUDIO_STEPS, "decoder_steps": STUDIO_DECODER_STEPS, "decoder_guidance": 2.5,
-                            "guidance": STUDIO_GUIDANCE}
-    assert "guidance_scale" not in ldm.arguments["joint"]  # φ steers a given stream only
-    assert ldm.arguments["a2v"] == ldm.arguments["v2a"] == {**ldm.arguments["joint"], "guidance_scale": STUDIO_GUIDANCE}
+                            "guidance": STUDIO_GUIDANCE, "reconstruction": STUDIO_RECONSTRUCTION}
+    assert "guidance_scale" not in ldm.arguments["joint"]  # φ and λ steer a given stream only
+    assert "reconstruction_scale" not in ldm.arguments["joint"]
+    assert ldm.arguments["a2v"] == ldm.arguments["v2a"] == {**ldm.arguments["joint"], "guidance_scale": STUDIO_GUIDANCE,
+                                                            "reconstruction_scale": STUDIO_RECONSTRUCTION}
+    assert sampling_for("mm_ldm", reconstruction=0.0).arguments["a2v"]["reconstruction_scale"] == 0.0
     diffusion = sampling_for("mm_diffusion", steps=20, sampler=None, resample_rounds=None, resample_share=None)
     assert diffusion.arguments["joint"] == diffusion.arguments["v2a"] == {"sampler": "ddpm", "num_inference_steps": 20}
-    assert diffusion.arguments["a2v"] == {"sampler": "ddpm", "num_inference_steps": 20,
-                                          "resample_rounds": STUDIO_A2V_RESAMPLE_ROUNDS, "resample_share": 0.6}
+    assert diffusion.arguments["a2v"] == {"sampler": "ddpm", "num_inference_steps": 20, **STUDIO_A2V.arguments(),
+                                          "resample_share": 0.6}
+    replacement = sampling_for("mm_diffusion", gradient_guidance=0.0, guidance_form="paper", resample_rounds=3)
+    assert {k: replacement.arguments["a2v"][k] for k in ("guidance_scale", "guidance_scale_form", "resample_rounds")} \
+        == {"guidance_scale": 0.0, "guidance_scale_form": "paper", "resample_rounds": 3}
+    with pytest.raises(ValueError, match="--gradient-guidance does not apply to MM-LDM"):
+        sampling_for("mm_ldm", gradient_guidance=3.0)
     with pytest.raises(ValueError, match="--sampler, --resample-rounds do not apply to MM-LDM, whose sampling options "
-                                         "are --steps, --decoder-steps, --guidance"):
+                                         "are --steps, --decoder-steps, --guidance, --reconstruction"):
         sampling_for("mm_ldm", sampler="ddim", resample_rounds=2, steps=None)
     with pytest.raises(ValueError, match="--guidance does not apply to MM-Diffusion"):
         sampling_for("mm_diffusion", guidance=1.0, decoder_steps=None)
@@ -267,7 +276,7 @@ def test_cli_scores_a_tiny_mm_ldm_folder_in_every_mode(tiny_mm_ldm, tmp_path, mo
     settings = saved["settings"]
     assert (settings["model"], settings["steps"], settings["decoder_steps"], settings["guidance"]) == ("mm_ldm", 2, 2,
                                                                                                         2.0)
-    assert not {"sampler", "a2v_resampling"} & settings.keys() and settings["variant"] is None  # a folder
+    assert not {"sampler", "a2v_steering"} & settings.keys() and settings["variant"] is None  # a folder
     assert settings["clip_format"] == TINY_MM_LDM_FORMAT and settings["scenes"] == ["bounce", "lamp"]
     assert {dataclasses.asdict(fmt) == TINY_MM_LDM_FORMAT for fmt in formats} == {True}  # truth and judge alike
     assert set(saved["results"]) == {"ground truth", "generated (joint)", "generated (a2v)", "generated (v2a)"}

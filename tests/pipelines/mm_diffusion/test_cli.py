@@ -55,8 +55,10 @@ def test_cli_writes_joint_a2v_and_v2a_files(tmp_path):
     assert main(["a2v", str(sound), "--model", str(model), "--out", str(tmp_path / "a2v"), "--steps", "2",
                  "--num-samples", "1"]) == 0
     assert np.abs(read_soundtrack(tmp_path / "a2v" / "sample-000.mp4", 16000)).max() > 0.05  # the given sound
-    assert json.loads((tmp_path / "a2v" / "run.json").read_text())["resample_rounds"] == 4  # the tab's default
-    assert json.loads((joint / "run.json").read_text())["resample_rounds"] == 1  # nothing given to settle on
+    record = json.loads((tmp_path / "a2v" / "run.json").read_text())
+    assert (record["guidance"], record["guidance_form"], record["resample_rounds"]) == (3 * 2**20, "code", 1)  # the tab's
+    record = json.loads((joint / "run.json").read_text())
+    assert (record["guidance"], record["resample_rounds"]) == (0.0, 1)  # nothing given to steer towards
 
     video = tmp_path / "glass.mp4"
     write_glass_video(video)

@@ -14,7 +14,7 @@ from pipelines.audio import load_audio
 from pipelines.media import read_soundtrack, video_info
 from pipelines.mm_diffusion.clips import fit_audio, read_video_clip, sample_sheet
 from pipelines.mm_ldm.__main__ import main
-from pipelines.mm_ldm.entries import STUDIO_GUIDANCE
+from pipelines.mm_ldm.entries import STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION
 from pipelines.mm_ldm.pipeline_mm_ldm import MMLDMPipeline
 from pipelines.seeds import generators_for
 from tests.factories import write_glass_video
@@ -36,7 +36,7 @@ def test_joint_writes_samples_sheet_and_record(model, tmp_path):
                                                     "sample-001.mp4", "sample-001.wav", "sheet.png"]
     assert json.loads((out / "run.json").read_text()) == {
         "command": "joint", "inputs": [], "model": str(model), "steps": 2, "decoder_steps": 2, "guidance": None,
-        "num_samples": 2, "seed": 3}
+        "reconstruction": None, "num_samples": 2, "seed": 3}
     output = MMLDMPipeline.from_pretrained(model)(num_inference_steps=2, decoder_steps=2, num_samples=2,
                                                   generator=generators_for(3, 2)[0])
     assert np.array_equal(np.asarray(Image.open(out / "sheet.png")), sample_sheet(output.video, output.audio, 16000))
@@ -55,7 +55,8 @@ def test_audio_to_video_keeps_the_given_sound_fitted_to_the_clip(model, tmp_path
     assert rate == 16000 and written.shape == (12800,)
     assert np.abs(written - given).max() < 2 / 2**15  # the given sound, as 16-bit PCM
     assert np.abs(read_soundtrack(out / "sample-000.mp4", 16000)).max() > 0.2  # and it is in the mp4
-    assert json.loads((out / "run.json").read_text())["guidance"] == STUDIO_GUIDANCE  # the studio default
+    record = json.loads((out / "run.json").read_text())
+    assert (record["guidance"], record["reconstruction"]) == (STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION)  # the defaults
 
 
 def test_video_to_audio_keeps_the_given_frames(model, tmp_path):
@@ -63,8 +64,9 @@ def test_video_to_audio_keeps_the_given_frames(model, tmp_path):
     write_glass_video(video)
     out = tmp_path / "v2a"
     assert main(["v2a", str(video), "--model", str(model), "--out", str(out), *FAST, "--guidance", "1.5",
-                 "--num-samples", "1"]) == 0
-    assert json.loads((out / "run.json").read_text())["guidance"] == 1.5
+                 "--reconstruction", "20", "--num-samples", "1"]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert (record["guidance"], record["reconstruction"]) == (1.5, 20)
     frames = read_video_clip(video, MMLDMPipeline.from_pretrained(model).clip_format).value  # [8, 16, 16, 3]
     sheet = np.asarray(Image.open(out / "sheet.png"))
     assert np.array_equal(sheet[:64], np.concatenate(list(frames.repeat(4, 1).repeat(4, 2)), axis=1))
@@ -78,6 +80,8 @@ def test_video_to_audio_keeps_the_given_frames(model, tmp_path):
     (["joint", "--decoder-steps", "5000"], "--decoder-steps must be 1 to 1000, got 5000"),
     (["joint", "--num-samples", "0"], "--num-samples must be 1 to 64, got 0"),
     (["v2a", "clip.mp4", "--guidance", "nan"], "--guidance must be a number >= 0, got nan"),
+    (["joint", "--reconstruction", "10"], "--reconstruction steers a2v and v2a"),
+    (["a2v", "hum.wav", "--reconstruction", "-1"], "--reconstruction must be a number >= 0, got -1"),
 ])
 def test_bad_arguments_get_plain_errors(model, tmp_path, capsys, argv, message):
     assert main([*argv, "--model", str(model), "--out", str(tmp_path / "x")]) == 2

@@ -115,6 +115,74 @@ def test_the_given_stream_is_forward_noised_ground_truth_at_every_step(trained_p
     assert float(torch.corrcoef(torch.stack([recovered[0].flatten(), recovered[1].flatten()]))[0, 1]) < 0.2
 
 
+def test_reconstruction_gradient_is_the_gradient_of_the_given_streams_error(trained_pipe):
+    """The gradient w.r.t. z_v of Σ_n mean‖x̂_0(z_a) − z_a‖² (audio given), checked by central differences in float64."""
+    pipe = trained_pipe.to(dtype=torch.float64)
+    generator = seeded(4)
+    audio, video = (torch.randn(shape, generator=generator, dtype=torch.float64) for shape in pipe.latent_shapes(2))
+    clean = torch.randn(audio.shape, generator=generator, dtype=torch.float64)
+    t = torch.tensor([601])
+    eps_audio, eps_video, gradient = pipe.reconstruction_gradient(audio, video, t, clean, None, 2.0)
+    with torch.no_grad():
+        torch.testing.assert_close((eps_audio, eps_video), pipe.predict_noise(audio, video, t, clean, None, 2.0))
+        alpha = pipe.scheduler.alphas_cumprod[601].double()
+
+        def error(z_video: torch.Tensor) -> float:
+            eps = pipe.predict_noise(audio, z_video, t, clean, None, 2.0)[0]
+            return float(((audio - (1 - alpha).sqrt() * eps) / alpha.sqrt() - clean).pow(2).flatten(1).mean(1).sum())
+
+        for index in [(0, 0, 0, 0), (1, 3, 2, 1), (1, 1, 3, 3)]:
+            step = torch.zeros_like(video)
+            step[index] = 1e-5
+            numeric = (error(video + step) - error(video - step)) / 2e-5
+            assert float(gradient[index]) == pytest.approx(numeric, rel=1e-4, abs=1e-9)
+    assert gradient.abs().max() > 0
+
+
+@pytest.mark.parametrize("given", ["audio", "video"])
+def test_reconstruction_guidance_moves_the_generated_latent_by_lambda_times_its_gradient(trained_pipe, given):
+    """After the first of two steps the generated latent differs from the paper's sampler (λ = 0) by exactly
+    −λ √(1 − ᾱ_{t-1}) ∇ (the same noise draws); the given stream and the last step are untouched."""
+    condition = {"audio": hum(trained_pipe)} if given == "audio" else {"video": clip(trained_pipe)}
+    generated = "video_latents" if given == "audio" else "audio_latents"
+    states = {}
+
+    def keep(scale):
+        def callback(p, step, timestep, kwargs):
+            states.setdefault(scale, []).append(kwargs[generated].clone())
+            return {}
+        return callback
+
+    for scale in (0.0, 50.0):
+        trained_pipe(**condition, reconstruction_scale=scale, num_inference_steps=2, generator=seeded(5),
+                     output_type="latent", callback_on_step_end=keep(scale),
+                     callback_on_step_end_tensor_inputs=[generated])
+    # the first step's inputs, rebuilt from the same generator: the initial noise, then the given stream's draw
+    generator = seeded(5)
+    z_audio, z_video = trained_pipe.prepare_latents(1, generator)
+    trained_pipe.scheduler.set_timesteps(2)
+    t0, t1 = trained_pipe.scheduler.timesteps
+    with torch.no_grad():
+        clean = (trained_pipe.encode_audio(condition["audio"][None]) if given == "audio"
+                 else trained_pipe.encode_video(trained_pipe.video_tensor(condition["video"], 1)))
+    noise = torch.randn(clean.shape, generator=generator)
+    alpha = trained_pipe.scheduler.alphas_cumprod
+    noisy = alpha[t0].sqrt() * clean + (1 - alpha[t0]).sqrt() * noise
+    if given == "audio":
+        *_, gradient = trained_pipe.reconstruction_gradient(noisy, z_video, t0.reshape(1), clean, None, 3.0)
+    else:
+        *_, gradient = trained_pipe.reconstruction_gradient(z_audio, noisy, t0.reshape(1), None, clean, 3.0)
+    shift = states[50.0][0] - states[0.0][0]
+    torch.testing.assert_close(shift, -50.0 * (1 - alpha[t1]).sqrt() * gradient, rtol=1e-4, atol=1e-6)
+    assert shift.abs().max() > 1e-4
+
+
+def test_reconstruction_guidance_leaves_joint_generation_alone(trained_pipe):
+    runs = [trained_pipe(reconstruction_scale=scale, generator=seeded(), output_type="latent", **FAST).video
+            for scale in (0.0, 100.0)]
+    torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)
+
+
 def test_save_then_load_gives_equal_outputs(trained_pipe, tmp_path):
     trained_pipe.save_pretrained(tmp_path / "mm_ldm")
     assert (tmp_path / "mm_ldm" / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
@@ -178,6 +246,7 @@ def test_callback_gets_previews_and_interrupt_stops_sampling(pipe):
     ({"video": np.full((8, 16, 16, 3), 2.0, np.float32)}, "uint8 in 0..255"),
     ({"num_inference_steps": 0}, "num_inference_steps"),
     ({"guidance_scale": -1.0}, "guidance_scale"),
+    ({"reconstruction_scale": float("inf")}, "reconstruction_scale"),
     ({"decoder_guidance_scale": float("nan")}, "decoder_guidance_scale"),
     ({"output_type": "gif"}, "output_type"),
     ({"latents": (torch.zeros(1, 4, 2, 2), torch.zeros(1, 4, 3, 3))}, r"video noise .* shape \(1, 4, 4, 4\)"),
