@@ -19,7 +19,9 @@ Training: one optimisation step (forward, backward, AdamW) at batch `--batch` (t
 Sampling: one sample (`num_samples=1`) with each pipeline's default output: MM-Diffusion DDPM 100 (the Sounding Video
 tab's studio default) and DDIM 50 (the paper's sampler); MM-LDM's DDIM 50 DiT + the shared decoder (DDIM 50 with
 decoder guidance, KL-VAE decoding, Griffin-Lim: `pipelines.mm_ldm.entries` defaults), and the DiT alone
-(`output_type="latent"`, the paper's MM-LDM* sample).
+(`output_type="latent"`, the paper's MM-LDM* sample); then audio → video for a 440 Hz hum with each model's studio
+defaults (MM-Diffusion DDPM 100 with gradient guidance, `entries.STUDIO_A2V`; MM-LDM with φ and reconstruction
+guidance), compared with each other.
 
 Each is run once as a warm-up, then `--repeats` times; the median of CPU seconds of this process is kept
 (`time.process_time`, one torch thread: time spent waiting for a core on a loaded machine is not counted). Speed-ups
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -54,8 +57,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipelines.mm_diffusion.clips import FPS, ClipFormat
+from pipelines.mm_diffusion.entries import STUDIO_A2V
 from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
-from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_STEPS
+from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION, STUDIO_STEPS
 from pipelines.mm_ldm.modeling_mm_ldm import build_components, get_preset
 from pipelines.mm_ldm.pipeline_mm_ldm import MMLDMPipeline
 from pipelines.train.mm_diffusion import JointDiffusionObjective, build_model, clip_format_from_args, model_flags
@@ -307,14 +311,17 @@ def sampling_rows(setup: Setup, unet: torch.nn.Module, pipe: MMLDMPipeline, fmt:
     pipe.autoencoder.eval()
     steps = setup.sampler_steps
 
-    def mm_diffusion(sampler: str) -> Callable[[], object]:
-        return lambda: diffusion(num_samples=1, sampler=sampler, num_inference_steps=steps[sampler],
-                                 generator=torch.Generator().manual_seed(0))
+    hum = 0.3 * torch.sin(2 * math.pi * 440 * torch.arange(fmt.audio_samples) / fmt.sample_rate)
 
-    def mm_ldm(output_type: str) -> Callable[[], object]:
+    def mm_diffusion(sampler: str, **given) -> Callable[[], object]:
+        return lambda: diffusion(num_samples=1, sampler=sampler, num_inference_steps=steps[sampler],
+                                 generator=torch.Generator().manual_seed(0), **given)
+
+    def mm_ldm(output_type: str, **given) -> Callable[[], object]:
         return lambda: pipe(num_inference_steps=steps["dit"], decoder_steps=steps["decoder"],
-                            guidance_scale=STUDIO_GUIDANCE, num_samples=1, output_type=output_type,
-                            generator=torch.Generator().manual_seed(0))
+                            guidance_scale=STUDIO_GUIDANCE, reconstruction_scale=STUDIO_RECONSTRUCTION,
+                            num_samples=1, output_type=output_type, generator=torch.Generator().manual_seed(0),
+                            **given)
 
     samples = [("mm_diffusion_ddpm", f"MM-Diffusion DDPM {steps['ddpm']} (studio tab)", None, mm_diffusion("ddpm")),
                ("mm_diffusion_ddim", f"MM-Diffusion DDIM {steps['ddim']} (paper's sampler)", None,
@@ -322,14 +329,18 @@ def sampling_rows(setup: Setup, unet: torch.nn.Module, pipe: MMLDMPipeline, fmt:
                ("mm_ldm", f"MM-LDM DiT DDIM {steps['dit']} + decoder DDIM {steps['decoder']} + Griffin-Lim", "mm_ldm",
                 mm_ldm("np")),
                ("mm_ldm_precomputed", f"MM-LDM* DiT DDIM {steps['dit']} alone (latents)", "mm_ldm_precomputed",
-                mm_ldm("latent"))]
+                mm_ldm("latent")),
+               ("mm_diffusion_a2v", f"audio → video: MM-Diffusion DDPM {steps['ddpm']}, the tab's gradient guidance",
+                None, mm_diffusion("ddpm", audio=hum, **STUDIO_A2V.arguments())),
+               ("mm_ldm_a2v", f"audio → video: MM-LDM as above, reconstruction guidance λ = {STUDIO_RECONSTRUCTION:g}",
+                None, mm_ldm("np", audio=hum.numpy()))]
     rows = []
-    with torch.inference_mode():
-        for key, label, paper_key, sample in samples:
-            rows.append({"key": key, "label": label, "seconds": median_seconds(sample, setup.repeats),
-                         "paper_speedup": paper_speedups(paper_key, 1)})
+    for key, label, paper_key, sample in samples:  # not under inference_mode: zero-shot guidance takes gradients
+        rows.append({"key": key, "label": label, "seconds": median_seconds(sample, setup.repeats),
+                     "paper_speedup": paper_speedups(paper_key, 1)})
     add_ratios(rows, rows[0], "seconds", "speedup_vs_ddpm")
     add_ratios(rows, rows[1], "seconds", "speedup_vs_ddim")
+    add_ratios(rows, rows[4], "seconds", "speedup_vs_mm_diffusion_a2v")
     return rows
 
 
@@ -355,11 +366,11 @@ def print_report(result: dict) -> None:
         print(f"| {row['label']} | {row['seconds']:.3f} | {row['speedup_vs_mm_diffusion']:.2f} | "
               f"{row['flops'] / 1e9:.2f} | {row['flop_ratio_vs_mm_diffusion']:.1f} | "
               f"{row['paper_size_flop_ratio_vs_mm_diffusion']:.2f} | {paper_cell(row['paper_speedup'])} |")
-    print("\n| one sample | s / sample | × vs MM-Diffusion DDPM | × vs MM-Diffusion DDIM | paper, V100: × vs 64² / 128² |\n"
-          "|---|---|---|---|---|")
+    print("\n| one sample | s / sample | × vs MM-Diffusion DDPM | × vs MM-Diffusion DDIM | × vs MM-Diffusion audio → "
+          "video | paper, V100: × vs 64² / 128² |\n|---|---|---|---|---|---|")
     for row in result["sampling"]:
         print(f"| {row['label']} | {row['seconds']:.2f} | {row['speedup_vs_ddpm']:.2f} | {row['speedup_vs_ddim']:.2f} "
-              f"| {paper_cell(row['paper_speedup'])} |")
+              f"| {row['speedup_vs_mm_diffusion_a2v']:.2f} | {paper_cell(row['paper_speedup'])} |")
     studio, paper = result["parameters"]["timed"], result["parameters"]["paper"]
     print("\n| network | parameters (timed) | parameters (paper size) |\n|---|---|---|")
     for name in studio:

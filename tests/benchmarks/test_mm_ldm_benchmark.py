@@ -14,7 +14,8 @@ from pipelines.mm_ldm.modeling_mm_ldm import build_components
 from tests.factories import MM_DIFFUSION_GOLDEN as GOLDEN
 
 TRAINING_KEYS = ["mm_diffusion", "mm_ldm_precomputed", "mm_ldm_vae_precomputed", "mm_ldm", "mm_ldm_autoencoder"]
-SAMPLING_KEYS = ["mm_diffusion_ddpm", "mm_diffusion_ddim", "mm_ldm", "mm_ldm_precomputed"]
+SAMPLING_KEYS = ["mm_diffusion_ddpm", "mm_diffusion_ddim", "mm_ldm", "mm_ldm_precomputed", "mm_diffusion_a2v",
+                 "mm_ldm_a2v"]
 NETWORKS = {"mm_diffusion_unet", "dit", "autoencoder", "autoencoder_encoders", "kl_vae", "kl_vae_encoder"}
 
 
@@ -43,7 +44,7 @@ def test_every_row_is_there_with_its_ratios_to_the_baselines(record):
     assert [row["key"] for row in sampling] == SAMPLING_KEYS
     ratios = {"speedup_vs_mm_diffusion", "flop_ratio_vs_mm_diffusion", "paper_size_flop_ratio_vs_mm_diffusion"}
     assert all(ratios <= row.keys() for row in training)
-    assert all({"speedup_vs_ddpm", "speedup_vs_ddim"} <= row.keys() for row in sampling)
+    assert all({"speedup_vs_ddpm", "speedup_vs_ddim", "speedup_vs_mm_diffusion_a2v"} <= row.keys() for row in sampling)
 
 
 def test_ratios_are_the_baselines_value_over_each_rows():
