@@ -6,8 +6,8 @@ For every choice below, one training step of `pipelines.train.mm_diffusion` (the
 backward, AdamW) on random clips, best of `--repeats` after a warm-up, in CPU seconds of this process
 (`time.process_time`, one torch thread: time spent waiting for a core is not counted), and the ratio to the studio
 preset measured in the same process. Then one sample of the studio network per sampler and step count (the
-Sounding Video tab's choices): joint, audio -> video with the tab's gradient guidance (`entries.STUDIO_A2V`) and with
-4 resampling rounds of the noisiest 60 % of the steps. Prints a Markdown table and writes
+Sounding Video tab's choices): joint, and audio -> video with the tab's 4 resampling rounds of the noisiest 60 % of the
+steps (`entries.STUDIO_A2V`), with the released scripts' gradient guidance and by plain replacement. Prints a Markdown table and writes
 benchmarks/results/mm_diffusion_training_cost.json.
 
     python -m benchmarks.mm_diffusion_training_cost [--repeats 3]
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from pipelines.mm_diffusion.entries import PAPER_ZERO_SHOT, STUDIO_A2V, ZeroShot
+from pipelines.mm_diffusion.entries import PAPER_ZERO_SHOT, RELEASED_SCRIPTS_ZERO_SHOT, STUDIO_A2V, ZeroShot
 from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
 from pipelines.train.mm_diffusion import PRESETS, JointDiffusionObjective, build_model
 
@@ -55,7 +55,7 @@ CHOICES = (
 )
 # (sampler, steps, how audio -> video is steered: None for a joint sample)
 SAMPLERS = (("ddpm", 1000, None), ("ddpm", 100, None), ("ddim", 50, None), ("ddim", 25, None), ("dpm_solver", 20, None),
-            ("ddpm", 100, STUDIO_A2V), ("ddpm", 100, ZeroShot(resample_rounds=4)), ("ddpm", 100, PAPER_ZERO_SHOT))
+            ("ddpm", 100, STUDIO_A2V), ("ddpm", 100, RELEASED_SCRIPTS_ZERO_SHOT), ("ddpm", 100, PAPER_ZERO_SHOT))
 
 
 def network(choice: Choice) -> torch.nn.Module:

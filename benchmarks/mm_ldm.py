@@ -20,7 +20,7 @@ Sampling: one sample (`num_samples=1`) with each pipeline's default output: MM-D
 tab's studio default) and DDIM 50 (the paper's sampler); MM-LDM's DDIM 50 DiT + the shared decoder (DDIM 50 with
 decoder guidance, KL-VAE decoding, Griffin-Lim: `pipelines.mm_ldm.entries` defaults), and the DiT alone
 (`output_type="latent"`, the paper's MM-LDM* sample); then audio → video for a 440 Hz hum with each model's studio
-defaults (MM-Diffusion DDPM 100 with gradient guidance, `entries.STUDIO_A2V`; MM-LDM with φ and reconstruction
+defaults (MM-Diffusion DDPM 100 with 4 resampling rounds, `entries.STUDIO_A2V`; MM-LDM with φ and reconstruction
 guidance), compared with each other.
 
 Each is run once as a warm-up, then `--repeats` times; the median of CPU seconds of this process is kept
@@ -330,7 +330,7 @@ def sampling_rows(setup: Setup, unet: torch.nn.Module, pipe: MMLDMPipeline, fmt:
                 mm_ldm("np")),
                ("mm_ldm_precomputed", f"MM-LDM* DiT DDIM {steps['dit']} alone (latents)", "mm_ldm_precomputed",
                 mm_ldm("latent")),
-               ("mm_diffusion_a2v", f"audio → video: MM-Diffusion DDPM {steps['ddpm']}, the tab's gradient guidance",
+               ("mm_diffusion_a2v", f"audio → video: MM-Diffusion DDPM {steps['ddpm']}, the tab's resampling",
                 None, mm_diffusion("ddpm", audio=hum, **STUDIO_A2V.arguments())),
                ("mm_ldm_a2v", f"audio → video: MM-LDM as above, reconstruction guidance λ = {STUDIO_RECONSTRUCTION:g}",
                 None, mm_ldm("np", audio=hum.numpy()))]

@@ -442,7 +442,7 @@ def mm_diffusion_sampling(sampler: str | None, steps: int | None, resample_round
                           resample_share: float | None, gradient_guidance: float | None,
                           guidance_form: str | None) -> Sampling:
     """MM-Diffusion; defaults: the Sounding Video tab's for the studio model (DDPM 100; audio -> video steered as
-    `entries.STUDIO_A2V`, video -> audio by replacement)."""
+    `entries.STUDIO_A2V`, 4 resampling rounds; video -> audio by replacement)."""
     from pipelines.mm_diffusion.entries import STUDIO_A2V
 
     plain = {"sampler": sampler or "ddpm", "num_inference_steps": 100 if steps is None else steps}
@@ -674,9 +674,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sampler", default=None, choices=("dpm_solver", "ddim", "ddpm"),
                         help="MM-Diffusion only (default ddpm: the Sounding Video tab's for the studio model)")
     parser.add_argument("--gradient-guidance", type=float, default=None, help="MM-Diffusion a2v only: λ of the "
-                        "gradient guidance, Eq. 12 (default: the tab's for the studio model, 3·2^20; 0 = replacement)")
+                        "gradient guidance, Eq. 12 (default 0: replacement; the released scripts' λ = 3 acts as 3·2^20)")
     parser.add_argument("--guidance-form", default=None, choices=("paper", "code"), help="MM-Diffusion a2v only: "
-                        "the factor of Eq. 12, the paper's √(1 − ᾱ) or the released code's √ᾱ (default: code)")
+                        "the factor of Eq. 12, the paper's √(1 − ᾱ) (default) or the released code's √ᾱ")
     parser.add_argument("--resample-rounds", type=int, default=None, help="MM-Diffusion a2v only: times each "
                         "resampled step is taken (RePaint; default: the tab's for the studio model; 1 = the paper's "
                         "sampler)")

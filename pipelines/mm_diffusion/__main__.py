@@ -8,8 +8,7 @@ Options: --model FOLDER or .pt (default: the bundled studio weights), --sampler 
 (default: DDPM 100, the Sounding Video tab's for the studio model), --num-samples K, --seed S (-1: random), and for a2v
 and v2a --guidance λ (0 = replacement) with --guidance-form paper|code (Eq. 12's factor) and --resample-rounds U
 (RePaint resampling of the noisiest 60 % of the steps; 1 = the paper's sampler). Their defaults are the tab's for the
-studio model: a2v with the released scripts' effective gradient guidance (`entries.STUDIO_A2V`), v2a by
-replacement. Writes sample-XXX.mp4 (frames enlarged to at least 64 pixels, with the sound), sample-XXX.wav (16 kHz),
+studio model: a2v with 4 resampling rounds (`entries.STUDIO_A2V`), v2a by replacement. Writes sample-XXX.mp4 (frames enlarged to at least 64 pixels, with the sound), sample-XXX.wav (16 kHz),
 sheet.png (one row of frames per sample with its spectrogram drawn under it) and run.json.
 """
 
@@ -39,12 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--num-samples", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--guidance", type=float, default=None, help="zero-shot λ of Eq. 12 (0: replacement; "
-                        "default 3·2^20 for a2v, 0 for v2a)")
+    parser.add_argument("--guidance", type=float, default=None, help="zero-shot λ of Eq. 12 (0: replacement, "
+                        "the default; the released scripts' λ = 3 acts as 3·2^20)")
     parser.add_argument("--guidance-form", default=None, choices=("paper", "code"), help="zero-shot: Eq. 12's "
-                        "factor, the paper's √(1 − ᾱ) or the released code's √ᾱ (default code for a2v)")
+                        "factor, the paper's √(1 − ᾱ) (default) or the released code's √ᾱ")
     parser.add_argument("--resample-rounds", type=int, default=None, help="zero-shot: times each of the noisiest "
-                        "60 %% of the steps is taken (1: the paper's sampler)")
+                        "60 %% of the steps is taken (1: the paper's sampler; default 4 for a2v, 1 for v2a)")
     return parser
 
 

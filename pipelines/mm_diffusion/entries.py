@@ -32,11 +32,14 @@ class ZeroShot:
 
 
 PAPER_ZERO_SHOT = ZeroShot()  # replacement: what the tab and the CLI start from for the released checkpoints
-# The studio model's audio -> video: gradient guidance at the released scripts' effective strength. Their λ = 3 is
-# multiplied by the fp16 loss scale 2^20 and never divided back out, on the code's √ᾱ_t factor: λ = 3 · 2^20 here,
-# where λ weighs the true gradient. Replacement alone leaves the lamp's height unrelated to the given hum, and λ = 3
-# on the true gradient does nothing (README). The tab, the CLI and the metric start from it.
-STUDIO_A2V = ZeroShot(guidance_scale=3 * 2**20, guidance_scale_form="code", resample_rounds=1)
+# The released A2V / V2A scripts' steering: their λ = 3 is multiplied by the fp16 loss scale 2^20 and never divided
+# back out, on the code's √ᾱ_t factor; λ weighs the true gradient here, so it is λ = 3 · 2^20.
+RELEASED_SCRIPTS_ZERO_SHOT = ZeroShot(guidance_scale=3 * 2**20, guidance_scale_form="code")
+# The studio model's audio -> video (the tab's, the CLI's and the metric's default): RePaint's resampling of the
+# noisiest 60 % of the steps, 4 rounds. Replacement alone leaves the lamp's height unrelated to the given hum; the
+# released scripts' gradient guidance couples it as weakly (128 clips: 0.17, p = 0.027, against 0.14, p = 0.044) but
+# spoils the picture (the judge sees a lamp in 68 % of its clips, in all of the resampled ones) (README).
+STUDIO_A2V = ZeroShot(resample_rounds=4)
 _LOCAL_CHECKPOINTS: dict[str, str] = {}
 
 

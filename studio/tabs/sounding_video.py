@@ -64,7 +64,7 @@ DEFAULT_STEPS = {"DPM-Solver": 20, "DDIM": 25, "DDPM": 1000}  # the slider's sta
 FORMS = {"Paper (Eq. 12: √(1 − ᾱ))": "paper", "Released code (√ᾱ)": "code"}
 MAX_SAMPLES = 4
 MAX_STEPS = 1000
-MAX_GUIDANCE = 1e9  # λ weighs the true gradient: the released scripts' λ = 3 acts as 3·2^20 (entries.STUDIO_A2V)
+MAX_GUIDANCE = 1e9  # λ weighs the true gradient: the released scripts' λ = 3 acts as 3·2^20 (entries)
 MAX_RESAMPLE_ROUNDS = 10
 MAX_LDM_STEPS = 1000  # DDIM takes at most the 1000 steps of MM-LDM's training schedule
 MAX_CROSS_MODAL_GUIDANCE = 20.0
@@ -111,9 +111,9 @@ def default_steps(weights: str | None) -> int:
 
 
 def default_zero_shot(weights: str | None, mode: str) -> ZeroShot:
-    """Gradient guidance at the released scripts' strength for the studio model's audio -> video; its video -> audio
-    is coupled by replacement, and the released checkpoints start from the paper's replacement (which DPM-Solver, their
-    default sampler, can run)."""
+    """Resampling for the studio model's audio -> video (280 model calls at 100 steps); its video -> audio is coupled
+    by replacement, and the released checkpoints start from the paper's replacement (which DPM-Solver, their default
+    sampler, can run)."""
     return STUDIO_A2V if small(weights) and mode == AUDIO_TO_VIDEO else PAPER_ZERO_SHOT
 
 
@@ -211,8 +211,7 @@ def build(context: StudioContext) -> None:
                                          label="Guidance λ (audio → video, video → audio)",
                                          info="0 = replacement (works with every sampler); above 0 = gradient "
                                               "guidance (Eq. 12), which needs DDIM or DDPM. λ weighs the true "
-                                              "gradient: the released scripts' λ = 3 acts as 3·2^20 = 3145728, the "
-                                              "studio model's audio → video default.")
+                                              "gradient: the released scripts' λ = 3 acts as 3·2^20 = 3145728.")
                     form = gr.Radio(list(FORMS), value=first_form, label="Guidance form")
                     resample = gr.Slider(1, MAX_RESAMPLE_ROUNDS, value=first_rounds, step=1,
                                          label="Resampling rounds (audio → video, video → audio)",

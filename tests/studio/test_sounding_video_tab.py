@@ -221,8 +221,8 @@ def test_space_file_checkpoint_paths_are_carried_relative_to_the_file(tmp_path):
 
 def test_the_studio_model_starts_at_steps_an_artist_can_wait_for():
     """DDPM's 1000-step chain took 261 s on the studio model; its default is 100 steps (about 10 s on a CPU core), and
-    its audio -> video starts from gradient guidance at the released scripts' effective λ = 3·2^20 in the code's form;
-    the rest starts from replacement."""
+    its audio -> video resamples the noisiest 60 % of them 4 times (280 model calls); the rest starts from
+    replacement."""
     from studio.tabs.sounding_video import (
         JOINT,
         STUDIO_WEIGHTS,
@@ -233,7 +233,7 @@ def test_the_studio_model_starts_at_steps_an_artist_can_wait_for():
     )
 
     assert default_sampler(STUDIO_WEIGHTS) == "DDPM" and default_steps(STUDIO_WEIGHTS) == 100
-    assert zero_shot_controls(STUDIO_WEIGHTS, AUDIO_TO_VIDEO) == (3 * 2**20, "Released code (√ᾱ)", 1)
+    assert zero_shot_controls(STUDIO_WEIGHTS, AUDIO_TO_VIDEO) == (0.0, PAPER_FORM, 4)
     replacement = (0.0, PAPER_FORM, 1)
     assert zero_shot_controls(STUDIO_WEIGHTS, VIDEO_TO_AUDIO) == zero_shot_controls(STUDIO_WEIGHTS, JOINT) == replacement
     assert zero_shot_controls(LANDSCAPE, AUDIO_TO_VIDEO) == replacement  # the released checkpoints: the paper's
@@ -317,7 +317,7 @@ def test_mm_ldm_is_offered_beside_mm_diffusion_and_its_settings_replace_mm_diffu
     diffusion, latent, sampler, steps, guidance, form, resample, _, dit, *_ = settings_shown(
         STUDIO_WEIGHTS, AUDIO_TO_VIDEO, "studio")
     assert diffusion["visible"] is True and latent["visible"] is False and dit == gr.skip()
-    assert (sampler, steps, guidance, form, resample) == ("DDPM", 100, 3 * 2**20, "Released code (√ᾱ)", 1)
+    assert (sampler, steps, guidance, form, resample) == ("DDPM", 100, 0.0, PAPER_FORM, 4)
 
 
 def test_mm_ldm_format_note_says_its_clip_and_what_it_was_trained_on(studio_handlers):

@@ -56,7 +56,7 @@ def test_cli_writes_joint_a2v_and_v2a_files(tmp_path):
                  "--num-samples", "1"]) == 0
     assert np.abs(read_soundtrack(tmp_path / "a2v" / "sample-000.mp4", 16000)).max() > 0.05  # the given sound
     record = json.loads((tmp_path / "a2v" / "run.json").read_text())
-    assert (record["guidance"], record["guidance_form"], record["resample_rounds"]) == (3 * 2**20, "code", 1)  # the tab's
+    assert (record["guidance"], record["guidance_form"], record["resample_rounds"]) == (0.0, "paper", 4)  # the tab's
     record = json.loads((joint / "run.json").read_text())
     assert (record["guidance"], record["resample_rounds"]) == (0.0, 1)  # nothing given to steer towards
 
