@@ -230,7 +230,8 @@ def build(context: StudioContext) -> None:
                                            label="Cross-modal guidance φ", elem_id="sv-phi",
                                            info="Used only for audio → video and video → audio: 1 = the conditional "
                                                 "prediction alone, 0 = unconditional (ignores what you gave), above 1 "
-                                                "follows what you gave more closely.")
+                                                "pushes further from the unconditional one (with reconstruction "
+                                                "guidance on, the studio model is best at 1).")
                 reconstruction = gr.Slider(0, MAX_RECONSTRUCTION, value=LDM_RECONSTRUCTION, step=10,
                                            label="Reconstruction guidance λ", elem_id="sv-reconstruction",
                                            info="Used only for audio → video and video → audio: steers what is made "
