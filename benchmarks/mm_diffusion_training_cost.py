@@ -7,8 +7,8 @@ backward, AdamW) on random clips, best of `--repeats` after a warm-up, in CPU se
 (`time.process_time`, one torch thread: time spent waiting for a core is not counted), and the ratio to the studio
 preset measured in the same process. Then one sample of the studio network per sampler and step count (the
 Sounding Video tab's choices): joint, and audio -> video with the tab's 4 resampling rounds of the noisiest 60 % of the
-steps (`entries.STUDIO_A2V`), with the released scripts' gradient guidance and by plain replacement. Prints a Markdown table and writes
-benchmarks/results/mm_diffusion_training_cost.json.
+steps (`entries.STUDIO_A2V`), with the released scripts' gradient guidance and by plain replacement. Prints a
+Markdown table and writes benchmarks/results/mm_diffusion_training_cost.json.
 
     python -m benchmarks.mm_diffusion_training_cost [--repeats 3]
 """
@@ -54,8 +54,9 @@ CHOICES = (
     Choice("batch 16", batch=16),
 )
 # (sampler, steps, how audio -> video is steered: None for a joint sample)
-SAMPLERS = (("ddpm", 1000, None), ("ddpm", 100, None), ("ddim", 50, None), ("ddim", 25, None), ("dpm_solver", 20, None),
-            ("ddpm", 100, STUDIO_A2V), ("ddpm", 100, RELEASED_SCRIPTS_ZERO_SHOT), ("ddpm", 100, PAPER_ZERO_SHOT))
+SAMPLERS = (("ddpm", 1000, None), ("ddpm", 100, None), ("ddim", 50, None), ("ddim", 25, None),
+            ("dpm_solver", 20, None), ("ddpm", 100, STUDIO_A2V), ("ddpm", 100, RELEASED_SCRIPTS_ZERO_SHOT),
+            ("ddpm", 100, PAPER_ZERO_SHOT))
 
 
 def network(choice: Choice) -> torch.nn.Module:
@@ -116,8 +117,8 @@ def main() -> None:
                 for s, n, z in SAMPLERS]
     print("\n| sampler | steps | mode | guidance λ (form), resampling rounds | s / sample |\n|---|---|---|---|---|")
     for row in sampling:
-        steering = row["steering"] and (f"{row['steering']['guidance_scale']:g} "
-                                        f"({row['steering']['guidance_scale_form']}), {row['steering']['resample_rounds']}")
+        z = row["steering"]
+        steering = z and f"{z['guidance_scale']:g} ({z['guidance_scale_form']}), {z['resample_rounds']}"
         print(f"| {row['sampler']} | {row['steps']} | {row['mode']} | {steering or ''} | {row['seconds']:.2f} |")
     RESULTS.write_text(json.dumps({"date": date.today().isoformat(), "machine": f"{platform.machine()}, CPU, 1 torch "
                                    f"thread, torch {torch.__version__}", "steps": rows, "sampling": sampling},

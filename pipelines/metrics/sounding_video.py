@@ -16,15 +16,14 @@ alignment of Table 5). The toy world makes that measurable, one known coupling p
 For every coupling: the score of the true pairs (video i with audio i), the mean score over `--permutations` random
 re-pairings (the baseline a model without coupling reaches), and the permutation p-value (how often a re-pairing
 scores at least as high as the true pairs). The same for ground-truth toy clips in the model's format (the upper
-bound). The metric generates N samples with a Sounding Video model: joint ones (`--mode joint`), or zero-shot ones
-from held-out ground-truth toy clips: videos for their audio (`a2v`) or audio for their videos (`v2a`); `--mode all`
-runs the three. The model (`--weights`: a registry entry or a saved folder) is MM-Diffusion (`--sampler`, `--steps`;
-video -> audio by replacement, Eq. 10; audio -> video with gradient guidance `--gradient-guidance` λ in
-`--guidance-form`, Eq. 12, and `--resample-rounds`/`--resample-share`) or MM-LDM (DiT DDIM
-`--steps`, the shared decoder's `--decoder-steps`, cross-modal guidance φ `--guidance` and reconstruction guidance λ
-`--reconstruction` for a2v and v2a); options of
-the other model are refused (`sampling_for`). The given stream of a zero-shot clip is scored as given, and how far
-the model's returned copy of it strays is reported (`given_stream`: 0 when returned as given).
+bound). The metric generates N samples with a Sounding Video model: joint ones (`--mode joint`), or zero-shot ones from
+held-out ground-truth toy clips: videos for their audio (`a2v`) or audio for their videos (`v2a`); `--mode all` runs
+the three. The model (`--weights`: a registry entry or a saved folder) is MM-Diffusion (`--sampler`, `--steps`;
+video -> audio by replacement, Eq. 10; audio -> video with gradient guidance `--gradient-guidance` λ in `--guidance-form`,
+Eq. 12, and `--resample-rounds`/`--resample-share`) or MM-LDM (DiT DDIM `--steps`, the shared decoder's
+`--decoder-steps`, cross-modal guidance φ `--guidance` and reconstruction guidance λ `--reconstruction` for a2v and
+v2a); options of the other model are refused (`sampling_for`). The given stream of a zero-shot clip is scored as given,
+and how far the model's returned copy of it strays is reported (`given_stream`: 0 when returned as given).
 
 Which scene a generated clip shows is decided by a **scene judge**, a small CNN trained in the run on real toy
 frames of every scene in the model's format (`train_scene_judge`; its held-out accuracy on real clips is reported):
@@ -375,7 +374,7 @@ def train_scene_judge(fmt: ClipFormat, seed: int, clips_per_scene: int = 40, ste
 MODEL_NAMES = {"mm_diffusion": "MM-Diffusion", "mm_ldm": "MM-LDM"}
 MODEL_OPTIONS = {"mm_diffusion": ("sampler", "steps", "resample_rounds", "resample_share", "gradient_guidance",
                                   "guidance_form"),
-                 "mm_ldm": ("steps", "decoder_steps", "guidance", "reconstruction")}  # run()'s sampling options each model takes
+                 "mm_ldm": ("steps", "decoder_steps", "guidance", "reconstruction")}  # run()'s options per model
 
 
 @dataclass(frozen=True)
@@ -446,10 +445,9 @@ def mm_diffusion_sampling(sampler: str | None, steps: int | None, resample_round
     from pipelines.mm_diffusion.entries import STUDIO_A2V
 
     plain = {"sampler": sampler or "ddpm", "num_inference_steps": 100 if steps is None else steps}
-    given = {"guidance_scale": gradient_guidance, "guidance_scale_form": guidance_form,
-             "resample_rounds": resample_rounds}
-    steering = {**STUDIO_A2V.arguments(), **{k: v for k, v in given.items() if v is not None},
-                "resample_share": 0.6 if resample_share is None else resample_share}
+    chosen = STUDIO_A2V.overridden(guidance_scale=gradient_guidance, guidance_scale_form=guidance_form,
+                                   resample_rounds=resample_rounds)
+    steering = {**chosen.arguments(), "resample_share": 0.6 if resample_share is None else resample_share}
     return Sampling("mm_diffusion", {"joint": plain, "a2v": {**plain, **steering}, "v2a": plain},
                     {"sampler": plain["sampler"], "steps": plain["num_inference_steps"], "a2v_steering": steering})
 
@@ -605,8 +603,8 @@ def detector_table(result: dict, tolerance: int) -> str:
 
 def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: int = 0, sampler: str | None = None,
         steps: int | None = None, resample_rounds: int | None = None, resample_share: float | None = None,
-        gradient_guidance: float | None = None, guidance_form: str | None = None, decoder_steps: int | None = None, guidance: float | None = None, reconstruction: float | None = None,
-        tolerance: int = 1,
+        gradient_guidance: float | None = None, guidance_form: str | None = None, decoder_steps: int | None = None,
+        guidance: float | None = None, reconstruction: float | None = None, tolerance: int = 1,
         weights: str = "mm_diffusion_toyworld", variant: str = "studio", scenes: tuple[str, ...] | None = None,
         modes: tuple[str, ...] = ("joint",), batch: int = 16, permutations: int = PERMUTATIONS, judge_clips: int = 40,
         verbose: bool = True) -> dict:
@@ -614,8 +612,8 @@ def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: in
     `weights`: a registry entry (`variant`) or a model folder (`load_model`). `scenes`: of the ground-truth clips; by
     default those the model was trained on (`trained_scenes`). Sampling options (`MODEL_OPTIONS`; None: the model's
     default): MM-Diffusion's `sampler`, `steps` and audio -> video's `resample_rounds`, `resample_share`,
-    `gradient_guidance`, `guidance_form` (`mm_diffusion_sampling`); MM-LDM's `steps`, `decoder_steps`, `guidance` and `reconstruction`
-    (`mm_ldm_sampling`)."""
+    `gradient_guidance`, `guidance_form` (`mm_diffusion_sampling`); MM-LDM's `steps`, `decoder_steps`, `guidance` and
+    `reconstruction` (`mm_ldm_sampling`)."""
     from pipelines.metrics.images_that_sound import machine
 
     for mode in modes:
@@ -674,7 +672,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sampler", default=None, choices=("dpm_solver", "ddim", "ddpm"),
                         help="MM-Diffusion only (default ddpm: the Sounding Video tab's for the studio model)")
     parser.add_argument("--gradient-guidance", type=float, default=None, help="MM-Diffusion a2v only: λ of the "
-                        "gradient guidance, Eq. 12 (default 0: replacement; the released scripts' λ = 3 acts as 3·2^20)")
+                        "gradient guidance, Eq. 12 (default 0: replacement; the released scripts' λ = 3 acts as "
+                        "3·2^20)")
     parser.add_argument("--guidance-form", default=None, choices=("paper", "code"), help="MM-Diffusion a2v only: "
                         "the factor of Eq. 12, the paper's √(1 − ᾱ) (default) or the released code's √ᾱ")
     parser.add_argument("--resample-rounds", type=int, default=None, help="MM-Diffusion a2v only: times each "

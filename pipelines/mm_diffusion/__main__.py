@@ -8,8 +8,9 @@ Options: --model FOLDER or .pt (default: the bundled studio weights), --sampler 
 (default: DDPM 100, the Sounding Video tab's for the studio model), --num-samples K, --seed S (-1: random), and for a2v
 and v2a --guidance λ (0 = replacement) with --guidance-form paper|code (Eq. 12's factor) and --resample-rounds U
 (RePaint resampling of the noisiest 60 % of the steps; 1 = the paper's sampler). Their defaults are the tab's for the
-studio model: a2v with 4 resampling rounds (`entries.STUDIO_A2V`), v2a by replacement. Writes sample-XXX.mp4 (frames enlarged to at least 64 pixels, with the sound), sample-XXX.wav (16 kHz),
-sheet.png (one row of frames per sample with its spectrogram drawn under it) and run.json.
+studio model: a2v with 4 resampling rounds (`entries.STUDIO_A2V`), v2a by replacement. Writes sample-XXX.mp4 (frames
+enlarged to at least 64 pixels, with the sound), sample-XXX.wav (16 kHz), sheet.png (one row of frames per sample
+with its spectrogram drawn under it) and run.json.
 """
 
 from __future__ import annotations
@@ -80,12 +81,11 @@ def run(args: argparse.Namespace) -> int:
             given["video"] = read_video_clip(args.inputs[0], fmt).value
         except VideoDecodeError as error:
             raise ValueError(f"{args.inputs[0]} could not be read as a video ({error})") from None
-    chosen = {"guidance_scale": args.guidance, "guidance_scale_form": args.guidance_form,
-              "resample_rounds": args.resample_rounds}
     steering = PAPER_ZERO_SHOT.arguments()  # joint: nothing given to steer towards
     if given:
-        steering = {**(STUDIO_A2V if args.command == "a2v" else PAPER_ZERO_SHOT).arguments(),
-                    **{name: value for name, value in chosen.items() if value is not None}}
+        steering = (STUDIO_A2V if args.command == "a2v" else PAPER_ZERO_SHOT).overridden(
+            guidance_scale=args.guidance, guidance_scale_form=args.guidance_form,
+            resample_rounds=args.resample_rounds).arguments()
     generators, seed = generators_for(args.seed, args.num_samples)
     output = pipe(num_samples=args.num_samples, generator=generators, sampler=args.sampler,
                   num_inference_steps=args.steps, **steering,

@@ -8,7 +8,7 @@ them and start-up hands the paths over with `pipelines.registry.register_local_c
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from pipelines.weights import ASSETS, PipelineEntry, WeightsSource, files_missing
@@ -29,6 +29,10 @@ class ZeroShot:
 
     def arguments(self) -> dict:
         return asdict(self)
+
+    def overridden(self, **choices) -> ZeroShot:
+        """This steering with every choice that is not None put in its place."""
+        return replace(self, **{name: value for name, value in choices.items() if value is not None})
 
 
 PAPER_ZERO_SHOT = ZeroShot()  # replacement: what the tab and the CLI start from for the released checkpoints

@@ -182,7 +182,7 @@ def test_sounding_video_mm_ldm_numbers(tmp_path, name, value, message):
     settings = dict(latent_steps=2, decoder_steps=2, cross_guidance=3.0, reconstruction=100.0, seed=0, samples=1)
     settings[name] = value
     handlers = SoundingVideoHandlers(context(tmp_path, models="studio"), "studio")
-    with pytest.raises(gr.Error) as error:  # φ and λ are read for audio -> video (joint: unused); MM-Diffusion's are not read
+    with pytest.raises(gr.Error) as error:  # φ and λ are read for audio -> video; MM-Diffusion's are not read
         list(handlers.generate("mm_ldm_toyworld", AUDIO_TO_VIDEO, str(EXAMPLES / "lamp-high.wav"), None, None, None,
                                None, None, None, settings["seed"], settings["samples"], False, FakeRequest(),
                                settings["latent_steps"], settings["decoder_steps"], settings["cross_guidance"],

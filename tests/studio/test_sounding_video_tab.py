@@ -189,7 +189,8 @@ def test_video_to_audio_converts_the_upload_and_super_resolution_only_upsamples_
     (dict(samples=float("nan")), "Samples must be a finite number between 1 and 4; got not a number"),
     (dict(seed=float("nan")), "Seed must be a finite number between -1 and 2147483647; got not a number"),
     (dict(seed=3e9), "Seed must be between -1 and 2147483647; got 3000000000"),
-    (dict(guidance=float("inf"), mode=AUDIO_TO_VIDEO, audio="tone"), "Guidance λ must be a finite number between 0 and 1000000000; got infinity"),
+    (dict(guidance=float("inf"), mode=AUDIO_TO_VIDEO, audio="tone"),
+     "Guidance λ must be a finite number between 0 and 1000000000; got infinity"),
     (dict(mode=VIDEO_TO_AUDIO, video="corrupt"), "could not read 'clip.mp4' as a video"),
     (dict(mode=VIDEO_TO_AUDIO, video="notes.txt"), "not a video file"),
     (dict(mode=AUDIO_TO_VIDEO, audio="corrupt-audio"), "could not read 'sound.wav' as audio"),
@@ -235,7 +236,8 @@ def test_the_studio_model_starts_at_steps_an_artist_can_wait_for():
     assert default_sampler(STUDIO_WEIGHTS) == "DDPM" and default_steps(STUDIO_WEIGHTS) == 100
     assert zero_shot_controls(STUDIO_WEIGHTS, AUDIO_TO_VIDEO) == (0.0, PAPER_FORM, 4)
     replacement = (0.0, PAPER_FORM, 1)
-    assert zero_shot_controls(STUDIO_WEIGHTS, VIDEO_TO_AUDIO) == zero_shot_controls(STUDIO_WEIGHTS, JOINT) == replacement
+    assert zero_shot_controls(STUDIO_WEIGHTS, VIDEO_TO_AUDIO) == replacement
+    assert zero_shot_controls(STUDIO_WEIGHTS, JOINT) == replacement
     assert zero_shot_controls(LANDSCAPE, AUDIO_TO_VIDEO) == replacement  # the released checkpoints: the paper's
     assert sampler_steps("DDPM", STUDIO_WEIGHTS) == 100 and sampler_steps("DDPM", LANDSCAPE) == 1000
     assert default_steps(LANDSCAPE) == 20
@@ -290,8 +292,9 @@ def shown(block) -> bool:
 
 def test_mm_ldm_is_offered_beside_mm_diffusion_and_its_settings_replace_mm_diffusions(tmp_path):
     """The dropdown lists both studio models (MM-Diffusion's first: the default); choosing MM-LDM shows its own
-    settings at its defaults (DiT steps, decoder steps, φ, reconstruction λ) and hides MM-Diffusion's (sampler, steps, guidance,
-    resampling: left as they were) and the super-resolution box; choosing MM-Diffusion again brings its defaults back."""
+    settings at its defaults (DiT steps, decoder steps, φ, reconstruction λ) and hides MM-Diffusion's (sampler, steps,
+    guidance, resampling: left as they were) and the super-resolution box; choosing MM-Diffusion again brings its
+    defaults back."""
     from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION, STUDIO_STEPS
     from studio.tabs.sounding_video import LATENT_PREVIEW, STUDIO_WEIGHTS, settings_shown
 

@@ -116,7 +116,7 @@ def test_the_given_stream_is_forward_noised_ground_truth_at_every_step(trained_p
 
 
 def test_reconstruction_gradient_is_the_gradient_of_the_given_streams_error(trained_pipe):
-    """The gradient w.r.t. z_v of Σ_n mean‖x̂_0(z_a) − z_a‖² (audio given), checked by central differences in float64."""
+    """The gradient w.r.t. z_v of Σ_n mean‖x̂_0(z_a) − z_a‖² (audio given), by central differences in float64."""
     pipe = trained_pipe.to(dtype=torch.float64)
     generator = seeded(4)
     audio, video = (torch.randn(shape, generator=generator, dtype=torch.float64) for shape in pipe.latent_shapes(2))
