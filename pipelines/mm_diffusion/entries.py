@@ -21,11 +21,13 @@ STUDIO_FOLDER = ASSETS / "mm_diffusion"
 @dataclass(frozen=True)
 class ZeroShot:
     """How a zero-shot call is steered: `MMDiffusionPipeline`'s guidance_scale (λ of Eq. 12; 0 = replacement), its
-    guidance_scale_form ("paper" or "code") and resample_rounds (1 = the paper's sampler)."""
+    guidance_scale_form ("paper" or "code"), resample_rounds (1 = the paper's sampler) and clean_condition (the
+    given modality clean at step 0, for weights trained with `--clean-condition`)."""
 
     guidance_scale: float = 0.0
     guidance_scale_form: str = "paper"
     resample_rounds: int = 1
+    clean_condition: bool = False
 
     def arguments(self) -> dict:
         return asdict(self)

@@ -232,14 +232,16 @@ class MMResBlock(nn.Module):
         return x.reshape(n, h, w, c, f).permute(0, 3, 4, 1, 2)
 
     def forward(
-        self, video: torch.Tensor, audio: torch.Tensor, emb: torch.Tensor
+        self, video: torch.Tensor, audio: torch.Tensor, emb: tuple[torch.Tensor, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         video_h, audio_h = self.video_in_layers(video), self.audio_in_layers(audio)
         video_h, audio_h = self._resample(video_h, audio_h)
         video, audio = self._resample(video, audio)
-        emb_out = self.emb_layers(emb).type(video_h.dtype)  # one projection, shared by both modalities
-        video_h = self._modulate(video_h, self.video_out_layers, emb_out)
-        audio_h = self._modulate(audio_h, self.audio_out_layers, emb_out)
+        video_emb, audio_emb = emb
+        video_emb_out = self.emb_layers(video_emb).type(video_h.dtype)  # one projection, shared by both modalities
+        audio_emb_out = video_emb_out if audio_emb is video_emb else self.emb_layers(audio_emb).type(audio_h.dtype)
+        video_h = self._modulate(video_h, self.video_out_layers, video_emb_out)
+        audio_h = self._modulate(audio_h, self.audio_out_layers, audio_emb_out)
         video = self.video_skip_connection(video) + video_h
         audio = self.audio_skip_connection(audio) + audio_h
         if hasattr(self, "spatial_attention_block"):
@@ -250,13 +252,14 @@ class MMResBlock(nn.Module):
 
 
 class MMBlockSequence(nn.Sequential):
-    """One U-Net entry (official `TimestepEmbedSequential`): res-blocks get `emb`, RS-MMA blocks a shift."""
+    """One U-Net entry (official `TimestepEmbedSequential`): res-blocks get `emb` (the video stream's and the audio
+    stream's timestep embeddings, one tensor twice when the streams share their step), RS-MMA blocks a shift."""
 
     def forward(
         self,
         video: torch.Tensor,
         audio: torch.Tensor,
-        emb: torch.Tensor,
+        emb: tuple[torch.Tensor, torch.Tensor],
         generator: torch.Generator | None = None,
         use_checkpoint: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -498,6 +501,10 @@ class MMDiffusionUNet(nn.Module):
 
     # -----------------------------------------------------------------------------------------------------------
 
+    def _time_embedding(self, timesteps: torch.Tensor | float, batch: int, device: torch.device) -> torch.Tensor:
+        timesteps = torch.as_tensor(timesteps, device=device).reshape(-1).expand(batch)
+        return self.time_embed(timestep_embedding(timesteps, self.model_channels).to(self.time_embed[0].weight.dtype))
+
     def check_inputs(self, video: torch.Tensor, audio: torch.Tensor) -> None:
         """Raise a ValueError naming the rule when the clip cannot pass through the U-Net."""
         if video.dim() != 5 or audio.dim() != 3 or video.shape[0] != audio.shape[0]:
@@ -531,6 +538,7 @@ class MMDiffusionUNet(nn.Module):
         audio: torch.Tensor,
         timesteps: torch.Tensor | float,
         *,
+        audio_timesteps: torch.Tensor | float | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Predict (ε_video, ε_audio) (paper Eq. 6-7).
@@ -538,14 +546,19 @@ class MMDiffusionUNet(nn.Module):
         Args:
             video: `[N, F, C, H, W]` noisy video.
             audio: `[N, C, L]` noisy waveform.
-            timesteps: `[N]` (or a scalar) diffusion steps, shared by both modalities.
+            timesteps: `[N]` (or a scalar) diffusion steps, shared by both modalities (the paper's network).
+            audio_timesteps: the audio stream's own steps, when they differ from the video's (a departure, for a
+                stream given clean at step 0: see `pipelines.train.mm_diffusion`); both streams' modulations then
+                come from the one time embedding and projection, each at its stream's step.
             generator: draws the RS-MMA random shifts (one per RS-MMA block per call) when shifting is on.
         Returns:
             `(video [N, F, C_out, H, W], audio [N, C_out, L])`.
         """
         self.check_inputs(video, audio)
-        timesteps = torch.as_tensor(timesteps, device=video.device).reshape(-1).expand(video.shape[0])
-        emb = self.time_embed(timestep_embedding(timesteps, self.model_channels).to(self.time_embed[0].weight.dtype))
+        video_emb = self._time_embedding(timesteps, video.shape[0], video.device)
+        audio_emb = video_emb if audio_timesteps is None else self._time_embedding(audio_timesteps, video.shape[0],
+                                                                                    video.device)
+        emb = (video_emb, audio_emb)
         dtype = self.compute_dtype
         video, audio = video.transpose(1, 2).to(dtype), audio.to(dtype)  # [N, C, F, H, W]
         ckpt = self.use_checkpoint and self.training

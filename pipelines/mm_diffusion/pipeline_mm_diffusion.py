@@ -19,6 +19,9 @@ same unconditional model:
   the generated modality can settle on the given one while the coarse layout is still open. Replacement alone lets
   the video fix its layout while the given audio is still mostly noise; on the studio lamp model it leaves audio ->
   video uncoupled, and resampling couples it (README). 1 round (the default) is the paper's sampler.
+- clean condition (not in MM-Diffusion; UniDiffuser's per-modality timesteps, Bao et al. 2023): for weights trained
+  with `--clean-condition` (`pipelines.train.mm_diffusion`), the given modality enters every model call clean, at
+  step 0 (its stream's own timestep embedding), and the network's learnt conditional denoises the other one.
 
 Departures from the official code:
 - the official guided loop with `use_fp16=True` multiplies the loss by `loss_scale = 2**20` and never divides it back
@@ -212,7 +215,7 @@ class MMDiffusionPipeline(StudioPipeline):
 
     def check_inputs(self, video, audio, num_frames: int, height: int, width: int, sampler: str,
                      num_inference_steps: int, eta: float, timestep_respacing: str | None, guidance_scale: float,
-                     guidance_scale_form: str, resample_rounds: int, resample_share: float,
+                     guidance_scale_form: str, resample_rounds: int, resample_share: float, clean_condition: bool,
                      num_samples: int, generator: Generator, latents, output_type: str) -> None:
         if video is not None and audio is not None:
             raise ValueError("Give at most one of `video` (video-to-audio) and `audio` (audio-to-video): the other "
@@ -247,6 +250,8 @@ class MMDiffusionPipeline(StudioPipeline):
                              f"'ddim' (one model evaluation per step); use one of those, or guidance_scale=0 for the "
                              f"replacement method with DPM-Solver.")
         self.check_resampling(resample_rounds, resample_share, video is not None or audio is not None, sampler)
+        if clean_condition:
+            self.check_clean_condition(video is not None or audio is not None, guidance_scale)
         if not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"`num_samples` must be an integer >= 1, got {num_samples!r}.")
         if isinstance(generator, list) and len(generator) != num_samples:
@@ -277,6 +282,22 @@ class MMDiffusionPipeline(StudioPipeline):
         if rounds > 1 and sampler == "dpm_solver":
             raise ValueError(f"Resampling (`resample_rounds`={rounds}) needs sampler='ddpm' or 'ddim' (one model "
                              f"evaluation per step); use one of those, or resample_rounds=1 with DPM-Solver.")
+
+    @property
+    def learnt_clean_condition(self) -> bool:
+        """Whether the weights were trained with one stream given clean (`--clean-condition`)."""
+        return bool(self.training_record.get("clean_condition"))
+
+    def check_clean_condition(self, conditional: bool, guidance_scale: float) -> None:
+        if not conditional:
+            raise ValueError("`clean_condition=True` conditions on a given modality; give `video` or `audio`, or "
+                             "leave it off for joint generation.")
+        if not self.learnt_clean_condition:
+            raise ValueError("These weights were not trained with a clean condition (`pipelines.train mm_diffusion "
+                             "--clean-condition`); leave `clean_condition` off to use the paper's zero-shot sampler.")
+        if guidance_scale > 0:
+            raise ValueError(f"Gradient guidance (`guidance_scale`={guidance_scale}) steers a noised condition; with "
+                             f"`clean_condition=True` the network conditions directly: set guidance_scale=0.")
 
     def check_size(self, num_frames: int, height: int, width: int) -> None:
         for name, value in (("num_frames", num_frames), ("height", height), ("width", width)):
@@ -357,10 +378,17 @@ class MMDiffusionPipeline(StudioPipeline):
 
     # 4. Model
     def predict_noise(self, x: torch.Tensor, timestep: torch.Tensor, split: int, shapes,
-                      shift_generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Packed x_t -> packed (ε, variance values) from one U-Net call on both modalities (Eq. 6)."""
+                      shift_generator: torch.Generator | None,
+                      clean: Literal["video", "audio"] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Packed x_t -> packed (ε, variance values) from one U-Net call on both modalities (Eq. 6); `clean` names a
+        stream that is given clean, at step 0."""
         video, audio = unpack(x, split, shapes)
-        out_video, out_audio = self.unet(video, audio, timestep.to(x.device), generator=shift_generator)
+        timestep = timestep.to(x.device)
+        clean_step = self.process.model_time(np.zeros(1)).to(x.device).expand_as(timestep)
+        video_step = clean_step if clean == "video" else timestep
+        audio_step = clean_step if clean == "audio" else None if clean is None else timestep
+        out_video, out_audio = self.unet(video, audio, video_step, audio_timesteps=audio_step,
+                                         generator=shift_generator)
         eps_video, var_video = split_model_output(out_video.to(x.dtype), 2, self.learn_sigma)  # fp16 U-Net: back to
         eps_audio, var_audio = split_model_output(out_audio.to(x.dtype), 1, self.learn_sigma)  # the state's float32
         return pack(eps_video, eps_audio), pack(var_video, var_audio)
@@ -404,6 +432,7 @@ class MMDiffusionPipeline(StudioPipeline):
         guidance_scale_form: Literal["paper", "code"] = "paper",
         resample_rounds: int = 1,
         resample_share: float = 0.6,
+        clean_condition: bool = False,
         num_samples: int = 1,
         generator: Generator = None,
         latents: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -430,6 +459,8 @@ class MMDiffusionPipeline(StudioPipeline):
             resample_rounds: zero-shot only: how many times each resampled step is taken (RePaint's U; 1 = the paper's
                 sampler). DDPM and DDIM.
             resample_share: the share of the steps, from the noisiest, that are resampled (the last step never is).
+            clean_condition: zero-shot only, for weights trained with `--clean-condition`: the given modality enters
+                the U-Net clean at step 0 instead of forward-noised (a departure; no gradient guidance with it).
             generator: one `torch.Generator`, or one per sample (then a batch equals single runs).
             latents: initial noise (video `[N, F, C, H, W]`, audio `[N, C, L]`); for zero-shot generation the
                 conditioning modality's noise is its fixed replacement noise ε_c.
@@ -450,7 +481,7 @@ class MMDiffusionPipeline(StudioPipeline):
             num_inference_steps = DEFAULT_STEPS.get(sampler, 1)
         self.check_inputs(video, audio, num_frames, height, width, sampler, num_inference_steps, eta,
                           timestep_respacing, guidance_scale, guidance_scale_form, resample_rounds, resample_share,
-                          num_samples, generator, latents, output_type)
+                          clean_condition, num_samples, generator, latents, output_type)
         self.start_sampling(callback_on_step_end, callback_on_step_end_tensor_inputs)
         shapes = self.shapes(num_samples, num_frames, height, width)
         split = math.prod(shapes[0][1:])
@@ -463,8 +494,8 @@ class MMDiffusionPipeline(StudioPipeline):
         eps_c = x[:, cond.part].clone() if cond is not None else None
         # 4. Denoising loop
         x = self.denoise(schedule, x, cond, eps_c, guidance_scale, guidance_scale_form, resample_rounds,
-                         resample_share, generator, shift_generator, split, shapes, callback_on_step_end,
-                         callback_on_step_end_tensor_inputs)
+                         resample_share, clean_condition, generator, shift_generator, split, shapes,
+                         callback_on_step_end, callback_on_step_end_tensor_inputs)
         if cond is not None:  # the given modality is returned as given
             x[:, cond.part] = cond.clean
         # 5. Decode
@@ -480,25 +511,27 @@ class MMDiffusionPipeline(StudioPipeline):
         return None
 
     def denoise(self, schedule: Sampler, x: torch.Tensor, cond: Condition | None, eps_c: torch.Tensor | None,
-                guidance_scale: float, form: str, resample_rounds: int, resample_share: float, generator: Generator,
-                shift_generator, split: int, shapes, callback_on_step_end: StepCallback | None,
-                tensor_inputs: list[str] | None) -> torch.Tensor:
-        """The reverse process; the conditioning modality is replaced by q(c_t | c) before every model call, and the
-        resampled steps are taken again from q(x_t | x_{t-1}) of their own result."""
+                guidance_scale: float, form: str, resample_rounds: int, resample_share: float,
+                clean_condition: bool, generator: Generator, shift_generator, split: int, shapes,
+                callback_on_step_end: StepCallback | None, tensor_inputs: list[str] | None) -> torch.Tensor:
+        """The reverse process; the conditioning modality is replaced by q(c_t | c) (or, with `clean_condition`, by c
+        itself) before every model call, and the resampled steps are taken again from q(x_t | x_{t-1}) of their own
+        result."""
+        clean = cond.name if clean_condition else None
         for i in range(schedule.num_steps):
             if self.interrupt:
                 break
             timestep = schedule.model_timesteps[i].expand(x.shape[0])
             model = partial(self.predict_noise, timestep=timestep, split=split, shapes=shapes,
-                            shift_generator=shift_generator)
+                            shift_generator=shift_generator, clean=clean)
             rounds = resample_rounds if resampled(i, schedule.num_steps, resample_share) else 1
             for round_ in range(rounds):
                 if round_ > 0:
                     x = schedule.renoise(i, x, generator)
-                if cond is not None:  # replacement: ĉ_t = √ᾱ_t c + √(1 − ᾱ_t) ε_c
+                if cond is not None:  # replacement: ĉ_t = √ᾱ_t c + √(1 − ᾱ_t) ε_c, or c itself at step 0
                     alpha, sigma = schedule.noise_level(i)
                     x = x.clone()
-                    x[:, cond.part] = alpha * cond.clean + sigma * eps_c
+                    x[:, cond.part] = cond.clean if clean_condition else alpha * cond.clean + sigma * eps_c
                 if self.uses_guidance(cond, guidance_scale) and i < schedule.num_steps - 1:
                     x, denoised = self.guided_step(schedule, x, i, cond, eps_c, guidance_scale, form, generator,
                                                    model)

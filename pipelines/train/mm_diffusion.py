@@ -313,24 +313,52 @@ class JointDiffusionObjective(torch.nn.Module):
         return self.sqrt_alphas_cumprod[t].view(shape) * x0 + self.sqrt_one_minus_alphas_cumprod[t].view(shape) * noise
 
     def forward(self, video: torch.Tensor, audio: torch.Tensor, t: torch.Tensor, video_noise: torch.Tensor,
-                audio_noise: torch.Tensor, shift_generator: torch.Generator | None = None):
+                audio_noise: torch.Tensor, shift_generator: torch.Generator | None = None,
+                given: torch.Tensor | None = None):
+        """(video loss, audio loss), batch means. `given` ([N] of GIVEN_NONE/GIVEN_VIDEO/GIVEN_AUDIO, `--clean-condition`)
+        marks clips whose video or audio enters clean, at step 0: that stream is not noised and has no loss."""
         model_t = self.process.model_time(t.cpu()).to(video.device)
-        eps_video, eps_audio = self.unet(self.q_sample(video, t, video_noise), self.q_sample(audio, t, audio_noise),
-                                         model_t, generator=shift_generator)
-        video_loss = (eps_video.float() - video_noise).pow(2).flatten(1).mean(1)
-        audio_loss = (eps_audio.float() - audio_noise).pow(2).flatten(1).mean(1)
+        noisy_video, noisy_audio = self.q_sample(video, t, video_noise), self.q_sample(audio, t, audio_noise)
+        if given is None or not given.any():
+            eps_video, eps_audio = self.unet(noisy_video, noisy_audio, model_t, generator=shift_generator)
+            video_kept = audio_kept = torch.ones_like(t, dtype=torch.float32)
+        else:
+            video_given, audio_given = given == GIVEN_VIDEO, given == GIVEN_AUDIO
+            clean_t = self.process.model_time(torch.zeros_like(t).cpu()).to(video.device)
+            eps_video, eps_audio = self.unet(
+                torch.where(video_given.view(-1, 1, 1, 1, 1), video, noisy_video),
+                torch.where(audio_given.view(-1, 1, 1), audio, noisy_audio),
+                torch.where(video_given, clean_t, model_t), audio_timesteps=torch.where(audio_given, clean_t, model_t),
+                generator=shift_generator)
+            video_kept, audio_kept = (~video_given).float(), (~audio_given).float()
+        video_loss = (eps_video.float() - video_noise).pow(2).flatten(1).mean(1) * video_kept
+        audio_loss = (eps_audio.float() - audio_noise).pow(2).flatten(1).mean(1) * audio_kept
         return video_loss.mean(), audio_loss.mean()
 
 
-def step_noise(seed: int, step: int, video_shape, audio_shape, num_timesteps: int):
-    """(t, video noise, audio noise, flip draws, RS-MMA shift generator) of one step: a function of (seed, step)."""
+GIVEN_NONE, GIVEN_VIDEO, GIVEN_AUDIO = 0, 1, 2  # per clip: both streams noised, or one given clean
+
+
+def given_streams(draws: torch.Tensor, clean_share: float) -> torch.Tensor:
+    """Per clip, from uniform draws: the video given clean (draw < share / 2), the audio (share / 2 <= draw < share),
+    or neither."""
+    given = torch.full(draws.shape, GIVEN_NONE, dtype=torch.long)
+    given[draws < clean_share] = GIVEN_AUDIO
+    given[draws < clean_share / 2] = GIVEN_VIDEO
+    return given
+
+
+def step_noise(seed: int, step: int, video_shape, audio_shape, num_timesteps: int, clean_share: float = 0.0):
+    """(t, video noise, audio noise, flip draws, RS-MMA shift generator, given streams) of one step: a function of
+    (seed, step)."""
     generator = torch.Generator().manual_seed(seed * 7919 + step)
     t = torch.randint(0, num_timesteps, (video_shape[0],), generator=generator)  # uniform, shared by both streams
     video_noise = torch.randn(video_shape, generator=generator)
     audio_noise = torch.randn(audio_shape, generator=generator)  # independent of the video noise (Eq. 5)
     flips = torch.rand(video_shape[0], generator=generator)
     shifts = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
-    return t, video_noise, audio_noise, flips, shifts
+    given = given_streams(torch.rand(video_shape[0], generator=generator), clean_share)  # drawn last: the draws
+    return t, video_noise, audio_noise, flips, shifts, given  # before it are those of a run without clean streams
 
 
 # Training ----------------------------------------------------------------------------------------------------------
@@ -352,6 +380,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flip", type=float, default=0.5, help="probability of a horizontal flip")
     parser.add_argument("--pool", type=int, default=2000, help="toy-world videos generated")
     parser.add_argument("--scenes", default="lamp", help="toy-world scenes, comma-separated")
+    parser.add_argument("--clean-condition", type=float, default=0.0, metavar="SHARE",
+                        help="share of the clips trained with one stream given clean at step 0 (half video, half "
+                             "audio; no loss on it), so audio -> video and video -> audio can be sampled from the "
+                             "conditional the network learnt (a departure; default 0, the paper's training)")
     parser.add_argument("--init-checkpoint", default=None, metavar="PATH.pt",
                         help="with --init paper: the released base checkpoint file (Landscape.pt or AIST++.pt)")
     add_preview_argument(parser)
@@ -365,8 +397,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
     if args.lr is not None and not args.lr > 0:
         raise ValueError(f"--lr must be a positive number, got {args.lr}.")
-    if not 0.0 <= args.flip <= 1.0:
-        raise ValueError(f"--flip is a probability in [0, 1], got {args.flip}.")
+    for name in ("flip", "clean_condition"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise ValueError(f"--{name.replace('_', '-')} is a probability in [0, 1], got {getattr(args, name)}.")
     if args.fps < 1:
         raise ValueError(f"--fps must be at least 1, got {args.fps}.")
     check_preview_every(args)
@@ -431,13 +464,13 @@ def run_training(args, objective: JointDiffusionObjective, footage: Footage, log
 
     def step(index: int) -> dict[str, float]:
         picks = batch_indices(args.seed, index, batch_size, len(footage)).numpy()
-        t, video_noise, audio_noise, flips, shifts = step_noise(args.seed, index, video_shape, audio_shape,
-                                                                inner.process.num_timesteps)
+        t, video_noise, audio_noise, flips, shifts, given = step_noise(
+            args.seed, index, video_shape, audio_shape, inner.process.num_timesteps, args.clean_condition)
         video, audio = footage.batch(picks, (flips < args.flip).numpy())
         device = accelerator.device
         with accelerator.autocast():
             video_loss, audio_loss = model(video.to(device), audio.to(device), t.to(device), video_noise.to(device),
-                                           audio_noise.to(device), shifts)
+                                           audio_noise.to(device), shifts, given.to(device))
         update(accelerator, optimizer, video_loss + audio_loss, [model])
         ema.update(inner.unet)
         return {"loss": video_loss.item() + audio_loss.item(), "video_loss": video_loss.item(),
@@ -506,6 +539,8 @@ def export(out: Path, unet: MMDiffusionUNet, fmt: ClipFormat, args: argparse.Nam
     was trained)."""
     record = {"size": args.size if not args.init else "init", "init": init_record(args), "data": args.data,
               "steps": args.steps, "seed": args.seed}
+    if args.clean_condition:
+        record["clean_condition"] = args.clean_condition  # the pipeline may sample from the learnt conditional
     if args.data == "toyworld":
         record["scenes"] = args.scenes.split(",")  # what the coupling metric compares it with
     pipe = MMDiffusionPipeline(unet, sample_rate=fmt.sample_rate, fps=fmt.fps, training_record=record)
