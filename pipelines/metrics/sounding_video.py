@@ -20,7 +20,8 @@ bound). The metric generates N samples with a Sounding Video model: joint ones (
 held-out ground-truth toy clips: videos for their audio (`a2v`) or audio for their videos (`v2a`); `--mode all` runs
 the three. The model (`--weights`: a registry entry or a saved folder) is MM-Diffusion (`--sampler`, `--steps`;
 video -> audio by replacement, Eq. 10; audio -> video with gradient guidance `--gradient-guidance` λ in `--guidance-form`,
-Eq. 12, and `--resample-rounds`/`--resample-share`) or MM-LDM (DiT DDIM `--steps`, the shared decoder's
+Eq. 12, and `--resample-rounds`/`--resample-share`; for weights trained with a clean condition both from the learnt
+conditional, `--clean-condition`) or MM-LDM (DiT DDIM `--steps`, the shared decoder's
 `--decoder-steps`, cross-modal guidance φ `--guidance` and reconstruction guidance λ `--reconstruction` for a2v and
 v2a); options of the other model are refused (`sampling_for`). The given stream of a zero-shot clip is scored as given,
 and how far the model's returned copy of it strays is reported (`given_stream`: 0 when returned as given).
@@ -36,6 +37,7 @@ motion into it. Printed as a table and written to `--out` as JSON with date, mac
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime
 import json
@@ -373,7 +375,7 @@ def train_scene_judge(fmt: ClipFormat, seed: int, clips_per_scene: int = 40, ste
 
 MODEL_NAMES = {"mm_diffusion": "MM-Diffusion", "mm_ldm": "MM-LDM"}
 MODEL_OPTIONS = {"mm_diffusion": ("sampler", "steps", "resample_rounds", "resample_share", "gradient_guidance",
-                                  "guidance_form"),
+                                  "guidance_form", "clean_condition"),
                  "mm_ldm": ("steps", "decoder_steps", "guidance", "reconstruction")}  # run()'s options per model
 
 
@@ -424,9 +426,10 @@ def model_family(pipe) -> str:
     raise ValueError(f"--weights must be a Sounding Video model (MM-Diffusion or MM-LDM), got a {type(pipe).__name__}")
 
 
-def sampling_for(model: str, **options: Any) -> Sampling:
-    """`model`'s sampling from `options` (run()'s sampling options; None: the model's default). Options another model
-    takes are refused, naming the ones that apply."""
+def sampling_for(model: str, learnt_clean_condition: bool = False, **options: Any) -> Sampling:
+    """`model`'s sampling from `options` (run()'s sampling options; None: the model's default, which for MM-Diffusion
+    follows whether its weights learnt a clean condition). Options another model takes are refused, naming the ones
+    that apply."""
     foreign = [name for name, value in options.items() if value is not None and name not in MODEL_OPTIONS[model]]
     if foreign:
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in foreign)
@@ -434,22 +437,27 @@ def sampling_for(model: str, **options: Any) -> Sampling:
         raise ValueError(f"{flags} {'does' if len(foreign) == 1 else 'do'} not apply to {MODEL_NAMES[model]}, whose "
                          f"sampling options are {takes}")
     own = {name: options.get(name) for name in MODEL_OPTIONS[model]}
-    return mm_ldm_sampling(**own) if model == "mm_ldm" else mm_diffusion_sampling(**own)
+    return mm_ldm_sampling(**own) if model == "mm_ldm" else mm_diffusion_sampling(**own,
+                                                                                  learnt=learnt_clean_condition)
 
 
 def mm_diffusion_sampling(sampler: str | None, steps: int | None, resample_rounds: int | None,
-                          resample_share: float | None, gradient_guidance: float | None,
-                          guidance_form: str | None) -> Sampling:
-    """MM-Diffusion; defaults: the Sounding Video tab's for the studio model (DDPM 100; audio -> video steered as
-    `entries.STUDIO_A2V`, 4 resampling rounds; video -> audio by replacement)."""
-    from pipelines.mm_diffusion.entries import STUDIO_A2V
+                          resample_share: float | None, gradient_guidance: float | None, guidance_form: str | None,
+                          clean_condition: bool | None, learnt: bool = False) -> Sampling:
+    """MM-Diffusion; defaults: the Sounding Video tab's for the studio model (DDPM 100; audio -> video and video ->
+    audio steered as `entries.studio_zero_shot` for weights that did or did not learn a clean condition)."""
+    from pipelines.mm_diffusion.entries import studio_zero_shot
 
     plain = {"sampler": sampler or "ddpm", "num_inference_steps": 100 if steps is None else steps}
-    chosen = STUDIO_A2V.overridden(guidance_scale=gradient_guidance, guidance_scale_form=guidance_form,
-                                   resample_rounds=resample_rounds)
+    chosen = studio_zero_shot("a2v", learnt).overridden(
+        guidance_scale=gradient_guidance, guidance_scale_form=guidance_form, resample_rounds=resample_rounds,
+        clean_condition=clean_condition)
     steering = {**chosen.arguments(), "resample_share": 0.6 if resample_share is None else resample_share}
-    return Sampling("mm_diffusion", {"joint": plain, "a2v": {**plain, **steering}, "v2a": plain},
-                    {"sampler": plain["sampler"], "steps": plain["num_inference_steps"], "a2v_steering": steering})
+    v2a = {"clean_condition": studio_zero_shot("v2a", learnt).overridden(clean_condition=clean_condition)
+           .clean_condition}
+    return Sampling("mm_diffusion", {"joint": plain, "a2v": {**plain, **steering}, "v2a": {**plain, **v2a}},
+                    {"sampler": plain["sampler"], "steps": plain["num_inference_steps"], "a2v_steering": steering,
+                     "v2a_steering": v2a})
 
 
 def mm_ldm_sampling(steps: int | None, decoder_steps: int | None, guidance: float | None,
@@ -603,7 +611,8 @@ def detector_table(result: dict, tolerance: int) -> str:
 
 def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: int = 0, sampler: str | None = None,
         steps: int | None = None, resample_rounds: int | None = None, resample_share: float | None = None,
-        gradient_guidance: float | None = None, guidance_form: str | None = None, decoder_steps: int | None = None,
+        gradient_guidance: float | None = None, guidance_form: str | None = None,
+        clean_condition: bool | None = None, decoder_steps: int | None = None,
         guidance: float | None = None, reconstruction: float | None = None, tolerance: int = 1,
         weights: str = "mm_diffusion_toyworld", variant: str = "studio", scenes: tuple[str, ...] | None = None,
         modes: tuple[str, ...] = ("joint",), batch: int = 16, permutations: int = PERMUTATIONS, judge_clips: int = 40,
@@ -612,7 +621,7 @@ def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: in
     `weights`: a registry entry (`variant`) or a model folder (`load_model`). `scenes`: of the ground-truth clips; by
     default those the model was trained on (`trained_scenes`). Sampling options (`MODEL_OPTIONS`; None: the model's
     default): MM-Diffusion's `sampler`, `steps` and audio -> video's `resample_rounds`, `resample_share`,
-    `gradient_guidance`, `guidance_form` (`mm_diffusion_sampling`); MM-LDM's `steps`, `decoder_steps`, `guidance` and
+    `gradient_guidance`, `guidance_form` and both directions' `clean_condition` (`mm_diffusion_sampling`); MM-LDM's `steps`, `decoder_steps`, `guidance` and
     `reconstruction` (`mm_ldm_sampling`)."""
     from pipelines.metrics.images_that_sound import machine
 
@@ -621,9 +630,11 @@ def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: in
             raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     started = time.time()
     pipe = load_model(weights, variant)
-    sampling = sampling_for(model_family(pipe), sampler=sampler, steps=steps, resample_rounds=resample_rounds,
-                            resample_share=resample_share, gradient_guidance=gradient_guidance,
-                            guidance_form=guidance_form, decoder_steps=decoder_steps, guidance=guidance,
+    family = model_family(pipe)
+    sampling = sampling_for(family, family == "mm_diffusion" and pipe.learnt_clean_condition, sampler=sampler,
+                            steps=steps, resample_rounds=resample_rounds, resample_share=resample_share,
+                            gradient_guidance=gradient_guidance, guidance_form=guidance_form,
+                            clean_condition=clean_condition, decoder_steps=decoder_steps, guidance=guidance,
                             reconstruction=reconstruction)
     scenes = scenes or trained_scenes(pipe)
     fmt = pipe.clip_format  # the ground truth and the scene judge in the model's own clip
@@ -681,6 +692,9 @@ def add_arguments(parser) -> None:
                         "sampler)")
     parser.add_argument("--resample-share", type=float, default=None, help="MM-Diffusion a2v only: share of the "
                         "steps, from the noisiest, that are resampled (default 0.6)")
+    parser.add_argument("--clean-condition", default=None, action=argparse.BooleanOptionalAction,
+                        help="MM-Diffusion a2v and v2a: give the given stream clean at step 0, for weights trained "
+                             "with --clean-condition (their default), or noised as the paper (--no-clean-condition)")
     parser.add_argument("--decoder-steps", type=int, default=None, help="MM-LDM only: DDIM steps of the shared "
                         f"decoder (default {STUDIO_DECODER_STEPS})")
     parser.add_argument("--guidance", type=float, default=None, help="MM-LDM only: φ of the cross-modal guidance of "
@@ -706,7 +720,8 @@ def main(args) -> dict:
         return run(args.out, samples=args.samples, ground_truth=args.ground_truth, seed=args.seed,
                    sampler=args.sampler, steps=args.steps, resample_rounds=args.resample_rounds,
                    resample_share=args.resample_share, gradient_guidance=args.gradient_guidance,
-                   guidance_form=args.guidance_form, decoder_steps=args.decoder_steps, guidance=args.guidance,
+                   guidance_form=args.guidance_form, clean_condition=args.clean_condition,
+                   decoder_steps=args.decoder_steps, guidance=args.guidance,
                    reconstruction=args.reconstruction,
                    tolerance=args.tolerance, weights=args.weights, variant=args.variant, batch=args.batch,
                    modes=MODES if args.mode == "all" else (args.mode,), permutations=args.permutations,

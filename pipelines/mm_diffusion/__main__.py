@@ -7,8 +7,10 @@
 Options: --model FOLDER or .pt (default: the bundled studio weights), --sampler ddim|dpm_solver|ddpm and --steps N
 (default: DDPM 100, the Sounding Video tab's for the studio model), --num-samples K, --seed S (-1: random), and for a2v
 and v2a --guidance λ (0 = replacement) with --guidance-form paper|code (Eq. 12's factor) and --resample-rounds U
-(RePaint resampling of the noisiest 60 % of the steps; 1 = the paper's sampler). Their defaults are the tab's for the
-studio model: a2v with 4 resampling rounds (`entries.STUDIO_A2V`), v2a by replacement. Writes sample-XXX.mp4 (frames
+(RePaint resampling of the noisiest 60 % of the steps; 1 = the paper's sampler) and --clean-condition /
+--no-clean-condition (the given stream clean at step 0, for weights trained with `--clean-condition`). Their defaults
+are the tab's for the studio model (`entries.studio_zero_shot`): the learnt conditional for weights trained with a
+clean condition; else a2v with 4 resampling rounds and v2a by replacement. Writes sample-XXX.mp4 (frames
 enlarged to at least 64 pixels, with the sound), sample-XXX.wav (16 kHz), sheet.png (one row of frames per sample
 with its spectrogram drawn under it) and run.json.
 """
@@ -45,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "factor, the paper's √(1 − ᾱ) (default) or the released code's √ᾱ")
     parser.add_argument("--resample-rounds", type=int, default=None, help="zero-shot: times each of the noisiest "
                         "60 %% of the steps is taken (1: the paper's sampler; default 4 for a2v, 1 for v2a)")
+    parser.add_argument("--clean-condition", default=None, action=argparse.BooleanOptionalAction, help="a2v and "
+                        "v2a: the given stream enters clean at step 0 (weights trained with --clean-condition; "
+                        "their default) or noised as in the paper")
     return parser
 
 
@@ -61,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.audio import SPECS, load_audio, resample
     from pipelines.media import VideoDecodeError
     from pipelines.mm_diffusion.clips import fit_audio, read_video_clip, write_samples
-    from pipelines.mm_diffusion.entries import PAPER_ZERO_SHOT, STUDIO_A2V
+    from pipelines.mm_diffusion.entries import PAPER_ZERO_SHOT, studio_zero_shot
     from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
     from pipelines.seeds import generators_for
 
@@ -83,9 +88,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.inputs[0]} could not be read as a video ({error})") from None
     steering = PAPER_ZERO_SHOT.arguments()  # joint: nothing given to steer towards
     if given:
-        steering = (STUDIO_A2V if args.command == "a2v" else PAPER_ZERO_SHOT).overridden(
+        steering = studio_zero_shot(args.command, pipe.learnt_clean_condition).overridden(
             guidance_scale=args.guidance, guidance_scale_form=args.guidance_form,
-            resample_rounds=args.resample_rounds).arguments()
+            resample_rounds=args.resample_rounds, clean_condition=args.clean_condition).arguments()
     generators, seed = generators_for(args.seed, args.num_samples)
     output = pipe(num_samples=args.num_samples, generator=generators, sampler=args.sampler,
                   num_inference_steps=args.steps, **steering,
@@ -95,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     record = {"command": args.command, "inputs": args.inputs, "model": args.model, "sampler": args.sampler,
               "steps": args.steps, "guidance": steering["guidance_scale"],
               "guidance_form": steering["guidance_scale_form"], "resample_rounds": steering["resample_rounds"],
+              "clean_condition": steering["clean_condition"],
               "num_samples": args.num_samples, "seed": seed}
     (folder / "run.json").write_text(json.dumps(record, indent=2))
     print(f"wrote {args.num_samples} sample(s) and sheet.png to {folder} (seed {seed})")

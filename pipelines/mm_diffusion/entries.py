@@ -8,6 +8,7 @@ them and start-up hands the paths over with `pipelines.registry.register_local_c
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -46,7 +47,24 @@ RELEASED_SCRIPTS_ZERO_SHOT = ZeroShot(guidance_scale=3 * 2**20, guidance_scale_f
 # released scripts' gradient guidance couples it as weakly (128 clips: 0.17, p = 0.027, against 0.14, p = 0.044) but
 # spoils the picture (the judge sees a lamp in 68 % of its clips, in all of the resampled ones) (README).
 STUDIO_A2V = ZeroShot(resample_rounds=4)
+# Weights trained with `--clean-condition` learnt both conditionals: the given stream enters clean, at step 0.
+LEARNT_CONDITIONAL = ZeroShot(clean_condition=True)
 _LOCAL_CHECKPOINTS: dict[str, str] = {}
+
+
+def studio_zero_shot(mode: str, learnt_clean_condition: bool) -> ZeroShot:
+    """A studio-size model's steering of "a2v" or "v2a": the conditional its weights learnt, when they did
+    (`--clean-condition`); else audio -> video resampled (STUDIO_A2V) and video -> audio by replacement."""
+    if learnt_clean_condition:
+        return LEARNT_CONDITIONAL
+    return STUDIO_A2V if mode == "a2v" else PAPER_ZERO_SHOT
+
+
+def studio_learnt_clean_condition() -> bool:
+    """Whether the bundled studio weights were trained with `--clean-condition` (their model.json says; reads no
+    weights)."""
+    config = STUDIO_FOLDER / "model.json"
+    return config.is_file() and bool(json.loads(config.read_text()).get("clean_condition"))
 
 
 def entries() -> list[PipelineEntry]:

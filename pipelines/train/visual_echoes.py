@@ -99,6 +99,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="transformer peak learning rate (AdamW)")
     parser.add_argument("--warmup", type=int, default=200, help="transformer warm-up steps")
     parser.add_argument("--mask-mean", type=float, default=MASK_RATIO_MEAN, help="mean of the mask-ratio Gaussian")
+    parser.add_argument("--whole-modality-share", type=float, default=0.0, metavar="SHARE",
+                        help="share of the samples with one modality masked whole (half audio, half picture): the "
+                             "sampler's image -> sound and sound -> image tasks (a departure; default 0, the paper's "
+                             "masks)")
     parser.add_argument("--pool", type=int, default=4000, help="toy-world pairs generated")
     parser.add_argument("--codebook-size", type=int, default=None,
                         help="codes per tokenizer codebook (default: the preset's; fewer codes give the transformer "
@@ -309,21 +313,35 @@ def learning_rate(step: int, total: int, warmup: int, peak: float) -> float:
 
 
 def transformer_loss(transformer, audio_ids: torch.Tensor, image_ids: torch.Tensor, generator: torch.Generator,
-                     mask_mean: float = MASK_RATIO_MEAN) -> tuple[torch.Tensor, dict[str, float]]:
-    """Eq. 1 on one batch: independent mask ratios per modality, 50 % dropping, CE on the masked positions only."""
-    inputs, masks, drops = [], [], []
-    for ids, mask_id in zip((audio_ids, image_ids), transformer.mask_ids):
+                     mask_mean: float = MASK_RATIO_MEAN,
+                     whole_share: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 1 on one batch: independent mask ratios per modality, 50 % dropping, CE on the masked positions only;
+    `whole_share` of the samples have one modality masked whole (`whole_modality_masks`)."""
+    masks, drops = [], []
+    for ids in (audio_ids, image_ids):
         masked, dropped, _ = training_masks(ids.shape[0], ids.shape[1], generator, mask_mean)
-        masked, dropped = masked.to(ids.device), dropped.to(ids.device)
-        inputs.append(torch.where(masked, torch.full_like(ids, mask_id), ids))
         masks.append(masked)
         drops.append(dropped)
+    masks = whole_modality_masks(masks, generator, whole_share)
+    masks, drops = [m.to(audio_ids.device) for m in masks], [d.to(audio_ids.device) for d in drops]
+    inputs = [torch.where(m, torch.full_like(ids, mask_id), ids)
+              for ids, m, mask_id in zip((audio_ids, image_ids), masks, transformer.mask_ids)]
     logits = transformer(inputs[0], inputs[1], drops[0], drops[1])
     losses = [masked_cross_entropy(lg, ids, m) for lg, ids, m in zip(logits, (audio_ids, image_ids), masks)]
     accuracy = {f"{name}_accuracy": float(((lg.argmax(-1) == ids) & m).sum() / m.sum().clamp(min=1))
                 for name, lg, ids, m in zip(MODALITIES, logits, (audio_ids, image_ids), masks)}
     total = losses[0] + losses[1]
     return total, {"loss": total.item(), "audio_ce": losses[0].item(), "image_ce": losses[1].item(), **accuracy}
+
+
+def whole_modality_masks(masks: list[torch.Tensor], generator: torch.Generator, share: float) -> list[torch.Tensor]:
+    """`--whole-modality-share` (a departure): per sample, with probability share / 2 the audio is masked whole, with
+    share / 2 the picture; the tasks the sampler runs (a modality from nothing but the other, and guidance's
+    unconditional pass), which the truncated Gaussian draws (r near 1) only rarely. Drawn after the masks, so a
+    share of 0 leaves the paper's masks as they were."""
+    draws = torch.rand(masks[0].shape[0], generator=generator)
+    audio_whole, image_whole = draws < share / 2, (draws >= share / 2) & (draws < share)
+    return [masks[0] | audio_whole[:, None], masks[1] | image_whole[:, None]]
 
 
 def train_transformer(args, audio_vq: VQModel, image_vq: VQModel, spectrograms: torch.Tensor,
@@ -354,7 +372,8 @@ def train_transformer(args, audio_vq: VQModel, image_vq: VQModel, spectrograms: 
             group["lr"] = learning_rate(index, args.steps, args.warmup, args.lr)
         with accelerator.autocast():
             loss, losses = transformer_loss(transformer, audio_ids[rows].to(accelerator.device),
-                                            image_ids[rows].to(accelerator.device), generator, args.mask_mean)
+                                            image_ids[rows].to(accelerator.device), generator, args.mask_mean,
+                                            args.whole_modality_share)
         update(accelerator, optimizer, loss, [transformer])
         ema.update(accelerator.unwrap_model(transformer))
         return losses
@@ -391,6 +410,8 @@ def train(args: argparse.Namespace) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     refuse_lora(args, "visual_echoes")
     check_preview_every(args)
+    if not 0.0 <= args.whole_modality_share <= 1.0:
+        raise ValueError(f"--whole-modality-share is a share of the samples in [0, 1], got {args.whole_modality_share}")
     start = starting_pipeline(args)
     sizes = preset_sizes(args, start)
     set_seed(args.seed)

@@ -205,7 +205,7 @@ def test_cli_scores_a_tiny_trained_model_and_writes_json(tmp_path, monkeypatch):
 
 
 def test_each_model_gets_its_own_sampling_defaults_and_refuses_the_others_options():
-    from pipelines.mm_diffusion.entries import STUDIO_A2V
+    from pipelines.mm_diffusion.entries import LEARNT_CONDITIONAL, STUDIO_A2V
     from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION, STUDIO_STEPS
 
     ldm = sampling_for("mm_ldm", steps=None, decoder_steps=None, guidance=None, sampler=None, reconstruction=None)
@@ -217,9 +217,14 @@ def test_each_model_gets_its_own_sampling_defaults_and_refuses_the_others_option
     assert ldm.arguments["a2v"] == ldm.arguments["v2a"] == guided
     assert sampling_for("mm_ldm", reconstruction=0.0).arguments["a2v"]["reconstruction_scale"] == 0.0
     diffusion = sampling_for("mm_diffusion", steps=20, sampler=None, resample_rounds=None, resample_share=None)
-    assert diffusion.arguments["joint"] == diffusion.arguments["v2a"] == {"sampler": "ddpm", "num_inference_steps": 20}
-    assert diffusion.arguments["a2v"] == {"sampler": "ddpm", "num_inference_steps": 20, **STUDIO_A2V.arguments(),
-                                          "resample_share": 0.6}
+    plain = {"sampler": "ddpm", "num_inference_steps": 20}
+    assert diffusion.arguments["joint"] == plain and diffusion.arguments["v2a"] == {**plain, "clean_condition": False}
+    assert diffusion.arguments["a2v"] == {**plain, **STUDIO_A2V.arguments(), "resample_share": 0.6}
+    learnt = sampling_for("mm_diffusion", True, steps=20)  # weights trained with --clean-condition
+    assert learnt.arguments["a2v"] == {**plain, **LEARNT_CONDITIONAL.arguments(), "resample_share": 0.6}
+    assert learnt.arguments["v2a"] == {**plain, "clean_condition": True}
+    paper = sampling_for("mm_diffusion", True, clean_condition=False)
+    assert not paper.arguments["a2v"]["clean_condition"] and not paper.arguments["v2a"]["clean_condition"]
     replacement = sampling_for("mm_diffusion", gradient_guidance=0.0, guidance_form="paper", resample_rounds=3)
     assert {k: replacement.arguments["a2v"][k] for k in ("guidance_scale", "guidance_scale_form", "resample_rounds")} \
         == {"guidance_scale": 0.0, "guidance_scale_form": "paper", "resample_rounds": 3}

@@ -76,3 +76,22 @@ def test_cli_refuses_bad_input_plainly(tmp_path, capsys):
     broken.write_bytes(b"not a video")
     assert main(["v2a", str(broken), "--model", str(model), "--out", str(tmp_path / "y")]) == 2
     assert "could not be read as a video" in capsys.readouterr().err
+    sound = tmp_path / "sound.wav"
+    soundfile.write(str(sound), 0.3 * np.sin(np.arange(16000) * 0.1), 16000)
+    assert main(["a2v", str(sound), "--model", str(model), "--out", str(tmp_path / "z"), "--clean-condition"]) == 2
+    assert "not trained with a clean condition" in capsys.readouterr().err
+
+
+def test_cli_samples_weights_trained_with_a_clean_condition_from_their_conditional(tmp_path):
+    model = tmp_path / "model"
+    pipe = tiny_mm_diffusion()
+    pipe.training_record["clean_condition"] = 0.5
+    pipe.save_pretrained(model)
+    sound = tmp_path / "sound.wav"
+    soundfile.write(str(sound), 0.3 * np.sin(np.arange(16000) * 0.1), 16000)
+    for flags, expected in (([], (True, 1)), (["--no-clean-condition"], (False, 1))):  # paper: replacement
+        out = tmp_path / f"a2v{len(flags)}"
+        assert main(["a2v", str(sound), "--model", str(model), "--out", str(out), "--steps", "2",
+                     "--num-samples", "1", *flags]) == 0
+        record = json.loads((out / "run.json").read_text())
+        assert (record["clean_condition"], record["resample_rounds"]) == expected

@@ -104,3 +104,30 @@ def test_codebook_size_keeps_the_preset_by_default_and_is_refused_with_init():
         preset_sizes(argparse.Namespace(size="studio", codebook_size=64), start=object())
     with pytest.raises(ValueError, match="at least 2"):
         preset_sizes(argparse.Namespace(size="studio", codebook_size=1))
+
+
+def test_whole_modality_masks_split_the_share_and_leave_the_papers_masks_at_zero():
+    from pipelines.train.visual_echoes import whole_modality_masks
+    from pipelines.visual_echoes.scheduling_visual_echoes import training_masks
+
+    generator = torch.Generator().manual_seed(0)
+    masks = [training_masks(4000, 10, generator)[0], training_masks(4000, 16, generator)[0]]
+    state = generator.get_state()
+    draws = torch.rand(4000, generator=torch.Generator().set_state(state))
+    audio, image = whole_modality_masks(masks, torch.Generator().set_state(state), 0.5)
+    assert torch.equal(audio.all(1), masks[0].all(1) | (draws < 0.25))
+    assert torch.equal(image.all(1), masks[1].all(1) | ((draws >= 0.25) & (draws < 0.5)))
+    assert (audio | ~masks[0]).all() and (image | ~masks[1]).all()  # masked tokens stay masked
+    assert torch.equal(image[draws < 0.25], masks[1][draws < 0.25])  # one modality at a time
+    assert torch.equal(audio[draws >= 0.25], masks[0][draws >= 0.25])
+    unchanged = whole_modality_masks(masks, torch.Generator().set_state(state), 0.0)
+    assert torch.equal(unchanged[0], masks[0]) and torch.equal(unchanged[1], masks[1])
+
+
+def test_the_loss_with_a_modality_masked_whole_scores_every_one_of_its_tokens():
+    torch.manual_seed(0)
+    _, _, transformer = build_preset("tiny")
+    audio, image = torch.randint(0, 16, (64, 10)), torch.randint(0, 16, (64, 16))
+    _, plain = transformer_loss(transformer, audio, image, torch.Generator().manual_seed(1))
+    _, whole = transformer_loss(transformer, audio, image, torch.Generator().manual_seed(1), whole_share=1.0)
+    assert plain.keys() == whole.keys() and whole["audio_ce"] != plain["audio_ce"]
