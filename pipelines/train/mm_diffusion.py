@@ -51,6 +51,10 @@ its frames side by side in OUT/previews/step-NNNNNN.png and its sound (at 16 kHz
 Departures from the official training: studio/tiny use a higher learning rate (1e-3 instead of 1e-4), no
 dropout and an EMA decay chosen for a short run (`--ema-decay`; the paper's 0.9999 needs 100k steps); horizontal
 flips are drawn with probability `--flip` (0.5; the official `RandomHorizontalFlip(True)` flips every clip).
+`--clean-condition S` (off by default; UniDiffuser's per-modality timesteps, Bao et al. 2023): in a share S of the
+clips one stream, video or audio (half each), enters clean at step 0 through its own timestep embedding
+(`MMDiffusionUNet(..., audio_timesteps=...)`) and has no loss, so the network also learns each stream's conditional
+on the other, which `MMDiffusionPipeline(..., clean_condition=True)` samples; model.json records the share.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ Stages (`--stage tokenizers|transformer|all`; each resumable, checkpoints under 
    the paper does not give it), masks ⌈r·L⌉ tokens, drops ⌈0.5·L⌉ tokens from the encoder, and minimises the
    cross-entropy on the masked positions only (Eq. 1: the mean over each modality's masked tokens, the two
    modalities summed). AdamW (0.9, 0.95), weight decay 0.05, linear warm-up then cosine decay (MAGE's defaults: the
-   paper gives no optimiser), EMA.
+   paper gives no optimiser), EMA. Departure, off by default: `--whole-modality-share S` masks one modality whole
+   (audio or picture, half each) in a share S of the samples: the tasks the sampler runs, image → sound, sound → image
+   and guidance's unconditional pass, which the truncated Gaussian reaches (r near 1) only rarely.
 
 OUT is then written by `VisualEchoesPipeline.save_pretrained` (audio_tokenizer/, image_tokenizer/, transformer/,
 visual_echoes.json), so `VisualEchoesPipeline.from_pretrained(OUT)` loads it as the registry loads the bundled
