@@ -302,11 +302,15 @@ class JointDiffusionObjective(torch.nn.Module):
     training loss is their sum (the official `mean_flat(v) + mean_flat(a)`, then the batch mean).
     """
 
-    def __init__(self, unet: MMDiffusionUNet) -> None:
+    def __init__(self, unet: MMDiffusionUNet, conditional_weight_cap: float = 1.0) -> None:
         super().__init__()
         self.unet = unet
         process = DiffusionProcess.from_flags(unet.diffusion_flags)
         alphas_cumprod = torch.from_numpy(process.alphas_cumprod)
+        # A clip with a clean stream weighs the other stream's ε error by 1/SNR(t) = (1 − ᾱ_t)/ᾱ_t, its x̂_0 error,
+        # kept in [1, cap] (`--conditional-weight-cap`; cap 1 is the plain ε loss).
+        inverse_snr = ((1 - alphas_cumprod) / alphas_cumprod).float()
+        self.register_buffer("conditional_weights", inverse_snr.clamp(1.0, conditional_weight_cap), persistent=False)
         self.register_buffer("sqrt_alphas_cumprod", alphas_cumprod.sqrt().float(), persistent=False)
         self.register_buffer("sqrt_one_minus_alphas_cumprod", (1 - alphas_cumprod).sqrt().float(), persistent=False)
         self.process = process
@@ -334,7 +338,9 @@ class JointDiffusionObjective(torch.nn.Module):
                 torch.where(audio_given.view(-1, 1, 1), audio, noisy_audio),
                 torch.where(video_given, clean_t, model_t), audio_timesteps=torch.where(audio_given, clean_t, model_t),
                 generator=shift_generator)
-            video_kept, audio_kept = (~video_given).float(), (~audio_given).float()
+            weight = self.conditional_weights[t]
+            video_kept = torch.where(video_given, 0.0, torch.where(audio_given, weight, 1.0))
+            audio_kept = torch.where(audio_given, 0.0, torch.where(video_given, weight, 1.0))
         video_loss = (eps_video.float() - video_noise).pow(2).flatten(1).mean(1) * video_kept
         audio_loss = (eps_audio.float() - audio_noise).pow(2).flatten(1).mean(1) * audio_kept
         return video_loss.mean(), audio_loss.mean()
@@ -388,6 +394,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of the clips trained with one stream given clean at step 0 (half video, half "
                              "audio; no loss on it), so audio -> video and video -> audio can be sampled from the "
                              "conditional the network learnt (a departure; default 0, the paper's training)")
+    parser.add_argument("--conditional-weight-cap", type=float, default=1.0, metavar="W",
+                        help="with --clean-condition: a clip with a clean stream weighs the other stream's ε error by "
+                             "1/SNR(t) (its x̂_0 error), kept in [1, W], so the layout decided at high noise is "
+                             "learnt from the condition (default 1: the plain ε loss)")
     parser.add_argument("--init-checkpoint", default=None, metavar="PATH.pt",
                         help="with --init paper: the released base checkpoint file (Landscape.pt or AIST++.pt)")
     add_preview_argument(parser)
@@ -401,6 +411,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
     if args.lr is not None and not args.lr > 0:
         raise ValueError(f"--lr must be a positive number, got {args.lr}.")
+    if not args.conditional_weight_cap >= 1.0:
+        raise ValueError(f"--conditional-weight-cap must be at least 1 (1 = the plain ε loss), got "
+                         f"{args.conditional_weight_cap}.")
     for name in ("flip", "clean_condition"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise ValueError(f"--{name.replace('_', '-')} is a probability in [0, 1], got {getattr(args, name)}.")
@@ -424,7 +437,7 @@ def train(args: argparse.Namespace) -> Path:
     fmt = start.clip_format if start is not None else clip_format_from_args(args)
     set_seed(args.seed)
     objective = JointDiffusionObjective(starting_unet(start, args.lora_rank) if start is not None
-                                        else build_model(model_flags(args, fmt)))
+                                        else build_model(model_flags(args, fmt)), args.conditional_weight_cap)
     started = time.time()
     footage = toyworld_footage(args, fmt) if args.data == "toyworld" else folder_footage(args.data, fmt,
                                                                                          args.clip_stride)
@@ -545,6 +558,7 @@ def export(out: Path, unet: MMDiffusionUNet, fmt: ClipFormat, args: argparse.Nam
               "steps": args.steps, "seed": args.seed}
     if args.clean_condition:
         record["clean_condition"] = args.clean_condition  # the pipeline may sample from the learnt conditional
+        record["conditional_weight_cap"] = args.conditional_weight_cap
     if args.data == "toyworld":
         record["scenes"] = args.scenes.split(",")  # what the coupling metric compares it with
     pipe = MMDiffusionPipeline(unet, sample_rate=fmt.sample_rate, fps=fmt.fps, training_record=record)

@@ -110,6 +110,9 @@ def test_a_clean_condition_run_records_it_for_the_pipeline(tmp_path):
     with pytest.raises(ValueError, match="probability"):
         main(["mm_diffusion", "--data", "toyworld", "--size", "tiny", "--clean-condition", "1.5", "--out",
               str(tmp_path / "bad")])
+    with pytest.raises(ValueError, match="--conditional-weight-cap must be at least 1"):
+        main(["mm_diffusion", "--data", "toyworld", "--size", "tiny", "--conditional-weight-cap", "0.5", "--out",
+              str(tmp_path / "bad")])
 
 
 # The pipeline -------------------------------------------------------------------------------------------------------
@@ -169,3 +172,22 @@ def test_clean_condition_refusals_are_plain(unet, record, kwargs, match):
 def test_zero_shot_steering_carries_the_clean_condition():
     assert ZeroShot(clean_condition=True).arguments()["clean_condition"] is True
     assert ZeroShot().overridden(clean_condition=None).clean_condition is False
+
+
+def test_the_conditional_weight_is_the_x0_weighting_kept_within_its_cap():
+    from argparse import Namespace
+
+    torch.manual_seed(0)
+    fmt = ClipFormat(4, 8, 8, 800, 10, 2000)
+    objective = JointDiffusionObjective(build_model(model_flags(Namespace(size="tiny", dropout=None), fmt)), 100.0)
+    alpha_bar = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))
+    t = torch.tensor([50, 450, 900])
+    expected = np.clip((1 - alpha_bar[t]) / alpha_bar[t], 1, 100)
+    assert expected[0] == 1 and 1 < expected[1] < 100 and expected[2] == 100  # x̂_0 weight: below, within, capped
+    video, audio = torch.rand(3, 4, 3, 8, 8) * 2 - 1, torch.rand(3, 1, 800) * 2 - 1
+    video_noise, audio_noise = torch.randn_like(video), torch.randn_like(audio)
+    video_loss, audio_loss = objective(video, audio, t, video_noise, audio_noise,
+                                       given=torch.tensor([GIVEN_AUDIO, GIVEN_AUDIO, GIVEN_VIDEO]))
+    per_clip = video_noise.pow(2).flatten(1).mean(1)  # a fresh U-Net outputs 0
+    torch.testing.assert_close(video_loss, (per_clip[:2] * torch.from_numpy(expected[:2]).float()).sum() / 3)
+    torch.testing.assert_close(audio_loss, audio_noise[2].pow(2).mean() * 100 / 3)
