@@ -8,7 +8,6 @@ them and start-up hands the paths over with `pipelines.registry.register_local_c
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -58,13 +57,6 @@ def studio_zero_shot(mode: str, learnt_clean_condition: bool) -> ZeroShot:
     if learnt_clean_condition:
         return LEARNT_CONDITIONAL
     return STUDIO_A2V if mode == "a2v" else PAPER_ZERO_SHOT
-
-
-def studio_learnt_clean_condition() -> bool:
-    """Whether the bundled studio weights were trained with `--clean-condition` (their model.json says; reads no
-    weights)."""
-    config = STUDIO_FOLDER / "model.json"
-    return config.is_file() and bool(json.loads(config.read_text()).get("clean_condition"))
 
 
 def entries() -> list[PipelineEntry]:
