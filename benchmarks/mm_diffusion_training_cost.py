@@ -6,9 +6,8 @@ For every choice below, one training step of `pipelines.train.mm_diffusion` (the
 backward, AdamW) on random clips, best of `--repeats` after a warm-up, in CPU seconds of this process
 (`time.process_time`, one torch thread: time spent waiting for a core is not counted), and the ratio to the studio
 preset measured in the same process. Then one sample of the studio network per sampler and step count (the
-Sounding Video tab's choices): joint, and audio -> video from a clean condition (`entries.LEARNT_CONDITIONAL`), with
-4 resampling rounds of the noisiest 60 % of the steps (`entries.STUDIO_A2V`), with the released scripts' gradient
-guidance and by plain replacement. Prints a
+Sounding Video tab's choices): joint, and audio -> video with the tab's 4 resampling rounds of the noisiest 60 % of the
+steps (`entries.STUDIO_A2V`), with the released scripts' gradient guidance and by plain replacement. Prints a
 Markdown table and writes benchmarks/results/mm_diffusion_training_cost.json.
 
     python -m benchmarks.mm_diffusion_training_cost [--repeats 3]
@@ -26,13 +25,7 @@ from pathlib import Path
 
 import torch
 
-from pipelines.mm_diffusion.entries import (
-    LEARNT_CONDITIONAL,
-    PAPER_ZERO_SHOT,
-    RELEASED_SCRIPTS_ZERO_SHOT,
-    STUDIO_A2V,
-    ZeroShot,
-)
+from pipelines.mm_diffusion.entries import PAPER_ZERO_SHOT, RELEASED_SCRIPTS_ZERO_SHOT, STUDIO_A2V, ZeroShot
 from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
 from pipelines.train.mm_diffusion import PRESETS, JointDiffusionObjective, build_model
 
@@ -62,8 +55,8 @@ CHOICES = (
 )
 # (sampler, steps, how audio -> video is steered: None for a joint sample)
 SAMPLERS = (("ddpm", 1000, None), ("ddpm", 100, None), ("ddim", 50, None), ("ddim", 25, None),
-            ("dpm_solver", 20, None), ("ddpm", 100, LEARNT_CONDITIONAL), ("ddpm", 100, STUDIO_A2V),
-            ("ddpm", 100, RELEASED_SCRIPTS_ZERO_SHOT), ("ddpm", 100, PAPER_ZERO_SHOT))
+            ("dpm_solver", 20, None), ("ddpm", 100, STUDIO_A2V), ("ddpm", 100, RELEASED_SCRIPTS_ZERO_SHOT),
+            ("ddpm", 100, PAPER_ZERO_SHOT))
 
 
 def network(choice: Choice) -> torch.nn.Module:
@@ -93,10 +86,9 @@ def step_seconds(choice: Choice, repeats: int) -> tuple[float, int]:
 
 
 def sample_seconds(sampler: str, steps: int, steering: ZeroShot | None = None) -> float:
-    """CPU seconds of one sample of the studio network (random weights: the cost does not depend on them; recorded as
-    trained with a clean condition, so that it may be given one): joint, or audio -> video steered by `steering`."""
-    pipe = MMDiffusionPipeline(network(CHOICES[0]).eval(), sample_rate=4000, fps=10,
-                               training_record={"clean_condition": 0.5})
+    """CPU seconds of one sample of the studio network (random weights: the cost does not depend on them): joint, or
+    audio -> video steered by `steering`."""
+    pipe = MMDiffusionPipeline(network(CHOICES[0]).eval(), sample_rate=4000, fps=10)
     given = {"audio": torch.full((3200,), 0.1), **steering.arguments()} if steering is not None else {}
     started = time.process_time()
     pipe(num_samples=1, generator=torch.Generator().manual_seed(0), sampler=sampler, num_inference_steps=steps,
@@ -123,12 +115,10 @@ def main() -> None:
     sampling = [{"sampler": s, "steps": n, "mode": "joint" if z is None else "audio -> video",
                  "steering": None if z is None else z.arguments(), "seconds": sample_seconds(s, n, z)}
                 for s, n, z in SAMPLERS]
-    print("\n| sampler | steps | mode | guidance λ (form), resampling rounds, clean condition | s / sample |\n"
-          "|---|---|---|---|---|")
+    print("\n| sampler | steps | mode | guidance λ (form), resampling rounds | s / sample |\n|---|---|---|---|---|")
     for row in sampling:
         z = row["steering"]
-        steering = z and (f"{z['guidance_scale']:g} ({z['guidance_scale_form']}), {z['resample_rounds']}, "
-                          f"{'yes' if z['clean_condition'] else 'no'}")
+        steering = z and f"{z['guidance_scale']:g} ({z['guidance_scale_form']}), {z['resample_rounds']}"
         print(f"| {row['sampler']} | {row['steps']} | {row['mode']} | {steering or ''} | {row['seconds']:.2f} |")
     RESULTS.write_text(json.dumps({"date": date.today().isoformat(), "machine": f"{platform.machine()}, CPU, 1 torch "
                                    f"thread, torch {torch.__version__}", "steps": rows, "sampling": sampling},

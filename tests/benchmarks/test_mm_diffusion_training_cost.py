@@ -21,15 +21,13 @@ def test_a_training_step_of_a_choice_runs_and_counts_its_parameters():
 
 
 def test_a_steered_sample_is_an_audio_to_video_one_with_its_steering():
-    from pipelines.mm_diffusion.entries import LEARNT_CONDITIONAL, RELEASED_SCRIPTS_ZERO_SHOT, ZeroShot
+    from pipelines.mm_diffusion.entries import RELEASED_SCRIPTS_ZERO_SHOT, ZeroShot
 
     with mock.patch.object(MMDiffusionPipeline, "__call__", autospec=True) as called:
         sample_seconds("ddpm", 3, ZeroShot(resample_rounds=4))
         sample_seconds("ddpm", 3, RELEASED_SCRIPTS_ZERO_SHOT)
         sample_seconds("ddpm", 3)
-        sample_seconds("ddpm", 3, LEARNT_CONDITIONAL)
-    resampled, guided, joint, clean = (call.kwargs for call in called.call_args_list)
-    assert clean["clean_condition"] is True and clean["resample_rounds"] == 1
+    resampled, guided, joint = (call.kwargs for call in called.call_args_list)
     assert resampled["resample_rounds"] == 4 and tuple(resampled["audio"].shape) == (3200,)
     assert (guided["guidance_scale"], guided["guidance_scale_form"]) == (3 * 2**20, "code")
     assert "audio" not in joint and "resample_rounds" not in joint and "guidance_scale" not in joint
