@@ -444,8 +444,9 @@ def sampling_for(model: str, learnt_clean_condition: bool = False, **options: An
 def mm_diffusion_sampling(sampler: str | None, steps: int | None, resample_rounds: int | None,
                           resample_share: float | None, gradient_guidance: float | None, guidance_form: str | None,
                           clean_condition: bool | None, learnt: bool = False) -> Sampling:
-    """MM-Diffusion; defaults: the Sounding Video tab's for the studio model (DDPM 100; audio -> video and video ->
-    audio steered as `entries.studio_zero_shot` for weights that did or did not learn a clean condition)."""
+    """MM-Diffusion; defaults (`entries.studio_zero_shot`): the Sounding Video tab's for the studio model (DDPM 100;
+    audio -> video with 4 resampling rounds, video -> audio by replacement), and for weights that learnt a clean
+    condition (`learnt`) both directions from it."""
     from pipelines.mm_diffusion.entries import studio_zero_shot
 
     plain = {"sampler": sampler or "ddpm", "num_inference_steps": 100 if steps is None else steps}
