@@ -622,8 +622,8 @@ def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: in
     `weights`: a registry entry (`variant`) or a model folder (`load_model`). `scenes`: of the ground-truth clips; by
     default those the model was trained on (`trained_scenes`). Sampling options (`MODEL_OPTIONS`; None: the model's
     default): MM-Diffusion's `sampler`, `steps` and audio -> video's `resample_rounds`, `resample_share`,
-    `gradient_guidance`, `guidance_form` and both directions' `clean_condition` (`mm_diffusion_sampling`); MM-LDM's `steps`, `decoder_steps`, `guidance` and
-    `reconstruction` (`mm_ldm_sampling`)."""
+    `gradient_guidance`, `guidance_form` and both directions' `clean_condition` (`mm_diffusion_sampling`); MM-LDM's
+    `steps`, `decoder_steps`, `guidance` and `reconstruction` (`mm_ldm_sampling`)."""
     from pipelines.metrics.images_that_sound import machine
 
     for mode in modes:

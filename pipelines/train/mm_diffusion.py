@@ -323,8 +323,9 @@ class JointDiffusionObjective(torch.nn.Module):
     def forward(self, video: torch.Tensor, audio: torch.Tensor, t: torch.Tensor, video_noise: torch.Tensor,
                 audio_noise: torch.Tensor, shift_generator: torch.Generator | None = None,
                 given: torch.Tensor | None = None):
-        """(video loss, audio loss), batch means. `given` ([N] of GIVEN_NONE/GIVEN_VIDEO/GIVEN_AUDIO, `--clean-condition`)
-        marks clips whose video or audio enters clean, at step 0: that stream is not noised and has no loss."""
+        """(video loss, audio loss), batch means. `given` ([N] of GIVEN_NONE/GIVEN_VIDEO/GIVEN_AUDIO,
+        `--clean-condition`) marks clips whose video or audio enters clean, at step 0: that stream is not noised and
+        has no loss, and the other one's is weighed by `conditional_weights`."""
         model_t = self.process.model_time(t.cpu()).to(video.device)
         noisy_video, noisy_audio = self.q_sample(video, t, video_noise), self.q_sample(audio, t, audio_noise)
         if given is None or not given.any():

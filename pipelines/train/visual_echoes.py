@@ -413,7 +413,8 @@ def train(args: argparse.Namespace) -> Path:
     refuse_lora(args, "visual_echoes")
     check_preview_every(args)
     if not 0.0 <= args.whole_modality_share <= 1.0:
-        raise ValueError(f"--whole-modality-share is a share of the samples in [0, 1], got {args.whole_modality_share}")
+        raise ValueError(f"--whole-modality-share is a share of the samples in [0, 1], got "
+                         f"{args.whole_modality_share}")
     start = starting_pipeline(args)
     sizes = preset_sizes(args, start)
     set_seed(args.seed)

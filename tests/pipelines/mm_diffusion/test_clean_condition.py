@@ -159,9 +159,9 @@ def test_without_a_clean_condition_the_paper_sampler_is_unchanged(unet):
 
 
 @pytest.mark.parametrize(("record", "kwargs", "match"), [
-    ({}, dict(audio=np.zeros(2048, np.float32)), "not trained with a clean condition"),
-    ({"clean_condition": 0.5}, dict(), "give `video` or `audio`"),
-    ({"clean_condition": 0.5}, dict(audio=np.zeros(2048, np.float32), guidance_scale=1.0), "set guidance_scale=0"),
+    ({}, {"audio": np.zeros(2048, np.float32)}, "not trained with a clean condition"),
+    ({"clean_condition": 0.5}, {}, "give `video` or `audio`"),
+    ({"clean_condition": 0.5}, {"audio": np.zeros(2048, np.float32), "guidance_scale": 1.0}, "set guidance_scale=0"),
 ])
 def test_clean_condition_refusals_are_plain(unet, record, kwargs, match):
     pipe = MMDiffusionPipeline(unet, training_record=record)
