@@ -190,7 +190,8 @@ def test_cli_scores_a_tiny_trained_model_and_writes_json(tmp_path, monkeypatch):
                                                 "fps": 10, "sample_rate": 2000}
     assert {"date", "machine", "seconds", "scene_judge"} <= saved.keys()
     assert saved["settings"]["a2v_steering"] == {"guidance_scale": 0.0, "guidance_scale_form": "paper",
-                                                 "resample_rounds": 2, "resample_share": 0.6}
+                                                 "resample_rounds": 2, "clean_condition": False, "resample_share": 0.6}
+    assert saved["settings"]["v2a_steering"] == {"clean_condition": False}
     assert (saved["settings"]["sampler"], saved["settings"]["steps"]) == ("ddpm", 2)  # the tab's sampler
     assert saved["settings"]["model"] == "mm_diffusion" and saved["settings"]["variant"] == "studio"
     for mode, modality in (("a2v", "audio"), ("v2a", "video")):  # returned as given
