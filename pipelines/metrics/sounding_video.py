@@ -446,7 +446,7 @@ def mm_diffusion_sampling(sampler: str | None, steps: int | None, resample_round
                           clean_condition: bool | None, learnt: bool = False) -> Sampling:
     """MM-Diffusion; defaults (`entries.studio_zero_shot`): the Sounding Video tab's for the studio model (DDPM 100;
     audio -> video with 4 resampling rounds, video -> audio by replacement), and for weights that learnt a clean
-    condition (`learnt`) both directions from it."""
+    condition (`learnt`) both directions from it, audio -> video resampled on top."""
     from pipelines.mm_diffusion.entries import studio_zero_shot
 
     plain = {"sampler": sampler or "ddpm", "num_inference_steps": 100 if steps is None else steps}

@@ -206,7 +206,7 @@ def test_cli_scores_a_tiny_trained_model_and_writes_json(tmp_path, monkeypatch):
 
 
 def test_each_model_gets_its_own_sampling_defaults_and_refuses_the_others_options():
-    from pipelines.mm_diffusion.entries import LEARNT_CONDITIONAL, STUDIO_A2V
+    from pipelines.mm_diffusion.entries import LEARNT_A2V, STUDIO_A2V
     from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION, STUDIO_STEPS
 
     ldm = sampling_for("mm_ldm", steps=None, decoder_steps=None, guidance=None, sampler=None, reconstruction=None)
@@ -222,7 +222,7 @@ def test_each_model_gets_its_own_sampling_defaults_and_refuses_the_others_option
     assert diffusion.arguments["joint"] == plain and diffusion.arguments["v2a"] == {**plain, "clean_condition": False}
     assert diffusion.arguments["a2v"] == {**plain, **STUDIO_A2V.arguments(), "resample_share": 0.6}
     learnt = sampling_for("mm_diffusion", True, steps=20)  # weights trained with --clean-condition
-    assert learnt.arguments["a2v"] == {**plain, **LEARNT_CONDITIONAL.arguments(), "resample_share": 0.6}
+    assert learnt.arguments["a2v"] == {**plain, **LEARNT_A2V.arguments(), "resample_share": 0.6}
     assert learnt.arguments["v2a"] == {**plain, "clean_condition": True}
     paper = sampling_for("mm_diffusion", True, clean_condition=False)
     assert not paper.arguments["a2v"]["clean_condition"] and not paper.arguments["v2a"]["clean_condition"]

@@ -89,7 +89,8 @@ def test_cli_samples_weights_trained_with_a_clean_condition_from_their_condition
     pipe.save_pretrained(model)
     sound = tmp_path / "sound.wav"
     soundfile.write(str(sound), 0.3 * np.sin(np.arange(16000) * 0.1), 16000)
-    for flags, expected in (([], (True, 1)), (["--no-clean-condition"], (False, 1))):  # paper: replacement
+    cases = (([], (True, 4)), (["--no-clean-condition"], (False, 4)), (["--resample-rounds", "1"], (True, 1)))
+    for flags, expected in cases:  # a2v: the clean condition with 4 resampling rounds unless told otherwise
         out = tmp_path / f"a2v{len(flags)}"
         assert main(["a2v", str(sound), "--model", str(model), "--out", str(out), "--steps", "2",
                      "--num-samples", "1", *flags]) == 0
