@@ -19,9 +19,9 @@ scores at least as high as the true pairs). The same for ground-truth toy clips 
 bound). The metric generates N samples with a Sounding Video model: joint ones (`--mode joint`), or zero-shot ones from
 held-out ground-truth toy clips: videos for their audio (`a2v`) or audio for their videos (`v2a`); `--mode all` runs
 the three. The model (`--weights`: a registry entry or a saved folder) is MM-Diffusion (`--sampler`, `--steps`;
-video -> audio by replacement, Eq. 10; audio -> video with gradient guidance `--gradient-guidance` λ in `--guidance-form`,
-Eq. 12, and `--resample-rounds`/`--resample-share`; for weights trained with a clean condition both from the learnt
-conditional, `--clean-condition`) or MM-LDM (DiT DDIM `--steps`, the shared decoder's
+video -> audio by replacement, Eq. 10; audio -> video with gradient guidance `--gradient-guidance` λ in
+`--guidance-form`, Eq. 12, and `--resample-rounds`/`--resample-share`; for weights trained with a clean condition both
+from the learnt conditional, `--clean-condition`) or MM-LDM (DiT DDIM `--steps`, the shared decoder's
 `--decoder-steps`, cross-modal guidance φ `--guidance` and reconstruction guidance λ `--reconstruction` for a2v and
 v2a); options of the other model are refused (`sampling_for`). The given stream of a zero-shot clip is scored as given,
 and how far the model's returned copy of it strays is reported (`given_stream`: 0 when returned as given).
@@ -454,8 +454,7 @@ def mm_diffusion_sampling(sampler: str | None, steps: int | None, resample_round
         guidance_scale=gradient_guidance, guidance_scale_form=guidance_form, resample_rounds=resample_rounds,
         clean_condition=clean_condition)
     steering = {**chosen.arguments(), "resample_share": 0.6 if resample_share is None else resample_share}
-    v2a = {"clean_condition": studio_zero_shot("v2a", learnt).overridden(clean_condition=clean_condition)
-           .clean_condition}
+    v2a = {"clean_condition": learnt if clean_condition is None else clean_condition}
     return Sampling("mm_diffusion", {"joint": plain, "a2v": {**plain, **steering}, "v2a": {**plain, **v2a}},
                     {"sampler": plain["sampler"], "steps": plain["num_inference_steps"], "a2v_steering": steering,
                      "v2a_steering": v2a})

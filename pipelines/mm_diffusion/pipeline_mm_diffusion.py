@@ -383,10 +383,10 @@ class MMDiffusionPipeline(StudioPipeline):
         """Packed x_t -> packed (ε, variance values) from one U-Net call on both modalities (Eq. 6); `clean` names a
         stream that is given clean, at step 0."""
         video, audio = unpack(x, split, shapes)
-        timestep = timestep.to(x.device)
-        clean_step = self.process.model_time(np.zeros(1)).to(x.device).expand_as(timestep)
-        video_step = clean_step if clean == "video" else timestep
-        audio_step = clean_step if clean == "audio" else None if clean is None else timestep
+        video_step, audio_step = timestep.to(x.device), None  # None: the audio shares the video's step
+        if clean is not None:  # step 0 is 0 in the U-Net's time too (×1000/T rescales it to 0)
+            audio_step = torch.zeros_like(video_step) if clean == "audio" else video_step
+            video_step = torch.zeros_like(video_step) if clean == "video" else video_step
         out_video, out_audio = self.unet(video, audio, video_step, audio_timesteps=audio_step,
                                          generator=shift_generator)
         eps_video, var_video = split_model_output(out_video.to(x.dtype), 2, self.learn_sigma)  # fp16 U-Net: back to

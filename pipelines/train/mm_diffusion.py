@@ -333,7 +333,7 @@ class JointDiffusionObjective(torch.nn.Module):
             video_kept = audio_kept = torch.ones_like(t, dtype=torch.float32)
         else:
             video_given, audio_given = given == GIVEN_VIDEO, given == GIVEN_AUDIO
-            clean_t = self.process.model_time(torch.zeros_like(t).cpu()).to(video.device)
+            clean_t = torch.zeros_like(model_t)  # step 0, also in the U-Net's (possibly rescaled) time
             eps_video, eps_audio = self.unet(
                 torch.where(video_given.view(-1, 1, 1, 1, 1), video, noisy_video),
                 torch.where(audio_given.view(-1, 1, 1), audio, noisy_audio),

@@ -214,7 +214,8 @@ def test_each_model_gets_its_own_sampling_defaults_and_refuses_the_others_option
                             "guidance": STUDIO_GUIDANCE, "reconstruction": STUDIO_RECONSTRUCTION}
     assert "guidance_scale" not in ldm.arguments["joint"]  # φ and λ steer a given stream only
     assert "reconstruction_scale" not in ldm.arguments["joint"]
-    guided = {**ldm.arguments["joint"], "guidance_scale": STUDIO_GUIDANCE, "reconstruction_scale": STUDIO_RECONSTRUCTION}
+    guided = {**ldm.arguments["joint"], "guidance_scale": STUDIO_GUIDANCE,
+              "reconstruction_scale": STUDIO_RECONSTRUCTION}
     assert ldm.arguments["a2v"] == ldm.arguments["v2a"] == guided
     assert sampling_for("mm_ldm", reconstruction=0.0).arguments["a2v"]["reconstruction_scale"] == 0.0
     diffusion = sampling_for("mm_diffusion", steps=20, sampler=None, resample_rounds=None, resample_share=None)
