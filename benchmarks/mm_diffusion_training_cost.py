@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from pipelines.mm_diffusion.entries import PAPER_ZERO_SHOT, RELEASED_SCRIPTS_ZERO_SHOT, STUDIO_A2V, ZeroShot
+from pipelines.mm_diffusion.entries import PAPER_ZERO_SHOT, RELEASED_SCRIPTS_ZERO_SHOT, STUDIO_A2V, Steering
 from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
 from pipelines.train.mm_diffusion import PRESETS, JointDiffusionObjective, build_model
 
@@ -85,7 +85,7 @@ def step_seconds(choice: Choice, repeats: int) -> tuple[float, int]:
     return min(times[1:]), sum(p.numel() for p in objective.parameters())
 
 
-def sample_seconds(sampler: str, steps: int, steering: ZeroShot | None = None) -> float:
+def sample_seconds(sampler: str, steps: int, steering: Steering | None = None) -> float:
     """CPU seconds of one sample of the studio network (random weights: the cost does not depend on them): joint, or
     audio -> video steered by `steering`."""
     pipe = MMDiffusionPipeline(network(CHOICES[0]).eval(), sample_rate=4000, fps=10)

@@ -19,7 +19,7 @@ scores at least as high as the true pairs). The same for ground-truth toy clips 
 bound). The metric generates N samples with a Sounding Video model: joint ones (`--mode joint`), or zero-shot ones from
 held-out ground-truth toy clips: videos for their audio (`a2v`) or audio for their videos (`v2a`); `--mode all` runs
 the three. The model (`--weights`: a registry entry or a saved folder) is MM-Diffusion (`--sampler`, `--steps`;
-video -> audio by replacement, Eq. 10; audio -> video with gradient guidance `--gradient-guidance` λ in
+joint samples with `--joint-resample-rounds`; video -> audio by replacement, Eq. 10; audio -> video with gradient guidance `--gradient-guidance` λ in
 `--guidance-form`, Eq. 12, and `--resample-rounds`/`--resample-share`; for weights trained with a clean condition both
 from the learnt conditional, `--clean-condition`) or MM-LDM (DiT DDIM `--steps`, the shared decoder's
 `--decoder-steps`, cross-modal guidance φ `--guidance` and reconstruction guidance λ `--reconstruction` for a2v and
@@ -374,8 +374,8 @@ def train_scene_judge(fmt: ClipFormat, seed: int, clips_per_scene: int = 40, ste
 # The model ---------------------------------------------------------------------------------------------------------
 
 MODEL_NAMES = {"mm_diffusion": "MM-Diffusion", "mm_ldm": "MM-LDM"}
-MODEL_OPTIONS = {"mm_diffusion": ("sampler", "steps", "resample_rounds", "resample_share", "gradient_guidance",
-                                  "guidance_form", "clean_condition"),
+MODEL_OPTIONS = {"mm_diffusion": ("sampler", "steps", "joint_resample_rounds", "resample_rounds", "resample_share",
+                                  "gradient_guidance", "guidance_form", "clean_condition"),
                  "mm_ldm": ("steps", "decoder_steps", "guidance", "reconstruction")}  # run()'s options per model
 
 
@@ -441,22 +441,27 @@ def sampling_for(model: str, learnt_clean_condition: bool = False, **options: An
                                                                                   learnt=learnt_clean_condition)
 
 
-def mm_diffusion_sampling(sampler: str | None, steps: int | None, resample_rounds: int | None,
-                          resample_share: float | None, gradient_guidance: float | None, guidance_form: str | None,
-                          clean_condition: bool | None, learnt: bool = False) -> Sampling:
-    """MM-Diffusion; defaults (`entries.studio_zero_shot`): the Sounding Video tab's for the studio model (DDPM 100;
-    audio -> video with 4 resampling rounds, video -> audio by replacement), and for weights that learnt a clean
-    condition (`learnt`) both directions from it, audio -> video resampled on top."""
-    from pipelines.mm_diffusion.entries import studio_zero_shot
+def mm_diffusion_sampling(sampler: str | None, steps: int | None, joint_resample_rounds: int | None,
+                          resample_rounds: int | None, resample_share: float | None, gradient_guidance: float | None,
+                          guidance_form: str | None, clean_condition: bool | None, learnt: bool = False) -> Sampling:
+    """MM-Diffusion; defaults (`entries.studio_steering`): the Sounding Video tab's for the studio model (DDPM 100;
+    joint samples and audio -> video with 4 resampling rounds, video -> audio by replacement), and for weights that
+    learnt a clean condition (`learnt`) both directions from it, audio -> video resampled on top. The share of the
+    steps resampled is `resample_share` in both modes."""
+    from pipelines.mm_diffusion.entries import studio_steering
 
     plain = {"sampler": sampler or "ddpm", "num_inference_steps": 100 if steps is None else steps}
-    chosen = studio_zero_shot("a2v", learnt).overridden(
+    share = 0.6 if resample_share is None else resample_share
+    joint = {**plain, "resample_rounds": studio_steering("joint", learnt).overridden(
+        resample_rounds=joint_resample_rounds).resample_rounds, "resample_share": share}
+    chosen = studio_steering("a2v", learnt).overridden(
         guidance_scale=gradient_guidance, guidance_scale_form=guidance_form, resample_rounds=resample_rounds,
         clean_condition=clean_condition)
-    steering = {**chosen.arguments(), "resample_share": 0.6 if resample_share is None else resample_share}
+    steering = {**chosen.arguments(), "resample_share": share}
     v2a = {"clean_condition": learnt if clean_condition is None else clean_condition}
-    return Sampling("mm_diffusion", {"joint": plain, "a2v": {**plain, **steering}, "v2a": {**plain, **v2a}},
-                    {"sampler": plain["sampler"], "steps": plain["num_inference_steps"], "a2v_steering": steering,
+    return Sampling("mm_diffusion", {"joint": joint, "a2v": {**plain, **steering}, "v2a": {**plain, **v2a}},
+                    {"sampler": plain["sampler"], "steps": plain["num_inference_steps"],
+                     "joint_resample_rounds": joint["resample_rounds"], "a2v_steering": steering,
                      "v2a_steering": v2a})
 
 
@@ -610,7 +615,8 @@ def detector_table(result: dict, tolerance: int) -> str:
 
 
 def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: int = 0, sampler: str | None = None,
-        steps: int | None = None, resample_rounds: int | None = None, resample_share: float | None = None,
+        steps: int | None = None, joint_resample_rounds: int | None = None, resample_rounds: int | None = None,
+        resample_share: float | None = None,
         gradient_guidance: float | None = None, guidance_form: str | None = None,
         clean_condition: bool | None = None, decoder_steps: int | None = None,
         guidance: float | None = None, reconstruction: float | None = None, tolerance: int = 1,
@@ -620,7 +626,7 @@ def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: in
     """Score ground-truth toy clips and `samples` generated ones per mode; print the tables; write the JSON to `out`.
     `weights`: a registry entry (`variant`) or a model folder (`load_model`). `scenes`: of the ground-truth clips; by
     default those the model was trained on (`trained_scenes`). Sampling options (`MODEL_OPTIONS`; None: the model's
-    default): MM-Diffusion's `sampler`, `steps` and audio -> video's `resample_rounds`, `resample_share`,
+    default): MM-Diffusion's `sampler`, `steps`, joint samples' `joint_resample_rounds` and audio -> video's `resample_rounds`, `resample_share`,
     `gradient_guidance`, `guidance_form` and both directions' `clean_condition` (`mm_diffusion_sampling`); MM-LDM's
     `steps`, `decoder_steps`, `guidance` and `reconstruction` (`mm_ldm_sampling`)."""
     from pipelines.metrics.images_that_sound import machine
@@ -632,7 +638,8 @@ def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: in
     pipe = load_model(weights, variant)
     family = model_family(pipe)
     sampling = sampling_for(family, family == "mm_diffusion" and pipe.learnt_clean_condition, sampler=sampler,
-                            steps=steps, resample_rounds=resample_rounds, resample_share=resample_share,
+                            steps=steps, joint_resample_rounds=joint_resample_rounds,
+                            resample_rounds=resample_rounds, resample_share=resample_share,
                             gradient_guidance=gradient_guidance, guidance_form=guidance_form,
                             clean_condition=clean_condition, decoder_steps=decoder_steps, guidance=guidance,
                             reconstruction=reconstruction)
@@ -687,11 +694,14 @@ def add_arguments(parser) -> None:
                         "3·2^20)")
     parser.add_argument("--guidance-form", default=None, choices=("paper", "code"), help="MM-Diffusion a2v only: "
                         "the factor of Eq. 12, the paper's √(1 − ᾱ) (default) or the released code's √ᾱ")
+    parser.add_argument("--joint-resample-rounds", type=int, default=None, help="MM-Diffusion joint only: times "
+                        "each resampled step is taken (a corrector; default: the tab's for the studio model; 1 = the "
+                        "paper's sampler)")
     parser.add_argument("--resample-rounds", type=int, default=None, help="MM-Diffusion a2v only: times each "
                         "resampled step is taken (RePaint; default: the tab's for the studio model; 1 = the paper's "
                         "sampler)")
-    parser.add_argument("--resample-share", type=float, default=None, help="MM-Diffusion a2v only: share of the "
-                        "steps, from the noisiest, that are resampled (default 0.6)")
+    parser.add_argument("--resample-share", type=float, default=None, help="MM-Diffusion joint and a2v: share of "
+                        "the steps, from the noisiest, that are resampled (default 0.6)")
     parser.add_argument("--clean-condition", default=None, action=argparse.BooleanOptionalAction,
                         help="MM-Diffusion a2v and v2a: give the given stream clean at step 0, for weights trained "
                              "with --clean-condition (their default), or noised as the paper (--no-clean-condition)")
@@ -718,7 +728,8 @@ def main(args) -> dict:
     and exit status 2."""
     try:
         return run(args.out, samples=args.samples, ground_truth=args.ground_truth, seed=args.seed,
-                   sampler=args.sampler, steps=args.steps, resample_rounds=args.resample_rounds,
+                   sampler=args.sampler, steps=args.steps, joint_resample_rounds=args.joint_resample_rounds,
+                   resample_rounds=args.resample_rounds,
                    resample_share=args.resample_share, gradient_guidance=args.gradient_guidance,
                    guidance_form=args.guidance_form, clean_condition=args.clean_condition,
                    decoder_steps=args.decoder_steps, guidance=args.guidance,

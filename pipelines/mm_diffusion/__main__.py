@@ -5,12 +5,12 @@
     python -m pipelines.mm_diffusion v2a video.mp4 --out DIR          # a sound for a video
 
 Options: --model FOLDER or .pt (default: the bundled studio weights), --sampler ddim|dpm_solver|ddpm and --steps N
-(default: DDPM 100, the Sounding Video tab's for the studio model), --num-samples K, --seed S (-1: random), and for a2v
-and v2a --guidance λ (0 = replacement) with --guidance-form paper|code (Eq. 12's factor) and --resample-rounds U
-(RePaint resampling of the noisiest 60 % of the steps; 1 = the paper's sampler) and --clean-condition /
+(default: DDPM 100, the Sounding Video tab's for the studio model), --num-samples K, --seed S (-1: random),
+--resample-rounds U (RePaint resampling of the noisiest 60 % of the steps; 1 = the paper's sampler), and for a2v and
+v2a --guidance λ (0 = replacement) with --guidance-form paper|code (Eq. 12's factor) and --clean-condition /
 --no-clean-condition (the given stream clean at step 0, for weights trained with `--clean-condition`). Their defaults
-(`entries.studio_zero_shot`) are the tab's for the studio model, a2v with 4 resampling rounds and v2a by replacement,
-and the learnt conditional for weights trained with a clean condition (a2v resampled on top). Writes sample-XXX.mp4
+(`entries.studio_steering`) are the tab's for the studio model: joint and a2v with 4 resampling rounds, v2a by
+replacement, and the learnt conditional for weights trained with a clean condition (a2v resampled on top). Writes sample-XXX.mp4
 (frames enlarged to at least 64 pixels, with the sound), sample-XXX.wav (16 kHz), sheet.png (one row of frames per
 sample with its spectrogram drawn under it) and run.json.
 """
@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the default; the released scripts' λ = 3 acts as 3·2^20)")
     parser.add_argument("--guidance-form", default=None, choices=("paper", "code"), help="zero-shot: Eq. 12's "
                         "factor, the paper's √(1 − ᾱ) (default) or the released code's √ᾱ")
-    parser.add_argument("--resample-rounds", type=int, default=None, help="zero-shot: times each of the noisiest "
-                        "60 %% of the steps is taken (1: the paper's sampler; default 4 for a2v, 1 for v2a)")
+    parser.add_argument("--resample-rounds", type=int, default=None, help="times each of the noisiest 60 %% of "
+                        "the steps is taken (1: the paper's sampler; default 4 for joint and a2v, 1 for v2a)")
     parser.add_argument("--clean-condition", default=None, action=argparse.BooleanOptionalAction, help="a2v and "
                         "v2a: the given stream enters clean at step 0 (weights trained with --clean-condition; "
                         "their default) or noised as in the paper")
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from pipelines.audio import SPECS, load_audio, resample
     from pipelines.media import VideoDecodeError
     from pipelines.mm_diffusion.clips import fit_audio, read_video_clip, write_samples
-    from pipelines.mm_diffusion.entries import PAPER_ZERO_SHOT, studio_zero_shot
+    from pipelines.mm_diffusion.entries import studio_steering
     from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
     from pipelines.seeds import generators_for
 
@@ -86,11 +86,12 @@ def run(args: argparse.Namespace) -> int:
             given["video"] = read_video_clip(args.inputs[0], fmt).value
         except VideoDecodeError as error:
             raise ValueError(f"{args.inputs[0]} could not be read as a video ({error})") from None
-    steering = PAPER_ZERO_SHOT.arguments()  # joint: nothing given to steer towards
+    steering = studio_steering(args.command, pipe.learnt_clean_condition)
+    steering = steering.overridden(resample_rounds=args.resample_rounds)
     if given:
-        steering = studio_zero_shot(args.command, pipe.learnt_clean_condition).overridden(
-            guidance_scale=args.guidance, guidance_scale_form=args.guidance_form,
-            resample_rounds=args.resample_rounds, clean_condition=args.clean_condition).arguments()
+        steering = steering.overridden(guidance_scale=args.guidance, guidance_scale_form=args.guidance_form,
+                                       clean_condition=args.clean_condition)
+    steering = steering.arguments()
     generators, seed = generators_for(args.seed, args.num_samples)
     output = pipe(num_samples=args.num_samples, generator=generators, sampler=args.sampler,
                   num_inference_steps=args.steps, **steering,

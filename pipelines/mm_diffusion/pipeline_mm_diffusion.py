@@ -18,7 +18,10 @@ same unconditional model:
   `resample_share` of the steps is taken `resample_rounds` times, going back to t by q(x_t | x_{t-1}) in between, so
   the generated modality can settle on the given one while the coarse layout is still open. Replacement alone lets
   the video fix its layout while the given audio is still mostly noise; on the studio lamp model it leaves audio ->
-  video uncoupled, and resampling couples it (README). 1 round (the default) is the paper's sampler.
+  video uncoupled, and resampling couples it (README). In joint generation the same rounds act as a corrector (as in
+  predictor-corrector and restart samplers): each noisy state is denoised again from a fresh draw near it, so errors
+  of the noisiest steps, where the layout and the background are decided, are not carried on (README: on the studio
+  model it turns muddy, grainy backgrounds back into the scene's). 1 round (the default) is the paper's sampler.
 - clean condition (not in MM-Diffusion; UniDiffuser's per-modality timesteps, Bao et al. 2023): for weights trained
   with `--clean-condition` (`pipelines.train.mm_diffusion`), the given modality enters every model call clean, at
   step 0 (its stream's own timestep embedding), and the network's learnt conditional denoises the other one.
@@ -249,7 +252,7 @@ class MMDiffusionPipeline(StudioPipeline):
             raise ValueError(f"Gradient guidance (`guidance_scale`={guidance_scale} > 0) needs sampler='ddpm' or "
                              f"'ddim' (one model evaluation per step); use one of those, or guidance_scale=0 for the "
                              f"replacement method with DPM-Solver.")
-        self.check_resampling(resample_rounds, resample_share, video is not None or audio is not None, sampler)
+        self.check_resampling(resample_rounds, resample_share, sampler)
         if clean_condition:
             self.check_clean_condition(video is not None or audio is not None, guidance_scale)
         if not isinstance(num_samples, int) or num_samples < 1:
@@ -271,14 +274,11 @@ class MMDiffusionPipeline(StudioPipeline):
                                      f"{tuple(tensor.shape)}.")
 
     @staticmethod
-    def check_resampling(rounds: int, share: float, conditional: bool, sampler: str) -> None:
+    def check_resampling(rounds: int, share: float, sampler: str) -> None:
         if not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"`resample_rounds` must be an integer >= 1 (1 = no resampling), got {rounds!r}.")
         if not (isinstance(share, (int, float)) and 0 <= share <= 1):
             raise ValueError(f"`resample_share` must be a share of the steps between 0 and 1, got {share!r}.")
-        if rounds > 1 and not conditional:
-            raise ValueError("Resampling (`resample_rounds` > 1) fits the generated modality to a given one; give "
-                             "`video` or `audio`, or leave `resample_rounds` at 1 for joint generation.")
         if rounds > 1 and sampler == "dpm_solver":
             raise ValueError(f"Resampling (`resample_rounds`={rounds}) needs sampler='ddpm' or 'ddim' (one model "
                              f"evaluation per step); use one of those, or resample_rounds=1 with DPM-Solver.")
@@ -456,8 +456,8 @@ class MMDiffusionPipeline(StudioPipeline):
             guidance_scale: λ of Eq. 12 for zero-shot generation; 0 = the replacement method. (The released scripts use
                 λ = 3 with 1000 DDPM steps.)
             guidance_scale_form: "paper" (w = √(1 − ᾱ_{t-1}), Eq. 12) or "code" (w = √ᾱ_t, the released code).
-            resample_rounds: zero-shot only: how many times each resampled step is taken (RePaint's U; 1 = the paper's
-                sampler). DDPM and DDIM.
+            resample_rounds: how many times each resampled step is taken (RePaint's U; 1 = the paper's sampler); in
+                joint generation a corrector. DDPM and DDIM.
             resample_share: the share of the steps, from the noisiest, that are resampled (the last step never is).
             clean_condition: zero-shot only, for weights trained with `--clean-condition`: the given modality enters
                 the U-Net clean at step 0 instead of forward-noised (a departure; no gradient guidance with it).

@@ -28,7 +28,7 @@ from pipelines.mm_diffusion.clips import (
     playable,
     read_video_clip,
 )
-from pipelines.mm_diffusion.entries import PAPER_ZERO_SHOT, STUDIO_A2V, ZeroShot
+from pipelines.mm_diffusion.entries import PAPER_ZERO_SHOT, Steering, studio_learnt_clean_condition, studio_steering
 from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS as LDM_DECODER_STEPS
 from pipelines.mm_ldm.entries import STUDIO_GUIDANCE as LDM_GUIDANCE
 from pipelines.mm_ldm.entries import STUDIO_RECONSTRUCTION as LDM_RECONSTRUCTION
@@ -110,18 +110,23 @@ def default_steps(weights: str | None) -> int:
     return STUDIO_STEPS if small(weights) else DEFAULT_STEPS[default_sampler(weights)]
 
 
-def default_zero_shot(weights: str | None, mode: str) -> ZeroShot:
-    """Resampling for the studio model's audio -> video (280 model calls at 100 steps); its video -> audio is coupled
-    by replacement, and the released checkpoints start from the paper's replacement (which DPM-Solver, their default
-    sampler, can run)."""
-    return STUDIO_A2V if small(weights) and mode == AUDIO_TO_VIDEO else PAPER_ZERO_SHOT
+def default_steering(weights: str | None, mode: str) -> Steering:
+    """A small model's steering (`entries.studio_steering`): joint samples and audio -> video resampled (280 model
+    calls at 100 steps), both directions from the conditional the bundled studio weights learnt (a clean condition)
+    when they did, else video -> audio by replacement. The released checkpoints start from the paper's sampler and
+    replacement (which DPM-Solver, their default sampler, can run)."""
+    if not small(weights):
+        return PAPER_ZERO_SHOT
+    learnt = weights == STUDIO_WEIGHTS and studio_learnt_clean_condition()  # weights trained here may not have it
+    return studio_steering({JOINT: "joint", AUDIO_TO_VIDEO: "a2v"}.get(mode, "v2a"), learnt)
 
 
-def zero_shot_controls(weights: str | None, mode: str) -> tuple:
-    """The values of the guidance λ, guidance form and resampling controls for `weights` and `mode`."""
-    steering = default_zero_shot(weights, mode)
+def steering_controls(weights: str | None, mode: str) -> tuple:
+    """The values of the guidance λ, guidance form, resampling and clean-condition controls for `weights` and
+    `mode`."""
+    steering = default_steering(weights, mode)
     form = next(label for label, value in FORMS.items() if value == steering.guidance_scale_form)
-    return steering.guidance_scale, form, steering.resample_rounds
+    return steering.guidance_scale, form, steering.resample_rounds, steering.clean_condition
 
 
 def sampler_steps(sampler: str, weights: str | None) -> int:
@@ -138,13 +143,13 @@ def has_super_resolution(weights: str | None, variant: str) -> bool:
 def settings_shown(weights: str | None, mode: str, variant: str) -> tuple:
     """On a change of weights: the chosen family's settings shown at that model's defaults, the other family's hidden
     (and left as they are), and the preview's caption. Outputs: MM-Diffusion's settings, MM-LDM's settings, sampler,
-    steps, guidance λ, guidance form, resampling rounds, super-resolution, DiT steps, decoder steps, φ,
-    reconstruction λ, preview."""
+    steps, guidance λ, guidance form, resampling rounds, clean condition, super-resolution, DiT steps, decoder steps,
+    φ, reconstruction λ, preview."""
     if latent_model(weights):
-        return (gr.update(visible=False), gr.update(visible=True), *(gr.skip(),) * 5, gr.update(visible=False),
+        return (gr.update(visible=False), gr.update(visible=True), *(gr.skip(),) * 6, gr.update(visible=False),
                 LDM_STEPS, LDM_DECODER_STEPS, LDM_GUIDANCE, LDM_RECONSTRUCTION, gr.update(label=LATENT_PREVIEW))
     return (gr.update(visible=True), gr.update(visible=False), default_sampler(weights), default_steps(weights),
-            *zero_shot_controls(weights, mode), gr.update(visible=has_super_resolution(weights, variant)),
+            *steering_controls(weights, mode), gr.update(visible=has_super_resolution(weights, variant)),
             *(gr.skip(),) * 4, gr.update(label=FRAMES_PREVIEW))
 
 
@@ -206,7 +211,7 @@ def build(context: StudioContext) -> None:
                     steps = gr.Slider(1, MAX_STEPS, value=default_steps(first), step=1, label="Steps",
                                       elem_id="sv-steps")
                 with gr.Row():
-                    first_guidance, first_form, first_rounds = zero_shot_controls(first, JOINT)
+                    first_guidance, first_form, first_rounds, first_clean = steering_controls(first, JOINT)
                     guidance = gr.Number(first_guidance, minimum=0, maximum=MAX_GUIDANCE, elem_id="sv-guidance",
                                          label="Guidance λ (audio → video, video → audio)",
                                          info="0 = replacement (works with every sampler); above 0 = gradient "
@@ -214,10 +219,17 @@ def build(context: StudioContext) -> None:
                                               "gradient: the released scripts' λ = 3 acts as 3·2^20 = 3145728.")
                     form = gr.Radio(list(FORMS), value=first_form, label="Guidance form")
                     resample = gr.Slider(1, MAX_RESAMPLE_ROUNDS, value=first_rounds, step=1,
-                                         label="Resampling rounds (audio → video, video → audio)",
+                                         label="Resampling rounds",
                                          info="Each of the noisiest 60 % of the steps is taken this many times, so "
-                                              "what is made settles on what you gave (RePaint; not in the paper). 1 = "
-                                              "the paper's sampler. Needs DDPM or DDIM; costs time in proportion.")
+                                              "what is made settles on what you gave, and a joint clip on a clean "
+                                              "scene (RePaint; not in the paper). 1 = the paper's sampler. Needs DDPM "
+                                              "or DDIM; costs time in proportion.")
+                    clean = gr.Checkbox(first_clean, label="Give it clean (audio → video, video → audio)",
+                                        elem_id="sv-clean-condition",
+                                        info="For weights trained with a clean condition (the studio model): what "
+                                             "you give enters the network as it is, and the network's learnt "
+                                             "conditional makes the rest (not in the paper). Off = the paper's "
+                                             "zero-shot steering, which the settings beside it shape.")
             with gr.Row(visible=latent_model(first)) as latent_settings:  # MM-LDM's
                 latent_steps = gr.Slider(1, MAX_LDM_STEPS, value=LDM_STEPS, step=1, label="DiT steps (DDIM)",
                                          elem_id="sv-ldm-steps",
@@ -255,16 +267,16 @@ def build(context: StudioContext) -> None:
         files = gr.File(label="All samples (mp4 + wav)", file_count="multiple", elem_id="sv-files")
         gr.on(None, handlers.describe_weights, weights, format_note)  # on page load and on every change of weights
         weights.change(lambda w, m: settings_shown(w, m, settings.variant), [weights, mode],
-                       [diffusion_settings, latent_settings, sampler, steps, guidance, form, resample, super_res,
-                        latent_steps, decoder_steps, cross_guidance, reconstruction, preview], queue=False)
+                       [diffusion_settings, latent_settings, sampler, steps, guidance, form, resample, clean,
+                        super_res, latent_steps, decoder_steps, cross_guidance, reconstruction, preview], queue=False)
         mode.change(lambda m, w: (gr.update(visible=m == AUDIO_TO_VIDEO), gr.update(visible=m == VIDEO_TO_AUDIO),
-                                  *zero_shot_controls(w, m)),
-                    [mode, weights], [audio_in, video_in, guidance, form, resample], queue=False)
+                                  *steering_controls(w, m)),
+                    [mode, weights], [audio_in, video_in, guidance, form, resample, clean], queue=False)
         sampler.change(sampler_steps, [sampler, weights], steps, queue=False)
         event = run.click(
             gpu_handler(handlers.generate, settings.gpu_seconds),
             [weights, mode, audio_in, video_in, sampler, steps, guidance, form, resample, seed, samples, super_res,
-             latent_steps, decoder_steps, cross_guidance, reconstruction],
+             latent_steps, decoder_steps, cross_guidance, reconstruction, clean],
             [preview, video_out, audio_out, files, note],
             concurrency_limit=settings.concurrency_limit, concurrency_id=NAME, api_name="sounding_video",
         )
@@ -293,10 +305,10 @@ class SoundingVideoHandlers:
     @user_facing("making the sounding video")
     def generate(self, weights, mode, audio_file, video_file, sampler, steps, guidance, form, resample, seed, samples,
                  super_res, request: gr.Request, latent_steps=LDM_STEPS, decoder_steps=LDM_DECODER_STEPS,
-                 cross_guidance=LDM_GUIDANCE, reconstruction=LDM_RECONSTRUCTION):
-        """Yields (preview, …) while sampling, then the samples as files. MM-LDM's settings come last, after the
-        request (which gradio fills in by its type wherever it stands), so that MM-Diffusion's callers can leave them
-        out; each family reads only its own settings."""
+                 cross_guidance=LDM_GUIDANCE, reconstruction=LDM_RECONSTRUCTION, clean=None):
+        """Yields (preview, …) while sampling, then the samples as files. MM-LDM's settings and MM-Diffusion's clean
+        condition come last, after the request (which gradio fills in by its type wherever it stands), so that
+        callers can leave them out (`clean` None: the weights' default); each family reads only its own settings."""
         from pipelines.seeds import generators_for
 
         self.context.files.claim(request.session_hash, audio_file, video_file)
@@ -308,10 +320,14 @@ class SoundingVideoHandlers:
             arguments = self._latent_settings(mode, latent_steps, decoder_steps, cross_guidance, reconstruction,
                                               samples)
         else:
-            arguments = self._settings(mode, sampler, steps, guidance, form, resample, samples)
+            clean = default_steering(weights, mode).clean_condition if clean is None else bool(clean)
+            arguments = self._settings(mode, sampler, steps, guidance, form, resample, clean, samples)
         generators, seed_used = generators_for(require_number(seed, "Seed", -1, 2**31 - 1, integer=True),
                                                arguments["num_samples"])
         pipe = get_pipeline(*self.model(weights, request.session_hash))
+        if arguments.get("clean_condition") and not pipe.learnt_clean_condition:
+            raise gr.Error("These weights did not learn a clean condition (they were trained without it): untick "
+                           "“Give it clean” to use the paper's zero-shot steering.")
         notes = self._condition(mode, audio_file, video_file, pipe.clip_format, arguments)
         upsampler = self._upsampler(weights, bool(super_res), "video" in arguments, pipe.clip_format, notes)
         picture = PreviewFiles(self.context.files, request.session_hash)
@@ -335,7 +351,7 @@ class SoundingVideoHandlers:
                                                                MAX_RECONSTRUCTION)
         return arguments
 
-    def _settings(self, mode: str, sampler, steps, guidance, form, resample, samples) -> dict:
+    def _settings(self, mode: str, sampler, steps, guidance, form, resample, clean: bool, samples) -> dict:
         """MM-Diffusion's arguments from its controls (the pipeline checks how they combine)."""
         if sampler not in SAMPLERS:
             raise gr.Error(f"Choose a sampler: {', '.join(SAMPLERS)}.")
@@ -343,8 +359,8 @@ class SoundingVideoHandlers:
             sampler=SAMPLERS[sampler], num_inference_steps=require_number(steps, "Steps", 1, MAX_STEPS, integer=True),
             guidance_scale=require_number(guidance, "Guidance λ", 0, MAX_GUIDANCE) if mode != JOINT else 0.0,
             guidance_scale_form=FORMS.get(form, "paper"),
-            resample_rounds=require_number(resample, "Resampling rounds", 1, MAX_RESAMPLE_ROUNDS,
-                                           integer=True) if mode != JOINT else 1,
+            resample_rounds=require_number(resample, "Resampling rounds", 1, MAX_RESAMPLE_ROUNDS, integer=True),
+            clean_condition=clean and mode != JOINT,
             num_samples=require_number(samples, "Samples", 1, MAX_SAMPLES, integer=True),
         )
 

@@ -21,10 +21,10 @@ def test_a_training_step_of_a_choice_runs_and_counts_its_parameters():
 
 
 def test_a_steered_sample_is_an_audio_to_video_one_with_its_steering():
-    from pipelines.mm_diffusion.entries import RELEASED_SCRIPTS_ZERO_SHOT, ZeroShot
+    from pipelines.mm_diffusion.entries import RELEASED_SCRIPTS_ZERO_SHOT, Steering
 
     with mock.patch.object(MMDiffusionPipeline, "__call__", autospec=True) as called:
-        sample_seconds("ddpm", 3, ZeroShot(resample_rounds=4))
+        sample_seconds("ddpm", 3, Steering(resample_rounds=4))
         sample_seconds("ddpm", 3, RELEASED_SCRIPTS_ZERO_SHOT)
         sample_seconds("ddpm", 3)
     resampled, guided, joint = (call.kwargs for call in called.call_args_list)

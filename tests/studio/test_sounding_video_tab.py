@@ -157,11 +157,13 @@ def test_audio_to_video_keeps_the_given_sound_and_says_what_was_converted(handle
     assert "Video: h264" in streams(mp4)
 
 
-def test_resampling_rounds_reach_the_pipeline_for_zero_shot_modes_only(handlers):
-    settings = dict(sampler="DDPM", steps=10, guidance=0, form=PAPER_FORM, resample=3, samples=1)
-    assert handlers._settings(AUDIO_TO_VIDEO, **settings)["resample_rounds"] == 3
-    assert handlers._settings(VIDEO_TO_AUDIO, **settings)["resample_rounds"] == 3
-    assert handlers._settings(JOINT, **settings)["resample_rounds"] == 1  # nothing given to settle on
+def test_resampling_rounds_reach_every_mode_and_the_clean_condition_the_zero_shot_ones(handlers):
+    settings = dict(sampler="DDPM", steps=10, guidance=0, form=PAPER_FORM, resample=3, clean=True, samples=1)
+    for mode in (AUDIO_TO_VIDEO, VIDEO_TO_AUDIO):
+        arguments = handlers._settings(mode, **settings)
+        assert arguments["resample_rounds"] == 3 and arguments["clean_condition"] is True
+    arguments = handlers._settings(JOINT, **settings)
+    assert arguments["resample_rounds"] == 3 and arguments["clean_condition"] is False  # nothing given
 
 
 def test_video_to_audio_converts_the_upload_and_super_resolution_only_upsamples_generated_video(handlers, tmp_path):
@@ -220,25 +222,32 @@ def test_space_file_checkpoint_paths_are_carried_relative_to_the_file(tmp_path):
     assert build_config().checkpoints == {}
 
 
-def test_the_studio_model_starts_at_steps_an_artist_can_wait_for():
-    """DDPM's 1000-step chain took 261 s on the studio model; its default is 100 steps (about 10 s on a CPU core), and
-    its audio -> video resamples the noisiest 60 % of them 4 times (280 model calls); the rest starts from
-    replacement."""
+@pytest.mark.parametrize("learnt", [False, True])
+def test_the_studio_model_starts_at_steps_an_artist_can_wait_for(monkeypatch, learnt):
+    """DDPM's 1000-step chain took 261 s on the studio model; its default is 100 steps, of which joint samples and
+    audio -> video resample the noisiest 60 % 4 times (280 model calls). Studio weights that learnt a clean condition
+    take what the artist gives clean in both directions; otherwise video -> audio starts from replacement. Weights
+    trained in the Train tab are not assumed to have learnt it."""
+    from studio.tabs import sounding_video as tab
     from studio.tabs.sounding_video import (
         JOINT,
         STUDIO_WEIGHTS,
         default_sampler,
         default_steps,
         sampler_steps,
-        zero_shot_controls,
+        steering_controls,
     )
 
+    monkeypatch.setattr(tab, "studio_learnt_clean_condition", lambda: learnt)
     assert default_sampler(STUDIO_WEIGHTS) == "DDPM" and default_steps(STUDIO_WEIGHTS) == 100
-    assert zero_shot_controls(STUDIO_WEIGHTS, AUDIO_TO_VIDEO) == (0.0, PAPER_FORM, 4)
-    replacement = (0.0, PAPER_FORM, 1)
-    assert zero_shot_controls(STUDIO_WEIGHTS, VIDEO_TO_AUDIO) == replacement
-    assert zero_shot_controls(STUDIO_WEIGHTS, JOINT) == replacement
-    assert zero_shot_controls(LANDSCAPE, AUDIO_TO_VIDEO) == replacement  # the released checkpoints: the paper's
+    replacement, resampled = (0.0, PAPER_FORM, 1, False), (0.0, PAPER_FORM, 4, False)
+    clean, clean_resampled = (0.0, PAPER_FORM, 1, True), (0.0, PAPER_FORM, 4, True)
+    assert steering_controls(STUDIO_WEIGHTS, AUDIO_TO_VIDEO) == (clean_resampled if learnt else resampled)
+    assert steering_controls(STUDIO_WEIGHTS, VIDEO_TO_AUDIO) == (clean if learnt else replacement)
+    assert steering_controls(STUDIO_WEIGHTS, JOINT) == resampled
+    assert steering_controls("session-run-1", AUDIO_TO_VIDEO) == resampled  # a small model trained in the tab
+    assert steering_controls(LANDSCAPE, AUDIO_TO_VIDEO) == replacement  # the released checkpoints: the paper's
+    assert steering_controls(LANDSCAPE, JOINT) == replacement
     assert sampler_steps("DDPM", STUDIO_WEIGHTS) == 100 and sampler_steps("DDPM", LANDSCAPE) == 1000
     assert default_steps(LANDSCAPE) == 20
 
@@ -296,7 +305,7 @@ def test_mm_ldm_is_offered_beside_mm_diffusion_and_its_settings_replace_mm_diffu
     guidance, resampling: left as they were) and the super-resolution box; choosing MM-Diffusion again brings its
     defaults back."""
     from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION, STUDIO_STEPS
-    from studio.tabs.sounding_video import LATENT_PREVIEW, STUDIO_WEIGHTS, settings_shown
+    from studio.tabs.sounding_video import LATENT_PREVIEW, STUDIO_WEIGHTS, settings_shown, steering_controls
 
     with gr.Blocks():
         sounding_video.build(context(tmp_path, models="studio"))
@@ -310,17 +319,18 @@ def test_mm_ldm_is_offered_beside_mm_diffusion_and_its_settings_replace_mm_diffu
     assert shown(by_id["sv-steps"]) and by_id["sv-steps"].value == 100
 
     assert by_id["sv-reconstruction"].value == STUDIO_RECONSTRUCTION
-    diffusion, latent, sampler, steps, guidance, form, resample, super_res, dit, decoder, phi, reconstruction, \
+    diffusion, latent, sampler, steps, guidance, form, resample, clean, super_res, dit, decoder, phi, reconstruction, \
         preview = settings_shown(MM_LDM, AUDIO_TO_VIDEO, "studio")
     assert diffusion["visible"] is False and latent["visible"] is True and super_res["visible"] is False
     assert guidance == form == gr.skip()
     assert (dit, decoder, phi, reconstruction) == (STUDIO_STEPS, STUDIO_DECODER_STEPS, STUDIO_GUIDANCE,
                                                    STUDIO_RECONSTRUCTION) == (50, 50, 1.0, 100.0)
-    assert sampler == steps == resample == gr.skip() and preview["label"] == LATENT_PREVIEW
-    diffusion, latent, sampler, steps, guidance, form, resample, _, dit, *_ = settings_shown(
+    assert sampler == steps == resample == clean == gr.skip() and preview["label"] == LATENT_PREVIEW
+    diffusion, latent, sampler, steps, guidance, form, resample, clean, _, dit, *_ = settings_shown(
         STUDIO_WEIGHTS, AUDIO_TO_VIDEO, "studio")
     assert diffusion["visible"] is True and latent["visible"] is False and dit == gr.skip()
-    assert (sampler, steps, guidance, form, resample) == ("DDPM", 100, 0.0, PAPER_FORM, 4)
+    assert (sampler, steps, guidance, form, resample, clean) == ("DDPM", 100, *steering_controls(STUDIO_WEIGHTS,
+                                                                                                 AUDIO_TO_VIDEO))
 
 
 def test_mm_ldm_format_note_says_its_clip_and_what_it_was_trained_on(studio_handlers):

@@ -206,7 +206,7 @@ def test_cli_scores_a_tiny_trained_model_and_writes_json(tmp_path, monkeypatch):
 
 
 def test_each_model_gets_its_own_sampling_defaults_and_refuses_the_others_options():
-    from pipelines.mm_diffusion.entries import LEARNT_A2V, STUDIO_A2V
+    from pipelines.mm_diffusion.entries import LEARNT_A2V, STUDIO_A2V, STUDIO_JOINT
     from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION, STUDIO_STEPS
 
     ldm = sampling_for("mm_ldm", steps=None, decoder_steps=None, guidance=None, sampler=None, reconstruction=None)
@@ -220,7 +220,11 @@ def test_each_model_gets_its_own_sampling_defaults_and_refuses_the_others_option
     assert sampling_for("mm_ldm", reconstruction=0.0).arguments["a2v"]["reconstruction_scale"] == 0.0
     diffusion = sampling_for("mm_diffusion", steps=20, sampler=None, resample_rounds=None, resample_share=None)
     plain = {"sampler": "ddpm", "num_inference_steps": 20}
-    assert diffusion.arguments["joint"] == plain and diffusion.arguments["v2a"] == {**plain, "clean_condition": False}
+    corrected = {**plain, "resample_rounds": STUDIO_JOINT.resample_rounds, "resample_share": 0.6}
+    assert diffusion.arguments["joint"] == corrected and diffusion.arguments["v2a"] == {**plain,
+                                                                                        "clean_condition": False}
+    assert diffusion.settings["joint_resample_rounds"] == STUDIO_JOINT.resample_rounds > 1
+    assert sampling_for("mm_diffusion", joint_resample_rounds=1).arguments["joint"]["resample_rounds"] == 1
     assert diffusion.arguments["a2v"] == {**plain, **STUDIO_A2V.arguments(), "resample_share": 0.6}
     learnt = sampling_for("mm_diffusion", True, steps=20)  # weights trained with --clean-condition
     assert learnt.arguments["a2v"] == {**plain, **LEARNT_A2V.arguments(), "resample_share": 0.6}
@@ -235,6 +239,8 @@ def test_each_model_gets_its_own_sampling_defaults_and_refuses_the_others_option
     with pytest.raises(ValueError, match="--sampler, --resample-rounds do not apply to MM-LDM, whose sampling options "
                                          "are --steps, --decoder-steps, --guidance, --reconstruction"):
         sampling_for("mm_ldm", sampler="ddim", resample_rounds=2, steps=None)
+    with pytest.raises(ValueError, match="--joint-resample-rounds does not apply to MM-LDM"):
+        sampling_for("mm_ldm", joint_resample_rounds=2)
     with pytest.raises(ValueError, match="--guidance does not apply to MM-Diffusion"):
         sampling_for("mm_diffusion", guidance=1.0, decoder_steps=None)
 

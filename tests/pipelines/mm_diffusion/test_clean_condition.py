@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from pipelines.mm_diffusion import MMDiffusionUNet
 from pipelines.mm_diffusion.clips import ClipFormat
-from pipelines.mm_diffusion.entries import ZeroShot
+from pipelines.mm_diffusion.entries import Steering
 from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
 from pipelines.train.__main__ import main
 from pipelines.train.mm_diffusion import (
@@ -170,8 +170,8 @@ def test_clean_condition_refusals_are_plain(unet, record, kwargs, match):
 
 
 def test_zero_shot_steering_carries_the_clean_condition():
-    assert ZeroShot(clean_condition=True).arguments()["clean_condition"] is True
-    assert ZeroShot().overridden(clean_condition=None).clean_condition is False
+    assert Steering(clean_condition=True).arguments()["clean_condition"] is True
+    assert Steering().overridden(clean_condition=None).clean_condition is False
 
 
 def test_the_conditional_weight_is_the_x0_weighting_kept_within_its_cap():

@@ -44,7 +44,7 @@ def test_cli_writes_joint_a2v_and_v2a_files(tmp_path):
                                                       "sample-001.mp4", "sample-001.wav", "sheet.png"]
     assert json.loads((joint / "run.json").read_text())["seed"] == 3
     output = MMDiffusionPipeline.from_pretrained(model)(num_samples=2, generator=generators_for(3, 2)[0],
-                                                         sampler="ddpm", num_inference_steps=2)
+                                                         sampler="ddpm", num_inference_steps=2, resample_rounds=4)
     drawn = np.asarray(Image.open(joint / "sheet.png"))  # the uint8 sheet, written as it is
     assert np.array_equal(drawn, sample_sheet(output.video, output.audio, 2000))
     assert soundfile.info(str(joint / "sample-000.wav")).samplerate == 16000
@@ -58,7 +58,7 @@ def test_cli_writes_joint_a2v_and_v2a_files(tmp_path):
     record = json.loads((tmp_path / "a2v" / "run.json").read_text())
     assert (record["guidance"], record["guidance_form"], record["resample_rounds"]) == (0.0, "paper", 4)  # the tab's
     record = json.loads((joint / "run.json").read_text())
-    assert (record["guidance"], record["resample_rounds"]) == (0.0, 1)  # nothing given to steer towards
+    assert (record["guidance"], record["resample_rounds"]) == (0.0, 4)  # the tab's: the rounds as a corrector
 
     video = tmp_path / "glass.mp4"
     write_glass_video(video)

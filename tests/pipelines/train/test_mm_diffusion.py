@@ -311,3 +311,15 @@ def test_tab_audio_to_video_with_studio_weights_reads_the_upload_at_the_models_r
     assert rate == 16000 and len(returned) == 6400
     spectrum = np.abs(np.fft.rfft(returned))
     assert abs(np.argmax(spectrum) * 16000 / len(returned) - 300) < 10  # the given tone comes back
+
+
+def test_tab_refuses_a_clean_condition_the_weights_did_not_learn(studio_handlers, tmp_path, tone):
+    import gradio as gr
+
+    from studio.tabs.sounding_video import AUDIO_TO_VIDEO, STUDIO_WEIGHTS
+
+    source = tmp_path / "sound.wav"
+    soundfile.write(source, tone(300, 1.0, 2000), 2000)
+    with pytest.raises(gr.Error, match="did not learn a clean condition.*untick “Give it clean”"):
+        list(studio_handlers.generate(STUDIO_WEIGHTS, AUDIO_TO_VIDEO, str(source), None, "DDIM", 2, 0,
+                                      "Paper (Eq. 12: √(1 − ᾱ))", 1, 4, 1, False, FakeRequest(), clean=True))
