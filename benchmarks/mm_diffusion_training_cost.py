@@ -6,8 +6,9 @@ For every choice below, one training step of `pipelines.train.mm_diffusion` (the
 backward, AdamW) on random clips, best of `--repeats` after a warm-up, in CPU seconds of this process
 (`time.process_time`, one torch thread: time spent waiting for a core is not counted), and the ratio to the studio
 preset measured in the same process. Then one sample of the studio network per sampler and step count (the
-Sounding Video tab's choices): joint, and audio -> video with the tab's 4 resampling rounds of the noisiest 60 % of the
-steps (`entries.STUDIO_A2V`), with the released scripts' gradient guidance and by plain replacement. Prints a
+Sounding Video tab's choices): joint, plain and with the tab's 4 resampling rounds of the noisiest 60 % of the steps
+(`entries.STUDIO_JOINT`), and audio -> video resampled the same way (`entries.STUDIO_A2V`), with the released scripts'
+gradient guidance and by plain replacement. Prints a
 Markdown table and writes benchmarks/results/mm_diffusion_training_cost.json.
 
     python -m benchmarks.mm_diffusion_training_cost [--repeats 3]
@@ -25,7 +26,13 @@ from pathlib import Path
 
 import torch
 
-from pipelines.mm_diffusion.entries import PAPER_ZERO_SHOT, RELEASED_SCRIPTS_ZERO_SHOT, STUDIO_A2V, Steering
+from pipelines.mm_diffusion.entries import (
+    PAPER_ZERO_SHOT,
+    RELEASED_SCRIPTS_ZERO_SHOT,
+    STUDIO_A2V,
+    STUDIO_JOINT,
+    Steering,
+)
 from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
 from pipelines.train.mm_diffusion import PRESETS, JointDiffusionObjective, build_model
 
@@ -53,10 +60,11 @@ CHOICES = (
     Choice("batch 4", batch=4),
     Choice("batch 16", batch=16),
 )
-# (sampler, steps, how audio -> video is steered: None for a joint sample)
-SAMPLERS = (("ddpm", 1000, None), ("ddpm", 100, None), ("ddim", 50, None), ("ddim", 25, None),
-            ("dpm_solver", 20, None), ("ddpm", 100, STUDIO_A2V), ("ddpm", 100, RELEASED_SCRIPTS_ZERO_SHOT),
-            ("ddpm", 100, PAPER_ZERO_SHOT))
+# (sampler, steps, mode, how it is steered: None for the paper's joint sampler)
+SAMPLERS = (("ddpm", 1000, "joint", None), ("ddpm", 100, "joint", None), ("ddim", 50, "joint", None),
+            ("ddim", 25, "joint", None), ("dpm_solver", 20, "joint", None), ("ddpm", 100, "joint", STUDIO_JOINT),
+            ("ddpm", 100, "audio -> video", STUDIO_A2V), ("ddpm", 100, "audio -> video", RELEASED_SCRIPTS_ZERO_SHOT),
+            ("ddpm", 100, "audio -> video", PAPER_ZERO_SHOT))
 
 
 def network(choice: Choice) -> torch.nn.Module:
@@ -85,11 +93,12 @@ def step_seconds(choice: Choice, repeats: int) -> tuple[float, int]:
     return min(times[1:]), sum(p.numel() for p in objective.parameters())
 
 
-def sample_seconds(sampler: str, steps: int, steering: Steering | None = None) -> float:
-    """CPU seconds of one sample of the studio network (random weights: the cost does not depend on them): joint, or
-    audio -> video steered by `steering`."""
+def sample_seconds(sampler: str, steps: int, mode: str = "joint", steering: Steering | None = None) -> float:
+    """CPU seconds of one sample of the studio network (random weights: the cost does not depend on them): joint or
+    audio -> video, steered by `steering`."""
     pipe = MMDiffusionPipeline(network(CHOICES[0]).eval(), sample_rate=4000, fps=10)
-    given = {"audio": torch.full((3200,), 0.1), **steering.arguments()} if steering is not None else {}
+    given = {"audio": torch.full((3200,), 0.1)} if mode != "joint" else {}
+    given.update(steering.arguments() if steering is not None else {})
     started = time.process_time()
     pipe(num_samples=1, generator=torch.Generator().manual_seed(0), sampler=sampler, num_inference_steps=steps,
          **given)
@@ -112,9 +121,8 @@ def main() -> None:
         row["ratio"] = row["seconds_per_step"] / base
         print(f"| {row['choice']} | {row['parameters'] / 1e6:.2f}M | {row['seconds_per_step']:.3f} | "
               f"{row['ms_per_clip']:.0f} | {row['ratio']:.2f} |")
-    sampling = [{"sampler": s, "steps": n, "mode": "joint" if z is None else "audio -> video",
-                 "steering": None if z is None else z.arguments(), "seconds": sample_seconds(s, n, z)}
-                for s, n, z in SAMPLERS]
+    sampling = [{"sampler": s, "steps": n, "mode": mode, "steering": None if z is None else z.arguments(),
+                 "seconds": sample_seconds(s, n, mode, z)} for s, n, mode, z in SAMPLERS]
     print("\n| sampler | steps | mode | guidance λ (form), resampling rounds | s / sample |\n|---|---|---|---|---|")
     for row in sampling:
         z = row["steering"]

@@ -20,14 +20,16 @@ def test_a_training_step_of_a_choice_runs_and_counts_its_parameters():
     assert parameters == sum(p.numel() for p in network(CHOICES[0]).parameters())  # clip size does not change it
 
 
-def test_a_steered_sample_is_an_audio_to_video_one_with_its_steering():
-    from pipelines.mm_diffusion.entries import RELEASED_SCRIPTS_ZERO_SHOT, Steering
+def test_a_sample_is_of_its_mode_with_its_steering():
+    from pipelines.mm_diffusion.entries import RELEASED_SCRIPTS_ZERO_SHOT, STUDIO_JOINT, Steering
 
     with mock.patch.object(MMDiffusionPipeline, "__call__", autospec=True) as called:
-        sample_seconds("ddpm", 3, Steering(resample_rounds=4))
-        sample_seconds("ddpm", 3, RELEASED_SCRIPTS_ZERO_SHOT)
+        sample_seconds("ddpm", 3, "audio -> video", Steering(resample_rounds=4))
+        sample_seconds("ddpm", 3, "audio -> video", RELEASED_SCRIPTS_ZERO_SHOT)
         sample_seconds("ddpm", 3)
-    resampled, guided, joint = (call.kwargs for call in called.call_args_list)
+        sample_seconds("ddpm", 3, "joint", STUDIO_JOINT)
+    resampled, guided, joint, corrected = (call.kwargs for call in called.call_args_list)
     assert resampled["resample_rounds"] == 4 and tuple(resampled["audio"].shape) == (3200,)
     assert (guided["guidance_scale"], guided["guidance_scale_form"]) == (3 * 2**20, "code")
     assert "audio" not in joint and "resample_rounds" not in joint and "guidance_scale" not in joint
+    assert "audio" not in corrected and corrected["resample_rounds"] == STUDIO_JOINT.resample_rounds
