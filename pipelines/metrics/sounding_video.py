@@ -19,12 +19,13 @@ scores at least as high as the true pairs). The same for ground-truth toy clips 
 bound). The metric generates N samples with a Sounding Video model: joint ones (`--mode joint`), or zero-shot ones from
 held-out ground-truth toy clips: videos for their audio (`a2v`) or audio for their videos (`v2a`); `--mode all` runs
 the three. The model (`--weights`: a registry entry or a saved folder) is MM-Diffusion (`--sampler`, `--steps`;
-joint samples with `--joint-resample-rounds`; video -> audio by replacement, Eq. 10; audio -> video with gradient guidance `--gradient-guidance` λ in
-`--guidance-form`, Eq. 12, and `--resample-rounds`/`--resample-share`; for weights trained with a clean condition both
-from the learnt conditional, `--clean-condition`) or MM-LDM (DiT DDIM `--steps`, the shared decoder's
-`--decoder-steps`, cross-modal guidance φ `--guidance` and reconstruction guidance λ `--reconstruction` for a2v and
-v2a); options of the other model are refused (`sampling_for`). The given stream of a zero-shot clip is scored as given,
-and how far the model's returned copy of it strays is reported (`given_stream`: 0 when returned as given).
+joint samples with `--joint-resample-rounds`; video -> audio by replacement, Eq. 10; audio -> video with gradient
+guidance `--gradient-guidance` λ in `--guidance-form`, Eq. 12, and `--resample-rounds`/`--resample-share`; for weights
+trained with a clean condition both from the learnt conditional, `--clean-condition`) or MM-LDM (DiT DDIM `--steps`,
+the shared decoder's `--decoder-steps`, cross-modal guidance φ `--guidance` and reconstruction guidance λ
+`--reconstruction` for a2v and v2a); options of the other model are refused (`sampling_for`). The given stream of a
+zero-shot clip is scored as given, and how far the model's returned copy of it strays is reported (`given_stream`: 0
+when returned as given).
 
 Which scene a generated clip shows is decided by a **scene judge**, a small CNN trained in the run on real toy
 frames of every scene in the model's format (`train_scene_judge`; its held-out accuracy on real clips is reported):
@@ -616,8 +617,7 @@ def detector_table(result: dict, tolerance: int) -> str:
 
 def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: int = 0, sampler: str | None = None,
         steps: int | None = None, joint_resample_rounds: int | None = None, resample_rounds: int | None = None,
-        resample_share: float | None = None,
-        gradient_guidance: float | None = None, guidance_form: str | None = None,
+        resample_share: float | None = None, gradient_guidance: float | None = None, guidance_form: str | None = None,
         clean_condition: bool | None = None, decoder_steps: int | None = None,
         guidance: float | None = None, reconstruction: float | None = None, tolerance: int = 1,
         weights: str = "mm_diffusion_toyworld", variant: str = "studio", scenes: tuple[str, ...] | None = None,
@@ -626,9 +626,10 @@ def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: in
     """Score ground-truth toy clips and `samples` generated ones per mode; print the tables; write the JSON to `out`.
     `weights`: a registry entry (`variant`) or a model folder (`load_model`). `scenes`: of the ground-truth clips; by
     default those the model was trained on (`trained_scenes`). Sampling options (`MODEL_OPTIONS`; None: the model's
-    default): MM-Diffusion's `sampler`, `steps`, joint samples' `joint_resample_rounds` and audio -> video's `resample_rounds`, `resample_share`,
-    `gradient_guidance`, `guidance_form` and both directions' `clean_condition` (`mm_diffusion_sampling`); MM-LDM's
-    `steps`, `decoder_steps`, `guidance` and `reconstruction` (`mm_ldm_sampling`)."""
+    default): MM-Diffusion's `sampler`, `steps`, joint samples' `joint_resample_rounds` and audio -> video's
+    `resample_rounds`, `resample_share`, `gradient_guidance`, `guidance_form` and both directions' `clean_condition`
+    (`mm_diffusion_sampling`); MM-LDM's `steps`, `decoder_steps`, `guidance` and `reconstruction`
+    (`mm_ldm_sampling`)."""
     from pipelines.metrics.images_that_sound import machine
 
     for mode in modes:
@@ -729,8 +730,8 @@ def main(args) -> dict:
     try:
         return run(args.out, samples=args.samples, ground_truth=args.ground_truth, seed=args.seed,
                    sampler=args.sampler, steps=args.steps, joint_resample_rounds=args.joint_resample_rounds,
-                   resample_rounds=args.resample_rounds,
-                   resample_share=args.resample_share, gradient_guidance=args.gradient_guidance,
+                   resample_rounds=args.resample_rounds, resample_share=args.resample_share,
+                   gradient_guidance=args.gradient_guidance,
                    guidance_form=args.guidance_form, clean_condition=args.clean_condition,
                    decoder_steps=args.decoder_steps, guidance=args.guidance,
                    reconstruction=args.reconstruction,

@@ -10,9 +10,9 @@ Options: --model FOLDER or .pt (default: the bundled studio weights), --sampler 
 v2a --guidance λ (0 = replacement) with --guidance-form paper|code (Eq. 12's factor) and --clean-condition /
 --no-clean-condition (the given stream clean at step 0, for weights trained with `--clean-condition`). Their defaults
 (`entries.studio_steering`) are the tab's for the studio model: joint and a2v with 4 resampling rounds, v2a by
-replacement, and the learnt conditional for weights trained with a clean condition (a2v resampled on top). Writes sample-XXX.mp4
-(frames enlarged to at least 64 pixels, with the sound), sample-XXX.wav (16 kHz), sheet.png (one row of frames per
-sample with its spectrogram drawn under it) and run.json.
+replacement, and the learnt conditional for weights trained with a clean condition (a2v resampled on top). Writes
+sample-XXX.mp4 (frames enlarged to at least 64 pixels, with the sound), sample-XXX.wav (16 kHz), sheet.png (one row of
+frames per sample with its spectrogram drawn under it) and run.json.
 """
 
 from __future__ import annotations
