@@ -246,6 +246,8 @@ def test_bundled_studio_model_is_the_studio_preset():
     assert json.loads((folder / "model.json").read_text())["flags"] == model_flags(
         tiny_args(size="studio"), ClipFormat(8, 16, 16, 3200, 10, 4000))
     assert load_file(folder / "model.safetensors")["time_embed.0.weight"].dtype == torch.float16
+    assert entries.studio_learnt_clean_condition()  # fine-tuned with a clean condition: the tab gives it by default
+    assert MMDiffusionPipeline.from_pretrained(folder).learnt_clean_condition
 
 
 def ffmpeg_streams(path: str) -> str:
