@@ -446,8 +446,8 @@ def mm_diffusion_sampling(sampler: str | None, steps: int | None, joint_resample
                           resample_rounds: int | None, resample_share: float | None, gradient_guidance: float | None,
                           guidance_form: str | None, clean_condition: bool | None, learnt: bool = False) -> Sampling:
     """MM-Diffusion; defaults (`entries.studio_steering`): the Sounding Video tab's for the studio model (DDPM 100;
-    joint samples and audio -> video with 4 resampling rounds, video -> audio by replacement), and for weights that
-    learnt a clean condition (`learnt`) both directions from it, audio -> video resampled on top. The share of the
+    joint samples with 3 resampling rounds, audio -> video with 4, video -> audio by replacement), and for weights that
+    learnt a clean condition (`learnt`) both directions from it, audio -> video with 3 rounds on top. The share of the
     steps resampled is `resample_share` in both modes."""
     from pipelines.mm_diffusion.entries import studio_steering
 

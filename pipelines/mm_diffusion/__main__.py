@@ -9,10 +9,10 @@ Options: --model FOLDER or .pt (default: the bundled studio weights), --sampler 
 --resample-rounds U (RePaint resampling of the noisiest 60 % of the steps; 1 = the paper's sampler), and for a2v and
 v2a --guidance λ (0 = replacement) with --guidance-form paper|code (Eq. 12's factor) and --clean-condition /
 --no-clean-condition (the given stream clean at step 0, for weights trained with `--clean-condition`). Their defaults
-(`entries.studio_steering`) are the tab's for the studio model: joint and a2v with 4 resampling rounds, v2a by
-replacement, and the learnt conditional for weights trained with a clean condition (a2v resampled on top). Writes
-sample-XXX.mp4 (frames enlarged to at least 64 pixels, with the sound), sample-XXX.wav (16 kHz), sheet.png (one row of
-frames per sample with its spectrogram drawn under it) and run.json.
+(`entries.studio_steering`) are the tab's for the studio model: joint with 3 resampling rounds, a2v with 4, v2a by
+replacement, and the learnt conditional for weights trained with a clean condition (a2v with 3 rounds on top).
+Writes sample-XXX.mp4 (frames enlarged to at least 64 pixels, with the sound), sample-XXX.wav (16 kHz), sheet.png
+(one row of frames per sample with its spectrogram drawn under it) and run.json.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--guidance-form", default=None, choices=("paper", "code"), help="zero-shot: Eq. 12's "
                         "factor, the paper's √(1 − ᾱ) (default) or the released code's √ᾱ")
     parser.add_argument("--resample-rounds", type=int, default=None, help="times each of the noisiest 60 %% of "
-                        "the steps is taken (1: the paper's sampler; default 4 for joint and a2v, 1 for v2a)")
+                        "the steps is taken (1: the paper's sampler; default: the tab's, 3 for joint, 3 or 4 for "
+                        "a2v, 1 for v2a)")
     parser.add_argument("--clean-condition", default=None, action=argparse.BooleanOptionalAction, help="a2v and "
                         "v2a: the given stream enters clean at step 0 (weights trained with --clean-condition; "
                         "their default) or noised as in the paper")

@@ -48,14 +48,15 @@ RELEASED_SCRIPTS_ZERO_SHOT = Steering(guidance_scale=3 * 2**20, guidance_scale_f
 # spoils the picture (the judge sees a lamp in 68 % of its clips, in all of the resampled ones) (README).
 STUDIO_A2V = Steering(resample_rounds=4)
 # Weights trained with `--clean-condition` learnt both conditionals: the given stream enters clean, at step 0. Audio
-# -> video also takes 4 resampling rounds: from the clean condition alone a fine-tuned lamp model drew its lamp in
-# only about half of the clips, with the rounds in 97 % (README).
+# -> video also takes 3 resampling rounds: from the clean condition alone a fine-tuned lamp model drew its lamp in
+# only about half of the clips, with the rounds in 91 % (4 rounds: 95 %, but 280 model calls are about 25 s of a core;
+# 3 rounds make 220) (README).
 LEARNT_CONDITIONAL = Steering(clean_condition=True)
-LEARNT_A2V = Steering(clean_condition=True, resample_rounds=4)
-# The studio model's joint samples: the same rounds as a corrector. With one round the fine-tuned lamp model left
+LEARNT_A2V = Steering(clean_condition=True, resample_rounds=3)
+# The studio model's joint samples: the same 3 rounds as a corrector. With one round the fine-tuned lamp model left
 # most backgrounds muddy and grainy (the judge saw a lamp in 47 % of 32 clips); with the rounds it draws the scene
-# (README).
-STUDIO_JOINT = Steering(resample_rounds=4)
+# (92 %; README).
+STUDIO_JOINT = Steering(resample_rounds=3)
 _LOCAL_CHECKPOINTS: dict[str, str] = {}
 
 

@@ -86,8 +86,9 @@ changed.
 """
 
 
-# DDPM respaced to 100 steps: 10 s of one CPU core for a joint sample, 29 s for audio -> video with its 4 resampling
-# rounds (benchmarks.mm_diffusion_training_cost, 2026-12-05), where the full 1000-step chain takes 84 s.
+# DDPM respaced to 100 steps: 9 s of one CPU core for a plain joint sample, about 21 s with the studio model's 3
+# resampling rounds (220 model calls; benchmarks.mm_diffusion_training_cost, 2026-12-06), where the full 1000-step
+# chain takes 94 s.
 STUDIO_STEPS = 100
 
 
@@ -111,10 +112,11 @@ def default_steps(weights: str | None) -> int:
 
 
 def default_steering(weights: str | None, mode: str) -> Steering:
-    """A small model's steering (`entries.studio_steering`): joint samples and audio -> video resampled (280 model
-    calls at 100 steps), both directions from the conditional the bundled studio weights learnt (a clean condition)
-    when they did, else video -> audio by replacement. The released checkpoints start from the paper's sampler and
-    replacement (which DPM-Solver, their default sampler, can run)."""
+    """A small model's steering (`entries.studio_steering`): joint samples and audio -> video resampled (220 model
+    calls at 100 steps; 280 for audio -> video of weights without a clean condition), both directions from the
+    conditional the bundled studio weights learnt (a clean condition) when they did, else video -> audio by
+    replacement. The released checkpoints start from the paper's sampler and replacement (which DPM-Solver, their
+    default sampler, can run)."""
     if not small(weights):
         return PAPER_ZERO_SHOT
     learnt = weights == STUDIO_WEIGHTS and studio_learnt_clean_condition()  # weights trained here may not have it

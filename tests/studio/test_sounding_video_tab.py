@@ -224,8 +224,9 @@ def test_space_file_checkpoint_paths_are_carried_relative_to_the_file(tmp_path):
 
 @pytest.mark.parametrize("learnt", [False, True])
 def test_the_studio_model_starts_at_steps_an_artist_can_wait_for(monkeypatch, learnt):
-    """DDPM's 1000-step chain took 261 s on the studio model; its default is 100 steps, of which joint samples and
-    audio -> video resample the noisiest 60 % 4 times (280 model calls). Studio weights that learnt a clean condition
+    """DDPM's 1000-step chain took 261 s on the studio model; its default is 100 steps, of which joint samples
+    resample the noisiest 60 % 3 times (220 model calls), and audio -> video 3 times from a learnt clean condition,
+    else 4. Studio weights that learnt a clean condition
     take what the artist gives clean in both directions; otherwise video -> audio starts from replacement. Weights
     trained in the Train tab are not assumed to have learnt it."""
     from studio.tabs import sounding_video as tab
@@ -241,10 +242,10 @@ def test_the_studio_model_starts_at_steps_an_artist_can_wait_for(monkeypatch, le
     monkeypatch.setattr(tab, "studio_learnt_clean_condition", lambda: learnt)
     assert default_sampler(STUDIO_WEIGHTS) == "DDPM" and default_steps(STUDIO_WEIGHTS) == 100
     replacement, resampled = (0.0, PAPER_FORM, 1, False), (0.0, PAPER_FORM, 4, False)
-    clean, clean_resampled = (0.0, PAPER_FORM, 1, True), (0.0, PAPER_FORM, 4, True)
+    clean, clean_resampled = (0.0, PAPER_FORM, 1, True), (0.0, PAPER_FORM, 3, True)
     assert steering_controls(STUDIO_WEIGHTS, AUDIO_TO_VIDEO) == (clean_resampled if learnt else resampled)
     assert steering_controls(STUDIO_WEIGHTS, VIDEO_TO_AUDIO) == (clean if learnt else replacement)
-    assert steering_controls(STUDIO_WEIGHTS, JOINT) == resampled
+    assert steering_controls(STUDIO_WEIGHTS, JOINT) == (0.0, PAPER_FORM, 3, False)  # the rounds as a corrector
     assert steering_controls("session-run-1", AUDIO_TO_VIDEO) == resampled  # a small model trained in the tab
     assert steering_controls(LANDSCAPE, AUDIO_TO_VIDEO) == replacement  # the released checkpoints: the paper's
     assert steering_controls(LANDSCAPE, JOINT) == replacement

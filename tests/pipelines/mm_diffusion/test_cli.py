@@ -44,7 +44,7 @@ def test_cli_writes_joint_a2v_and_v2a_files(tmp_path):
                                                       "sample-001.mp4", "sample-001.wav", "sheet.png"]
     assert json.loads((joint / "run.json").read_text())["seed"] == 3
     output = MMDiffusionPipeline.from_pretrained(model)(num_samples=2, generator=generators_for(3, 2)[0],
-                                                         sampler="ddpm", num_inference_steps=2, resample_rounds=4)
+                                                         sampler="ddpm", num_inference_steps=2, resample_rounds=3)
     drawn = np.asarray(Image.open(joint / "sheet.png"))  # the uint8 sheet, written as it is
     assert np.array_equal(drawn, sample_sheet(output.video, output.audio, 2000))
     assert soundfile.info(str(joint / "sample-000.wav")).samplerate == 16000
@@ -58,7 +58,7 @@ def test_cli_writes_joint_a2v_and_v2a_files(tmp_path):
     record = json.loads((tmp_path / "a2v" / "run.json").read_text())
     assert (record["guidance"], record["guidance_form"], record["resample_rounds"]) == (0.0, "paper", 4)  # the tab's
     record = json.loads((joint / "run.json").read_text())
-    assert (record["guidance"], record["resample_rounds"]) == (0.0, 4)  # the tab's: the rounds as a corrector
+    assert (record["guidance"], record["resample_rounds"]) == (0.0, 3)  # the tab's: the rounds as a corrector
 
     video = tmp_path / "glass.mp4"
     write_glass_video(video)
@@ -89,8 +89,8 @@ def test_cli_samples_weights_trained_with_a_clean_condition_from_their_condition
     pipe.save_pretrained(model)
     sound = tmp_path / "sound.wav"
     soundfile.write(str(sound), 0.3 * np.sin(np.arange(16000) * 0.1), 16000)
-    cases = (([], (True, 4)), (["--no-clean-condition"], (False, 4)), (["--resample-rounds", "1"], (True, 1)))
-    for flags, expected in cases:  # a2v: the clean condition with 4 resampling rounds unless told otherwise
+    cases = (([], (True, 3)), (["--no-clean-condition"], (False, 3)), (["--resample-rounds", "1"], (True, 1)))
+    for flags, expected in cases:  # a2v: the clean condition with 3 resampling rounds unless told otherwise
         out = tmp_path / f"a2v{len(flags)}"
         assert main(["a2v", str(sound), "--model", str(model), "--out", str(out), "--steps", "2",
                      "--num-samples", "1", *flags]) == 0
