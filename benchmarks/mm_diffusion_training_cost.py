@@ -6,9 +6,9 @@ For every choice below, one training step of `pipelines.train.mm_diffusion` (the
 backward, AdamW) on random clips, best of `--repeats` after a warm-up, in CPU seconds of this process
 (`time.process_time`, one torch thread: time spent waiting for a core is not counted), and the ratio to the studio
 preset measured in the same process. Then one sample of the studio network per sampler and step count (the
-Sounding Video tab's choices): joint, plain and with the tab's 4 resampling rounds of the noisiest 60 % of the steps
-(`entries.STUDIO_JOINT`), and audio -> video resampled the same way (`entries.STUDIO_A2V`), with the released scripts'
-gradient guidance and by plain replacement. Prints a Markdown table and writes
+Sounding Video tab's choices): joint, plain and with the tab's 3 resampling rounds of the noisiest 60 % of the steps
+(`entries.STUDIO_JOINT`), and audio -> video with 4 rounds (`entries.STUDIO_A2V`, weights without a clean condition),
+with the released scripts' gradient guidance and by plain replacement. Prints a Markdown table and writes
 benchmarks/results/mm_diffusion_training_cost.json.
 
     python -m benchmarks.mm_diffusion_training_cost [--repeats 3]

@@ -459,7 +459,8 @@ def mm_diffusion_sampling(sampler: str | None, steps: int | None, joint_resample
         guidance_scale=gradient_guidance, guidance_scale_form=guidance_form, resample_rounds=resample_rounds,
         clean_condition=clean_condition)
     steering = {**chosen.arguments(), "resample_share": share}
-    v2a = {"clean_condition": learnt if clean_condition is None else clean_condition}
+    v2a = {"clean_condition": studio_steering("v2a", learnt).overridden(clean_condition=clean_condition)
+           .clean_condition}
     return Sampling("mm_diffusion", {"joint": joint, "a2v": {**plain, **steering}, "v2a": {**plain, **v2a}},
                     {"sampler": plain["sampler"], "steps": plain["num_inference_steps"],
                      "joint_resample_rounds": joint["resample_rounds"], "a2v_steering": steering,
