@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipelines.registry import MODEL_CHOICES
+from studio.compute import leave_a_core_for_the_server
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -39,6 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    leave_a_core_for_the_server()  # before torch is imported
     if not port_is_free(args.host, args.port):
         sys.exit(f"error: port {args.port} is busy (another studio or program is using it); "
                  f"choose another with --port, e.g. --port {args.port + 1}")

@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from pipelines.registry import available, forget_trained_weights, register_local_checkpoints
+from studio.compute import warm_up
 from studio.context import StudioContext
 from studio.tabs import about, images_that_sound, impact_sound, sounding_video, spectrogram_lab, train, visual_echoes
 from studio.training import RUNS
@@ -43,6 +44,7 @@ def build_studio(context: StudioContext) -> gr.Blocks:
                 tab.build(context)
             weights = about.build(context)
         demo.load(lambda: about.weights_table(context), None, weights)
+        demo.load(warm_up, None, None, queue=False, api_visibility="private")
 
         def end_session(request: gr.Request) -> None:
             RUNS.end(request.session_hash)  # its training stops before its folder goes

@@ -1,9 +1,9 @@
-"""Long generations in a worker thread: previews stream to the page, and Stop really stops the work.
+"""Long generations on the compute thread: previews stream to the page, and Stop really stops the work.
 
-Gradio runs a generator handler step by step and, when the artist presses Stop, closes it. A sampler running in a
-worker thread would not notice and would go on computing unseen for minutes. `stream` runs the work in a thread,
-turns each preview it makes into the handler's outputs, and once the handler is closed makes the work's next preview
-raise `Stopped`, which ends the sampling.
+Gradio runs a generator handler step by step and, when the artist presses Stop, closes it. A sampler running in
+another thread would not notice and would go on computing unseen for minutes. `stream` runs the work on the studio's
+compute thread (`studio.compute`), turns each preview it makes into the handler's outputs, and once the handler is
+closed makes the work's next preview raise `Stopped`, which ends the sampling.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import queue
 import threading
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
+
+from studio.compute import COMPUTE
 
 Result = TypeVar("Result")
 Preview = Callable[[Any], None]
@@ -68,6 +70,8 @@ def stream(work: Callable[[Preview], Result], show: Callable[[Any], tuple],
         updates.put(("preview", value))
 
     def run() -> None:
+        if closed.is_set():  # stopped while it waited for the compute thread
+            return
         try:
             updates.put(("done", work(preview)))
         except Stopped:
@@ -75,7 +79,7 @@ def stream(work: Callable[[Preview], Result], show: Callable[[Any], tuple],
         except Exception as error:  # noqa: BLE001 - re-raised in the handler's thread, where user_facing handles it
             updates.put(("error", error))
 
-    threading.Thread(target=run, daemon=True).start()
+    COMPUTE.submit(run)
     try:
         while True:
             kind, value = updates.get()

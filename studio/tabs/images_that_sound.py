@@ -22,7 +22,8 @@ import numpy as np
 from pipelines.audio import SPECS
 from pipelines.images_that_sound import LATENT_BLOCK, PIXELS_PER_LATENT
 from pipelines.media import save_playhead_video, save_png, save_wav, to_uint8
-from pipelines.registry import REGISTRY, WeightsUnavailableError, available, chosen_variant, describe, get_pipeline
+from pipelines.registry import REGISTRY, WeightsUnavailableError, available, chosen_variant, describe
+from studio.compute import COMPUTE, get_pipeline
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
 from studio.streaming import PreviewFiles, every_steps, stream
@@ -281,8 +282,8 @@ class ImagesThatSoundHandlers:
             yield (None,) + saved + (None,)
             return
         yield (None,) + saved + (gr.skip(),)
-        yield (gr.skip(),) * 7 + (self._colorize(pipe, payload.spectrogram[best : best + 1], colour_prompt,
-                                                 colour_with, generators[best], request),)
+        yield (gr.skip(),) * 7 + (COMPUTE.run(self._colorize, pipe, payload.spectrogram[best : best + 1],
+                                              colour_prompt, colour_with, generators[best], request),)
 
     def _colorize(self, pipe, spectrogram, prompt: str, colorizer: str, generator, request: gr.Request) -> str:
         """The paper's IF colorizer (30 steps, guidance 10, restart at step 7) or the SD 1.5 one (30 steps)."""
@@ -298,7 +299,7 @@ class ImagesThatSoundHandlers:
         """Files for every sample, the gallery best-first with scores when the paper's scorers can be loaded;
         returns the outputs and the best sample's index."""
         session = request.session_hash
-        scores, order = self._scores(output, prompts)
+        scores, order = COMPUTE.run(self._scores, output, prompts)
         paths, images = [], []
         for index in order:
             png = self.context.files.new_path(session, f"image-that-sounds-{seed_used + index}", ".png")

@@ -27,7 +27,8 @@ import pandas as pd
 from pipelines.audio import SPECS
 from pipelines.impact_sound.pipeline_physics import MATERIAL_CHOICES, MAX_MODES, MAX_SECONDS, MIN_SECONDS, GlobalEdits
 from pipelines.media import VideoDecodeError, save_png, save_wav, to_uint8
-from pipelines.registry import available, chosen_variant, describe, get_pipeline
+from pipelines.registry import available, chosen_variant, describe
+from studio.compute import get_pipeline
 from studio.context import StudioContext
 from studio.streaming import PreviewFiles, every_steps, stream
 from studio.validation import (

@@ -33,7 +33,8 @@ from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS as LDM_DECODER_STEPS
 from pipelines.mm_ldm.entries import STUDIO_GUIDANCE as LDM_GUIDANCE
 from pipelines.mm_ldm.entries import STUDIO_RECONSTRUCTION as LDM_RECONSTRUCTION
 from pipelines.mm_ldm.entries import STUDIO_STEPS as LDM_STEPS
-from pipelines.registry import available, describe, get_pipeline
+from pipelines.registry import available, describe
+from studio.compute import get_pipeline
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
 from studio.streaming import PreviewFiles, every_steps, stream
@@ -69,7 +70,7 @@ MAX_RESAMPLE_ROUNDS = 10
 MAX_LDM_STEPS = 1000  # DDIM takes at most the 1000 steps of MM-LDM's training schedule
 MAX_CROSS_MODAL_GUIDANCE = 20.0
 MAX_RECONSTRUCTION = 1000.0
-PREVIEW_EVERY = 2
+PREVIEW_EVERY = 5
 PREVIEW_COLUMNS = 8
 FRAMES_PREVIEW = "Frames forming"
 LATENT_PREVIEW = "Video latent forming (first sample; its first three channels as colours)"

@@ -9,8 +9,9 @@ import gradio as gr
 
 from pipelines.audio import SPECS
 from pipelines.media import save_playhead_video, save_png, save_wav
-from pipelines.registry import available, get_pipeline
+from pipelines.registry import available
 from pipelines.spectrogram_lab import MAX_SECONDS, MIN_SECONDS, round_trip_error
+from studio.compute import COMPUTE, get_pipeline
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
 from studio.validation import (
@@ -118,10 +119,10 @@ class LabHandlers:
         lab = get_pipeline(NAME, self.variant)
         vocoder = get_pipeline("hifigan", self.variant) if vocoder_name == HIFIGAN else None
         progress(0.1, desc=f"Turning the picture into sound ({vocoder_name})")
-        result = lab(pixels, seconds=duration, invert=bool(dark_is_loud), griffin_lim_iterations=n_iter,
-                     vocoder=vocoder)
+        result = COMPUTE.run(lab, pixels, seconds=duration, invert=bool(dark_is_loud), griffin_lim_iterations=n_iter,
+                             vocoder=vocoder)
         progress(0.6, desc="Analysing the sound again")
-        again = lab.heard_again(result)
+        again = COMPUTE.run(lab.heard_again, result)
         progress(0.75, desc="Writing files")
         files = _write_outputs(self.context, request, "picture", result.image, result.audio, result.sample_rate)
         again_png = save_png(again, self.context.files.new_path(request.session_hash, "round-trip", ".png"))
@@ -139,9 +140,9 @@ class LabHandlers:
         n_iter = require_number(n_iter, "Griffin-Lim iterations", 1, MAX_ITERATIONS, integer=True)
         lab = get_pipeline(NAME, self.variant)
         progress(0.1, desc="Computing the spectrogram")
-        result = lab.sound_to_picture(loaded.samples)
+        result = COMPUTE.run(lab.sound_to_picture, loaded.samples)
         progress(0.3, desc="Playing the picture back (Griffin-Lim)")
-        back = lab(result.image, seconds=_playable_seconds(result.seconds), griffin_lim_iterations=n_iter)
+        back = COMPUTE.run(lab, result.image, seconds=_playable_seconds(result.seconds), griffin_lim_iterations=n_iter)
         progress(0.7, desc="Writing files")
         files = _write_outputs(self.context, request, "sound", result.image, result.audio, result.sample_rate)
         back_wav = save_wav(back.audio, back.sample_rate,

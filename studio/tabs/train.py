@@ -24,7 +24,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from pipelines.registry import available, get_pipeline, register_trained_weights, trained_weights
+from pipelines.registry import available, register_trained_weights, trained_weights
+from studio.compute import COMPUTE, get_pipeline
 from studio.context import StudioContext
 from studio.streaming import PreviewFiles
 from studio.training import (
@@ -448,7 +449,8 @@ class TrainHandlers:
                 f"{_loss_text(losses)}. It is now a choice of **Weights** in the {trainable.title} tab (this "
                 "session only), and downloads below.")
         try:
-            picture, about = draw_sample(run.generator, trainable.entry, variant, run.settings.get("caption"))
+            picture, about = COMPUTE.run(draw_sample, run.generator, trainable.entry, variant,
+                                         run.settings.get("caption"))
         except Exception:
             log.exception("drawing a sample from %s", run.out)
             picture, about = None, "No sample could be drawn here; try the model in its tab."

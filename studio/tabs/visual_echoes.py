@@ -15,7 +15,8 @@ import numpy as np
 
 from pipelines.audio import SPECS
 from pipelines.media import save_playhead_video, save_png, save_wav, to_uint8
-from pipelines.registry import describe, get_pipeline
+from pipelines.registry import describe
+from studio.compute import get_pipeline
 from studio.context import StudioContext
 from studio.gpu import gpu_handler
 from studio.streaming import PreviewFiles, every_steps, stream

@@ -67,8 +67,8 @@ def make_a_sounding_video(page, steps: str) -> None:
 
 
 def test_previews_are_not_kept_past_their_job(browser, studio_url, disk):  # noqa: F811
-    """8 steps stream 4 preview pictures; once the job is done one is left (the last shown), in the session's folder
-    and in gradio's cache alike."""
+    """8 steps stream a preview picture (one every 5 steps); once the job is done one is left (the last shown), in the
+    session's folder and in gradio's cache alike."""
     before_folders, before_cached = session_folders(disk), cached(disk, "preview-*.png")
     page = open_tab(browser, studio_url, "Sounding Video")
     make_a_sounding_video(page, "8")

@@ -104,7 +104,7 @@ def test_tab_shows_with_a_configured_checkpoint_file_or_the_bundled_studio_weigh
 
 
 def test_joint_generation_streams_frames_and_writes_mp4_with_sound(handlers):
-    updates = run(handlers, samples=2, seed=5, steps=4)
+    updates = run(handlers, samples=2, seed=5, steps=2 * sounding_video.PREVIEW_EVERY)
     previews, (_, mp4, wav, files, note) = updates[:-1], updates[-1]
     assert len(previews) == 2 and all(preview[0].endswith(".png") for preview in previews)
     from PIL import Image  # previews are png files; only the last one shown outlives the job
@@ -278,10 +278,10 @@ def studio_handlers(tmp_path) -> SoundingVideoHandlers:
     return SoundingVideoHandlers(context(tmp_path, models="studio"), "studio")
 
 
-def run_mm_ldm(handlers, mode=JOINT, audio=None, video=None, seed=2, samples=1) -> list:
+def run_mm_ldm(handlers, mode=JOINT, audio=None, video=None, seed=2, samples=1, latent_steps=2) -> list:
     """MM-LDM at 2 DiT and 2 decoder steps; MM-Diffusion's settings are given as None: MM-LDM does not read them."""
     return list(handlers.generate(MM_LDM, mode, audio, video, None, None, None, None, None, seed, samples, None,
-                                  FakeRequest(), latent_steps=2, decoder_steps=2, cross_guidance=3.0,
+                                  FakeRequest(), latent_steps=latent_steps, decoder_steps=2, cross_guidance=3.0,
                                   reconstruction=100.0))
 
 
@@ -344,8 +344,8 @@ def test_mm_ldm_format_note_says_its_clip_and_what_it_was_trained_on(studio_hand
 def test_mm_ldm_joint_generation_previews_its_latent_and_writes_mp4_and_wav(studio_handlers):
     from PIL import Image
 
-    *previews, (_, mp4, wav, files, note) = run_mm_ldm(studio_handlers)
-    assert len(previews) == 1  # 2 steps, a preview every 2
+    *previews, (_, mp4, wav, files, note) = run_mm_ldm(studio_handlers, latent_steps=sounding_video.PREVIEW_EVERY)
+    assert len(previews) == 1  # a preview every PREVIEW_EVERY steps of either loop
     picture = np.asarray(Image.open(previews[0][0]))
     assert picture.shape == (64, 64, 3)  # the 8×8 latent picture, enlarged 8× pixel for pixel
     assert (picture[::8, ::8].repeat(8, 0).repeat(8, 1) == picture).all()

@@ -90,3 +90,13 @@ def test_previews_go_through_files_that_do_not_outlive_their_job(tmp_path):
     assert len(list(cache.rglob("*.png"))) == 1 and len(list((tmp_path / "root").rglob("*.png"))) == 1
     files.end("alice")
     assert list(cache.rglob("*.png")) == [] and not any((tmp_path / "root").iterdir())
+
+
+def test_the_work_runs_on_the_compute_thread():
+    from studio.compute import COMPUTE
+
+    def work(preview):
+        preview(threading.current_thread().name)
+        return "done"
+
+    assert list(handler(work)) == [(f"preview {COMPUTE.name}",), ("result done",)]
