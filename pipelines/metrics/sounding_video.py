@@ -377,7 +377,8 @@ def train_scene_judge(fmt: ClipFormat, seed: int, clips_per_scene: int = 40, ste
 MODEL_NAMES = {"mm_diffusion": "MM-Diffusion", "mm_ldm": "MM-LDM"}
 MODEL_OPTIONS = {"mm_diffusion": ("sampler", "steps", "joint_resample_rounds", "resample_rounds", "resample_share",
                                   "gradient_guidance", "guidance_form", "clean_condition"),
-                 "mm_ldm": ("steps", "decoder_steps", "guidance", "reconstruction")}  # run()'s options per model
+                 "mm_ldm": ("steps", "decoder_steps", "guidance", "reconstruction", "joint_resample_rounds",
+                            "resample_rounds", "resample_share")}  # run()'s options per model
 
 
 @dataclass(frozen=True)
@@ -468,21 +469,31 @@ def mm_diffusion_sampling(sampler: str | None, steps: int | None, joint_resample
 
 
 def mm_ldm_sampling(steps: int | None, decoder_steps: int | None, guidance: float | None,
-                    reconstruction: float | None) -> Sampling:
-    """MM-LDM with cross-modal guidance φ and reconstruction guidance λ for a2v and v2a; defaults: the studio model's
-    (`pipelines.mm_ldm.entries`), the shared decoder at its released classifier-free guidance."""
-    from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION, STUDIO_STEPS
+                    reconstruction: float | None, joint_resample_rounds: int | None, resample_rounds: int | None,
+                    resample_share: float | None) -> Sampling:
+    """MM-LDM with cross-modal guidance φ and reconstruction guidance λ for a2v and v2a, resampling rounds of the DiT's
+    noisiest steps; defaults: the studio model's (`pipelines.mm_ldm.entries`), the shared decoder at its released
+    classifier-free guidance."""
+    from pipelines.mm_ldm import entries
     from pipelines.mm_ldm.pipeline_mm_ldm import DECODER_GUIDANCE_SCALE
 
-    joint = {"num_inference_steps": STUDIO_STEPS if steps is None else steps,
-             "decoder_steps": STUDIO_DECODER_STEPS if decoder_steps is None else decoder_steps,
-             "decoder_guidance_scale": DECODER_GUIDANCE_SCALE}
-    guided = {**joint, "guidance_scale": STUDIO_GUIDANCE if guidance is None else guidance,
-              "reconstruction_scale": STUDIO_RECONSTRUCTION if reconstruction is None else reconstruction}
-    return Sampling("mm_ldm", {"joint": joint, "a2v": guided, "v2a": guided},
-                    {"steps": joint["num_inference_steps"], "decoder_steps": joint["decoder_steps"],
+    plain = {"num_inference_steps": entries.STUDIO_STEPS if steps is None else steps,
+             "decoder_steps": entries.STUDIO_DECODER_STEPS if decoder_steps is None else decoder_steps,
+             "decoder_guidance_scale": DECODER_GUIDANCE_SCALE,
+             "resample_share": 0.6 if resample_share is None else resample_share}
+    joint = {**plain, "resample_rounds": entries.studio_resample_rounds("joint") if joint_resample_rounds is None
+             else joint_resample_rounds}
+    guided = {**plain, "guidance_scale": entries.STUDIO_GUIDANCE if guidance is None else guidance,
+              "reconstruction_scale": entries.STUDIO_RECONSTRUCTION if reconstruction is None else reconstruction}
+    a2v, v2a = ({**guided, "resample_rounds": entries.studio_resample_rounds(mode) if resample_rounds is None
+                 else resample_rounds} for mode in ("a2v", "v2a"))
+    return Sampling("mm_ldm", {"joint": joint, "a2v": a2v, "v2a": v2a},
+                    {"steps": plain["num_inference_steps"], "decoder_steps": plain["decoder_steps"],
                      "decoder_guidance": DECODER_GUIDANCE_SCALE, "guidance": guided["guidance_scale"],
-                     "reconstruction": guided["reconstruction_scale"]})
+                     "reconstruction": guided["reconstruction_scale"],
+                     "resample_rounds": {mode: rounds["resample_rounds"] for mode, rounds in
+                                         (("joint", joint), ("a2v", a2v), ("v2a", v2a))},
+                     "resample_share": plain["resample_share"]})
 
 
 def trained_scenes(pipe) -> tuple[str, ...]:
@@ -696,14 +707,14 @@ def add_arguments(parser) -> None:
                         "3·2^20)")
     parser.add_argument("--guidance-form", default=None, choices=("paper", "code"), help="MM-Diffusion a2v only: "
                         "the factor of Eq. 12, the paper's √(1 − ᾱ) (default) or the released code's √ᾱ")
-    parser.add_argument("--joint-resample-rounds", type=int, default=None, help="MM-Diffusion joint only: times "
-                        "each resampled step is taken (a corrector; default: the tab's for the studio model; 1 = the "
+    parser.add_argument("--joint-resample-rounds", type=int, default=None, help="joint samples: times each "
+                        "resampled step is taken (a corrector; default: the tab's for the studio model; 1 = the "
                         "paper's sampler)")
-    parser.add_argument("--resample-rounds", type=int, default=None, help="MM-Diffusion a2v only: times each "
-                        "resampled step is taken (RePaint; default: the tab's for the studio model; 1 = the paper's "
-                        "sampler)")
-    parser.add_argument("--resample-share", type=float, default=None, help="MM-Diffusion joint and a2v: share of "
-                        "the steps, from the noisiest, that are resampled (default 0.6)")
+    parser.add_argument("--resample-rounds", type=int, default=None, help="MM-Diffusion a2v, MM-LDM a2v and v2a: "
+                        "times each resampled step is taken (RePaint; default: the tab's for the studio model; 1 = "
+                        "the paper's sampler)")
+    parser.add_argument("--resample-share", type=float, default=None, help="share of the steps, from the noisiest, "
+                        "that are resampled (default 0.6)")
     parser.add_argument("--clean-condition", default=None, action=argparse.BooleanOptionalAction,
                         help="MM-Diffusion a2v and v2a: give the given stream clean at step 0, for weights trained "
                              "with --clean-condition (their default), or noised as the paper (--no-clean-condition)")

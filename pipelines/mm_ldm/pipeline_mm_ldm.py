@@ -10,6 +10,9 @@
      the equation writes it), and the video noise is ε = ε_u + φ(ε_c − ε_u) with ε_c = ε̂(z_a^t, z_v^t, t; z_a, 0_v)
      and ε_u = ε̂(z_a^t, z_v^t, t; 0_a, 0_v) (Eq. 8 with its sign corrected), both from one batched DiT call. The
      given audio is returned as given. Video → audio is symmetric. φ is not given in the paper; `guidance_scale`.
+   - Departure, resampling (`resample_rounds` U, 1 = the paper's sampler): each of the noisiest `resample_share` of
+     the steps is taken U times, backing up by q(z^t | z^{t-1}) in between (`scheduling_mm_ldm.renoise`), in every
+     mode; in joint generation the rounds act as a corrector that lets the two streams agree.
    - Departure, reconstruction guidance (`reconstruction_scale` λ, 0 = the paper's sampler): after each step the
      generated latent also moves against the gradient of how far the DiT's x̂_0 of the given stream lies from the
      given latent (`scheduling_mm_ldm.reconstruction_step`), as MM-Diffusion's zero-shot gradient guidance does. The
@@ -48,6 +51,8 @@ from .scheduling_mm_ldm import (
     guided_noise,
     predicted_original,
     reconstruction_step,
+    renoise,
+    resampled,
 )
 
 CONFIG_FORMAT = "mm_ldm-1"
@@ -185,6 +190,13 @@ class MMLDMPipeline(StudioPipeline):
         if output_type not in ("np", "pt", "latent"):
             raise ValueError(f"`output_type` must be 'np', 'pt' or 'latent', got {output_type!r}.")
 
+    @staticmethod
+    def check_resampling(rounds: int, share: float) -> None:
+        if not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"`resample_rounds` must be an integer >= 1 (1 = no resampling), got {rounds!r}.")
+        if not isinstance(share, (int, float)) or not 0 <= share <= 1:
+            raise ValueError(f"`resample_share` must be a share of the steps between 0 and 1, got {share!r}.")
+
     # 2. Conditioning: media -> perceptual latents
     def video_tensor(self, video, num_samples: int) -> torch.Tensor:
         """uint8 (or float in [0, 1]) `[F, H, W, 3]` / `[N, F, H, W, 3]` -> `[N, F, 3, H, W]` in [-1, 1]."""
@@ -271,6 +283,8 @@ class MMLDMPipeline(StudioPipeline):
         num_inference_steps: int = NUM_INFERENCE_STEPS,
         guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
         reconstruction_scale: float = 0.0,
+        resample_rounds: int = 1,
+        resample_share: float = 0.6,
         decoder_steps: int = NUM_INFERENCE_STEPS,
         decoder_guidance_scale: float = DECODER_GUIDANCE_SCALE,
         num_samples: int = 1,
@@ -291,6 +305,9 @@ class MMLDMPipeline(StudioPipeline):
                 0 = the unconditional one).
             reconstruction_scale: λ of the reconstruction guidance (A2V / V2A only; 0 = the paper's sampler; a
                 departure, see the module docstring).
+            resample_rounds: how many times each resampled DiT step is taken (RePaint's U; 1 = the paper's
+                sampler; a departure, see the module docstring).
+            resample_share: the share of the DiT steps, from the noisiest, that are resampled (never the last).
             decoder_steps, decoder_guidance_scale: DDIM steps and classifier-free guidance of the shared decoder
                 (released: 50, 2.5).
             generator: one `torch.Generator`, or one per sample.
@@ -307,6 +324,7 @@ class MMLDMPipeline(StudioPipeline):
         # 1. Check inputs
         self.check_inputs(video, audio, num_inference_steps, guidance_scale, reconstruction_scale, decoder_steps,
                           decoder_guidance_scale, num_samples, generator, latents, output_type)
+        self.check_resampling(resample_rounds, resample_share)
         self.start_sampling(callback_on_step_end, callback_on_step_end_tensor_inputs)
         # 2. Encode the condition
         given_video = None if video is None else self.video_tensor(video, num_samples)
@@ -318,8 +336,8 @@ class MMLDMPipeline(StudioPipeline):
         z_audio, z_video = self.prepare_latents(num_samples, generator, latents)
         # 4. Denoising loop
         z_audio, z_video = self.denoise(z_audio, z_video, clean_audio, clean_video, guidance_scale,
-                                        reconstruction_scale, generator, callback_on_step_end,
-                                        callback_on_step_end_tensor_inputs)
+                                        reconstruction_scale, resample_rounds, resample_share, generator,
+                                        callback_on_step_end, callback_on_step_end_tensor_inputs)
         z_audio = z_audio if clean_audio is None else clean_audio  # the given modality is returned as given
         z_video = z_video if clean_video is None else clean_video
         if output_type == "latent":
@@ -347,47 +365,65 @@ class MMLDMPipeline(StudioPipeline):
 
     def denoise(self, z_audio: torch.Tensor, z_video: torch.Tensor, clean_audio: torch.Tensor | None,
                 clean_video: torch.Tensor | None, guidance_scale: float, reconstruction_scale: float,
-                generator: Generator, callback_on_step_end: StepCallback | None,
-                tensor_inputs: list[str] | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """DDIM over the DiT; a given modality is replaced by its forward-noised ground truth before every call, and
-        with `reconstruction_scale` > 0 the generated one is steered towards it after every step but the last."""
+                resample_rounds: int, resample_share: float, generator: Generator,
+                callback_on_step_end: StepCallback | None, tensor_inputs: list[str] | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """DDIM over the DiT; the resampled steps are taken `resample_rounds` times, backing up by q(z^t | z^{t-1})
+        in between."""
         timesteps = self.scheduler.timesteps
-        reconstructing = reconstruction_scale > 0 and (clean_audio is not None or clean_video is not None)
         for i, t in enumerate(timesteps):
             if self.interrupt:
                 break
-            timestep = t.reshape(1)
-            if clean_audio is not None:  # Eq. 5: z_a^t = √ᾱ_t z_a + √(1 − ᾱ_t) n^t
-                noise = randn_tensor(clean_audio.shape, generator=generator, device=self.device, dtype=z_audio.dtype)
-                z_audio = forward_noise(self.scheduler, clean_audio, noise, timestep)
-            if clean_video is not None:
-                noise = randn_tensor(clean_video.shape, generator=generator, device=self.device, dtype=z_video.dtype)
-                z_video = forward_noise(self.scheduler, clean_video, noise, timestep)
-            if reconstructing:
-                eps_audio, eps_video, gradient = self.reconstruction_gradient(z_audio, z_video, timestep, clean_audio,
-                                                                              clean_video, guidance_scale)
-            else:
-                eps_audio, eps_video = self.predict_noise(z_audio, z_video, timestep, clean_audio, clean_video,
-                                                          guidance_scale)
-            audio_step = self.scheduler.step(eps_audio, t, z_audio)
-            video_step = self.scheduler.step(eps_video, t, z_video)
-            z_audio, z_video = audio_step.prev_sample, video_step.prev_sample
-            if reconstructing and i + 1 < len(timesteps):
-                if clean_audio is not None:
-                    z_video = reconstruction_step(self.scheduler, z_video, gradient, timesteps[i + 1],
-                                                  reconstruction_scale)
-                else:
-                    z_audio = reconstruction_step(self.scheduler, z_audio, gradient, timesteps[i + 1],
-                                                  reconstruction_scale)
+            rounds = resample_rounds if resampled(i, len(timesteps), resample_share) else 1
+            for round_ in range(rounds):
+                if round_ > 0:
+                    z_audio, z_video = (renoise(self.scheduler, z, int(t), int(timesteps[i + 1]),
+                                                randn_tensor(z.shape, generator=generator, device=self.device,
+                                                             dtype=z.dtype)) for z in (z_audio, z_video))
+                z_audio, z_video, denoised_audio, denoised_video = self.ddim_step(
+                    i, z_audio, z_video, clean_audio, clean_video, guidance_scale, reconstruction_scale, generator)
             returned = self.step_end(
                 callback_on_step_end, i, t, tensor_inputs,
-                preview=lambda d=video_step.pred_original_sample: latent_preview(d),
+                preview=lambda d=denoised_video: latent_preview(d),
                 audio_latents=lambda a=z_audio: a, video_latents=lambda v=z_video: v,
-                denoised_audio=lambda d=audio_step.pred_original_sample: d,
-                denoised_video=lambda d=video_step.pred_original_sample: d)
+                denoised_audio=lambda d=denoised_audio: d, denoised_video=lambda d=denoised_video: d)
             z_audio = returned.get("audio_latents", z_audio)
             z_video = returned.get("video_latents", z_video)
         return z_audio, z_video
+
+    def ddim_step(self, i: int, z_audio: torch.Tensor, z_video: torch.Tensor, clean_audio: torch.Tensor | None,
+                  clean_video: torch.Tensor | None, guidance_scale: float, reconstruction_scale: float,
+                  generator: Generator) -> tuple[torch.Tensor, ...]:
+        """One DDIM step i -> (z_a^{t-1}, z_v^{t-1}, x̂_0 of each). A given modality is replaced by its forward-noised
+        ground truth before the call, and with `reconstruction_scale` > 0 the generated one is steered towards it
+        after every step but the last."""
+        timesteps = self.scheduler.timesteps
+        t = timesteps[i]
+        timestep = t.reshape(1)
+        if clean_audio is not None:  # Eq. 5: z_a^t = √ᾱ_t z_a + √(1 − ᾱ_t) n^t
+            noise = randn_tensor(clean_audio.shape, generator=generator, device=self.device, dtype=z_audio.dtype)
+            z_audio = forward_noise(self.scheduler, clean_audio, noise, timestep)
+        if clean_video is not None:
+            noise = randn_tensor(clean_video.shape, generator=generator, device=self.device, dtype=z_video.dtype)
+            z_video = forward_noise(self.scheduler, clean_video, noise, timestep)
+        reconstructing = reconstruction_scale > 0 and (clean_audio is not None or clean_video is not None)
+        if reconstructing:
+            eps_audio, eps_video, gradient = self.reconstruction_gradient(z_audio, z_video, timestep, clean_audio,
+                                                                          clean_video, guidance_scale)
+        else:
+            eps_audio, eps_video = self.predict_noise(z_audio, z_video, timestep, clean_audio, clean_video,
+                                                      guidance_scale)
+        audio_step = self.scheduler.step(eps_audio, t, z_audio)
+        video_step = self.scheduler.step(eps_video, t, z_video)
+        z_audio, z_video = audio_step.prev_sample, video_step.prev_sample
+        if reconstructing and i + 1 < len(timesteps):
+            if clean_audio is not None:
+                z_video = reconstruction_step(self.scheduler, z_video, gradient, timesteps[i + 1],
+                                              reconstruction_scale)
+            else:
+                z_audio = reconstruction_step(self.scheduler, z_audio, gradient, timesteps[i + 1],
+                                              reconstruction_scale)
+        return z_audio, z_video, audio_step.pred_original_sample, video_step.pred_original_sample
 
     # 5. Decoding: the shared decoder, then the KL-VAE
     def decode_latents(self, z_audio: torch.Tensor, z_video: torch.Tensor, steps: int, guidance_scale: float,

@@ -12,6 +12,10 @@
   given latent: z^{t-1} − λ √(1 − ᾱ_{t-1}) ∇_{z^t} mean‖x̂_0 − z_given‖² (MM-Diffusion's gradient guidance, Eq. 12
   with the paper's factor, applied to MM-LDM's latents; `reconstruction_step`). The cross-modal guidance alone lets
   the studio model's video ignore its given audio: its DiT learnt to use a clean condition for its own stream only.
+- Resampling (a departure, off by default; RePaint, Lugmayr et al. 2022, jump length 1): each of the noisiest
+  `resample_share` of the DDIM steps is taken `resample_rounds` times, going back from z^{t-1} to z^t by
+  q(z^t | z^{t-1}) in between (`renoise`), as the studio MM-Diffusion does in joint generation, where the rounds act
+  as a corrector that lets the two streams agree.
 - Loss, Eq. 7 as the code computes it: MSE_a + MSE_v (mean squared error per modality, summed).
 - Condition keeping in training: 5 % of the samples see the clean audio latent (A2V), another 5 % the clean video
   latent (V2A), never both; the rest see null (zero) latents. The paper: "5 % training samples for each conditional
@@ -61,6 +65,20 @@ def reconstruction_step(scheduler: DDIMScheduler, previous: torch.Tensor, gradie
     """Reconstruction guidance on a step's output: z^{t-1} − λ √(1 − ᾱ_{t-1}) ∇ (λ = `scale`)."""
     alpha = scheduler.alphas_cumprod[previous_timestep].to(previous.device, previous.dtype)
     return previous - scale * (1.0 - alpha).sqrt() * gradient
+
+
+def resampled(i: int, num_steps: int, share: float) -> bool:
+    """Whether DDIM step i is among the noisiest `share` of the steps that resampling repeats (never the last)."""
+    return i < num_steps - 1 and i < share * num_steps
+
+
+def renoise(scheduler: DDIMScheduler, sample: torch.Tensor, timestep: int, previous_timestep: int,
+            noise: torch.Tensor) -> torch.Tensor:
+    """Back up a DDIM step from z^{t-1} (at `previous_timestep`) to z^t: a draw from q(z^t | z^{t-1}) =
+    N(√(ᾱ_t / ᾱ_{t-1}) z^{t-1}, (1 − ᾱ_t / ᾱ_{t-1}) I), with `noise` ~ N(0, I)."""
+    ratio = scheduler.alphas_cumprod[timestep] / scheduler.alphas_cumprod[previous_timestep]
+    ratio = ratio.to(sample.device, sample.dtype)
+    return ratio.sqrt() * sample + (1.0 - ratio).sqrt() * noise
 
 
 def mm_ldm_loss(pred_audio: torch.Tensor, noise_audio: torch.Tensor, pred_video: torch.Tensor,

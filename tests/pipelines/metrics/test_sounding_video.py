@@ -207,17 +207,29 @@ def test_cli_scores_a_tiny_trained_model_and_writes_json(tmp_path, monkeypatch):
 
 def test_each_model_gets_its_own_sampling_defaults_and_refuses_the_others_options():
     from pipelines.mm_diffusion.entries import LEARNT_A2V, STUDIO_A2V, STUDIO_JOINT
-    from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION, STUDIO_STEPS
+    from pipelines.mm_ldm.entries import (
+        STUDIO_DECODER_STEPS,
+        STUDIO_GUIDANCE,
+        STUDIO_RECONSTRUCTION,
+        STUDIO_RESAMPLE_ROUNDS,
+        STUDIO_STEPS,
+    )
 
     ldm = sampling_for("mm_ldm", steps=None, decoder_steps=None, guidance=None, sampler=None, reconstruction=None)
     assert ldm.settings == {"steps": STUDIO_STEPS, "decoder_steps": STUDIO_DECODER_STEPS, "decoder_guidance": 2.5,
-                            "guidance": STUDIO_GUIDANCE, "reconstruction": STUDIO_RECONSTRUCTION}
+                            "guidance": STUDIO_GUIDANCE, "reconstruction": STUDIO_RECONSTRUCTION,
+                            "resample_rounds": STUDIO_RESAMPLE_ROUNDS, "resample_share": 0.6}
     assert "guidance_scale" not in ldm.arguments["joint"]  # φ and λ steer a given stream only
     assert "reconstruction_scale" not in ldm.arguments["joint"]
-    guided = {**ldm.arguments["joint"], "guidance_scale": STUDIO_GUIDANCE,
-              "reconstruction_scale": STUDIO_RECONSTRUCTION}
-    assert ldm.arguments["a2v"] == ldm.arguments["v2a"] == guided
+    assert ldm.arguments["joint"]["resample_rounds"] == STUDIO_RESAMPLE_ROUNDS["joint"]
+    for mode in ("a2v", "v2a"):
+        assert ldm.arguments[mode] == {**ldm.arguments["joint"], "guidance_scale": STUDIO_GUIDANCE,
+                                       "reconstruction_scale": STUDIO_RECONSTRUCTION,
+                                       "resample_rounds": STUDIO_RESAMPLE_ROUNDS[mode]}
     assert sampling_for("mm_ldm", reconstruction=0.0).arguments["a2v"]["reconstruction_scale"] == 0.0
+    rounds = sampling_for("mm_ldm", joint_resample_rounds=4, resample_rounds=2, resample_share=0.5).arguments
+    assert (rounds["joint"]["resample_rounds"], rounds["v2a"]["resample_rounds"]) == (4, 2)
+    assert rounds["joint"]["resample_share"] == rounds["a2v"]["resample_share"] == 0.5
     diffusion = sampling_for("mm_diffusion", steps=20, sampler=None, resample_rounds=None, resample_share=None)
     plain = {"sampler": "ddpm", "num_inference_steps": 20}
     corrected = {**plain, "resample_rounds": STUDIO_JOINT.resample_rounds, "resample_share": 0.6}
@@ -236,11 +248,10 @@ def test_each_model_gets_its_own_sampling_defaults_and_refuses_the_others_option
         == {"guidance_scale": 0.0, "guidance_scale_form": "paper", "resample_rounds": 3}
     with pytest.raises(ValueError, match="--gradient-guidance does not apply to MM-LDM"):
         sampling_for("mm_ldm", gradient_guidance=3.0)
-    with pytest.raises(ValueError, match="--sampler, --resample-rounds do not apply to MM-LDM, whose sampling options "
-                                         "are --steps, --decoder-steps, --guidance, --reconstruction"):
-        sampling_for("mm_ldm", sampler="ddim", resample_rounds=2, steps=None)
-    with pytest.raises(ValueError, match="--joint-resample-rounds does not apply to MM-LDM"):
-        sampling_for("mm_ldm", joint_resample_rounds=2)
+    with pytest.raises(ValueError, match="--sampler, --clean-condition do not apply to MM-LDM, whose sampling "
+                                         "options are --steps, --decoder-steps, --guidance, --reconstruction, "
+                                         "--joint-resample-rounds, --resample-rounds, --resample-share"):
+        sampling_for("mm_ldm", sampler="ddim", clean_condition=True, steps=None)
     with pytest.raises(ValueError, match="--guidance does not apply to MM-Diffusion"):
         sampling_for("mm_diffusion", guidance=1.0, decoder_steps=None)
 

@@ -36,7 +36,7 @@ def test_joint_writes_samples_sheet_and_record(model, tmp_path):
                                                     "sample-001.mp4", "sample-001.wav", "sheet.png"]
     assert json.loads((out / "run.json").read_text()) == {
         "command": "joint", "inputs": [], "model": str(model), "steps": 2, "decoder_steps": 2, "guidance": None,
-        "reconstruction": None, "num_samples": 2, "seed": 3}
+        "reconstruction": None, "resample_rounds": 1, "resample_share": 0.6, "num_samples": 2, "seed": 3}
     output = MMLDMPipeline.from_pretrained(model)(num_inference_steps=2, decoder_steps=2, num_samples=2,
                                                   generator=generators_for(3, 2)[0])
     assert np.array_equal(np.asarray(Image.open(out / "sheet.png")), sample_sheet(output.video, output.audio, 16000))
@@ -82,6 +82,8 @@ def test_video_to_audio_keeps_the_given_frames(model, tmp_path):
     (["v2a", "clip.mp4", "--guidance", "nan"], "--guidance must be a number >= 0, got nan"),
     (["joint", "--reconstruction", "10"], "--reconstruction steers a2v and v2a"),
     (["a2v", "hum.wav", "--reconstruction", "-1"], "--reconstruction must be a number >= 0, got -1"),
+    (["joint", "--resample-rounds", "0"], "--resample-rounds must be 1 to 10, got 0"),
+    (["joint", "--resample-share", "1.5"], "--resample-share must be between 0 and 1, got 1.5"),
 ])
 def test_bad_arguments_get_plain_errors(model, tmp_path, capsys, argv, message):
     assert main([*argv, "--model", str(model), "--out", str(tmp_path / "x")]) == 2
@@ -99,3 +101,14 @@ def test_unreadable_inputs_and_models_get_plain_errors(model, tmp_path, capsys):
     assert f"error: {noise} could not be read as sound" in capsys.readouterr().err
     assert main(["joint", "--model", str(tmp_path), "--out", str(tmp_path / "w")]) == 2
     assert "is not a saved MM-LDM pipeline" in capsys.readouterr().err
+
+
+def test_resampling_rounds_reach_the_pipeline(model, tmp_path):
+    out = tmp_path / "resampled"
+    argv = ["joint", "--model", str(model), "--out", str(out), *FAST, "--num-samples", "1", "--seed", "4"]
+    assert main([*argv, "--resample-rounds", "2", "--resample-share", "1"]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert (record["resample_rounds"], record["resample_share"]) == (2, 1.0)
+    output = MMLDMPipeline.from_pretrained(model)(num_inference_steps=2, decoder_steps=2, resample_rounds=2,
+                                                  resample_share=1.0, generator=generators_for(4, 1)[0])
+    assert np.array_equal(np.asarray(Image.open(out / "sheet.png")), sample_sheet(output.video, output.audio, 16000))

@@ -183,6 +183,42 @@ def test_reconstruction_guidance_leaves_joint_generation_alone(trained_pipe):
     torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("given", [None, "audio", "video"])
+def test_resampling_retakes_the_noisiest_steps_in_every_mode(trained_pipe, monkeypatch, given):
+    """With U rounds over 10 steps and a share of 0.6, the first 6 steps are each taken U times: 10 + 6(U − 1) DiT
+    calls (the given stream forward-noised afresh each time); one round is the paper's sampler, draw for draw."""
+    calls = []
+    forward = trained_pipe.transformer.forward
+
+    def counted(*args, **kwargs):
+        calls.append(int(args[2][0]))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(trained_pipe.transformer, "forward", counted)
+    condition = {"audio": {"audio": hum(trained_pipe)}, "video": {"video": clip(trained_pipe)}}.get(given, {})
+    plain = trained_pipe(**condition, num_inference_steps=10, generator=seeded(), output_type="latent")
+    assert len(calls) == 10
+    calls.clear()
+    once = trained_pipe(**condition, num_inference_steps=10, resample_rounds=1, generator=seeded(),
+                        output_type="latent")
+    torch.testing.assert_close(once.video, plain.video, rtol=0, atol=0)
+    calls.clear()
+    thrice = trained_pipe(**condition, num_inference_steps=10, resample_rounds=3, generator=seeded(),
+                          output_type="latent")
+    timesteps = sorted(set(calls), reverse=True)
+    assert len(calls) == 10 + 6 * 2 and calls == [t for t in timesteps for _ in range(3 if t in timesteps[:6] else 1)]
+    generated = "audio" if given == "video" else "video"
+    assert not torch.allclose(getattr(thrice, generated), getattr(plain, generated))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"resample_rounds": 0}, "resample_rounds"),
+                                                 ({"resample_rounds": 1.5}, "resample_rounds"),
+                                                 ({"resample_share": 1.5}, "resample_share")])
+def test_bad_resampling_settings_get_plain_messages(pipe, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        pipe(output_type="latent", **kwargs)
+
+
 def test_save_then_load_gives_equal_outputs(trained_pipe, tmp_path):
     trained_pipe.save_pretrained(tmp_path / "mm_ldm")
     assert (tmp_path / "mm_ldm" / "transformer" / "diffusion_pytorch_model.safetensors").is_file()

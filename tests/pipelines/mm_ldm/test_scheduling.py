@@ -14,6 +14,8 @@ from pipelines.mm_ldm.scheduling_mm_ldm import (
     guided_noise,
     make_scheduler,
     mm_ldm_loss,
+    renoise,
+    resampled,
     sample_timesteps,
 )
 
@@ -102,3 +104,27 @@ def test_dit_training_loss_starts_at_two_and_feeds_the_kept_conditions():
     assert 10 <= int(kept_audio.sum()) <= 45 and 10 <= int(kept_video.sum()) <= 45  # 5 % of 512 ≈ 26 each
     torch.testing.assert_close(seen["audio"][kept_audio], audio[kept_audio])
     torch.testing.assert_close(seen["video"][kept_video], video[kept_video])
+
+
+def test_resampling_repeats_the_noisiest_share_of_the_steps_and_never_the_last():
+    assert [i for i in range(50) if resampled(i, 50, 0.6)] == list(range(30))
+    assert [i for i in range(50) if resampled(i, 50, 1.0)] == list(range(49))
+    assert not any(resampled(i, 50, 0.0) for i in range(50))
+
+
+def test_renoise_draws_from_q_of_z_t_given_z_t_minus_one():
+    """z^t = √(ᾱ_t/ᾱ_{t-1}) z^{t-1} + √(1 − ᾱ_t/ᾱ_{t-1}) n: the noise is recovered exactly, and from forward-noised
+    z^{t-1} of a fixed z^0 the result has q(z^t | z^0)'s mean and variance (the marginal the next step expects)."""
+    scheduler = make_scheduler()
+    alphas = scheduler.alphas_cumprod
+    previous = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
+    ratio = alphas[981] / alphas[961]
+    torch.testing.assert_close(renoise(scheduler, previous, 981, 961, noise), ratio.sqrt() * previous
+                               + (1 - ratio).sqrt() * noise)
+    clean = torch.full((200_000,), 0.7)
+    generator = torch.Generator().manual_seed(2)
+    at_previous = forward_noise(scheduler, clean, torch.randn(clean.shape, generator=generator), torch.tensor([461]))
+    backed_up = renoise(scheduler, at_previous, 481, 461, torch.randn(clean.shape, generator=generator))
+    assert float(backed_up.mean()) == pytest.approx(float(alphas[481].sqrt()) * 0.7, abs=0.01)
+    assert float(backed_up.var()) == pytest.approx(float(1 - alphas[481]), abs=0.01)
