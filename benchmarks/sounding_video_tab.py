@@ -2,9 +2,10 @@
 
 Starts `python app.py --models studio`, opens it in Chromium (Playwright), opens the Sounding Video tab, waits
 `--think` seconds (an artist looking at the tab; the studio imports its libraries meanwhile) and presses Generate
-`--runs` times, each time timing the click until the new clip's video is in the page. The baseline, measured in the same run: the same sampling (the bundled
-studio MM-Diffusion, the tab's default sampler, steps and resampling rounds) called directly, with as many torch
-threads as the studio gives itself. Prints a table and writes benchmarks/results/sounding_video_tab.json.
+`--runs` times, each time timing the click until the new clip's video is in the page. The baseline, measured in the
+same run: the same sampling (the bundled studio MM-Diffusion, the tab's default sampler, steps and resampling rounds)
+called directly, with as many torch threads as the studio gives itself. Prints a table and writes
+benchmarks/results/sounding_video_tab.json.
 
     python -m benchmarks.sounding_video_tab [--runs 3]
 """
@@ -90,8 +91,8 @@ def pipeline_alone(runs: int) -> list[float]:
     from studio.tabs.sounding_video import SAMPLERS, STUDIO_WEIGHTS, default_sampler, default_steps
 
     pipe = MMDiffusionPipeline.from_pretrained(ROOT / "assets" / "models" / "mm_diffusion")
-    arguments = {"sampler": SAMPLERS[default_sampler(STUDIO_WEIGHTS)], "num_inference_steps": default_steps(STUDIO_WEIGHTS),
-                 "resample_rounds": STUDIO_JOINT.resample_rounds}
+    arguments = {"sampler": SAMPLERS[default_sampler(STUDIO_WEIGHTS)],
+                 "num_inference_steps": default_steps(STUDIO_WEIGHTS), "resample_rounds": STUDIO_JOINT.resample_rounds}
     pipe(sampler="ddpm", num_inference_steps=1)
     seconds = []
     for seed in range(runs):

@@ -8,10 +8,10 @@ Options: --model FOLDER (default: the bundled studio weights), --steps N (the Di
 shared decoder's DDIM steps), --guidance φ (a2v and v2a: the cross-modal guidance), --reconstruction λ (a2v and v2a:
 the reconstruction guidance, a departure from the paper; 0 = the paper's sampler), --resample-rounds U and
 --resample-share S (the noisiest share S of the DiT's steps taken U times, a departure; 1 = the paper's sampler),
---num-samples K, --seed S (-1: random); defaults: the studio model's (`pipelines.mm_ldm.entries`). A given sound or video is fitted to the model's
-clip (rate, length, size) as the Sounding Video tab fits uploads. Writes sample-XXX.mp4 (frames enlarged to at least
-64 pixels, with the sound), sample-XXX.wav (16 kHz), sheet.png (one row of frames per sample with its spectrogram drawn
-under it, as `python -m pipelines.mm_diffusion` draws it) and run.json.
+--num-samples K, --seed S (-1: random); defaults: the studio model's (`pipelines.mm_ldm.entries`). A given sound or
+video is fitted to the model's clip (rate, length, size) as the Sounding Video tab fits uploads. Writes sample-XXX.mp4
+(frames enlarged to at least 64 pixels, with the sound), sample-XXX.wav (16 kHz), sheet.png (one row of frames per
+sample with its spectrogram drawn under it, as `python -m pipelines.mm_diffusion` draws it) and run.json.
 """
 
 from __future__ import annotations
