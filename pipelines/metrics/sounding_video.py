@@ -63,6 +63,7 @@ WINDOWS_PER_FRAME = 8
 LAMP_GLOW = 0.1  # luminance above the room's (the frame's median pixel) that makes a pixel part of the lamp
 PITCH_BAND_HZ = (150.0, 1000.0)  # where a hum's fundamental is looked for (the lamp's 200-800 Hz, with a margin)
 MODES = ("joint", "a2v", "v2a")
+RECONSTRUCTED = "reconstructed"  # MM-LDM only: ground-truth clips encoded and decoded, no DiT
 DEFAULT_SCENES = ("bounce",)  # the scene whose contacts the detectors see, for a model that does not name its own
 PERMUTATIONS = 1000
 
@@ -487,7 +488,8 @@ def mm_ldm_sampling(steps: int | None, decoder_steps: int | None, guidance: floa
               "reconstruction_scale": entries.STUDIO_RECONSTRUCTION if reconstruction is None else reconstruction}
     a2v, v2a = ({**guided, "resample_rounds": entries.studio_resample_rounds(mode) if resample_rounds is None
                  else resample_rounds} for mode in ("a2v", "v2a"))
-    return Sampling("mm_ldm", {"joint": joint, "a2v": a2v, "v2a": v2a},
+    reconstructed = {"decoder_steps": plain["decoder_steps"], "decoder_guidance_scale": DECODER_GUIDANCE_SCALE}
+    return Sampling("mm_ldm", {"joint": joint, "a2v": a2v, "v2a": v2a, "reconstructed": reconstructed},
                     {"steps": plain["num_inference_steps"], "decoder_steps": plain["decoder_steps"],
                      "decoder_guidance": DECODER_GUIDANCE_SCALE, "guidance": guided["guidance_scale"],
                      "reconstruction": guided["reconstruction_scale"],
@@ -567,11 +569,30 @@ def generated_clips(pipe, mode: str, fmt: ClipFormat, scenes: tuple[str, ...], s
         frames, audio = generate(pipe, samples, seed, batch, arguments)
         return Clips(frames, audio, judge(frames))
     given = ground_truth_clips(samples, seed + 2_000_003, fmt, scenes)  # held out from both other sets
+    if mode == "reconstructed":
+        frames, audio = reconstruct(pipe, given, seed, batch, arguments)
+        return Clips(frames, audio, given.scenes)
     if mode == "a2v":
         frames, returned = generate(pipe, samples, seed, batch, arguments, audio=given.audio)
         return Clips(frames, given.audio, given.scenes, given_change=stream_change("audio", given.audio, returned))
     returned, audio = generate(pipe, samples, seed, batch, arguments, video=given.frames)
     return Clips(given.frames, audio, given.scenes, given.contacts, stream_change("video", given.frames, returned))
+
+
+def reconstruct(pipe, clips: Clips, seed: int, batch: int, arguments: dict[str, Any]) -> tuple[np.ndarray, ...]:
+    """MM-LDM's autoencoder alone on `clips` (`MMLDMPipeline.reconstruct`; clip i's decoder noise seeded with
+    seed + i): uint8 video `[N, F, H, W, 3]`, audio `[N, L]`."""
+    import torch
+
+    videos, audios = [], []
+    for first in range(0, len(clips.scenes), batch):
+        last = min(len(clips.scenes), first + batch)
+        generators = [torch.Generator().manual_seed(seed + i) for i in range(first, last)]
+        output = pipe.reconstruct(clips.frames[first:last], clips.audio[first:last], generator=generators,
+                                  **arguments)
+        videos.append(output.video)
+        audios.append(output.audio)
+    return np.concatenate(videos), np.concatenate(audios)
 
 
 def stream_change(modality: str, given: np.ndarray, returned: np.ndarray) -> dict:
@@ -645,11 +666,14 @@ def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: in
     from pipelines.metrics.images_that_sound import machine
 
     for mode in modes:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        if mode not in (*MODES, RECONSTRUCTED):
+            raise ValueError(f"mode must be one of {', '.join(MODES)} or {RECONSTRUCTED}; got {mode!r}")
     started = time.time()
     pipe = load_model(weights, variant)
     family = model_family(pipe)
+    if RECONSTRUCTED in modes and family != "mm_ldm":
+        raise ValueError(f"--mode {RECONSTRUCTED} passes clips through MM-LDM's autoencoder; "
+                         f"{MODEL_NAMES[family]} has none")
     sampling = sampling_for(family, family == "mm_diffusion" and pipe.learnt_clean_condition, sampler=sampler,
                             steps=steps, joint_resample_rounds=joint_resample_rounds,
                             resample_rounds=resample_rounds, resample_share=resample_share,
@@ -729,9 +753,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--judge-clips", type=int, default=40, help="real clips per scene the scene judge learns "
                         "from (and is checked on)")
     parser.add_argument("--batch", type=int, default=16, help="samples generated at once")
-    parser.add_argument("--mode", default="joint", choices=(*MODES, "all"),
+    parser.add_argument("--mode", default="joint", choices=(*MODES, "all", RECONSTRUCTED),
                         help="joint samples, zero-shot video for given audio (a2v) or audio for given video (v2a), "
-                             "or all three")
+                             "or all three; MM-LDM: also the held-out clips through its autoencoder alone "
+                             "(reconstructed: the ceiling of what its sampling can give back)")
     parser.add_argument("--scenes", default=None, help="toy scenes of the ground-truth clips, comma-separated "
                         "(default: those the model was trained on)")
 

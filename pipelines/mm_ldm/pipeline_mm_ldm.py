@@ -348,6 +348,22 @@ class MMLDMPipeline(StudioPipeline):
         frames, images = self.decode_latents(z_audio, z_video, decoder_steps, decoder_guidance_scale, generator, given)
         return self.postprocess(frames, images, given_video, given_audio, output_type, return_dict)
 
+    @torch.no_grad()
+    def reconstruct(self, video: np.ndarray | torch.Tensor, audio: np.ndarray | torch.Tensor,
+                    decoder_steps: int = NUM_INFERENCE_STEPS, decoder_guidance_scale: float = DECODER_GUIDANCE_SCALE,
+                    generator: Generator = None, output_type: Literal["np", "pt"] = "np",
+                    return_dict: bool = True) -> MMLDMPipelineOutput | tuple:
+        """Sounding videos through the autoencoder alone: both streams encoded (z_v, z_a, as `__call__` encodes a
+        given stream) and decoded by the shared decoder, with no DiT. What the latent space keeps of a clip: the
+        ceiling of what sampling can give back. `video` `[N, F, H, W, 3]` and `audio` `[N, L]` as in `__call__`."""
+        num_samples = len(video) if np.ndim(video) == 5 else 1
+        self.check_inputs(None, None, 1, 0.0, 0.0, decoder_steps, decoder_guidance_scale, num_samples, generator,
+                          None, output_type)
+        z_video = self.encode_video(self.video_tensor(video, num_samples)).to(self.transformer.dtype)
+        z_audio = self.encode_audio(self.audio_array(audio, num_samples)).to(self.transformer.dtype)
+        frames, images = self.decode_latents(z_audio, z_video, decoder_steps, decoder_guidance_scale, generator)
+        return self.postprocess(frames, images, None, None, output_type, return_dict)
+
     def reconstruction_gradient(self, z_audio: torch.Tensor, z_video: torch.Tensor, timestep: torch.Tensor,
                                 clean_audio: torch.Tensor | None, clean_video: torch.Tensor | None,
                                 guidance_scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -316,6 +316,36 @@ def test_cli_scores_a_tiny_mm_ldm_folder_in_every_mode(tiny_mm_ldm, tmp_path, mo
                                                                      set(given.scenes)}
 
 
+def test_reconstructed_scores_held_out_clips_through_mm_ldms_autoencoder(tiny_mm_ldm, tmp_path, monkeypatch):
+    """--mode reconstructed: the v2a/a2v held-out clips, each passed through the autoencoder alone with its decoder
+    noise seeded as the metric seeds samples; MM-Diffusion, which has no autoencoder, is refused."""
+    import torch
+
+    from pipelines.mm_ldm.pipeline_mm_ldm import MMLDMPipeline
+    from tests.factories import tiny_mm_diffusion
+
+    original_judge = sounding_video.train_scene_judge  # a short training: the judge is not what is checked here
+    monkeypatch.setattr(sounding_video, "train_scene_judge",
+                        lambda fmt, seed, clips: original_judge(fmt, seed, clips, steps=20))
+    report = sounding_video.run(tmp_path / "r.json", samples=3, ground_truth=4, decoder_steps=2,
+                                weights=str(tiny_mm_ldm), modes=("reconstructed",), batch=2, permutations=10,
+                                judge_clips=2, verbose=False)
+    assert report["settings"]["modes"] == ["reconstructed"]
+    assert report["results"]["generated (reconstructed)"]["clips"] == 3
+    given = sounding_video.ground_truth_clips(3, 2_000_003, ClipFormat(**TINY_MM_LDM_FORMAT), ("bounce", "lamp"))
+    pipe = MMLDMPipeline.from_pretrained(tiny_mm_ldm)
+    expected = pipe.reconstruct(given.frames[:1], given.audio[:1], decoder_steps=2,
+                                generator=[torch.Generator().manual_seed(0)])
+    frames, audio = sounding_video.reconstruct(pipe, given, 0, 2, {"decoder_steps": 2, "decoder_guidance_scale": 2.5})
+    assert np.array_equal(frames[:1], expected.video)  # a batch of 2 against one clip: Griffin-Lim magnifies the
+    assert np.allclose(audio[:1], expected.audio, atol=3e-3)  # batch's rounding differences (test_pipeline)
+    diffusion = tmp_path / "mm_diffusion"
+    tiny_mm_diffusion().save_pretrained(diffusion)
+    with pytest.raises(ValueError, match="MM-Diffusion has none"):
+        sounding_video.run(tmp_path / "x.json", samples=2, ground_truth=4, weights=str(diffusion),
+                           modes=("reconstructed",), verbose=False)
+
+
 def test_cli_refuses_another_models_options_and_unknown_weights(tiny_mm_ldm, tmp_path, monkeypatch, capsys):
     from pipelines.metrics.__main__ import main as metrics_main
     from pipelines.mm_ldm import entries as mm_ldm_entries

@@ -65,6 +65,20 @@ def test_a_given_video_is_encoded_from_its_keyframes_alone(trained_pipe):
     torch.testing.assert_close(trained_pipe.encode_video(video), expected)
 
 
+def test_reconstruct_decodes_both_encoded_streams_and_ignores_frames_between_keyframes(trained_pipe):
+    """The autoencoder alone: the same seed gives the same clip; a frame the video encoder does not read (not a
+    keyframe) changes nothing, a keyframe changes the clip."""
+    video, sound = clip(trained_pipe)[None], hum(trained_pipe)[None]
+    out = trained_pipe.reconstruct(video, sound, decoder_steps=2, generator=seeded())
+    assert out.video.shape == video.shape and out.video.dtype == np.uint8 and out.audio.shape == sound.shape
+    skipped = next(i for i in range(trained_pipe.num_frames) if i not in trained_pipe.autoencoder.keyframes)
+    for frame, changes in ((skipped, False), (trained_pipe.autoencoder.keyframes[1], True)):
+        edited = video.copy()
+        edited[0, frame] = 255 - edited[0, frame]
+        again = trained_pipe.reconstruct(edited, sound, decoder_steps=2, generator=seeded())
+        assert np.array_equal(again.video, out.video) != changes
+
+
 def test_phi_one_is_the_conditional_and_phi_zero_the_unconditional_prediction(trained_pipe):
     generator = seeded(3)
     audio, video = (torch.randn(shape, generator=generator) for shape in trained_pipe.latent_shapes(2))
