@@ -286,10 +286,11 @@ def test_studio_tab_builds_with_the_ddpm_sampler_and_shows_the_loaded_models_for
 
 
 def test_tab_with_studio_weights_makes_16_khz_mp4_and_wav(studio_handlers):
-    from studio.tabs.sounding_video import JOINT, STUDIO_WEIGHTS
+    from studio.tabs.sounding_video import JOINT, PREVIEW_EVERY, STUDIO_WEIGHTS
 
     *previews, (_, mp4, wav, files, note) = list(studio_handlers.generate(
-        STUDIO_WEIGHTS, JOINT, None, None, "DDIM", 2, 0, "Paper (Eq. 12: √(1 − ᾱ))", 1, 4, 1, False, FakeRequest()))
+        STUDIO_WEIGHTS, JOINT, None, None, "DDIM", PREVIEW_EVERY, 0, "Paper (Eq. 12: √(1 − ᾱ))", 1, 4, 1, False,
+        FakeRequest()))
     assert previews and previews[-1][0].endswith(".png")  # previews stream as files; the last one stays
     from PIL import Image
 
