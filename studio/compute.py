@@ -4,8 +4,9 @@ Why one: torch's CPU build parallelises with OpenMP (libgomp), which gives every
 pool of helper threads of its own, kept while that thread lives. Once the pools hold more threads than the machine
 has cores, libgomp stops letting idle helpers spin and puts them to sleep between operations, and a diffusion
 model's many small operations then pay for waking them every time. Loading a model on one of gradio's threads and
-sampling on another was enough for that: on a 2-core CPU the Sounding Video tab's default clip took 26-37 s instead
-of the 16 s that the same sampling takes on one thread (measured 2026-12-06 through `python app.py`). On one thread
+sampling on another was enough for that: on a 2-core CPU the Sounding Video tab's default clip took 26-37 s through
+`python app.py`, and the same sampling took 27 s on a fresh thread against 15.6 s on the thread that had loaded the
+model (2026-12-06). On one thread
 there is one pool. Jobs run one after another, in the order they come (on a CPU, two at once would each run at
 half speed anyway).
 

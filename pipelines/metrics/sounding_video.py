@@ -473,8 +473,8 @@ def mm_ldm_sampling(steps: int | None, decoder_steps: int | None, guidance: floa
                     reconstruction: float | None, joint_resample_rounds: int | None, resample_rounds: int | None,
                     resample_share: float | None) -> Sampling:
     """MM-LDM with cross-modal guidance φ and reconstruction guidance λ for a2v and v2a, resampling rounds of the DiT's
-    noisiest steps; defaults: the studio model's (`pipelines.mm_ldm.entries`), the shared decoder at its released
-    classifier-free guidance."""
+    noisiest steps; defaults: the studio model's (`pipelines.mm_ldm.entries`; no resampling), the shared decoder at its
+    released classifier-free guidance."""
     from pipelines.mm_ldm import entries
     from pipelines.mm_ldm.pipeline_mm_ldm import DECODER_GUIDANCE_SCALE
 
@@ -482,19 +482,16 @@ def mm_ldm_sampling(steps: int | None, decoder_steps: int | None, guidance: floa
              "decoder_steps": entries.STUDIO_DECODER_STEPS if decoder_steps is None else decoder_steps,
              "decoder_guidance_scale": DECODER_GUIDANCE_SCALE,
              "resample_share": 0.6 if resample_share is None else resample_share}
-    joint = {**plain, "resample_rounds": entries.studio_resample_rounds("joint") if joint_resample_rounds is None
-             else joint_resample_rounds}
+    joint = {**plain, "resample_rounds": 1 if joint_resample_rounds is None else joint_resample_rounds}
     guided = {**plain, "guidance_scale": entries.STUDIO_GUIDANCE if guidance is None else guidance,
-              "reconstruction_scale": entries.STUDIO_RECONSTRUCTION if reconstruction is None else reconstruction}
-    a2v, v2a = ({**guided, "resample_rounds": entries.studio_resample_rounds(mode) if resample_rounds is None
-                 else resample_rounds} for mode in ("a2v", "v2a"))
+              "reconstruction_scale": entries.STUDIO_RECONSTRUCTION if reconstruction is None else reconstruction,
+              "resample_rounds": 1 if resample_rounds is None else resample_rounds}
     reconstructed = {"decoder_steps": plain["decoder_steps"], "decoder_guidance_scale": DECODER_GUIDANCE_SCALE}
-    return Sampling("mm_ldm", {"joint": joint, "a2v": a2v, "v2a": v2a, "reconstructed": reconstructed},
+    return Sampling("mm_ldm", {"joint": joint, "a2v": guided, "v2a": guided, "reconstructed": reconstructed},
                     {"steps": plain["num_inference_steps"], "decoder_steps": plain["decoder_steps"],
                      "decoder_guidance": DECODER_GUIDANCE_SCALE, "guidance": guided["guidance_scale"],
                      "reconstruction": guided["reconstruction_scale"],
-                     "resample_rounds": {mode: rounds["resample_rounds"] for mode, rounds in
-                                         (("joint", joint), ("a2v", a2v), ("v2a", v2a))},
+                     "joint_resample_rounds": joint["resample_rounds"], "resample_rounds": guided["resample_rounds"],
                      "resample_share": plain["resample_share"]})
 
 
@@ -545,9 +542,10 @@ def ground_truth_clips(count: int, seed: int, fmt: ClipFormat, scenes: tuple[str
 
 def generate(pipe, count: int, seed: int, batch: int, arguments: dict[str, Any],
              **condition: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`count` samples (uint8 video `[N, F, H, W, 3]`, audio `[N, L]`); sample i is seeded with seed + i. `condition`:
-    `video` or `audio` of the `count` clips to generate the other modality for (zero-shot), none for joint samples;
-    `arguments`: the model's sampling arguments for the mode (`Sampling.arguments`)."""
+    """`count` samples (uint8 video `[N, F, H, W, 3]`, audio `[N, L]`) of `pipe` (or a callable taking its arguments);
+    sample i is seeded with seed + i. `condition`: `video` or `audio` of the `count` clips to generate the other
+    modality for (zero-shot; both for a reconstruction), none for joint samples; `arguments`: the model's sampling
+    arguments for the mode (`Sampling.arguments`)."""
     import torch
 
     videos, audios = [], []
@@ -569,30 +567,15 @@ def generated_clips(pipe, mode: str, fmt: ClipFormat, scenes: tuple[str, ...], s
         frames, audio = generate(pipe, samples, seed, batch, arguments)
         return Clips(frames, audio, judge(frames))
     given = ground_truth_clips(samples, seed + 2_000_003, fmt, scenes)  # held out from both other sets
-    if mode == "reconstructed":
-        frames, audio = reconstruct(pipe, given, seed, batch, arguments)
+    if mode == RECONSTRUCTED:  # MM-LDM's autoencoder alone
+        frames, audio = generate(lambda num_samples, **inputs: pipe.reconstruct(**inputs), samples, seed, batch,
+                                 arguments, video=given.frames, audio=given.audio)
         return Clips(frames, audio, given.scenes)
     if mode == "a2v":
         frames, returned = generate(pipe, samples, seed, batch, arguments, audio=given.audio)
         return Clips(frames, given.audio, given.scenes, given_change=stream_change("audio", given.audio, returned))
     returned, audio = generate(pipe, samples, seed, batch, arguments, video=given.frames)
     return Clips(given.frames, audio, given.scenes, given.contacts, stream_change("video", given.frames, returned))
-
-
-def reconstruct(pipe, clips: Clips, seed: int, batch: int, arguments: dict[str, Any]) -> tuple[np.ndarray, ...]:
-    """MM-LDM's autoencoder alone on `clips` (`MMLDMPipeline.reconstruct`; clip i's decoder noise seeded with
-    seed + i): uint8 video `[N, F, H, W, 3]`, audio `[N, L]`."""
-    import torch
-
-    videos, audios = [], []
-    for first in range(0, len(clips.scenes), batch):
-        last = min(len(clips.scenes), first + batch)
-        generators = [torch.Generator().manual_seed(seed + i) for i in range(first, last)]
-        output = pipe.reconstruct(clips.frames[first:last], clips.audio[first:last], generator=generators,
-                                  **arguments)
-        videos.append(output.video)
-        audios.append(output.audio)
-    return np.concatenate(videos), np.concatenate(audios)
 
 
 def stream_change(modality: str, given: np.ndarray, returned: np.ndarray) -> dict:

@@ -16,7 +16,6 @@ STUDIO_STEPS = 50
 STUDIO_DECODER_STEPS = 50
 STUDIO_GUIDANCE = 1.0
 STUDIO_RECONSTRUCTION = 100.0
-STUDIO_RESAMPLE_ROUNDS = {"joint": 1, "a2v": 1, "v2a": 1}  # times the DiT's noisiest 60 % of steps are taken
 STUDIO_FILES = ("model.json", "scheduler/scheduler_config.json",
                 *(f"{module}/{name}" for module in ("vae", "autoencoder", "transformer")
                   for name in ("config.json", "diffusion_pytorch_model.safetensors")))
@@ -26,11 +25,6 @@ def entries() -> list[PipelineEntry]:
     return [PipelineEntry("mm_ldm_toyworld", "MM-LDM (toy world)", {"studio": WeightsSource(
         load=load_studio, missing=lambda offline: files_missing(STUDIO_FOLDER, STUDIO_FILES),
         description="a small model trained on the toy world (assets/models/mm_ldm)")})]
-
-
-def studio_resample_rounds(mode: str) -> int:
-    """The studio model's resampling rounds for `mode` ("joint", "a2v" or "v2a")."""
-    return STUDIO_RESAMPLE_ROUNDS[mode]
 
 
 def load_studio(device: str, dtype):

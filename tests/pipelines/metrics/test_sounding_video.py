@@ -211,21 +211,19 @@ def test_each_model_gets_its_own_sampling_defaults_and_refuses_the_others_option
         STUDIO_DECODER_STEPS,
         STUDIO_GUIDANCE,
         STUDIO_RECONSTRUCTION,
-        STUDIO_RESAMPLE_ROUNDS,
         STUDIO_STEPS,
     )
 
     ldm = sampling_for("mm_ldm", steps=None, decoder_steps=None, guidance=None, sampler=None, reconstruction=None)
     assert ldm.settings == {"steps": STUDIO_STEPS, "decoder_steps": STUDIO_DECODER_STEPS, "decoder_guidance": 2.5,
                             "guidance": STUDIO_GUIDANCE, "reconstruction": STUDIO_RECONSTRUCTION,
-                            "resample_rounds": STUDIO_RESAMPLE_ROUNDS, "resample_share": 0.6}
+                            "joint_resample_rounds": 1, "resample_rounds": 1, "resample_share": 0.6}
     assert "guidance_scale" not in ldm.arguments["joint"]  # φ and λ steer a given stream only
     assert "reconstruction_scale" not in ldm.arguments["joint"]
-    assert ldm.arguments["joint"]["resample_rounds"] == STUDIO_RESAMPLE_ROUNDS["joint"]
-    for mode in ("a2v", "v2a"):
-        assert ldm.arguments[mode] == {**ldm.arguments["joint"], "guidance_scale": STUDIO_GUIDANCE,
-                                       "reconstruction_scale": STUDIO_RECONSTRUCTION,
-                                       "resample_rounds": STUDIO_RESAMPLE_ROUNDS[mode]}
+    assert ldm.arguments["joint"]["resample_rounds"] == 1  # the paper's sampler unless asked
+    guided = {**ldm.arguments["joint"], "guidance_scale": STUDIO_GUIDANCE,
+              "reconstruction_scale": STUDIO_RECONSTRUCTION}
+    assert ldm.arguments["a2v"] == ldm.arguments["v2a"] == guided
     assert sampling_for("mm_ldm", reconstruction=0.0).arguments["a2v"]["reconstruction_scale"] == 0.0
     rounds = sampling_for("mm_ldm", joint_resample_rounds=4, resample_rounds=2, resample_share=0.5).arguments
     assert (rounds["joint"]["resample_rounds"], rounds["v2a"]["resample_rounds"]) == (4, 2)
@@ -332,11 +330,14 @@ def test_reconstructed_scores_held_out_clips_through_mm_ldms_autoencoder(tiny_mm
                                 judge_clips=2, verbose=False)
     assert report["settings"]["modes"] == ["reconstructed"]
     assert report["results"]["generated (reconstructed)"]["clips"] == 3
-    given = sounding_video.ground_truth_clips(3, 2_000_003, ClipFormat(**TINY_MM_LDM_FORMAT), ("bounce", "lamp"))
+    given_format = ClipFormat(**TINY_MM_LDM_FORMAT)
+    given = sounding_video.ground_truth_clips(3, 2_000_003, given_format, ("bounce", "lamp"))
     pipe = MMLDMPipeline.from_pretrained(tiny_mm_ldm)
     expected = pipe.reconstruct(given.frames[:1], given.audio[:1], decoder_steps=2,
                                 generator=[torch.Generator().manual_seed(0)])
-    frames, audio = sounding_video.reconstruct(pipe, given, 0, 2, {"decoder_steps": 2, "decoder_guidance_scale": 2.5})
+    clips = sounding_video.generated_clips(pipe, "reconstructed", given_format, ("bounce", "lamp"), 3, 0, 2, None,
+                                           {"decoder_steps": 2, "decoder_guidance_scale": 2.5})
+    frames, audio = clips.frames, clips.audio
     assert np.array_equal(frames[:1], expected.video)  # a batch of 2 against one clip: Griffin-Lim magnifies the
     assert np.allclose(audio[:1], expected.audio, atol=3e-3)  # batch's rounding differences (test_pipeline)
     diffusion = tmp_path / "mm_diffusion"
