@@ -5,7 +5,8 @@ truth is known, so toy judges score the samples instead (`python -m pipelines.me
 
 - **judges**: a sound judge (which kind a SpecVQGAN spectrogram holds: logistic regression on per-band mean and peak
   levels, so where in time a sound sits does not matter) and a picture judge (which kind a picture shows: logistic
-  regression on a colour histogram and an 8 × 8 thumbnail), fitted on fresh ground-truth pairs, each as drawn and as
+  regression on a colour histogram, an 8 × 8 thumbnail and the colours of the foreground pixels, wherever the
+  objects are), fitted on fresh ground-truth pairs, each as drawn and as
   the model's tokenizers give it back (so they judge what a tokenizer can express); their held-out accuracy on
   ground truth is reported as the ceiling;
 - **image → sound accuracy**: the sound judge hears the pictured kind (chance 1/8);
@@ -58,13 +59,32 @@ def sound_features(spectrograms: np.ndarray) -> np.ndarray:
 
 
 def picture_features(pictures: np.ndarray) -> np.ndarray:
-    """[N, S, S, 3] in [0, 1] -> colour histograms (8 bins per channel) and an 8 × 8 thumbnail."""
+    """[N, S, S, 3] in [0, 1] -> colour histograms (8 bins per channel), an 8 × 8 thumbnail and the foreground's
+    colours (`foreground_colours`)."""
     n, size = pictures.shape[0], pictures.shape[1]
     histograms = np.stack([np.stack([np.histogram(p[..., c], bins=8, range=(0, 1))[0] for c in range(3)]).ravel()
                            for p in pictures]) / (size * size)
     step = size // 8
     thumbs = pictures[:, : step * 8, : step * 8].reshape(n, 8, step, 8, step, 3).mean(axis=(2, 4)).reshape(n, -1)
-    return np.concatenate([histograms, thumbs], axis=1)
+    return np.concatenate([histograms, thumbs, foreground_colours(pictures)], axis=1)
+
+
+FOREGROUND_DISTANCE = 0.12  # a pixel this far (in any channel) from its picture's median colour is foreground
+
+
+def foreground_colours(pictures: np.ndarray) -> np.ndarray:
+    """[N, S, S, 3] -> [N, 71]: the objects' colours wherever they are and however small: a 4 × 4 × 4 joint
+    histogram of the foreground pixels (normalised to sum 1), their mean and standard deviation, and the share of the
+    picture they cover. (Whole-picture histograms are dominated by the ground.)"""
+    flat = pictures.reshape(len(pictures), -1, 3)
+    ground = np.median(flat, axis=1, keepdims=True)
+    foreground = np.abs(flat - ground).max(axis=-1) > FOREGROUND_DISTANCE
+    rows = []
+    for pixels, chosen in zip(flat, foreground):
+        objects = pixels[chosen] if chosen.any() else pixels[:1]
+        histogram = np.histogramdd(objects, bins=4, range=[(0, 1)] * 3)[0].ravel() / len(objects)
+        rows.append(np.concatenate([histogram, objects.mean(axis=0), objects.std(axis=0), [chosen.mean()]]))
+    return np.stack(rows)
 
 
 class Judge:

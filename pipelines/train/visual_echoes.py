@@ -13,9 +13,9 @@ Stages (`--stage tokenizers|transformer|all`; each resumable, checkpoints under 
    the paper does not give it), masks ⌈r·L⌉ tokens, drops ⌈0.5·L⌉ tokens from the encoder, and minimises the
    cross-entropy on the masked positions only (Eq. 1: the mean over each modality's masked tokens, the two
    modalities summed). AdamW (0.9, 0.95), weight decay 0.05, linear warm-up then cosine decay (MAGE's defaults: the
-   paper gives no optimiser), EMA. Departure, off by default: `--whole-modality-share S` masks one modality whole
-   (audio or picture, half each) in a share S of the samples: the tasks the sampler runs, image → sound, sound → image
-   and guidance's unconditional pass, which the truncated Gaussian reaches (r near 1) only rarely.
+   paper gives no optimiser), EMA. Departure, off by default: `--task-share S` trains a share S of each batch on the
+   tasks the sampler runs, image → sound and sound → image (half each): the given modality whole and unmasked, the
+   other masked whole. The paper's masks never show the encoder more than half of a modality.
 
 OUT is then written by `VisualEchoesPipeline.save_pretrained` (audio_tokenizer/, image_tokenizer/, transformer/,
 visual_echoes.json), so `VisualEchoesPipeline.from_pretrained(OUT)` loads it as the registry loads the bundled
@@ -101,10 +101,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="transformer peak learning rate (AdamW)")
     parser.add_argument("--warmup", type=int, default=200, help="transformer warm-up steps")
     parser.add_argument("--mask-mean", type=float, default=MASK_RATIO_MEAN, help="mean of the mask-ratio Gaussian")
-    parser.add_argument("--whole-modality-share", type=float, default=0.0, metavar="SHARE",
-                        help="share of the samples with one modality masked whole (half audio, half picture): the "
-                             "sampler's image -> sound and sound -> image tasks (a departure; default 0, the paper's "
-                             "masks)")
+    parser.add_argument("--task-share", type=float, default=0.0, metavar="SHARE",
+                        help="share of each batch trained on the sampler's tasks, half image -> sound, half sound -> "
+                             "image: one modality whole, the other masked whole (a departure; default 0, the "
+                             "paper's masks only)")
     parser.add_argument("--pool", type=int, default=4000, help="toy-world pairs generated")
     parser.add_argument("--codebook-size", type=int, default=None,
                         help="codes per tokenizer codebook (default: the preset's; fewer codes give the transformer "
@@ -316,34 +316,58 @@ def learning_rate(step: int, total: int, warmup: int, peak: float) -> float:
 
 def transformer_loss(transformer, audio_ids: torch.Tensor, image_ids: torch.Tensor, generator: torch.Generator,
                      mask_mean: float = MASK_RATIO_MEAN,
-                     whole_share: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
-    """Eq. 1 on one batch: independent mask ratios per modality, 50 % dropping, CE on the masked positions only;
-    `whole_share` of the samples have one modality masked whole (`whole_modality_masks`)."""
-    masks, drops = [], []
-    for ids in (audio_ids, image_ids):
-        masked, dropped, _ = training_masks(ids.shape[0], ids.shape[1], generator, mask_mean)
-        masks.append(masked)
-        drops.append(dropped)
-    masks = whole_modality_masks(masks, generator, whole_share)
-    masks, drops = [m.to(audio_ids.device) for m in masks], [d.to(audio_ids.device) for d in drops]
-    inputs = [torch.where(m, torch.full_like(ids, mask_id), ids)
-              for ids, m, mask_id in zip((audio_ids, image_ids), masks, transformer.mask_ids)]
-    logits = transformer(inputs[0], inputs[1], drops[0], drops[1])
-    losses = [masked_cross_entropy(lg, ids, m) for lg, ids, m in zip(logits, (audio_ids, image_ids), masks)]
-    accuracy = {f"{name}_accuracy": float(((lg.argmax(-1) == ids) & m).sum() / m.sum().clamp(min=1))
-                for name, lg, ids, m in zip(MODALITIES, logits, (audio_ids, image_ids), masks)}
+                     task_share: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 1 on one batch: independent mask ratios per modality, 50 % dropping, CE on the masked positions only (the
+    mean over each modality's masked tokens of the whole batch, the two modalities summed). The last `task_share` of
+    the rows train the sampler's tasks instead (`task_masks`)."""
+    batch = audio_ids.shape[0]
+    per_task = round(task_share * batch / 2)
+    paper_rows = batch - 2 * per_task
+    groups = [(slice(0, paper_rows), paper_masks(paper_rows, audio_ids.shape[1], image_ids.shape[1], generator,
+                                                 mask_mean))]
+    for index, task in enumerate(TASKS):
+        rows = slice(paper_rows + index * per_task, paper_rows + (index + 1) * per_task)
+        groups.append((rows, task_masks(task, per_task, audio_ids.shape[1], image_ids.shape[1])))
+    sums, counts, hits = [audio_ids.new_zeros((), dtype=torch.float32)] * 2, [0.0, 0.0], [0.0, 0.0]
+    for rows, (masks, drops) in groups:
+        if rows.stop == rows.start:
+            continue
+        ids = (audio_ids[rows], image_ids[rows])
+        masks, drops = [m.to(audio_ids.device) for m in masks], [d.to(audio_ids.device) for d in drops]
+        inputs = [torch.where(m, torch.full_like(i, mask_id), i)
+                  for i, m, mask_id in zip(ids, masks, transformer.mask_ids)]
+        logits = transformer(inputs[0], inputs[1], drops[0], drops[1])
+        for modality, (lg, target, m) in enumerate(zip(logits, ids, masks)):
+            sums[modality] = sums[modality] + masked_cross_entropy(lg, target, m) * m.sum()
+            counts[modality] += float(m.sum())
+            hits[modality] += float(((lg.argmax(-1) == target) & m).sum())
+    losses = [total / max(count, 1.0) for total, count in zip(sums, counts)]
+    accuracy = {f"{name}_accuracy": hit / max(count, 1.0) for name, hit, count in zip(MODALITIES, hits, counts)}
     total = losses[0] + losses[1]
     return total, {"loss": total.item(), "audio_ce": losses[0].item(), "image_ce": losses[1].item(), **accuracy}
 
 
-def whole_modality_masks(masks: list[torch.Tensor], generator: torch.Generator, share: float) -> list[torch.Tensor]:
-    """`--whole-modality-share` (a departure): per sample, with probability share / 2 the audio is masked whole, with
-    share / 2 the picture; the tasks the sampler runs (a modality from nothing but the other, and guidance's
-    unconditional pass), which the truncated Gaussian draws (r near 1) only rarely. Drawn after the masks, so a
-    share of 0 leaves the paper's masks as they were."""
-    draws = torch.rand(masks[0].shape[0], generator=generator)
-    audio_whole, image_whole = draws < share / 2, (draws >= share / 2) & (draws < share)
-    return [masks[0] | audio_whole[:, None], masks[1] | image_whole[:, None]]
+TASKS = ("image_to_audio", "audio_to_image")
+
+
+def paper_masks(batch: int, audio_length: int, image_length: int, generator: torch.Generator,
+                mask_mean: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """([audio, image] masked, [audio, image] dropped) of the paper's training for `batch` rows."""
+    audio = training_masks(batch, audio_length, generator, mask_mean)
+    image = training_masks(batch, image_length, generator, mask_mean)
+    return [audio[0], image[0]], [audio[1], image[1]]
+
+
+def task_masks(task: str, batch: int, audio_length: int,
+               image_length: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """`--task-share` (a departure): image -> sound or sound -> image as the sampler runs it, the given modality whole
+    and unmasked, the other masked whole and left out of the encoder (its [MASK] rows carry nothing; the sampler
+    replaces them by m before the decoder). The paper's masks keep at most half of a modality in the encoder, so the
+    whole picture or sound the sampler conditions on is otherwise never seen in training."""
+    lengths = (audio_length, image_length)
+    target = 0 if task == "image_to_audio" else 1
+    masks = [torch.full((batch, length), index == target) for index, length in enumerate(lengths)]
+    return masks, [mask.clone() for mask in masks]
 
 
 def train_transformer(args, audio_vq: VQModel, image_vq: VQModel, spectrograms: torch.Tensor,
@@ -375,7 +399,7 @@ def train_transformer(args, audio_vq: VQModel, image_vq: VQModel, spectrograms: 
         with accelerator.autocast():
             loss, losses = transformer_loss(transformer, audio_ids[rows].to(accelerator.device),
                                             image_ids[rows].to(accelerator.device), generator, args.mask_mean,
-                                            args.whole_modality_share)
+                                            args.task_share)
         update(accelerator, optimizer, loss, [transformer])
         ema.update(accelerator.unwrap_model(transformer))
         return losses
@@ -412,9 +436,8 @@ def train(args: argparse.Namespace) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     refuse_lora(args, "visual_echoes")
     check_preview_every(args)
-    if not 0.0 <= args.whole_modality_share <= 1.0:
-        raise ValueError(f"--whole-modality-share is a share of the samples in [0, 1], got "
-                         f"{args.whole_modality_share}")
+    if not 0.0 <= args.task_share <= 1.0:
+        raise ValueError(f"--task-share is a share of each batch in [0, 1], got {args.task_share}")
     start = starting_pipeline(args)
     sizes = preset_sizes(args, start)
     set_seed(args.seed)
@@ -442,10 +465,14 @@ def preset_sizes(args: argparse.Namespace, start=None) -> dict[str, TokenizerSiz
     """The `--size` preset's tokenizer sizes, both codebooks set to `--codebook-size` when given (not with `--init`:
     the starting tokenizers keep their codebooks)."""
     sizes = TOKENIZER_SIZES[args.size]
+    if start is not None:
+        if args.codebook_size is not None:
+            raise ValueError("--codebook-size cannot be combined with --init: the starting tokenizers keep their "
+                             "codebooks")
+        return {name: replace(size, codebook_size=getattr(start, f"{name}_tokenizer").config.num_vq_embeddings)
+                for name, size in sizes.items()}
     if args.codebook_size is None:
         return sizes
-    if start is not None:
-        raise ValueError("--codebook-size cannot be combined with --init: the starting tokenizers keep their codebooks")
     if args.codebook_size < 2:
         raise ValueError(f"--codebook-size must be at least 2, got {args.codebook_size}")
     return {name: replace(size, codebook_size=args.codebook_size) for name, size in sizes.items()}
@@ -480,10 +507,10 @@ def starting_pipeline(args: argparse.Namespace):
 
 
 def preset_of(start) -> str:
-    """The `--size` preset whose tokenizers and clip the starting pipeline has (a ValueError when none does)."""
+    """The `--size` preset whose tokenizers and clip the starting pipeline has, whatever its codebook sizes
+    (`--codebook-size`); a ValueError when none fits."""
     for name, sizes in TOKENIZER_SIZES.items():
         fits = all(tuple(getattr(start, f"{m}_tokenizer").config.block_out_channels) == sizes[m].block_out_channels
-                   and getattr(start, f"{m}_tokenizer").config.num_vq_embeddings == sizes[m].codebook_size
                    for m in MODALITIES)
         if fits and sizes["image"].width == start.picture_size and sizes["audio"].width == start.audio_frames:
             return name

@@ -32,4 +32,17 @@ def test_the_metric_writes_every_measure_with_its_date(tmp_path):
 
 def test_features_have_their_documented_sizes():
     assert sound_features(np.zeros((2, 80, 32))).shape == (2, 160)
-    assert picture_features(np.zeros((2, 16, 16, 3))).shape == (2, 3 * 8 + 8 * 8 * 3)
+    assert picture_features(np.zeros((2, 16, 16, 3))).shape == (2, 3 * 8 + 8 * 8 * 3 + 4 ** 3 + 3 + 3 + 1)
+
+
+def test_the_foreground_colours_are_the_objects_alone():
+    from pipelines.metrics.visual_echoes import foreground_colours
+
+    picture = np.full((1, 16, 16, 3), 0.8)
+    picture[0, 3:5, 9:11] = (0.9, 0.1, 0.1)  # a 2 × 2 red object on a pale ground
+    histogram, mean, std, share = np.split(foreground_colours(picture)[0], [64, 67, 70])
+    red_bin = 3 * 16 + 0 * 4 + 0  # bins of 0.25: red 0.9 -> 3, green and blue 0.1 -> 0
+    assert histogram[red_bin] == 1.0 and histogram.sum() == 1.0
+    np.testing.assert_allclose(mean, (0.9, 0.1, 0.1))
+    np.testing.assert_allclose(std, 0.0, atol=1e-12)
+    assert share == 4 / 256

@@ -90,6 +90,11 @@ def test_codebook_size_sets_both_tokenizers_and_the_transformer_heads(tmp_path):
     pipe = VisualEchoesPipeline.from_pretrained(out)
     assert pipe.audio_tokenizer.config.num_vq_embeddings == 5 and pipe.image_tokenizer.config.num_vq_embeddings == 5
     assert pipe.transformer.codebook_sizes == (5, 5)
+    # Fine-tuning keeps the starting codebooks: the folder still fits its preset.
+    tuned = tmp_path / "tuned"
+    main(["visual_echoes", "--data", "toyworld", "--out", str(tuned), "--init", str(out), "--pool", "8",
+          "--stage", "transformer", "--batch-size", "4", "--steps", "1", "--warmup", "1", "--task-share", "0.5"])
+    assert VisualEchoesPipeline.from_pretrained(tuned).transformer.codebook_sizes == (5, 5)
 
 
 def test_codebook_size_keeps_the_preset_by_default_and_is_refused_with_init():
@@ -106,28 +111,30 @@ def test_codebook_size_keeps_the_preset_by_default_and_is_refused_with_init():
         preset_sizes(argparse.Namespace(size="studio", codebook_size=1))
 
 
-def test_whole_modality_masks_split_the_share_and_leave_the_papers_masks_at_zero():
-    from pipelines.train.visual_echoes import whole_modality_masks
-    from pipelines.visual_echoes.scheduling_visual_echoes import training_masks
+def test_task_masks_give_one_modality_whole_and_hide_the_other_from_the_encoder():
+    from pipelines.train.visual_echoes import task_masks
 
-    generator = torch.Generator().manual_seed(0)
-    masks = [training_masks(4000, 10, generator)[0], training_masks(4000, 16, generator)[0]]
-    state = generator.get_state()
-    draws = torch.rand(4000, generator=torch.Generator().set_state(state))
-    audio, image = whole_modality_masks(masks, torch.Generator().set_state(state), 0.5)
-    assert torch.equal(audio.all(1), masks[0].all(1) | (draws < 0.25))
-    assert torch.equal(image.all(1), masks[1].all(1) | ((draws >= 0.25) & (draws < 0.5)))
-    assert (audio | ~masks[0]).all() and (image | ~masks[1]).all()  # masked tokens stay masked
-    assert torch.equal(image[draws < 0.25], masks[1][draws < 0.25])  # one modality at a time
-    assert torch.equal(audio[draws >= 0.25], masks[0][draws >= 0.25])
-    unchanged = whole_modality_masks(masks, torch.Generator().set_state(state), 0.0)
-    assert torch.equal(unchanged[0], masks[0]) and torch.equal(unchanged[1], masks[1])
+    (audio, image), (audio_dropped, image_dropped) = task_masks("image_to_audio", 3, 10, 16)
+    assert audio.shape == audio_dropped.shape == (3, 10) and image.shape == image_dropped.shape == (3, 16)
+    assert audio.all() and audio_dropped.all() and not image.any() and not image_dropped.any()
+    (audio, image), (audio_dropped, image_dropped) = task_masks("audio_to_image", 2, 10, 16)
+    assert image.all() and image_dropped.all() and not audio.any() and not audio_dropped.any()
 
 
-def test_the_loss_with_a_modality_masked_whole_scores_every_one_of_its_tokens():
+def test_the_task_share_trains_the_samplers_tasks_on_its_rows_and_zero_keeps_the_papers_loss():
     torch.manual_seed(0)
     _, _, transformer = build_preset("tiny")
-    audio, image = torch.randint(0, 16, (64, 10)), torch.randint(0, 16, (64, 16))
-    _, plain = transformer_loss(transformer, audio, image, torch.Generator().manual_seed(1))
-    _, whole = transformer_loss(transformer, audio, image, torch.Generator().manual_seed(1), whole_share=1.0)
-    assert plain.keys() == whole.keys() and whole["audio_ce"] != plain["audio_ce"]
+    audio, image = torch.randint(0, 16, (4, 10)), torch.randint(0, 16, (4, 16))
+    plain, _ = transformer_loss(transformer, audio, image, torch.Generator().manual_seed(1))
+    none, _ = transformer_loss(transformer, audio, image, torch.Generator().manual_seed(1), task_share=0.0)
+    torch.testing.assert_close(plain, none)
+    # Share 1: rows 0-1 image -> sound, rows 2-3 sound -> image, each scored on every token of its hidden modality.
+    _, tasks = transformer_loss(transformer, audio, image, torch.Generator().manual_seed(1), task_share=1.0)
+    mask_audio, mask_image = transformer.mask_ids
+    logits_a, _ = transformer(torch.full_like(audio[:2], mask_audio), image[:2],
+                              torch.ones_like(audio[:2], dtype=torch.bool), torch.zeros_like(image[:2], dtype=torch.bool))
+    _, logits_v = transformer(audio[2:], torch.full_like(image[2:], mask_image),
+                              torch.zeros_like(audio[2:], dtype=torch.bool), torch.ones_like(image[2:], dtype=torch.bool))
+    F = torch.nn.functional
+    assert tasks["audio_ce"] == pytest.approx(float(F.cross_entropy(logits_a.transpose(1, 2), audio[:2])), rel=1e-5)
+    assert tasks["image_ce"] == pytest.approx(float(F.cross_entropy(logits_v.transpose(1, 2), image[2:])), rel=1e-5)
