@@ -92,13 +92,14 @@ def run(sizes: list[str], repeats: int, model: str | None) -> dict:
     result = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
               "rows": rows}
     if model and Path(model, "visual_echoes.json").is_file():
+        from pipelines.metrics.visual_echoes import repo_relative
         from pipelines.toyworld.paired import sample_paired
         from pipelines.visual_echoes.pipeline_visual_echoes import VisualEchoesPipeline
 
         pipe = VisualEchoesPipeline.from_pretrained(model)
         picture = sample_paired(1, 0, size=pipe.picture_size, frames=pipe.audio_frames).images[0]
         pipe(picture, num_inference_steps=30, generator=[torch.Generator().manual_seed(0)])  # warm-up
-        result["studio_model"] = str(model)
+        result["studio_model"] = repo_relative(model)
         result["studio_image_to_sound_s"] = timed(
             lambda: pipe(picture, num_inference_steps=30, generator=[torch.Generator().manual_seed(0)]), repeats)
     return result

@@ -225,14 +225,21 @@ def sound_to_image(pipe, batch, picture_judge: Judge, steps: int, temperature: f
     return {"accuracy": float(np.mean([s == k for s, k in zip(seen, batch.kinds)])), "seen": seen}
 
 
+CO_GENERATION_BATCH = 64  # samples per pipeline call (its limit)
+
+
 def co_generation(pipe, count: int, sound_judge: Judge, picture_judge: Judge, steps: int, temperature: float,
                   seed: int) -> dict:
     from pipelines.seeds import generators_for
 
     generators, _ = generators_for(seed, count)
-    out = pipe(task="co_generation", num_inference_steps=steps, temperature=temperature, num_samples=count,
-               generator=generators, output_type="spectrogram")
-    heard, seen = sound_judge.predict(out.spectrograms), picture_judge.predict(out.images)
+    heard, seen = [], []
+    for first in range(0, count, CO_GENERATION_BATCH):
+        chunk = generators[first: first + CO_GENERATION_BATCH]
+        out = pipe(task="co_generation", num_inference_steps=steps, temperature=temperature, num_samples=len(chunk),
+                   generator=chunk, output_type="spectrogram")
+        heard += sound_judge.predict(out.spectrograms)
+        seen += picture_judge.predict(out.images)
     return {"agreement": float(np.mean([h == s for h, s in zip(heard, seen)])),
             "kinds_seen": {k: seen.count(k) for k in PAIRED_KINDS}}
 
@@ -260,7 +267,7 @@ def measure(args: argparse.Namespace) -> dict:
         settings |= {"s=1": (args.steps, args.temperature, 1.0), "N=15": (15, args.temperature, args.guidance),
                      "T=4.5": (args.steps, 4.5, args.guidance)}
     results = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-               "machine": machine(), "model": str(args.model), "per_kind": args.per_kind,
+               "machine": machine(), "model": repo_relative(args.model), "per_kind": args.per_kind,
                "judge_pairs": args.judge_pairs, "seed": args.seed, "chance": 1 / len(PAIRED_KINDS),
                "judges": ceilings, "image_to_sound": {}}
     for name, (steps, temperature, guidance) in settings.items():
@@ -276,6 +283,13 @@ def measure(args: argparse.Namespace) -> dict:
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(format_table(results))
     return results
+
+
+def repo_relative(path: str | Path) -> str:
+    """A model folder as the results record it: relative to the repository when inside it (no machine paths)."""
+    resolved = Path(path).resolve()
+    root = DEFAULT_MODEL.resolve().parents[2]
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
 
 
 def format_table(results: dict) -> str:

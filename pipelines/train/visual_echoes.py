@@ -22,9 +22,9 @@ visual_echoes.json), so `VisualEchoesPipeline.from_pretrained(OUT)` loads it as 
 `assets/models/visual_echoes`.
 
 Fine-tuning (`--init DIR`, `pipelines.train.init`): the three networks start from a folder `save_pretrained` wrote;
-`--size` becomes the preset they match. No studio weights are bundled yet and the authors released none, so
-`--init studio` and `--init paper` are refused with a message. The optimiser starts fresh; visual_echoes.json
-records `"init"`. No LoRA here.
+`--size` becomes the preset they match, the codebooks stay theirs. `--init studio` starts from the bundled
+weights (assets/models/visual_echoes); the authors released none, so `--init paper` is refused with a message. The
+optimiser starts fresh; visual_echoes.json records `"init"`. No LoRA here.
 
 `--size studio|tiny|paper`: the paper size is taming's f16 VQGAN at 256×256, SpecVQGAN at 80×848 (10 s) and ViT-L +
 8 × 1024 decoder (a GPU and VGGSound-scale data). Data: `--data toyworld` (paired toy pictures and sounds,
@@ -495,7 +495,7 @@ def starting_pipeline(args: argparse.Namespace):
     the preset its networks match (the data is converted at that preset's sizes)."""
     from pipelines.visual_echoes.pipeline_visual_echoes import VisualEchoesPipeline
 
-    init = resolve_init(args, "visual_echoes")  # `studio`: a ValueError until studio weights are bundled
+    init = resolve_init(args, "visual_echoes")
     if init is None:
         return None
     if init.kind == "paper":

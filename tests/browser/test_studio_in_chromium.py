@@ -276,6 +276,19 @@ def test_studio_sounding_video_makes_a_clip_with_mm_ldm(browser, studio_url):
     page.close()
 
 
+def test_studio_visual_echoes_hears_a_bundled_example_picture(browser, studio_url):
+    """The bundled Visual Echoes weights: a toy-world picture uploaded, 4 decoding iterations, its sound comes back."""
+    page = open_tab(browser, studio_url, "Visual Echoes")
+    page.locator("#ve-picture canvas").first.wait_for(state="attached")  # the editor drops uploads before this
+    picture = min((ROOT / "assets" / "models" / "visual_echoes" / "examples").glob("*.png"))
+    upload(page, "#ve-picture", picture, page.locator("#ve-picture").get_by_text("Upload an image"))
+    generate_in_steps(page, "ve", "4")
+    page.locator("#ve-note").get_by_text("Griffin-Lim made the sound").wait_for(timeout=120_000)
+    assert page.locator("#ve-audio audio").count() >= 1
+    assert page.locator("#ve-gallery img").count() >= 1
+    page.close()
+
+
 def test_studio_impact_diffusion_scores_a_silent_video(browser, studio_url, tmp_path):
     """The bundled studio diffusion model hears a toy glass hit, its physics retrieved from its training clips (the
     mode table stays empty: it is not needed)."""

@@ -46,3 +46,10 @@ def test_the_foreground_colours_are_the_objects_alone():
     np.testing.assert_allclose(mean, (0.9, 0.1, 0.1))
     np.testing.assert_allclose(std, 0.0, atol=1e-12)
     assert share == 4 / 256
+
+
+def test_results_name_the_bundled_model_relative_to_the_repository(tmp_path):
+    from pipelines.metrics.visual_echoes import DEFAULT_MODEL, repo_relative
+
+    assert repo_relative(DEFAULT_MODEL) == "assets/models/visual_echoes"
+    assert repo_relative(tmp_path / "model") == str(tmp_path / "model")  # outside the repository: as given

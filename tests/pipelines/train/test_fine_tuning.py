@@ -280,8 +280,16 @@ def test_visual_echoes_fine_tunes_a_saved_folder(tmp_path):
           "--tokenizer-batch-size", "2", "--steps", "1", "--batch-size", "2", "--out", str(out)])
     record = json.loads((out / "visual_echoes.json").read_text())["training_record"]
     assert record["init"] == str(folder) and record["size"] == "tiny"  # the preset the starting networks match
-    with pytest.raises(ValueError, match="no studio weights are bundled for visual_echoes"):
-        main(["visual_echoes", "--data", "toyworld", "--init", "studio", "--out", str(out)])
+    from pipelines.visual_echoes.pipeline_visual_echoes import VisualEchoesPipeline
+    from pipelines.weights import ASSETS
+
+    studio = tmp_path / "from-studio"  # the bundled weights, their codebooks kept
+    main(["visual_echoes", "--data", "toyworld", "--init", "studio", "--pool", "2", "--stage", "transformer",
+          "--steps", "1", "--batch-size", "2", "--warmup", "1", "--out", str(studio)])
+    assert json.loads((studio / "visual_echoes.json").read_text())["training_record"]["init"] == "studio"
+    bundled = VisualEchoesPipeline.from_pretrained(ASSETS / "visual_echoes")
+    tuned = VisualEchoesPipeline.from_pretrained(studio)
+    assert tuned.transformer.codebook_sizes == bundled.transformer.codebook_sizes
 
 
 def test_the_counted_adapter_size_is_what_peft_adds(base):

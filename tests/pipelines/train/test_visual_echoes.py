@@ -131,10 +131,9 @@ def test_the_task_share_trains_the_samplers_tasks_on_its_rows_and_zero_keeps_the
     # Share 1: rows 0-1 image -> sound, rows 2-3 sound -> image, each scored on every token of its hidden modality.
     _, tasks = transformer_loss(transformer, audio, image, torch.Generator().manual_seed(1), task_share=1.0)
     mask_audio, mask_image = transformer.mask_ids
-    logits_a, _ = transformer(torch.full_like(audio[:2], mask_audio), image[:2],
-                              torch.ones_like(audio[:2], dtype=torch.bool), torch.zeros_like(image[:2], dtype=torch.bool))
-    _, logits_v = transformer(audio[2:], torch.full_like(image[2:], mask_image),
-                              torch.zeros_like(audio[2:], dtype=torch.bool), torch.ones_like(image[2:], dtype=torch.bool))
+    every, none = torch.ones(2, 10, dtype=torch.bool), torch.zeros(2, 16, dtype=torch.bool)
+    logits_a, _ = transformer(torch.full_like(audio[:2], mask_audio), image[:2], every, none)
+    _, logits_v = transformer(audio[2:], torch.full_like(image[2:], mask_image), ~every, ~none)
     F = torch.nn.functional
-    assert tasks["audio_ce"] == pytest.approx(float(F.cross_entropy(logits_a.transpose(1, 2), audio[:2])), rel=1e-5)
-    assert tasks["image_ce"] == pytest.approx(float(F.cross_entropy(logits_v.transpose(1, 2), image[2:])), rel=1e-5)
+    assert tasks["audio_ce"] == pytest.approx(F.cross_entropy(logits_a.transpose(1, 2), audio[:2]).item(), rel=1e-5)
+    assert tasks["image_ce"] == pytest.approx(F.cross_entropy(logits_v.transpose(1, 2), image[2:]).item(), rel=1e-5)
