@@ -225,17 +225,15 @@ def sound_to_image(pipe, batch, picture_judge: Judge, steps: int, temperature: f
     return {"accuracy": float(np.mean([s == k for s, k in zip(seen, batch.kinds)])), "seen": seen}
 
 
-CO_GENERATION_BATCH = 64  # samples per pipeline call (its limit)
-
-
 def co_generation(pipe, count: int, sound_judge: Judge, picture_judge: Judge, steps: int, temperature: float,
                   seed: int) -> dict:
     from pipelines.seeds import generators_for
+    from pipelines.visual_echoes.pipeline_visual_echoes import MAX_SAMPLES
 
     generators, _ = generators_for(seed, count)
     heard, seen = [], []
-    for first in range(0, count, CO_GENERATION_BATCH):
-        chunk = generators[first: first + CO_GENERATION_BATCH]
+    for first in range(0, count, MAX_SAMPLES):  # the pipeline's most samples per call
+        chunk = generators[first: first + MAX_SAMPLES]
         out = pipe(task="co_generation", num_inference_steps=steps, temperature=temperature, num_samples=len(chunk),
                    generator=chunk, output_type="spectrogram")
         heard += sound_judge.predict(out.spectrograms)
@@ -287,8 +285,9 @@ def measure(args: argparse.Namespace) -> dict:
 
 def repo_relative(path: str | Path) -> str:
     """A model folder as the results record it: relative to the repository when inside it (no machine paths)."""
-    resolved = Path(path).resolve()
-    root = DEFAULT_MODEL.resolve().parents[2]
+    from pipelines.weights import ASSETS
+
+    resolved, root = Path(path).resolve(), ASSETS.parents[1]
     return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
 
 

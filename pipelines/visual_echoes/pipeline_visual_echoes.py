@@ -44,6 +44,7 @@ CONFIG_NAME = "visual_echoes.json"
 CONFIG_FORMAT = "visual_echoes-1"
 TASKS = ("image_to_audio", "audio_to_image", "co_generation", "inpaint_audio")
 OUTPUT_TYPES = ("np", "spectrogram", "tokens")
+MAX_SAMPLES = 64  # samples per call
 DEFAULT_STEPS, DEFAULT_TEMPERATURE, DEFAULT_GUIDANCE = 30, 9.0, 3.0
 GRIFFIN_LIM_ITERATIONS = 32
 SILENCE_PEAK = 1e-4  # a sound whose peak is below this is treated as silence
@@ -186,8 +187,8 @@ class VisualEchoesPipeline(StudioPipeline):
         for name, value in (("temperature", temperature), ("guidance_scale", guidance_scale)):
             if not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 100:
                 raise ValueError(f"`{name}` must be a finite number from 0 to 100, got {value!r}.")
-        if not isinstance(num_samples, int) or not 1 <= num_samples <= 64:
-            raise ValueError(f"`num_samples` must be an integer from 1 to 64, got {num_samples!r}.")
+        if not isinstance(num_samples, int) or not 1 <= num_samples <= MAX_SAMPLES:
+            raise ValueError(f"`num_samples` must be an integer from 1 to {MAX_SAMPLES}, got {num_samples!r}.")
         if isinstance(generator, list) and len(generator) != num_samples:
             raise ValueError(f"`generator` is a list of {len(generator)} generators but `num_samples` is "
                              f"{num_samples}; pass one generator per sample, or a single generator.")
