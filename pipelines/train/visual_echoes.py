@@ -13,9 +13,10 @@ Stages (`--stage tokenizers|transformer|all`; each resumable, checkpoints under 
    the paper does not give it), masks ⌈r·L⌉ tokens, drops ⌈0.5·L⌉ tokens from the encoder, and minimises the
    cross-entropy on the masked positions only (Eq. 1: the mean over each modality's masked tokens, the two
    modalities summed). AdamW (0.9, 0.95), weight decay 0.05, linear warm-up then cosine decay (MAGE's defaults: the
-   paper gives no optimiser), EMA. Departure, off by default: `--task-share S` trains a share S of each batch on the
-   tasks the sampler runs, image → sound and sound → image (half each): the given modality whole and unmasked, the
-   other masked whole. The paper's masks never show the encoder more than half of a modality.
+   paper gives no optimiser), EMA. Departure, off by default: `--task-share S` trains a share S of each batch on
+   what the sampler shows the network (image → sound and sound → image with and without their condition, and
+   co-generation: a modality is whole, partly masked as the cosine schedule leaves it, or masked whole; nothing
+   dropped). The paper's masks never show the encoder more than half of a modality.
 
 OUT is then written by `VisualEchoesPipeline.save_pretrained` (audio_tokenizer/, image_tokenizer/, transformer/,
 visual_echoes.json), so `VisualEchoesPipeline.from_pretrained(OUT)` loads it as the registry loads the bundled
@@ -96,15 +97,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "sounds against an empty ground)")
     parser.add_argument("--gan-weight", type=float, default=0.0, help="hinge PatchGAN loss weight (0: off)")
     parser.add_argument("--gan-start", type=int, default=500, help="tokenizer step from which the GAN loss is on")
+    parser.add_argument("--tokenizers", nargs="+", default=list(MODALITIES), choices=MODALITIES,
+                        help="the tokenizers the tokenizer stage trains (default both; one alone needs --init, "
+                             "which gives the other)")
+    parser.add_argument("--decoder-only", action="store_true",
+                        help="with --init: the tokenizer stage trains only the decoders (encoder and codebook "
+                             "frozen, so the codes and the starting transformer still fit) and exports the pipeline "
+                             "with that transformer, as VQGAN's decoder fine-tune (e.g. sharper pictures with "
+                             "--gan-weight)")
     parser.add_argument("--steps", type=int, default=3000, help="transformer training steps")
     parser.add_argument("--batch-size", type=int, default=64, help="transformer batch")
     parser.add_argument("--lr", type=float, default=1e-3, help="transformer peak learning rate (AdamW)")
     parser.add_argument("--warmup", type=int, default=200, help="transformer warm-up steps")
     parser.add_argument("--mask-mean", type=float, default=MASK_RATIO_MEAN, help="mean of the mask-ratio Gaussian")
     parser.add_argument("--task-share", type=float, default=0.0, metavar="SHARE",
-                        help="share of each batch trained on the sampler's tasks, half image -> sound, half sound -> "
-                             "image: one modality whole, the other masked whole (a departure; default 0, the "
-                             "paper's masks only)")
+                        help="share of each batch trained on what the sampler shows the network: one modality "
+                             "whole or masked whole, the other partly masked, or both partly (a departure; default "
+                             "0, the paper's masks only)")
     parser.add_argument("--pool", type=int, default=4000, help="toy-world pairs generated")
     parser.add_argument("--codebook-size", type=int, default=None,
                         help="codes per tokenizer codebook (default: the preset's; fewer codes give the transformer "
@@ -245,10 +254,14 @@ def train_tokenizer(args, name: str, size: TokenizerSize, data: torch.Tensor, lo
         return VQModel.from_pretrained(folder).eval().requires_grad_(False)
     torch.manual_seed(args.seed)
     vq = trainable(getattr(start, f"{name}_tokenizer")) if start is not None else build_tokenizer(size)
+    if args.decoder_only:
+        for part in (vq.encoder, vq.quant_conv, vq.quantize):
+            part.requires_grad_(False)
     objective = TokenizerObjective(vq, args.foreground_weight)
     discriminator = PatchDiscriminator(size.channels)
     accelerator = make_accelerator(args)
-    optimizer = torch.optim.AdamW(objective.parameters(), lr=args.tokenizer_lr, betas=(0.5, 0.9), weight_decay=0.0)
+    optimizer = torch.optim.AdamW([p for p in objective.parameters() if p.requires_grad], lr=args.tokenizer_lr,
+                                  betas=(0.5, 0.9), weight_decay=0.0)
     d_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=args.tokenizer_lr, betas=(0.5, 0.9))
     objective, discriminator, optimizer, d_optimizer = accelerator.prepare(objective, discriminator, optimizer,
                                                                            d_optimizer)
@@ -284,7 +297,7 @@ def train_tokenizer(args, name: str, size: TokenizerSize, data: torch.Tensor, lo
             losses["discriminator"] = d_loss.item()
         vq = accelerator.unwrap_model(objective).vq
         usage.add_(torch.bincount(ids.detach().cpu(), minlength=size.codebook_size).float())
-        if args.restart_every and (index + 1) % args.restart_every == 0:
+        if args.restart_every and not args.decoder_only and (index + 1) % args.restart_every == 0:
             if index < 0.8 * args.tokenizer_steps:  # the last fifth lets the codebook settle
                 losses["restarted"] = float(restart_dead_codes(vq, usage, latents, restart_generator, ema))
             usage.zero_()
@@ -319,19 +332,19 @@ def transformer_loss(transformer, audio_ids: torch.Tensor, image_ids: torch.Tens
                      task_share: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 1 on one batch: independent mask ratios per modality, 50 % dropping, CE on the masked positions only (the
     mean over each modality's masked tokens of the whole batch, the two modalities summed). The last `task_share` of
-    the rows train the sampler's tasks instead (`task_masks`)."""
+    the rows see what the sampler shows the network instead (`task_masks`)."""
     batch = audio_ids.shape[0]
-    per_task = round(task_share * batch / 2)
-    paper_rows = batch - 2 * per_task
-    groups = [(slice(0, paper_rows), paper_masks(paper_rows, audio_ids.shape[1], image_ids.shape[1], generator,
-                                                 mask_mean))]
-    for index, task in enumerate(TASKS):
-        rows = slice(paper_rows + index * per_task, paper_rows + (index + 1) * per_task)
-        groups.append((rows, task_masks(task, per_task, audio_ids.shape[1], image_ids.shape[1])))
+    task_rows = round(task_share * batch)
+    paper_rows = batch - task_rows
+    lengths = (audio_ids.shape[1], image_ids.shape[1])
+    groups = []
+    if paper_rows:
+        groups.append((slice(0, paper_rows), paper_masks(paper_rows, *lengths, generator, mask_mean)))
+    if task_rows:
+        masks = task_masks(task_rows, *lengths, generator)
+        groups.append((slice(paper_rows, batch), (masks, [torch.zeros_like(m) for m in masks])))
     sums, counts, hits = [audio_ids.new_zeros((), dtype=torch.float32)] * 2, [0.0, 0.0], [0.0, 0.0]
     for rows, (masks, drops) in groups:
-        if rows.stop == rows.start:
-            continue
         ids = (audio_ids[rows], image_ids[rows])
         masks, drops = [m.to(audio_ids.device) for m in masks], [d.to(audio_ids.device) for d in drops]
         inputs = [torch.where(m, torch.full_like(i, mask_id), i)
@@ -347,9 +360,6 @@ def transformer_loss(transformer, audio_ids: torch.Tensor, image_ids: torch.Tens
     return total, {"loss": total.item(), "audio_ce": losses[0].item(), "image_ce": losses[1].item(), **accuracy}
 
 
-TASKS = ("image_to_audio", "audio_to_image")
-
-
 def paper_masks(batch: int, audio_length: int, image_length: int, generator: torch.Generator,
                 mask_mean: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """([audio, image] masked, [audio, image] dropped) of the paper's training for `batch` rows."""
@@ -358,16 +368,32 @@ def paper_masks(batch: int, audio_length: int, image_length: int, generator: tor
     return [audio[0], image[0]], [audio[1], image[1]]
 
 
-def task_masks(task: str, batch: int, audio_length: int,
-               image_length: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """`--task-share` (a departure): image -> sound or sound -> image as the sampler runs it, the given modality whole
-    and unmasked, the other masked whole and left out of the encoder (its [MASK] rows carry nothing; the sampler
-    replaces them by m before the decoder). The paper's masks keep at most half of a modality in the encoder, so the
-    whole picture or sound the sampler conditions on is otherwise never seen in training."""
-    lengths = (audio_length, image_length)
-    target = 0 if task == "image_to_audio" else 1
-    masks = [torch.full((batch, length), index == target) for index, length in enumerate(lengths)]
-    return masks, masks  # what is masked is also dropped
+# What the sampler shows the network, per modality (audio, image): "given" whole and unmasked, "partly" masked as
+# some iteration of the cosine schedule leaves it, "hidden" masked whole (guidance's unconditional pass).
+SAMPLER_STATES = (("partly", "given"),  # image -> sound (and inpainting)
+                  ("given", "partly"),  # sound -> image
+                  ("partly", "hidden"),  # image -> sound, unconditional
+                  ("hidden", "partly"),  # sound -> image, unconditional
+                  ("partly", "partly"))  # co-generation
+
+
+def task_masks(batch: int, audio_length: int, image_length: int,
+               generator: torch.Generator) -> list[torch.Tensor]:
+    """`--task-share` (a departure): [audio, image] masks of `batch` rows in the sampler's states, row i in
+    `SAMPLER_STATES[i % 5]`; a "partly" modality has ⌈cos(π/2 · u) · L⌉ random tokens masked, u ~ U(0, 1). Nothing
+    is dropped: the sampler shows the encoder every token, [MASK] or not, while the paper's masks never show it more
+    than half of a modality, so the whole picture or sound that image -> sound and sound -> image condition on is
+    otherwise never seen in training."""
+    masks = []
+    for modality, length in enumerate((audio_length, image_length)):
+        states = [SAMPLER_STATES[row % len(SAMPLER_STATES)][modality] for row in range(batch)]
+        ratios = torch.cos(math.pi / 2 * torch.rand(batch, generator=generator))
+        counts = torch.ceil(ratios * length).long().clamp(1, length)
+        counts = torch.tensor([{"given": 0, "hidden": length}.get(state, int(count))
+                               for state, count in zip(states, counts)])
+        rank = torch.argsort(torch.argsort(torch.rand(batch, length, generator=generator), dim=1), dim=1)
+        masks.append(rank < counts[:, None])
+    return masks
 
 
 def train_transformer(args, audio_vq: VQModel, image_vq: VQModel, spectrograms: torch.Tensor,
@@ -439,6 +465,8 @@ def train(args: argparse.Namespace) -> Path:
     if not 0.0 <= args.task_share <= 1.0:
         raise ValueError(f"--task-share is a share of each batch in [0, 1], got {args.task_share}")
     start = starting_pipeline(args)
+    if start is None and (args.decoder_only or set(args.tokenizers) != set(MODALITIES)):
+        raise ValueError("--decoder-only and --tokenizers with one tokenizer fine-tune a trained model: add --init")
     sizes = preset_sizes(args, start)
     set_seed(args.seed)
     log = LossLog(out / "loss_log.jsonl")
@@ -446,14 +474,15 @@ def train(args: argparse.Namespace) -> Path:
         log.path.unlink()
     started = time.time()
     spectrograms, pictures = load_pairs(args, sizes)
-    if args.stage in ("tokenizers", "all"):
-        audio_vq = train_tokenizer(args, "audio", sizes["audio"], spectrograms, log, start)
-        image_vq = train_tokenizer(args, "image", sizes["image"], pictures, log, start)
-    else:
-        audio_vq, image_vq = (saved_tokenizer(out, name, start) for name in MODALITIES)
+    data = {"audio": spectrograms, "image": pictures}
+    audio_vq, image_vq = (train_tokenizer(args, name, sizes[name], data[name], log, start)
+                          if args.stage in ("tokenizers", "all") and name in args.tokenizers
+                          else saved_tokenizer(out, name, start) for name in MODALITIES)
     if args.stage in ("transformer", "all"):
         transformer = train_transformer(args, audio_vq, image_vq, spectrograms, pictures, log, start)
         export(out, args, audio_vq, image_vq, transformer)
+    elif args.decoder_only:  # the codes did not change: the starting transformer fits the new decoders
+        export(out, args, audio_vq, image_vq, start.transformer.float())
     plot_losses(log.read(), out / "loss_curve.png")
     summary = {"seconds": round(time.time() - started, 1), "init": init_record(args), "final": final_losses(log.read()),
                "args": vars(args)}

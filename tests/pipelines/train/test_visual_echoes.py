@@ -36,25 +36,37 @@ def test_tiny_training_runs_both_stages_resumes_and_exports_a_loadable_pipeline(
     assert result.spectrograms.shape == (1, 80, 32)
 
 
-def test_the_training_loss_ignores_unmasked_targets():
-    torch.manual_seed(0)
-    _, _, transformer = build_preset("tiny")
-    audio, image = torch.randint(0, 16, (4, 10)), torch.randint(0, 16, (4, 16))
-    loss, losses = transformer_loss(transformer, audio, image, torch.Generator().manual_seed(1))
-    assert torch.isfinite(loss) and set(losses) >= {"audio_ce", "image_ce"}
-    # Same masks (same generator), different targets only where nothing is masked: the same loss.
-    from pipelines.visual_echoes.scheduling_visual_echoes import training_masks
+class FixedLogits(torch.nn.Module):
+    """Logits that do not depend on the input tokens (one set per position), so that only the loss's targets can
+    change the loss."""
 
-    generator = torch.Generator().manual_seed(1)
-    masked_a, _, _ = training_masks(4, 10, generator)
-    masked_v, _, _ = training_masks(4, 16, generator)
-    other_audio = torch.where(masked_a, audio, (audio + 1) % 16)
-    other_image = torch.where(masked_v, image, (image + 1) % 16)
-    # Unmasked tokens are inputs too, so only the loss's targets may be swapped: compare with the targets' effect
-    # removed by feeding identical inputs (the masked positions are [MASK] either way).
-    again, _ = transformer_loss(transformer, audio, image, torch.Generator().manual_seed(1))
-    torch.testing.assert_close(loss, again)
-    assert other_audio.shape == audio.shape and other_image.shape == image.shape
+    mask_ids = (16, 16)
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(3)
+        self.logits = (torch.randn(1, 10, 16, generator=generator), torch.randn(1, 16, 16, generator=generator))
+
+    def forward(self, audio, image, audio_dropped=None, image_dropped=None):
+        return tuple(logits.expand(len(audio), -1, -1) for logits in self.logits)
+
+
+@pytest.mark.parametrize("task_share", [0.0, 0.5])
+def test_the_training_loss_reads_the_targets_at_masked_positions_only(task_share):
+    from pipelines.train.visual_echoes import paper_masks, task_masks
+
+    audio, image = torch.randint(0, 16, (4, 10)), torch.randint(0, 16, (4, 16))
+    loss, _ = transformer_loss(FixedLogits(), audio, image, torch.Generator().manual_seed(1), task_share=task_share)
+    generator = torch.Generator().manual_seed(1)  # the same masks, drawn in the same order
+    paper_rows = 4 - round(task_share * 4)
+    masks = [torch.cat(parts) for parts in zip(paper_masks(paper_rows, 10, 16, generator, 0.7)[0],
+                                                task_masks(4 - paper_rows, 10, 16, generator))]
+    changed = [torch.where(m, ids, (ids + 1) % 16) for ids, m in zip((audio, image), masks)]
+    same, _ = transformer_loss(FixedLogits(), *changed, torch.Generator().manual_seed(1), task_share=task_share)
+    torch.testing.assert_close(loss, same)
+    changed = [torch.where(m, (ids + 1) % 16, ids) for ids, m in zip((audio, image), masks)]
+    other, _ = transformer_loss(FixedLogits(), *changed, torch.Generator().manual_seed(1), task_share=task_share)
+    assert abs(other.item() - loss.item()) > 1e-3
 
 
 def test_foreground_weights_raise_the_object_against_the_ground_and_keep_mean_one():
@@ -111,29 +123,59 @@ def test_codebook_size_keeps_the_preset_by_default_and_is_refused_with_init():
         preset_sizes(argparse.Namespace(size="studio", codebook_size=1))
 
 
-def test_task_masks_give_one_modality_whole_and_hide_the_other_from_the_encoder():
+def test_task_masks_put_each_modality_in_the_samplers_states():
+    from pipelines.train.visual_echoes import SAMPLER_STATES, task_masks
+
+    audio, image = task_masks(50, 10, 16, torch.Generator().manual_seed(0))
+    assert audio.shape == (50, 10) and image.shape == (50, 16)
+    for row in range(50):
+        for mask, state in zip((audio[row], image[row]), SAMPLER_STATES[row % 5]):
+            count = int(mask.sum())
+            assert {"given": count == 0, "hidden": count == len(mask), "partly": 1 <= count <= len(mask)}[state]
+    partly = audio[[row for row in range(50) if SAMPLER_STATES[row % 5][0] == "partly"]].sum(dim=1)
+    assert len(set(partly.tolist())) > 3  # ratios drawn per row
+
+
+def test_the_task_share_trains_the_samplers_states_on_its_rows_and_zero_keeps_the_papers_loss():
     from pipelines.train.visual_echoes import task_masks
 
-    (audio, image), (audio_dropped, image_dropped) = task_masks("image_to_audio", 3, 10, 16)
-    assert audio.shape == audio_dropped.shape == (3, 10) and image.shape == image_dropped.shape == (3, 16)
-    assert audio.all() and audio_dropped.all() and not image.any() and not image_dropped.any()
-    (audio, image), (audio_dropped, image_dropped) = task_masks("audio_to_image", 2, 10, 16)
-    assert image.all() and image_dropped.all() and not audio.any() and not audio_dropped.any()
-
-
-def test_the_task_share_trains_the_samplers_tasks_on_its_rows_and_zero_keeps_the_papers_loss():
     torch.manual_seed(0)
     _, _, transformer = build_preset("tiny")
-    audio, image = torch.randint(0, 16, (4, 10)), torch.randint(0, 16, (4, 16))
+    audio, image = torch.randint(0, 16, (5, 10)), torch.randint(0, 16, (5, 16))
     plain, _ = transformer_loss(transformer, audio, image, torch.Generator().manual_seed(1))
     none, _ = transformer_loss(transformer, audio, image, torch.Generator().manual_seed(1), task_share=0.0)
     torch.testing.assert_close(plain, none)
-    # Share 1: rows 0-1 image -> sound, rows 2-3 sound -> image, each scored on every token of its hidden modality.
+    # Share 1: every row in a sampler state, nothing dropped, scored on every masked token of the batch.
     _, tasks = transformer_loss(transformer, audio, image, torch.Generator().manual_seed(1), task_share=1.0)
-    mask_audio, mask_image = transformer.mask_ids
-    every, none = torch.ones(2, 10, dtype=torch.bool), torch.zeros(2, 16, dtype=torch.bool)
-    logits_a, _ = transformer(torch.full_like(audio[:2], mask_audio), image[:2], every, none)
-    _, logits_v = transformer(audio[2:], torch.full_like(image[2:], mask_image), ~every, ~none)
+    masks = task_masks(5, 10, 16, torch.Generator().manual_seed(1))
+    inputs = [torch.where(m, torch.full_like(ids, mask_id), ids)
+              for ids, m, mask_id in zip((audio, image), masks, transformer.mask_ids)]
+    logits = transformer(*inputs)
     F = torch.nn.functional
-    assert tasks["audio_ce"] == pytest.approx(F.cross_entropy(logits_a.transpose(1, 2), audio[:2]).item(), rel=1e-5)
-    assert tasks["image_ce"] == pytest.approx(F.cross_entropy(logits_v.transpose(1, 2), image[2:]).item(), rel=1e-5)
+    for name, lg, ids, m in zip(("audio_ce", "image_ce"), logits, (audio, image), masks):
+        assert tasks[name] == pytest.approx(F.cross_entropy(lg[m], ids[m]).item(), rel=1e-5)
+
+
+def test_decoder_only_fine_tunes_one_decoder_keeps_the_codes_and_exports_the_starting_transformer(tmp_path):
+    start, tuned = tmp_path / "start", tmp_path / "tuned"
+    torch.manual_seed(0)
+    VisualEchoesPipeline(*build_preset("tiny")).save_pretrained(start)
+    main(["visual_echoes", "--data", "toyworld", "--out", str(tuned), "--init", str(start), "--pool", "8",
+          "--stage", "tokenizers", "--tokenizers", "image", "--decoder-only", "--tokenizer-steps", "2",
+          "--tokenizer-batch-size", "4", "--restart-every", "1", "--gan-weight", "0.1", "--gan-start", "0"])
+    before, after = VisualEchoesPipeline.from_pretrained(start), VisualEchoesPipeline.from_pretrained(tuned)
+
+    def same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+        return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+    old, new = before.image_tokenizer, after.image_tokenizer
+    assert same(old.encoder, new.encoder) and same(old.quant_conv, new.quant_conv) and same(old.quantize, new.quantize)
+    assert not same(old.decoder, new.decoder)
+    assert same(before.audio_tokenizer, after.audio_tokenizer) and same(before.transformer, after.transformer)
+
+
+def test_decoder_only_and_one_tokenizer_need_a_trained_start(tmp_path):
+    for flags in (["--decoder-only"], ["--tokenizers", "audio"]):
+        with pytest.raises(ValueError, match="--init"):
+            main(["visual_echoes", "--data", "toyworld", "--out", str(tmp_path / "run"), "--size", "tiny",
+                  "--pool", "8", "--stage", "tokenizers", "--tokenizer-steps", "1", *flags])
