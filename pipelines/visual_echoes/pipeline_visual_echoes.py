@@ -10,9 +10,10 @@ loop (`scheduling_visual_echoes`) serve every task; the task only says which tok
 - `inpaint_audio`: the sound's tokens are given except the token columns overlapping `inpaint_range_s`, which are
   regenerated guided by the picture (tokens outside the range never change).
 
-Classifier-free guidance (Eq. 2, on logits): ℓ = ℓ_u + s·(ℓ_c − ℓ_u), where the unconditional pass sees the
-condition modality fully masked (no extra training: the independent per-modality mask ratios of training already show
-the model a nearly masked modality). The conditional and unconditional passes run as one batch. The paper's
+Classifier-free guidance (Eq. 2 as printed, on probabilities: p̂ = s·p_c + (1 − s)·p_u, see `guide`), where the
+unconditional pass sees the condition modality fully masked (the paper needs no extra training for it: its independent
+per-modality mask ratios already show a nearly masked modality; the studio trainer's `--task-share` also trains that
+state). The conditional and unconditional passes run as one batch. The paper's
 defaults: N = 30 iterations, temperature T = 9, s = 3; the paper uses no guidance for any picture it generates and
 none for co-generation, so `guidance_scale=None` means 3 for a sound made from a picture (image_to_audio,
 inpaint_audio) and 1 (off) otherwise.

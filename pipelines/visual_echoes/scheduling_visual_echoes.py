@@ -16,8 +16,12 @@ After the last iteration the fully sampled tokens are returned (MAGE returns `sa
 Every random draw (categorical and Gumbel) comes from the sample's own CPU `torch.Generator`, so a batch equals its
 samples run one by one.
 
-Classifier-free guidance on logits (Eq. 2, applied to logits as MUSE does: probabilities would go negative at s = 3):
-ℓ = ℓ_u + s · (ℓ_c − ℓ_u) (`guide`).
+Classifier-free guidance (Eq. 2) as printed, on probabilities: p̂ = s · p_c + (1 − s) · p_u (`guide`). At s > 1 a code
+the unconditional pass likes more than the conditional one can go negative; it is clipped to 0 and the rest
+renormalised (the paper does not say how; one clip at 0 is the least change). We first applied Eq. 2 to logits as
+MUSE does (ℓ_u + s · (ℓ_c − ℓ_u), p_c^s / p_u^(s−1)): that multiplies a code the unconditional pass finds unlikely by a
+large factor at every masked position at once, and on the toy world it added events and heard the pictured kind less
+often than no guidance (64 pairs: 0.78 at s = 3 against 0.91 at s = 1; on probabilities 0.95).
 
 Training masks (`training_masks`): per sample and per modality a mask ratio r from a truncated Gaussian on [0.2, 1]
 (mean 0.7; the paper does not give the standard deviation, 0.25 is MAGE's), ⌈r·L⌉ tokens masked and ⌈0.5·L⌉ tokens
@@ -84,12 +88,15 @@ def mask_by_random_topk(mask_len: torch.Tensor, confidence: torch.Tensor) -> tor
 
 
 def guide(conditional: torch.Tensor, unconditional: torch.Tensor | None, scale: float) -> torch.Tensor:
-    """Eq. 2 on logits: ℓ_u + s · (ℓ_c − ℓ_u). s = 1 (or no unconditional pass) is ℓ_c exactly, s = 0 is ℓ_u."""
+    """Eq. 2 on probabilities, from logits [..., C]: log(s · p_c + (1 − s) · p_u), negative mixtures clipped to 0 and
+    the rest renormalised (clipped codes get −inf). s = 1 (or no unconditional pass) returns ℓ_c itself, s = 0 ℓ_u."""
     if unconditional is None or scale == 1.0:
         return conditional
     if scale == 0.0:
         return unconditional
-    return unconditional + scale * (conditional - unconditional)
+    p_c, p_u = torch.softmax(conditional.float(), dim=-1), torch.softmax(unconditional.float(), dim=-1)
+    mixed = (scale * p_c + (1.0 - scale) * p_u).clamp(min=0.0)
+    return torch.log(mixed / mixed.sum(dim=-1, keepdim=True))
 
 
 @dataclass

@@ -61,7 +61,16 @@ def test_guidance_identities():
     conditional, unconditional = torch.randn(2, 5, 7), torch.randn(2, 5, 7)
     assert torch.equal(guide(conditional, unconditional, 1.0), conditional)
     assert torch.equal(guide(conditional, unconditional, 0.0), unconditional)
-    torch.testing.assert_close(guide(conditional, unconditional, 3.0), unconditional + 3 * (conditional - unconditional))
+    p_c, p_u = conditional.softmax(-1), unconditional.softmax(-1)
+    torch.testing.assert_close(guide(conditional, unconditional, 0.5).exp(), (p_c + p_u) / 2)  # no clipping below 1
+
+
+def test_guidance_on_probabilities_clips_negative_mixtures_by_hand():
+    p_c, p_u = torch.tensor([0.5, 0.3, 0.2]), torch.tensor([0.2, 0.2, 0.6])
+    # s = 3: 3 p_c − 2 p_u = [1.1, 0.5, −0.6] -> clipped [1.1, 0.5, 0] / 1.6
+    guided = guide(p_c.log(), p_u.log(), 3.0)
+    torch.testing.assert_close(guided.exp(), torch.tensor([1.1 / 1.6, 0.5 / 1.6, 0.0]))
+    assert guided[2] == -math.inf
 
 
 def test_the_truncated_gaussian_stays_in_range_with_the_known_mean():
