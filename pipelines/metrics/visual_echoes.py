@@ -9,7 +9,8 @@ truth is known, so toy judges score the samples instead (`python -m pipelines.me
   objects are), fitted on fresh ground-truth pairs, each as drawn and as
   the model's tokenizers give it back (so they judge what a tokenizer can express); their held-out accuracy on
   ground truth is reported as the ceiling;
-- **image → sound accuracy**: the sound judge hears the pictured kind (chance 1/8);
+- **image → sound accuracy**: the sound judge hears the pictured kind (chance 1/8); with it the mean probability the
+  judge gives the pictured kind, a finer reading of the same (guidance raised the paper's classifier score, IS);
 - **sound → image accuracy**: the picture judge sees the heard kind (chance 1/8);
 - **co-generation agreement**: the judged kind of the picture equals that of the sound;
 - **pitch–size rank correlation** (image → sound): Spearman's ρ between the drawn size and minus the generated pitch
@@ -18,7 +19,8 @@ truth is known, so toy judges score the samples instead (`python -m pipelines.me
 - **event-count agreement** (image → sound): the number of events heard (rising edges of the frame loudness, the
   loudest band per frame, half way
   between its floor and its peak) equals the number of objects drawn;
-- the paper's ablations on image → sound: guidance s = 1 against 3, N = 15 against 30, T = 4.5 against 9.
+- the paper's ablations on image → sound: guidance s = 1 against 3, N = 15 against 30, T = 4.5 against 9; guidance's
+  gain is also given per sample, paired (same pictures, same seeds), with its standard error.
 
 The judges hear spectrograms (the pipeline's `output_type="spectrogram"`, no Griffin-Lim).
 """
@@ -37,6 +39,7 @@ from pipelines.audio import SPECS, mel_frequencies
 from pipelines.toyworld.paired import PAIRED_KINDS
 
 SPEC = SPECS["visual_echoes"]
+PER_SAMPLE = ("heard", "probabilities")  # kept out of the report
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent.parent / "assets" / "models" / "visual_echoes"
 
 
@@ -104,6 +107,12 @@ class Judge:
 
     def predict(self, x: np.ndarray) -> list[str]:
         return list(self.model.predict(self.features(x)))
+
+    def probability_of(self, x: np.ndarray, labels: list[str]) -> np.ndarray:
+        """The probability the judge gives each sample's own label (a confidence, not a hit or miss)."""
+        probabilities = self.model.predict_proba(self.features(x))
+        columns = [list(self.model.classes_).index(label) for label in labels]
+        return probabilities[np.arange(len(labels)), columns]
 
 
 def loudest_pitch_hz(spectrogram: np.ndarray) -> float:
@@ -205,8 +214,10 @@ def image_to_sound(pipe, batch, sound_judge: Judge, steps: int, temperature: flo
         spectrograms.append(out.spectrograms[0])
     spectrograms = np.stack(spectrograms)
     heard = sound_judge.predict(spectrograms)
+    probabilities = sound_judge.probability_of(spectrograms, list(batch.kinds))
     rows = [(loudest_pitch_hz(s), size, kind) for s, size, kind in zip(spectrograms, batch.sizes, batch.kinds)]
     return {"accuracy": float(np.mean([h == k for h, k in zip(heard, batch.kinds)])),
+            "pictured_kind_probability": float(probabilities.mean()), "probabilities": probabilities,
             "pitch_size_spearman": per_kind_spearman(rows),
             "event_count_agreement": float(np.mean([count_events(s) == c for s, c in zip(spectrograms, batch.counts)])),
             "heard": heard}
@@ -268,10 +279,14 @@ def measure(args: argparse.Namespace) -> dict:
                "machine": machine(), "model": repo_relative(args.model), "per_kind": args.per_kind,
                "judge_pairs": args.judge_pairs, "seed": args.seed, "chance": 1 / len(PAIRED_KINDS),
                "judges": ceilings, "image_to_sound": {}}
+    probabilities = {}
     for name, (steps, temperature, guidance) in settings.items():
         result = image_to_sound(pipe, test, sound_judge, steps, temperature, guidance, args.seed)
         results["image_to_sound"][name] = {"steps": steps, "temperature": temperature, "guidance": guidance,
-                                           **{k: v for k, v in result.items() if k != "heard"}}
+                                           **{k: v for k, v in result.items() if k not in PER_SAMPLE}}
+        probabilities[name] = result["probabilities"]
+    if "s=1" in probabilities:
+        results["guidance_gain"] = paired_gain(probabilities["default"], probabilities["s=1"])
     results["sound_to_image"] = {k: v for k, v in sound_to_image(pipe, test, picture_judge, args.steps,
                                                                   args.temperature, args.seed).items() if k != "seen"}
     results["co_generation"] = co_generation(pipe, len(test), sound_judge, picture_judge, args.steps,
@@ -291,12 +306,26 @@ def repo_relative(path: str | Path) -> str:
     return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
 
 
+def paired_gain(guided: np.ndarray, unguided: np.ndarray) -> dict:
+    """The default setting against s = 1 on the same pictures and seeds: the mean per-sample gain in the judge's
+    probability of the pictured kind, with its standard error (the spread of the paired differences / √n)."""
+    differences = np.asarray(guided) - np.asarray(unguided)
+    return {"pictured_kind_probability": float(differences.mean()),
+            "standard_error": float(differences.std(ddof=1) / np.sqrt(len(differences)))}
+
+
 def format_table(results: dict) -> str:
     lines = ["| measure | value |", "|---|---|"]
     for name, row in results["image_to_sound"].items():
-        lines.append(f"| image → sound accuracy ({name}: N={row['steps']}, T={row['temperature']}, "
-                     f"s={row['guidance']}) | {row['accuracy']:.2f} |")
+        setting = f"{name}: N={row['steps']}, T={row['temperature']}, s={row['guidance']}"
+        lines += [f"| image → sound accuracy ({setting}) | {row['accuracy']:.2f} |",
+                  (f"| image → sound, the judge's probability of the pictured kind ({setting}) | "
+                   f"{row['pictured_kind_probability']:.2f} |")]
     default = results["image_to_sound"]["default"]
+    if "guidance_gain" in results:
+        gain = results["guidance_gain"]
+        lines.append(f"| guidance gain, default − s=1, the judge's probability per sample (paired) | "
+                     f"{gain['pictured_kind_probability']:+.3f} ± {gain['standard_error']:.3f} |")
     lines += [f"| pitch–size Spearman ρ (default) | {default['pitch_size_spearman']:.2f} |",
               f"| event-count agreement (default) | {default['event_count_agreement']:.2f} |",
               f"| sound → image accuracy | {results['sound_to_image']['accuracy']:.2f} |",
