@@ -37,6 +37,7 @@ from pipelines.mm_ldm.modeling_dit import MMLDMTransformer
 from pipelines.mm_ldm.pipeline_mm_ldm import DECODER_GUIDANCE_SCALE, GRIFFIN_LIM_ITERATIONS, MMLDMPipeline
 from pipelines.mm_ldm.scheduling_mm_ldm import make_scheduler
 from pipelines.train.mm_ldm import VAELatents, audio_pixels, perceptual_latents, pixels, toyworld_clips
+from pipelines.weights import repo_relative
 
 RESULTS = Path(__file__).resolve().parent / "results" / "mm_ldm_autoencoder_ablation.json"
 HELD_OUT_SEED = 987_654  # toy-world seeds start here, far from the trainer's (0 onwards)
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         clips = held_out_clips(pipe, args.videos)
         started = time.time()
         rows[name] = {**reconstruct(pipe, clips, args.decoder_steps), "clips": len(clips),
-                      "seconds": round(time.time() - started, 1), "folder": str(folder)}
+                      "seconds": round(time.time() - started, 1), "folder": repo_relative(folder)}
     report = {"date": date.today().isoformat(),
               "machine": f"{platform.machine()}, CPU, 1 torch thread", "decoder_steps": args.decoder_steps,
               "results": rows}

@@ -92,9 +92,9 @@ def run(sizes: list[str], repeats: int, model: str | None) -> dict:
     result = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
               "rows": rows}
     if model and Path(model, "visual_echoes.json").is_file():
-        from pipelines.metrics.visual_echoes import repo_relative
         from pipelines.toyworld.paired import sample_paired
         from pipelines.visual_echoes.pipeline_visual_echoes import VisualEchoesPipeline
+        from pipelines.weights import repo_relative
 
         pipe = VisualEchoesPipeline.from_pretrained(model)
         picture = sample_paired(1, 0, size=pipe.picture_size, frames=pipe.audio_frames).images[0]

@@ -27,8 +27,8 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-__all__ = ["BaseOutput", "LazyKwargs", "StepCallback", "StudioPipeline", "load_weights", "read_json", "save_weights",
-           "write_json"]
+__all__ = ["BaseOutput", "LazyKwargs", "StepCallback", "StudioPipeline", "load_weights", "read_json", "save_module",
+           "save_weights", "write_json"]
 
 StepCallback = Callable[["StudioPipeline", int, int, Mapping[str, Any]], "dict | None"]
 
@@ -118,6 +118,22 @@ def save_weights(module: torch.nn.Module, path: str | Path, dtype: torch.dtype |
              for name, t in module.state_dict().items()}
     save_file(state, str(path))
     return path
+
+
+def save_module(module: torch.nn.Module, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """A diffusers model's `save_pretrained(folder)` as safetensors, in `dtype` if given (the module is put back in
+    its own), without the `_name_or_path` diffusers records on loading (a machine path, meaningless elsewhere)."""
+    folder, own = Path(folder), module.dtype
+    if dtype is not None:
+        module.to(dtype)
+    try:
+        module.save_pretrained(folder, safe_serialization=True)
+    finally:
+        module.to(own)
+    config = read_json(folder / "config.json")
+    config.pop("_name_or_path", None)
+    write_json(config, folder / "config.json")
+    return folder
 
 
 def load_weights(module: torch.nn.Module, path: str | Path, strict: bool = True) -> torch.nn.Module:

@@ -12,6 +12,13 @@ from typing import Any
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "models"  # the bundled studio weights
 
 
+def repo_relative(path: str | Path) -> str:
+    """A folder as results and summaries record it: relative to the repository when inside it (no machine paths),
+    else as given."""
+    resolved, root = Path(path).resolve(), ASSETS.parents[1]
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
+
+
 @dataclass(frozen=True)
 class WeightsSource:
     """One variant of a pipeline's weights.

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from pipelines.toyworld.captioned import CORE_IMAGE_CLASSES, CORE_SOUND_CLASSES
+from pipelines.weights import repo_relative
 
 METHODS = ("image_only", "audio_only", "imprint", "composed")
 TITLES = {"image_only": "image-only", "audio_only": "audio-only", "imprint": "imprint", "composed": "composed"}
@@ -128,7 +129,7 @@ def run(out: str | Path, *, samples_per_pair: int = 4, steps: int = 50, guidance
     image_judge, sound_judge = load_judge("image", folder), load_judge("sound", folder)
     settings = dict(samples_per_pair=samples_per_pair, steps=steps, guidance=guidance, warm_start=warm_start,
                     seed=seed, variant=variant, latent_width=8, image_prompts=IMAGE_PROMPTS,
-                    sound_prompts=SOUND_PROMPTS, imprint_rho=0.5, judges=str(folder))
+                    sound_prompts=SOUND_PROMPTS, imprint_rho=0.5, judges=repo_relative(folder))
 
     def generate_fn(method: str, image_class: str, sound_class: str, pair_seed: int) -> np.ndarray:
         return generate(pipe, method, IMAGE_PROMPTS[image_class], SOUND_PROMPTS[sound_class],

@@ -62,6 +62,7 @@ import torch
 
 from pipelines.audio import SPECS
 from pipelines.impact_sound.materials import MATERIALS
+from pipelines.weights import repo_relative
 
 IMPACT = SPECS["impact"]
 CHUNK = 64  # toy clips generated per call (bounds the frames' memory)
@@ -490,8 +491,8 @@ def run(out: str | Path, *, per_material: int = 10, reference_per_material: int 
         result["skipped"] = {name: reason for name in result["skipped"]}
     settings = {"per_material": per_material, "clips": len(clips), "held_out_seed": HELD_OUT_BASE + seed,
                 "reference_per_material": reference_per_material, "reference_seed": REFERENCE_BASE + seed,
-                "steps": steps, "batch_size": batch_size, "seed": seed, "pipeline": str(folder),
-                "judges": str(judges or STUDIO_JUDGES), "materials": list(judge.config.classes),
+                "steps": steps, "batch_size": batch_size, "seed": seed, "pipeline": repo_relative(folder),
+                "judges": repo_relative(judges or STUDIO_JUDGES), "materials": list(judge.config.classes),
                 "lsd": "RMS over (bin, frame) of dB re max, floored at -80 dB, STFT 2048/256",
                 "kl": "KL(p_true || p_generated), metal and aluminium summed, probabilities floored at 1e-6",
                 "kid": "cubic polynomial kernel on the material judge's pre-classifier features, 100 subsets"}

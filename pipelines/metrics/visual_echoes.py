@@ -37,6 +37,7 @@ import numpy as np
 
 from pipelines.audio import SPECS, mel_frequencies
 from pipelines.toyworld.paired import PAIRED_KINDS
+from pipelines.weights import repo_relative
 
 SPEC = SPECS["visual_echoes"]
 PER_SAMPLE = ("heard", "probabilities")  # kept out of the report
@@ -296,14 +297,6 @@ def measure(args: argparse.Namespace) -> dict:
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(format_table(results))
     return results
-
-
-def repo_relative(path: str | Path) -> str:
-    """A model folder as the results record it: relative to the repository when inside it (no machine paths)."""
-    from pipelines.weights import ASSETS
-
-    resolved, root = Path(path).resolve(), ASSETS.parents[1]
-    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
 
 
 def paired_gain(guided: np.ndarray, unguided: np.ndarray) -> dict:

@@ -41,7 +41,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from pipelines.audio import SPECS, AudioSpec, audio_image, audio_image_to_waveform
 from pipelines.mm_diffusion.clips import ClipFormat
-from pipelines.pipeline_utils import BaseOutput, StepCallback, StudioPipeline, read_json, write_json
+from pipelines.pipeline_utils import BaseOutput, StepCallback, StudioPipeline, read_json, save_module, write_json
 
 from .modeling_autoencoder import MultiModalAutoencoder
 from .modeling_dit import MMLDMTransformer
@@ -506,17 +506,6 @@ class MMLDMPipeline(StudioPipeline):
         if not return_dict:
             return video, audio, self.spec.sample_rate, self.fps
         return MMLDMPipelineOutput(video=video, audio=audio, sample_rate=self.spec.sample_rate, fps=self.fps)
-
-
-def save_module(module: torch.nn.Module, folder: Path, dtype: torch.dtype | None) -> None:
-    """`module.save_pretrained(folder)` as safetensors, in `dtype` if given (the module is put back in its own)."""
-    own = module.dtype
-    if dtype is not None:
-        module.to(dtype)
-    try:
-        module.save_pretrained(folder, safe_serialization=True)
-    finally:
-        module.to(own)
 
 
 def latent_preview(latent: torch.Tensor) -> np.ndarray:

@@ -262,15 +262,6 @@ def update(accelerator: Accelerator, optimizer, loss: torch.Tensor, models: list
     optimizer.zero_grad(set_to_none=True)
 
 
-def save_module(module, folder: Path, dtype: torch.dtype) -> None:
-    """save_pretrained as safetensors in `dtype`, leaving the module itself in float32."""
-    module.to(dtype)
-    try:
-        module.save_pretrained(folder, safe_serialization=True)
-    finally:
-        module.to(torch.float32)
-
-
 def final_losses(records: list[dict], window: int = 50) -> dict[str, float]:
     """Mean of the last `window` logged values of every loss."""
     return {name: float(np.mean([v for _, v in points[-window:]])) for name, points in series(records).items()}

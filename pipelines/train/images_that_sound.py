@@ -47,6 +47,7 @@ from accelerate.utils import set_seed
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
 from pipelines.images_that_sound import lora
+from pipelines.pipeline_utils import save_module
 from pipelines.train.common import (
     EMA,
     LossLog,
@@ -297,7 +298,7 @@ def train_vae(args, sizes: Sizes, pictures: CaptionedPool, sounds: CaptionedPool
     model = accelerator.unwrap_model(vae).vae
     ema.copy_to(model)
     model.register_to_config(scaling_factor=latent_scale(model, data))
-    model.save_pretrained(out / "audio_model" / "vae", safe_serialization=True)
+    save_module(model, out / "audio_model" / "vae")
     return model.eval().requires_grad_(False)
 
 

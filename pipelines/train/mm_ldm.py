@@ -81,6 +81,7 @@ from pipelines.mm_ldm.modeling_dit import MMLDMTransformer
 from pipelines.mm_ldm.modeling_mm_ldm import PRESETS, Preset, kl_vae
 from pipelines.mm_ldm.pipeline_mm_ldm import MMLDMPipeline
 from pipelines.mm_ldm.scheduling_mm_ldm import dit_training_loss, make_scheduler
+from pipelines.pipeline_utils import save_module
 from pipelines.train.common import (
     EMA,
     LossLog,
@@ -95,7 +96,6 @@ from pipelines.train.common import (
     make_accelerator,
     plot_losses,
     run_loop,
-    save_module,
     update,
 )
 from pipelines.train.data import report_skipped

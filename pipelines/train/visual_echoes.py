@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from accelerate.utils import set_seed
 from diffusers import VQModel
 
+from pipelines.pipeline_utils import save_module
 from pipelines.train.common import (
     EMA,
     LossLog,
@@ -307,7 +308,7 @@ def train_tokenizer(args, name: str, size: TokenizerSize, data: torch.Tensor, lo
     run_loop(accelerator, args, stage, args.tokenizer_steps, state, step, log)
     vq = accelerator.unwrap_model(objective).vq
     ema.copy_to(vq)
-    vq.save_pretrained(folder, safe_serialization=True)
+    save_module(vq, folder)
     return vq.eval().requires_grad_(False)
 
 

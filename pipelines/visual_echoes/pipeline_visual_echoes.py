@@ -35,7 +35,7 @@ import torch
 from diffusers import VQModel
 
 from pipelines.audio import SPECS, griffin_lim, resample, specvqgan_mel, unit_to_log_mel
-from pipelines.pipeline_utils import BaseOutput, StepCallback, StudioPipeline, read_json, write_json
+from pipelines.pipeline_utils import BaseOutput, StepCallback, StudioPipeline, read_json, save_module, write_json
 
 from .modeling_visual_echoes import VisualEchoesTransformer, decode_tokens, encode_tokens, tokenizer_grid
 from .scheduling_visual_echoes import MaskScheduler, guide
@@ -128,13 +128,7 @@ class VisualEchoesPipeline(StudioPipeline):
         """Write the three networks (optionally cast, e.g. float16 for bundling) and visual_echoes.json."""
         folder = Path(folder)
         for name in ("audio_tokenizer", "image_tokenizer", "transformer"):
-            module = getattr(self, name)
-            original = next(module.parameters()).dtype
-            module.to(dtype or original)
-            try:
-                module.save_pretrained(folder / name, safe_serialization=True)
-            finally:
-                module.to(original)
+            save_module(getattr(self, name), folder / name, dtype)
         write_json({"format": CONFIG_FORMAT, "audio_frames": self.audio_frames, "picture_size": self.picture_size,
                     "sample_rate": SPEC.sample_rate, "training_record": self.training_record}, folder / CONFIG_NAME)
         return folder

@@ -51,7 +51,8 @@ def test_the_foreground_colours_are_the_objects_alone():
 
 
 def test_results_name_the_bundled_model_relative_to_the_repository(tmp_path):
-    from pipelines.metrics.visual_echoes import DEFAULT_MODEL, repo_relative
+    from pipelines.metrics.visual_echoes import DEFAULT_MODEL
+    from pipelines.weights import repo_relative
 
     assert repo_relative(DEFAULT_MODEL) == "assets/models/visual_echoes"
     assert repo_relative(tmp_path / "model") == str(tmp_path / "model")  # outside the repository: as given
