@@ -93,7 +93,8 @@ def build(context: StudioContext) -> None:
                 temperature = gr.Slider(0, 20, value=9, step=0.5, label="Temperature T",
                                         info="Randomness in which tokens stay masked (the paper's: 9).")
                 guidance = gr.Slider(0, 10, value=3, step=0.5, label="Guidance s",
-                                     info="How strongly the given modality steers (the paper's: 3; 1 = off).")
+                                     info="How strongly the given modality steers; 1 = off. The paper uses 3 for "
+                                          "sounds from pictures and none for pictures; both at once is unguided.")
             with gr.Row():
                 samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples")
                 seed = gr.Number(value=-1, label="Seed (-1: random)")
