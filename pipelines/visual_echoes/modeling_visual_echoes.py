@@ -122,11 +122,12 @@ def encode_tokens(vq: VQModel, x: torch.Tensor) -> torch.Tensor:
 
 
 def decode_tokens(vq: VQModel, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Token ids [B, h · w] (row-major) -> decoded input [B, C, H, W] (unclipped, nominally [-1, 1])."""
-    batch = tokens.shape[0]
-    codes = vq.quantize.get_codebook_entry(tokens.reshape(-1).to(vq.device),
-                                           (batch, *grid, vq.config.vq_embed_dim or vq.config.latent_channels))
-    return vq.decoder(vq.post_quant_conv(codes.to(vq.dtype)))
+    """Token ids [B, h · w] (row-major) -> decoded input [B, C, H, W] (unclipped, nominally [-1, 1]). One sample at
+    a time, so a sample decodes the same in any batch (batched convolutions differ by about 1e-6, which Griffin-Lim
+    magnifies a hundredfold)."""
+    shape = (1, *grid, vq.config.vq_embed_dim or vq.config.latent_channels)
+    codes = [vq.quantize.get_codebook_entry(row.to(vq.device), shape) for row in tokens]
+    return torch.cat([vq.decoder(vq.post_quant_conv(code.to(vq.dtype))) for code in codes])
 
 
 # The transformer ---------------------------------------------------------------------------------------------------
