@@ -14,7 +14,10 @@ OUT/checkpoints/<stage>/step-N, `--steps` and `--batch-size` are the stage's):
    0.1 classification and contrastive losses, λ_kl = 1e-9 KL; `--adversarial` adds λ_gan = 0.1 × the triplet hinge
    loss with a `TripletDiscriminator` trained beside it, each step). The frozen VAE (`--vae DIR`, else OUT/vae/, else
    the `--init` pipeline's) encodes every frame and audio image once before training (the posterior mean × scale, as
-   the pipeline encodes). Writes OUT/autoencoder/ (and OUT/vae/ when the VAE came from elsewhere).
+   the pipeline encodes). Writes OUT/autoencoder/ (and OUT/vae/ when the VAE came from elsewhere). With `--init DIR
+   --decoder-only` the encoders (and so the latent space a DiT was trained on) stay as they were and the rest trains
+   on: the shared decoder, its conditioning paths, the projectors and heads; then `--stage dit --steps 0` with the
+   same `--init` writes the starting pipeline with the new autoencoder, its DiT unchanged.
 3. `dit`: `scheduling_mm_ldm.dit_training_loss` (MSE_a + MSE_v, one t per clip, each clean latent kept as the
    condition for 5 % of the samples, never both) on the autoencoder's latents (`--autoencoder DIR`, else OUT), which
    are computed once before training (the posterior means, as the pipeline encodes; the paper's MM-LDM* timing also
@@ -149,6 +152,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--autoencoder", default=None, metavar="DIR", help="dit stage: the VAE and autoencoder of a "
                         "finished autoencoder stage (its OUT); default: --out")
     parser.add_argument("--adversarial", action="store_true", help="autoencoder stage: add the triplet GAN loss")
+    parser.add_argument("--decoder-only", action="store_true", help="autoencoder stage, with --init: keep the "
+                        "encoders (the latent space the starting DiT knows) and train the rest on")
     parser.add_argument("--no-cross-modal-condition", dest="cross_modal_condition", action="store_false",
                         help="autoencoder stage, from scratch: the shared decoder does not attend to the other "
                              "modality's semantic tokens (the ablation of the paper's Table 3)")
@@ -174,6 +179,9 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.adversarial and args.stage != "autoencoder":
         raise ValueError("--adversarial is a loss of the autoencoder stage; leave it out for the "
                          f"{args.stage} stage.")
+    if args.decoder_only and (args.stage != "autoencoder" or args.init is None):
+        raise ValueError("--decoder-only fine-tunes a finished autoencoder: use it for the autoencoder stage with "
+                         "--init DIR (or studio).")
     if not args.cross_modal_condition and (args.stage != "autoencoder" or args.init is not None):
         raise ValueError("--no-cross-modal-condition builds a new autoencoder: use it for the autoencoder stage "
                          "without --init (a starting autoencoder keeps its own setting).")
@@ -493,15 +501,26 @@ def starting_autoencoder(start: MMLDMPipeline, vae: AutoencoderKL, clips: Soundi
     return autoencoder
 
 
+def keep_encoders(autoencoder: MultiModalAutoencoder) -> None:
+    """Freeze what maps a clip to its latents (the audio and video encoders, the content frame), so the latent space
+    and a DiT trained on it stay valid while the decoder trains on."""
+    for part in (autoencoder.audio_encoder, autoencoder.video_encoder):
+        part.requires_grad_(False)
+    autoencoder.content_frame.requires_grad_(False)
+
+
 def train_autoencoder(args, clips: SoundingClips, vae: AutoencoderKL, preset: Preset, start: MMLDMPipeline | None,
                       log: LossLog, defaults: StageDefaults) -> MultiModalAutoencoder:
     latents = VAELatents.of(vae, clips)
     torch.manual_seed(args.seed)
     autoencoder = (starting_autoencoder(start, vae, clips) if start is not None
                    else new_autoencoder(preset, vae, len(clips.classes), args.cross_modal_condition).train())
+    if args.decoder_only:
+        keep_encoders(autoencoder)
     accelerator = make_accelerator(args)
     objective = AutoencoderObjective(autoencoder)
-    optimizer = torch.optim.AdamW(autoencoder.parameters(), lr=args.lr or defaults.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW([p for p in autoencoder.parameters() if p.requires_grad], lr=args.lr or defaults.lr,
+                                  weight_decay=0.0)
     objective, optimizer, inner, state, ema = prepare_stage(accelerator, objective, optimizer, "autoencoder",
                                                             args.ema_decay)
     discriminator = d_optimizer = None
@@ -661,6 +680,7 @@ def train(args: argparse.Namespace) -> Path:
             save_module(vae, out / "vae", dtype)  # OUT holds every network the pipeline needs
         save_module(autoencoder, out / "autoencoder", dtype)
         entry["adversarial"] = args.adversarial
+        entry["decoder_only"] = args.decoder_only
         entry["cross_modal_condition"] = autoencoder.config.cross_modal_condition
     else:
         vae = stage_input(args, "vae", args.autoencoder, start, AutoencoderKL, "dit")

@@ -198,6 +198,27 @@ def test_init_vae_fine_tunes_the_decoder_only(trained, tmp_path):
         AutoencoderKL.from_pretrained(trained / "vae").config.scaling_factor
 
 
+def test_decoder_only_keeps_the_latent_space_and_the_dit(trained, tmp_path):
+    out = tmp_path / "decoder"
+    main(["mm_ldm", "--data", "toyworld", "--pool", "2", "--stage", "autoencoder", "--init", str(trained),
+          "--decoder-only", "--steps", "1", "--ema-decay", "0", "--out", str(out)])
+    main(["mm_ldm", "--data", "toyworld", "--pool", "2", "--stage", "dit", "--init", str(trained), "--steps", "0",
+          "--out", str(out)])
+    before, after = weights(trained, "autoencoder"), weights(out, "autoencoder")
+    changed = {key for key in before if not torch.equal(before[key].float(), after[key])}
+    assert changed and any(key.startswith("decoder.") for key in changed)
+    assert not any(key.startswith(("audio_encoder.", "video_encoder.", "content_frame")) for key in changed)
+    assert_same_weights(weights(out, "transformer"), {k: v.float() for k, v in weights(trained, "transformer").items()})
+    assert json.loads((out / "training_summary.json").read_text())["autoencoder"]["decoder_only"] is True
+    started, fine = MMLDMPipeline.from_pretrained(trained), MMLDMPipeline.from_pretrained(out)
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, (1, fine.num_frames, fine.frame_size, fine.frame_size, 3), dtype=np.uint8)
+    audio = (0.5 * np.sin(np.arange(fine.spec.clip_samples) * 0.1)).astype(np.float32)[None]
+    for a, b in zip((started.encode_video(started.video_tensor(video, 1)), started.encode_audio(audio)),
+                    (fine.encode_video(fine.video_tensor(video, 1)), fine.encode_audio(audio))):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_adversarial_autoencoder_stage_trains_a_discriminator(trained, tmp_path):
     out = tmp_path / "gan"
     main(TINY + ["--out", str(out), "--stage", "autoencoder", "--vae", str(trained / "vae"), "--steps", "1",
@@ -240,6 +261,7 @@ def test_init_studio_starts_from_the_bundled_model(tmp_path):
     (["--stage", "vae", "--adversarial"], "--adversarial is a loss of the autoencoder stage"),
     (["--stage", "vae", "--init", "paper"], "released no weights"),
     (["--stage", "dit", "--no-cross-modal-condition"], "--no-cross-modal-condition builds a new autoencoder"),
+    (["--stage", "autoencoder", "--decoder-only"], "--decoder-only fine-tunes a finished autoencoder"),
     (["--stage", "vae", "--lora-rank", "4"], "--lora-rank is offered for"),
     (["--stage", "vae", "--batch-size", "1"], "at least 2 for the vae stage"),
 ])
