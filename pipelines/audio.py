@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -263,29 +263,19 @@ def image_to_spectrogram(image: np.ndarray, spec: AudioSpec) -> np.ndarray:
     return unit_to_log_mel(np.flipud(gray), spec)
 
 
-def griffin_lim(log_mel_spec: np.ndarray, spec: AudioSpec, n_iter: int = 32, seed: int = 0,
-                window: int | None = None) -> np.ndarray:
+def griffin_lim(log_mel_spec: np.ndarray, spec: AudioSpec, n_iter: int = 32, seed: int = 0) -> np.ndarray:
     """Waveform from a log-mel spectrogram by Griffin-Lim, as images-that-sound's `mel_to_audio` call does.
 
     exp(L) -> non-negative least-squares inverse of the mel filters -> librosa's Griffin-Lim (centred STFT,
     power 1, seeded random initial phase). Returns `spec.samples_for(frames)` samples, not clipped: a loud
     spectrogram can exceed full scale (the reference code clips; callers choose).
-
-    `window`: the length of the phase-recovery STFT (default: the spec's `n_fft`; the hop stays the spec's). A longer
-    window resolves steady tones better, so a hum's fundamental comes back as one steady partial instead of a
-    wavering smear, at the cost of time detail: the magnitude is then the least-squares inverse of the same mel
-    bands on that finer frequency grid, and the sound is scaled so that its own mel has the given one's level.
     """
     import librosa
 
     magnitude = np.exp(np.asarray(log_mel_spec, dtype=np.float32))
-    recovery = spec if window in (None, spec.n_fft) else replace(spec, n_fft=window, win_length=window)
-    audio = griffin_lim_magnitude(librosa.util.nnls(mel_filters(recovery), magnitude), recovery, n_iter, seed)
+    audio = griffin_lim_magnitude(librosa.util.nnls(mel_filters(spec), magnitude), spec, n_iter, seed)
     # A centred STFT of F frames spans (F - 1) hops; pad to the analysis length, as the reference code does.
-    audio = np.pad(audio, (0, spec.samples_for(magnitude.shape[1]) - len(audio)))
-    if recovery is not spec:
-        audio = audio * magnitude.sum() / max(float(mel_magnitude(audio, spec).sum()), 1e-9)
-    return audio.astype(np.float32)
+    return np.pad(audio, (0, spec.samples_for(magnitude.shape[1]) - len(audio))).astype(np.float32)
 
 
 def griffin_lim_magnitude(magnitude: np.ndarray, spec: AudioSpec, n_iter: int = 32, seed: int = 0,
@@ -440,8 +430,7 @@ def audio_image_to_log_mel(image: np.ndarray, spec: AudioSpec, frames: int) -> n
 
 
 def audio_image_to_waveform(image: np.ndarray, spec: AudioSpec, frames: int, n_iter: int = 32,
-                            seed: int = 0, window: int | None = None) -> np.ndarray:
-    """An MM-LDM audio image back to sound: `audio_image_to_log_mel`, then `griffin_lim` (`frames` × hop samples;
-    `window`: its phase-recovery window)."""
-    return griffin_lim(audio_image_to_log_mel(image, spec, frames), spec, n_iter=n_iter, seed=seed, window=window)
+                            seed: int = 0) -> np.ndarray:
+    """An MM-LDM audio image back to sound: `audio_image_to_log_mel`, then `griffin_lim` (`frames` × hop samples)."""
+    return griffin_lim(audio_image_to_log_mel(image, spec, frames), spec, n_iter=n_iter, seed=seed)
 

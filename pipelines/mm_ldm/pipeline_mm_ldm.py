@@ -21,8 +21,7 @@
 3. The shared diffusion decoder turns z_v into every frame's KL-VAE latent (with the frame index) and z_a into the
    audio image's, each by DDIM with decoder classifier-free guidance (scale 2.5, the released configs), with the class
    predicted by the classification head; the KL-VAE decodes them; the audio image goes back to sound by Griffin-Lim
-   over windows twice the mel's (`pipelines.audio.audio_image_to_waveform`; a departure: the released code uses a
-   HiFi-GAN that is not public).
+   (`pipelines.audio.audio_image_to_waveform`; the released code uses a HiFi-GAN that is not public).
 
 Loading and saving: a folder with `vae/`, `autoencoder/`, `transformer/` (diffusers `save_pretrained`: config.json +
 safetensors), `scheduler/` and `model.json` (clip format, audio convention, latent scale, training record).
@@ -61,10 +60,6 @@ CONFIG_KEYS = ("format", "fps", "audio_spec", "latent_scale")
 DEFAULT_GUIDANCE_SCALE = 3.0  # φ: not given in the paper
 DECODER_GUIDANCE_SCALE = 2.5  # the released autoencoder configs (Landscape, AIST++)
 GRIFFIN_LIM_ITERATIONS = 32
-# Departure (the released code vocodes with a HiFi-GAN it does not publish): Griffin-Lim recovers the phase over windows
-# twice the mel's (`pipelines.audio.griffin_lim`'s `window`), so a steady hum comes back at its fundamental; at the
-# mel's own window a low hum's fundamental often smears and its octave is heard instead.
-GRIFFIN_LIM_WINDOW_FACTOR = 2
 
 Generator = torch.Generator | list[torch.Generator] | None
 
@@ -498,8 +493,7 @@ class MMLDMPipeline(StudioPipeline):
         if given_audio is None:
             length = self.spec.clip_samples
             waveforms = np.stack([np.pad(w, (0, max(length - len(w), 0)))[:length] for w in
-                                  (audio_image_to_waveform(image, self.spec, self.mel_frames, GRIFFIN_LIM_ITERATIONS,
-                                                           window=GRIFFIN_LIM_WINDOW_FACTOR * self.spec.n_fft)
+                                  (audio_image_to_waveform(image, self.spec, self.mel_frames, GRIFFIN_LIM_ITERATIONS)
                                    for image in images.float().cpu().numpy())])
         else:
             waveforms = np.array(given_audio, dtype=np.float32)

@@ -78,34 +78,3 @@ def test_audio_image_back_to_sound_keeps_length_and_pitch():
     expected = int(np.argmin(np.abs(audio.mel_frequencies(STUDIO) - 600.0)))
     heard = audio.log_mel(waveform, STUDIO, normalize=False).mean(axis=1)
     assert abs(int(np.argmax(heard)) - expected) <= 1
-
-
-def lamp_hum(hz: float, spec=STUDIO) -> np.ndarray:
-    """The toy lamp's hum: a fundamental with its second and third harmonics at 0.35 and 0.12."""
-    phase = 2 * np.pi * hz * np.arange(spec.clip_samples) / spec.sample_rate
-    return (0.45 * (np.sin(phase) + 0.35 * np.sin(2 * phase) + 0.12 * np.sin(3 * phase))).astype(np.float32)
-
-
-def strongest_partial(samples: np.ndarray, spec=STUDIO) -> float:
-    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
-    hz = np.fft.rfftfreq(len(samples), 1.0 / spec.sample_rate)
-    band = (hz >= 150.0) & (hz <= 1000.0)
-    return float(hz[band][np.argmax(spectrum[band])])
-
-
-@pytest.mark.parametrize("hz", [221.0, 400.0, 790.0])
-def test_a_longer_phase_window_brings_a_hum_back_at_its_fundamental_and_level(hz):
-    samples = lamp_hum(hz)
-    image = audio.audio_image(samples, STUDIO, 32, 32)
-    native = audio.audio_image_to_waveform(image, STUDIO, 50)
-    longer = audio.audio_image_to_waveform(image, STUDIO, 50, window=2 * STUDIO.n_fft)
-    assert longer.shape == native.shape == (STUDIO.clip_samples,)
-    assert abs(np.log2(strongest_partial(longer) / hz)) < 0.25  # its fundamental, within the audio image's detail
-    level = [audio.mel_magnitude(x, STUDIO).sum() for x in (longer, native)]
-    assert level[0] == pytest.approx(level[1], rel=0.15)  # the same level as the native window's sound
-
-
-def test_the_native_phase_window_is_the_default():
-    image = audio.audio_image(lamp_hum(300.0), STUDIO, 32, 32)
-    np.testing.assert_array_equal(audio.audio_image_to_waveform(image, STUDIO, 50, n_iter=4),
-                                  audio.audio_image_to_waveform(image, STUDIO, 50, n_iter=4, window=STUDIO.n_fft))
