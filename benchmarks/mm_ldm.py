@@ -20,8 +20,8 @@ Sampling: one sample (`num_samples=1`) with each pipeline's default output: MM-D
 tab's studio default) and DDIM 50 (the paper's sampler); MM-LDM's DDIM 50 DiT + the shared decoder (DDIM 50 with
 decoder guidance, KL-VAE decoding, Griffin-Lim: `pipelines.mm_ldm.entries` defaults), and the DiT alone
 (`output_type="latent"`, the paper's MM-LDM* sample); then audio → video for a 440 Hz hum with each model's studio
-defaults (MM-Diffusion DDPM 100 with 4 resampling rounds, `entries.STUDIO_A2V`; MM-LDM with φ and reconstruction
-guidance), compared with each other.
+defaults (MM-Diffusion DDPM 100 with 4 resampling rounds, `entries.STUDIO_A2V`; MM-LDM with φ, reconstruction
+guidance and 2 resampling rounds, `entries.STUDIO_RESAMPLE_ROUNDS`), compared with each other.
 
 Each is run once as a warm-up, then `--repeats` times; the median of CPU seconds of this process is kept
 (`time.process_time`, one torch thread: time spent waiting for a core on a loaded machine is not counted). Speed-ups
@@ -59,7 +59,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from pipelines.mm_diffusion.clips import FPS, ClipFormat
 from pipelines.mm_diffusion.entries import STUDIO_A2V
 from pipelines.mm_diffusion.pipeline_mm_diffusion import MMDiffusionPipeline
-from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS, STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION, STUDIO_STEPS
+from pipelines.mm_ldm.entries import (
+    STUDIO_DECODER_STEPS,
+    STUDIO_GUIDANCE,
+    STUDIO_RECONSTRUCTION,
+    STUDIO_RESAMPLE_ROUNDS,
+    STUDIO_STEPS,
+)
 from pipelines.mm_ldm.modeling_mm_ldm import build_components, get_preset
 from pipelines.mm_ldm.pipeline_mm_ldm import MMLDMPipeline
 from pipelines.train.mm_diffusion import JointDiffusionObjective, build_model, clip_format_from_args, model_flags
@@ -332,8 +338,9 @@ def sampling_rows(setup: Setup, unet: torch.nn.Module, pipe: MMLDMPipeline, fmt:
                 mm_ldm("latent")),
                ("mm_diffusion_a2v", f"audio → video: MM-Diffusion DDPM {steps['ddpm']}, the tab's resampling",
                 None, mm_diffusion("ddpm", audio=hum, **STUDIO_A2V.arguments())),
-               ("mm_ldm_a2v", f"audio → video: MM-LDM as above, reconstruction guidance λ = {STUDIO_RECONSTRUCTION:g}",
-                None, mm_ldm("np", audio=hum.numpy()))]
+               ("mm_ldm_a2v", (f"audio → video: MM-LDM as above, reconstruction guidance λ = {STUDIO_RECONSTRUCTION:g}, "
+                               f"{STUDIO_RESAMPLE_ROUNDS['a2v']} resampling rounds"), None,
+                mm_ldm("np", audio=hum.numpy(), resample_rounds=STUDIO_RESAMPLE_ROUNDS["a2v"]))]
     rows = []
     for key, label, paper_key, sample in samples:  # not under inference_mode: zero-shot guidance takes gradients
         rows.append({"key": key, "label": label, "seconds": median_seconds(sample, setup.repeats),

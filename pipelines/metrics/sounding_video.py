@@ -473,8 +473,8 @@ def mm_ldm_sampling(steps: int | None, decoder_steps: int | None, guidance: floa
                     reconstruction: float | None, joint_resample_rounds: int | None, resample_rounds: int | None,
                     resample_share: float | None) -> Sampling:
     """MM-LDM with cross-modal guidance φ and reconstruction guidance λ for a2v and v2a, resampling rounds of the DiT's
-    noisiest steps; defaults: the studio model's (`pipelines.mm_ldm.entries`; no resampling), the shared decoder at its
-    released classifier-free guidance."""
+    noisiest steps (`resample_rounds`: a2v and v2a); defaults: the studio model's (`pipelines.mm_ldm.entries`), the
+    shared decoder at its released classifier-free guidance."""
     from pipelines.mm_ldm import entries
     from pipelines.mm_ldm.pipeline_mm_ldm import DECODER_GUIDANCE_SCALE
 
@@ -482,16 +482,17 @@ def mm_ldm_sampling(steps: int | None, decoder_steps: int | None, guidance: floa
              "decoder_steps": entries.STUDIO_DECODER_STEPS if decoder_steps is None else decoder_steps,
              "decoder_guidance_scale": DECODER_GUIDANCE_SCALE,
              "resample_share": 0.6 if resample_share is None else resample_share}
-    joint = {**plain, "resample_rounds": 1 if joint_resample_rounds is None else joint_resample_rounds}
+    rounds = {mode: entries.STUDIO_RESAMPLE_ROUNDS[mode] if given is None else given
+              for mode, given in (("joint", joint_resample_rounds), ("a2v", resample_rounds), ("v2a", resample_rounds))}
     guided = {**plain, "guidance_scale": entries.STUDIO_GUIDANCE if guidance is None else guidance,
-              "reconstruction_scale": entries.STUDIO_RECONSTRUCTION if reconstruction is None else reconstruction,
-              "resample_rounds": 1 if resample_rounds is None else resample_rounds}
+              "reconstruction_scale": entries.STUDIO_RECONSTRUCTION if reconstruction is None else reconstruction}
     reconstructed = {"decoder_steps": plain["decoder_steps"], "decoder_guidance_scale": DECODER_GUIDANCE_SCALE}
-    return Sampling("mm_ldm", {"joint": joint, "a2v": guided, "v2a": guided, "reconstructed": reconstructed},
+    return Sampling("mm_ldm", {"joint": {**plain, "resample_rounds": rounds["joint"]},
+                               "a2v": {**guided, "resample_rounds": rounds["a2v"]},
+                               "v2a": {**guided, "resample_rounds": rounds["v2a"]}, "reconstructed": reconstructed},
                     {"steps": plain["num_inference_steps"], "decoder_steps": plain["decoder_steps"],
                      "decoder_guidance": DECODER_GUIDANCE_SCALE, "guidance": guided["guidance_scale"],
-                     "reconstruction": guided["reconstruction_scale"],
-                     "joint_resample_rounds": joint["resample_rounds"], "resample_rounds": guided["resample_rounds"],
+                     "reconstruction": guided["reconstruction_scale"], "resample_rounds": rounds,
                      "resample_share": plain["resample_share"]})
 
 

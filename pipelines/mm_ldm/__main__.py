@@ -7,7 +7,8 @@
 Options: --model FOLDER (default: the bundled studio weights), --steps N (the DiT's DDIM steps), --decoder-steps N (the
 shared decoder's DDIM steps), --guidance φ (a2v and v2a: the cross-modal guidance), --reconstruction λ (a2v and v2a:
 the reconstruction guidance, a departure from the paper; 0 = the paper's sampler), --resample-rounds U and
---resample-share S (the noisiest share S of the DiT's steps taken U times, a departure; 1 = the paper's sampler),
+--resample-share S (the noisiest share S of the DiT's steps taken U times, a departure; 1 = the paper's sampler; the
+studio model takes 2 for a2v),
 --num-samples K, --seed S (-1: random); defaults: the studio model's (`pipelines.mm_ldm.entries`). A given sound or
 video is fitted to the model's clip (rate, length, size) as the Sounding Video tab fits uploads. Writes sample-XXX.mp4
 (frames enlarged to at least 64 pixels, with the sound), sample-XXX.wav (16 kHz), sheet.png (one row of frames per
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         STUDIO_FOLDER,
         STUDIO_GUIDANCE,
         STUDIO_RECONSTRUCTION,
+        STUDIO_RESAMPLE_ROUNDS,
         STUDIO_STEPS,
     )
 
@@ -51,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reconstruction", type=float, default=None,
                         help=f"a2v and v2a: λ of the reconstruction guidance (default {STUDIO_RECONSTRUCTION:g}; 0 = "
                              f"the paper's sampler)")
-    parser.add_argument("--resample-rounds", type=int, default=1,
-                        help="times each resampled DiT step is taken (1 = the paper's sampler)")
+    parser.add_argument("--resample-rounds", type=int, default=None,
+                        help=f"times each resampled DiT step is taken (default: {STUDIO_RESAMPLE_ROUNDS['a2v']} for a2v, "
+                             f"{STUDIO_RESAMPLE_ROUNDS['joint']} otherwise; 1 = the paper's sampler)")
     parser.add_argument("--resample-share", type=float, default=0.6,
                         help="share of the DiT's steps, from the noisiest, that are resampled")
     parser.add_argument("--num-samples", type=int, default=4)
@@ -79,7 +82,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     for flag, value in (("--steps", args.steps), ("--decoder-steps", args.decoder_steps)):
         if not 1 <= value <= 1000:
             raise ValueError(f"{flag} must be 1 to 1000, got {value}")
-    if not 1 <= args.resample_rounds <= 10:
+    if args.resample_rounds is not None and not 1 <= args.resample_rounds <= 10:
         raise ValueError(f"--resample-rounds must be 1 to 10, got {args.resample_rounds}")
     if not 0 <= args.resample_share <= 1:
         raise ValueError(f"--resample-share must be between 0 and 1, got {args.resample_share}")
@@ -116,7 +119,7 @@ def given_stream(command: str, inputs: list[str], pipe) -> dict[str, np.ndarray]
 def run(args: argparse.Namespace) -> int:
     from pipelines.devices import choose_device
     from pipelines.mm_diffusion.clips import write_samples
-    from pipelines.mm_ldm.entries import STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION
+    from pipelines.mm_ldm.entries import STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION, STUDIO_RESAMPLE_ROUNDS
     from pipelines.mm_ldm.pipeline_mm_ldm import MMLDMPipeline
     from pipelines.seeds import generators_for
 
@@ -125,15 +128,16 @@ def run(args: argparse.Namespace) -> int:
     given = given_stream(args.command, args.inputs, pipe)
     guidance = STUDIO_GUIDANCE if args.guidance is None else args.guidance
     reconstruction = STUDIO_RECONSTRUCTION if args.reconstruction is None else args.reconstruction
+    rounds = STUDIO_RESAMPLE_ROUNDS[args.command] if args.resample_rounds is None else args.resample_rounds
     generators, seed = generators_for(args.seed, args.num_samples)
     output = pipe(num_inference_steps=args.steps, guidance_scale=guidance, reconstruction_scale=reconstruction,
-                  resample_rounds=args.resample_rounds, resample_share=args.resample_share,
+                  resample_rounds=rounds, resample_share=args.resample_share,
                   decoder_steps=args.decoder_steps, num_samples=args.num_samples, generator=generators, **given)
     folder = Path(args.out)
     write_samples(folder, output.video, output.audio, pipe.clip_format)
     record = {"command": args.command, "inputs": args.inputs, "model": args.model, "steps": args.steps,
               "decoder_steps": args.decoder_steps, "guidance": guidance if given else None,
-              "reconstruction": reconstruction if given else None, "resample_rounds": args.resample_rounds,
+              "reconstruction": reconstruction if given else None, "resample_rounds": rounds,
               "resample_share": args.resample_share, "num_samples": args.num_samples, "seed": seed}
     (folder / "run.json").write_text(json.dumps(record, indent=2))
     print(f"wrote {args.num_samples} sample(s) and sheet.png to {folder} (seed {seed})")

@@ -32,6 +32,7 @@ from pipelines.mm_diffusion.entries import PAPER_ZERO_SHOT, Steering, studio_lea
 from pipelines.mm_ldm.entries import STUDIO_DECODER_STEPS as LDM_DECODER_STEPS
 from pipelines.mm_ldm.entries import STUDIO_GUIDANCE as LDM_GUIDANCE
 from pipelines.mm_ldm.entries import STUDIO_RECONSTRUCTION as LDM_RECONSTRUCTION
+from pipelines.mm_ldm.entries import STUDIO_RESAMPLE_ROUNDS as LDM_RESAMPLE_ROUNDS
 from pipelines.mm_ldm.entries import STUDIO_STEPS as LDM_STEPS
 from pipelines.registry import available, describe
 from studio.compute import get_pipeline
@@ -147,13 +148,19 @@ def settings_shown(weights: str | None, mode: str, variant: str) -> tuple:
     """On a change of weights: the chosen family's settings shown at that model's defaults, the other family's hidden
     (and left as they are), and the preview's caption. Outputs: MM-Diffusion's settings, MM-LDM's settings, sampler,
     steps, guidance λ, guidance form, resampling rounds, clean condition, super-resolution, DiT steps, decoder steps,
-    φ, reconstruction λ, preview."""
+    φ, reconstruction λ, MM-LDM's resampling rounds, preview."""
     if latent_model(weights):
         return (gr.update(visible=False), gr.update(visible=True), *(gr.skip(),) * 6, gr.update(visible=False),
-                LDM_STEPS, LDM_DECODER_STEPS, LDM_GUIDANCE, LDM_RECONSTRUCTION, gr.update(label=LATENT_PREVIEW))
+                LDM_STEPS, LDM_DECODER_STEPS, LDM_GUIDANCE, LDM_RECONSTRUCTION, latent_resample_rounds(mode),
+                gr.update(label=LATENT_PREVIEW))
     return (gr.update(visible=True), gr.update(visible=False), default_sampler(weights), default_steps(weights),
             *steering_controls(weights, mode), gr.update(visible=has_super_resolution(weights, variant)),
-            *(gr.skip(),) * 4, gr.update(label=FRAMES_PREVIEW))
+            *(gr.skip(),) * 5, gr.update(label=FRAMES_PREVIEW))
+
+
+def latent_resample_rounds(mode: str) -> int:
+    """MM-LDM's resampling rounds for `mode`: the studio model's (2 for audio → video, else the paper's 1)."""
+    return LDM_RESAMPLE_ROUNDS[{JOINT: "joint", AUDIO_TO_VIDEO: "a2v"}.get(mode, "v2a")]
 
 
 def describe_model(pipe, paper_clip: ClipFormat = PAPER_CLIP) -> str:
@@ -253,6 +260,12 @@ def build(context: StudioContext) -> None:
                                                 "until the model would reconstruct what you gave from it (not in the "
                                                 "paper; 0 = the paper's sampler). Without it the studio model's "
                                                 "video does not follow a sound; too high breaks the picture.")
+                latent_resample = gr.Slider(1, MAX_RESAMPLE_ROUNDS, value=latent_resample_rounds(JOINT), step=1,
+                                            label="Resampling rounds", elem_id="sv-ldm-resample",
+                                            info="Each of the noisiest 60 % of the DiT's steps is taken this many "
+                                                 "times (RePaint; not in the paper; 1 = its sampler). The studio "
+                                                 "model's video settles on a given sound with 2; its joint clips and "
+                                                 "sounds for a video do not gain. Costs time in proportion.")
             with gr.Row():
                 seed = gr.Number(-1, label="Seed", info="-1 picks a random one (shown with the result).")
                 samples = gr.Slider(1, MAX_SAMPLES, value=1, step=1, label="Samples")
@@ -271,15 +284,17 @@ def build(context: StudioContext) -> None:
         gr.on(None, handlers.describe_weights, weights, format_note)  # on page load and on every change of weights
         weights.change(lambda w, m: settings_shown(w, m, settings.variant), [weights, mode],
                        [diffusion_settings, latent_settings, sampler, steps, guidance, form, resample, clean,
-                        super_res, latent_steps, decoder_steps, cross_guidance, reconstruction, preview], queue=False)
+                        super_res, latent_steps, decoder_steps, cross_guidance, reconstruction, latent_resample,
+                        preview], queue=False)
         mode.change(lambda m, w: (gr.update(visible=m == AUDIO_TO_VIDEO), gr.update(visible=m == VIDEO_TO_AUDIO),
-                                  *steering_controls(w, m)),
-                    [mode, weights], [audio_in, video_in, guidance, form, resample, clean], queue=False)
+                                  *steering_controls(w, m), latent_resample_rounds(m)),
+                    [mode, weights], [audio_in, video_in, guidance, form, resample, clean, latent_resample],
+                    queue=False)
         sampler.change(sampler_steps, [sampler, weights], steps, queue=False)
         event = run.click(
             gpu_handler(handlers.generate, settings.gpu_seconds),
             [weights, mode, audio_in, video_in, sampler, steps, guidance, form, resample, seed, samples, super_res,
-             latent_steps, decoder_steps, cross_guidance, reconstruction, clean],
+             latent_steps, decoder_steps, cross_guidance, reconstruction, clean, latent_resample],
             [preview, video_out, audio_out, files, note],
             concurrency_limit=settings.concurrency_limit, concurrency_id=NAME, api_name="sounding_video",
         )
@@ -308,10 +323,11 @@ class SoundingVideoHandlers:
     @user_facing("making the sounding video")
     def generate(self, weights, mode, audio_file, video_file, sampler, steps, guidance, form, resample, seed, samples,
                  super_res, request: gr.Request, latent_steps=LDM_STEPS, decoder_steps=LDM_DECODER_STEPS,
-                 cross_guidance=LDM_GUIDANCE, reconstruction=LDM_RECONSTRUCTION, clean=None):
+                 cross_guidance=LDM_GUIDANCE, reconstruction=LDM_RECONSTRUCTION, clean=None, latent_resample=None):
         """Yields (preview, …) while sampling, then the samples as files. MM-LDM's settings and MM-Diffusion's clean
         condition come last, after the request (which gradio fills in by its type wherever it stands), so that
-        callers can leave them out (`clean` None: the weights' default); each family reads only its own settings."""
+        callers can leave them out (`clean`, `latent_resample` None: the weights' default for the mode); each family
+        reads only its own settings."""
         from pipelines.seeds import generators_for
 
         self.context.files.claim(request.session_hash, audio_file, video_file)
@@ -320,8 +336,9 @@ class SoundingVideoHandlers:
         if mode not in MODES:
             raise gr.Error(f"Choose what to make: {JOINT}, {AUDIO_TO_VIDEO} or {VIDEO_TO_AUDIO}.")
         if latent_model(weights):
+            rounds = latent_resample_rounds(mode) if latent_resample is None else latent_resample
             arguments = self._latent_settings(mode, latent_steps, decoder_steps, cross_guidance, reconstruction,
-                                              samples)
+                                              samples, rounds)
         else:
             clean = default_steering(weights, mode).clean_condition if clean is None else bool(clean)
             arguments = self._settings(mode, sampler, steps, guidance, form, resample, clean, samples)
@@ -340,11 +357,13 @@ class SoundingVideoHandlers:
                                            picture)
         yield (None,) + self._save(output, frames, seed_used, notes, request)
 
-    def _latent_settings(self, mode: str, steps, decoder_steps, cross_guidance, reconstruction, samples) -> dict:
+    def _latent_settings(self, mode: str, steps, decoder_steps, cross_guidance, reconstruction, samples,
+                         resample_rounds=1) -> dict:
         """MM-LDM's arguments from its controls; φ and λ only where something is given to guide by."""
         arguments = dict(
             num_inference_steps=require_number(steps, "DiT steps (DDIM)", 1, MAX_LDM_STEPS, integer=True),
             decoder_steps=require_number(decoder_steps, "Decoder steps (DDIM)", 1, MAX_LDM_STEPS, integer=True),
+            resample_rounds=require_number(resample_rounds, "Resampling rounds", 1, MAX_RESAMPLE_ROUNDS, integer=True),
             num_samples=require_number(samples, "Samples", 1, MAX_SAMPLES, integer=True),
         )
         if mode != JOINT:

@@ -172,21 +172,22 @@ def test_sounding_video_numbers(tmp_path, name, value, message):
 
 MM_LDM_NUMBERS = {"latent_steps": "DiT steps (DDIM)", "decoder_steps": "Decoder steps (DDIM)",
                   "cross_guidance": "Cross-modal guidance φ", "reconstruction": "Reconstruction guidance λ",
-                  "seed": "Seed", "samples": "Samples"}
+                  "latent_resample": "Resampling rounds", "seed": "Seed", "samples": "Samples"}
 
 
 @pytest.mark.parametrize("name, value, message", bad_number_cases(MM_LDM_NUMBERS))
 def test_sounding_video_mm_ldm_numbers(tmp_path, name, value, message):
     from studio.tabs.sounding_video import AUDIO_TO_VIDEO, SoundingVideoHandlers
 
-    settings = dict(latent_steps=2, decoder_steps=2, cross_guidance=3.0, reconstruction=100.0, seed=0, samples=1)
+    settings = dict(latent_steps=2, decoder_steps=2, cross_guidance=3.0, reconstruction=100.0, latent_resample=2,
+                    seed=0, samples=1)
     settings[name] = value
     handlers = SoundingVideoHandlers(context(tmp_path, models="studio"), "studio")
     with pytest.raises(gr.Error) as error:  # φ and λ are read for audio -> video; MM-Diffusion's are not read
         list(handlers.generate("mm_ldm_toyworld", AUDIO_TO_VIDEO, str(EXAMPLES / "lamp-high.wav"), None, None, None,
                                None, None, None, settings["seed"], settings["samples"], False, FakeRequest(),
                                settings["latent_steps"], settings["decoder_steps"], settings["cross_guidance"],
-                               settings["reconstruction"]))
+                               settings["reconstruction"], latent_resample=settings["latent_resample"]))
     assert_plain(error, message)
 
 

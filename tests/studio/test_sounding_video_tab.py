@@ -321,15 +321,17 @@ def test_mm_ldm_is_offered_beside_mm_diffusion_and_its_settings_replace_mm_diffu
 
     assert by_id["sv-reconstruction"].value == STUDIO_RECONSTRUCTION
     diffusion, latent, sampler, steps, guidance, form, resample, clean, super_res, dit, decoder, phi, reconstruction, \
-        preview = settings_shown(MM_LDM, AUDIO_TO_VIDEO, "studio")
+        rounds, preview = settings_shown(MM_LDM, AUDIO_TO_VIDEO, "studio")
     assert diffusion["visible"] is False and latent["visible"] is True and super_res["visible"] is False
     assert guidance == form == gr.skip()
-    assert (dit, decoder, phi, reconstruction) == (STUDIO_STEPS, STUDIO_DECODER_STEPS, STUDIO_GUIDANCE,
-                                                   STUDIO_RECONSTRUCTION) == (50, 50, 1.0, 100.0)
+    assert (dit, decoder, phi, reconstruction, rounds) == (STUDIO_STEPS, STUDIO_DECODER_STEPS, STUDIO_GUIDANCE,
+                                                           STUDIO_RECONSTRUCTION, 2) == (50, 50, 1.0, 100.0, 2)
+    assert settings_shown(MM_LDM, JOINT, "studio")[13] == settings_shown(MM_LDM, VIDEO_TO_AUDIO, "studio")[13] == 1
+    assert by_id["sv-ldm-resample"].value == 1  # the tab opens on joint generation
     assert sampler == steps == resample == clean == gr.skip() and preview["label"] == LATENT_PREVIEW
-    diffusion, latent, sampler, steps, guidance, form, resample, clean, _, dit, *_ = settings_shown(
+    diffusion, latent, sampler, steps, guidance, form, resample, clean, _, dit, _, _, _, rounds, _ = settings_shown(
         STUDIO_WEIGHTS, AUDIO_TO_VIDEO, "studio")
-    assert diffusion["visible"] is True and latent["visible"] is False and dit == gr.skip()
+    assert diffusion["visible"] is True and latent["visible"] is False and dit == rounds == gr.skip()
     assert (sampler, steps, guidance, form, resample, clean) == ("DDPM", 100, *steering_controls(STUDIO_WEIGHTS,
                                                                                                  AUDIO_TO_VIDEO))
 
@@ -384,9 +386,9 @@ def test_mm_ldm_video_to_audio_converts_the_upload_and_makes_its_sound(studio_ha
 def test_mm_ldm_reads_phi_and_lambda_only_where_something_is_given(studio_handlers):
     settings = studio_handlers._latent_settings
     assert settings(JOINT, 2, 3, float("nan"), float("nan"), 1) == dict(num_inference_steps=2, decoder_steps=3,
-                                                                        num_samples=1)
-    guided = settings(AUDIO_TO_VIDEO, 2, 3, 1.5, 40, 2)
-    assert (guided["guidance_scale"], guided["reconstruction_scale"]) == (1.5, 40)
+                                                                        resample_rounds=1, num_samples=1)
+    guided = settings(AUDIO_TO_VIDEO, 2, 3, 1.5, 40, 2, 3)
+    assert (guided["guidance_scale"], guided["reconstruction_scale"], guided["resample_rounds"]) == (1.5, 40, 3)
     assert settings(VIDEO_TO_AUDIO, 2, 3, 0, 0, 2)["guidance_scale"] == 0
 
 

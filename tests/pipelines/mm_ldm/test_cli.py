@@ -14,7 +14,7 @@ from pipelines.audio import load_audio
 from pipelines.media import read_soundtrack, video_info
 from pipelines.mm_diffusion.clips import fit_audio, read_video_clip, sample_sheet
 from pipelines.mm_ldm.__main__ import main
-from pipelines.mm_ldm.entries import STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION
+from pipelines.mm_ldm.entries import STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION, STUDIO_RESAMPLE_ROUNDS
 from pipelines.mm_ldm.pipeline_mm_ldm import MMLDMPipeline
 from pipelines.seeds import generators_for
 from tests.factories import write_glass_video
@@ -56,7 +56,8 @@ def test_audio_to_video_keeps_the_given_sound_fitted_to_the_clip(model, tmp_path
     assert np.abs(written - given).max() < 2 / 2**15  # the given sound, as 16-bit PCM
     assert np.abs(read_soundtrack(out / "sample-000.mp4", 16000)).max() > 0.2  # and it is in the mp4
     record = json.loads((out / "run.json").read_text())
-    assert (record["guidance"], record["reconstruction"]) == (STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION)  # the defaults
+    assert (record["guidance"], record["reconstruction"], record["resample_rounds"]) == (
+        STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION, STUDIO_RESAMPLE_ROUNDS["a2v"])  # the defaults
 
 
 def test_video_to_audio_keeps_the_given_frames(model, tmp_path):
