@@ -54,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"a2v and v2a: λ of the reconstruction guidance (default {STUDIO_RECONSTRUCTION:g}; 0 = "
                              f"the paper's sampler)")
     parser.add_argument("--resample-rounds", type=int, default=None,
-                        help=f"times each resampled DiT step is taken (default: {STUDIO_RESAMPLE_ROUNDS['a2v']} for a2v, "
-                             f"{STUDIO_RESAMPLE_ROUNDS['joint']} otherwise; 1 = the paper's sampler)")
+                        help="times each resampled DiT step is taken (default, per command: " + ", ".join(
+                            f"{command} {rounds}" for command, rounds in STUDIO_RESAMPLE_ROUNDS.items())
+                        + "; 1 = the paper's sampler)")
     parser.add_argument("--resample-share", type=float, default=0.6,
                         help="share of the DiT's steps, from the noisiest, that are resampled")
     parser.add_argument("--num-samples", type=int, default=4)

@@ -113,6 +113,11 @@ def default_steps(weights: str | None) -> int:
     return STUDIO_STEPS if small(weights) else DEFAULT_STEPS[default_sampler(weights)]
 
 
+def mode_key(mode: str) -> str:
+    """The tab's mode as the pipelines' defaults name it: "joint", "a2v" or "v2a"."""
+    return {JOINT: "joint", AUDIO_TO_VIDEO: "a2v"}.get(mode, "v2a")
+
+
 def default_steering(weights: str | None, mode: str) -> Steering:
     """A small model's steering (`entries.studio_steering`): joint samples and audio -> video resampled (220 model
     calls at 100 steps; 280 for audio -> video of weights without a clean condition), both directions from the
@@ -122,7 +127,7 @@ def default_steering(weights: str | None, mode: str) -> Steering:
     if not small(weights):
         return PAPER_ZERO_SHOT
     learnt = weights == STUDIO_WEIGHTS and studio_learnt_clean_condition()  # weights trained here may not have it
-    return studio_steering({JOINT: "joint", AUDIO_TO_VIDEO: "a2v"}.get(mode, "v2a"), learnt)
+    return studio_steering(mode_key(mode), learnt)
 
 
 def steering_controls(weights: str | None, mode: str) -> tuple:
@@ -160,7 +165,7 @@ def settings_shown(weights: str | None, mode: str, variant: str) -> tuple:
 
 def latent_resample_rounds(mode: str) -> int:
     """MM-LDM's resampling rounds for `mode`: the studio model's (2 for audio → video, else the paper's 1)."""
-    return LDM_RESAMPLE_ROUNDS[{JOINT: "joint", AUDIO_TO_VIDEO: "a2v"}.get(mode, "v2a")]
+    return LDM_RESAMPLE_ROUNDS[mode_key(mode)]
 
 
 def describe_model(pipe, paper_clip: ClipFormat = PAPER_CLIP) -> str:
