@@ -421,12 +421,18 @@ def audio_image(samples: np.ndarray, spec: AudioSpec, height: int, width: int) -
 
 def audio_image_to_log_mel(image: np.ndarray, spec: AudioSpec, frames: int) -> np.ndarray:
     """Inverse of `audio_image`: [3, H, W] in [-1, 1] -> channel mean -> [0, 1] -> bicubic resize to the stored mel
-    size (`spec.n_mels` × `frames`) -> natural-log mel [n_mels, frames] (values outside [0, 1] clipped first)."""
-    from PIL import Image
+    size (`spec.n_mels` × `frames`) -> natural-log mel [n_mels, frames] (values outside [0, 1] clipped first).
+
+    The way back is torch's bicubic (Keys' a = −0.75), not PIL's (a = −0.5) that made the image: a 32-px image keeps
+    a row for 2.5 mel bands, and PIL's softer kernel smears a hum's fundamental so that Griffin-Lim loses it to the
+    second harmonic (lamp hums through 32² images: 5 of 128 an octave high with PIL's kernel, none with this one).
+    """
+    import torch
 
     unit = (np.asarray(image, dtype=np.float32).mean(axis=0) + 1.0) / 2.0
-    resized = Image.fromarray(unit, mode="F").resize((frames, spec.n_mels), Image.BICUBIC)
-    return unit_to_log_mel(np.asarray(resized), spec)
+    resized = torch.nn.functional.interpolate(torch.from_numpy(unit)[None, None], size=(spec.n_mels, frames),
+                                              mode="bicubic", align_corners=False)[0, 0]
+    return unit_to_log_mel(resized.numpy(), spec)
 
 
 def audio_image_to_waveform(image: np.ndarray, spec: AudioSpec, frames: int, n_iter: int = 32,
