@@ -425,7 +425,7 @@ def audio_image_to_log_mel(image: np.ndarray, spec: AudioSpec, frames: int) -> n
 
     The way back is torch's bicubic (Keys' a = −0.75), not PIL's (a = −0.5) that made the image: a 32-px image keeps
     a row for 2.5 mel bands, and PIL's softer kernel smears a hum's fundamental so that Griffin-Lim loses it to the
-    second harmonic (lamp hums through 32² images: 5 of 128 an octave high with PIL's kernel, none with this one).
+    second harmonic (128 toy lamp clips through 32² images: 5 an octave high with PIL's kernel, none with this one).
     """
     import torch
 

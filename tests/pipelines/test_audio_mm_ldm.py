@@ -104,8 +104,8 @@ def pil_bicubic_log_mel(image: np.ndarray, frames: int) -> np.ndarray:
 
 
 def test_the_way_back_from_a_32_pixel_image_keeps_lamp_hums_at_their_pitch():
-    """Through a 32² image and Griffin-Lim, 64 lamp hums: torch's sharper bicubic brings all but one back within a
-    tenth of an octave and one an octave off (measured 2026-12-07: 59 and 1); PIL's bicubic, 52 and 3."""
+    """Through a 32² image and Griffin-Lim, 64 lamp hums: torch's sharper bicubic brings 59 back within a tenth of an
+    octave and 1 an octave off (measured 2026-12-07); PIL's bicubic 52 and 3."""
     from pipelines.metrics.sounding_video import hum_pitch
     from pipelines.mm_diffusion.clips import ClipFormat
 
