@@ -363,7 +363,7 @@ class SoundingVideoHandlers:
         yield (None,) + self._save(output, frames, seed_used, notes, request)
 
     def _latent_settings(self, mode: str, steps, decoder_steps, cross_guidance, reconstruction, samples,
-                         resample_rounds=1) -> dict:
+                         resample_rounds) -> dict:
         """MM-LDM's arguments from its controls; φ and λ only where something is given to guide by."""
         arguments = dict(
             num_inference_steps=require_number(steps, "DiT steps (DDIM)", 1, MAX_LDM_STEPS, integer=True),

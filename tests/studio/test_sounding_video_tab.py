@@ -385,11 +385,11 @@ def test_mm_ldm_video_to_audio_converts_the_upload_and_makes_its_sound(studio_ha
 
 def test_mm_ldm_reads_phi_and_lambda_only_where_something_is_given(studio_handlers):
     settings = studio_handlers._latent_settings
-    assert settings(JOINT, 2, 3, float("nan"), float("nan"), 1) == dict(num_inference_steps=2, decoder_steps=3,
-                                                                        resample_rounds=1, num_samples=1)
+    assert settings(JOINT, 2, 3, float("nan"), float("nan"), 1, 1) == dict(num_inference_steps=2, decoder_steps=3,
+                                                                           resample_rounds=1, num_samples=1)
     guided = settings(AUDIO_TO_VIDEO, 2, 3, 1.5, 40, 2, 3)
     assert (guided["guidance_scale"], guided["reconstruction_scale"], guided["resample_rounds"]) == (1.5, 40, 3)
-    assert settings(VIDEO_TO_AUDIO, 2, 3, 0, 0, 2)["guidance_scale"] == 0
+    assert settings(VIDEO_TO_AUDIO, 2, 3, 0, 0, 2, 1)["guidance_scale"] == 0
 
 
 def test_mm_ldm_preview_is_its_latent_picture_enlarged_pixel_for_pixel():
