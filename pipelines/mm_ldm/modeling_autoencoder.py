@@ -19,7 +19,8 @@ and of the video frames.
   a frame-index embedding (video only); and, by cross-attention, [a learnable modality prompt, a class token (the label
   in training, the classification head's prediction at inference), the other modality's semantic tokens].
   Classifier-free guidance of the decoder: in training the context and the own latent are zeroed together with
-  p = 0.1; at sampling ε = ε_u + 2.5(ε_c − ε_u) (the released configs).
+  p = 0.1; at sampling ε = ε_u + 2.5(ε_c − ε_u) (the released configs; the same mix of v̂ for a decoder that
+  predicts v).
 
 Departures, chosen between the paper and the code:
 - content frame (code), not the paper's temporal pooling before the final layer;
@@ -30,6 +31,11 @@ Departures, chosen between the paper and the code:
 - the number of semantic tokens is not given anywhere (the released projector pools to one vector, which does not fit
   its decoder): each projector pools its latent to a `semantic_grid` × `semantic_grid` grid of tokens;
 - the audio encoder's learnable map concatenated on the channel axis (code only) is left out;
+- options not in the paper or the code, for the studio weights, which follow a lamp's flicker with them: the decoder
+  may predict v instead of ε (`decoder_prediction_type`, see `DECODER_PREDICTION_TYPES`), the video decoder may read
+  the audio's semantic tokens per frame (`per_frame_audio_condition`), and training may decode several frames per
+  clip and draw part of the rows' t from the noisiest steps (`training_losses`' `frames_per_clip`,
+  `high_noise_share`);
 - the adversarial loss (Eq. 2, `modeling_discriminator`) is on only when `training_losses` is given a discriminator;
   its real triplet is the KL-VAE's decoding of the input latents rather than the raw pixels.
 """
@@ -55,7 +61,14 @@ from .modeling_discriminator import gan_triplets, hinge_discriminator_loss, hing
 # Eq. 3's weights (paper §4.1; λ_kl is 1e-9 for Landscape, 1e-8 for AIST++) and the decoder's condition dropout.
 LOSS_WEIGHTS = {"classification": 0.1, "contrastive": 0.1, "kl": 1e-9}
 DECODER_DROP_PROBABILITY = 0.1
+HIGH_NOISE_FRACTION = 0.15  # `decoder_timesteps`: the noisiest steps some rows may be drawn from
 ADVERSARIAL_WEIGHT = 0.1  # λ_gan (paper §4.1)
+
+# What the shared decoder predicts. "epsilon" is the released configs'. "v_prediction" (Salimans & Ho 2022; a
+# departure) weighs the error of x̂_0 by 1 + SNR instead of SNR: at the noisiest steps, where a sample settles what is
+# large and coarse (is the lamp lit in this frame?), ε-prediction's loss hardly cares what the conditions say, so the
+# encoders and the conditioning paths learn little of it.
+DECODER_PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 Modality = Literal["audio", "video"]
 MODALITIES: tuple[Modality, Modality] = ("audio", "video")
@@ -237,6 +250,12 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
         detach_projector_inputs: the released code's `latent.detach()` before the projectors.
         cross_modal_condition: the decoder attends to the other modality's semantic tokens (the paper's "semantic
             cross-modal feature"); False leaves them out of the context, for the ablation of the paper's Table 3.
+        decoder_prediction_type: what the shared decoder predicts, "epsilon" (the released configs) or
+            "v_prediction" (a departure, see `DECODER_PREDICTION_TYPES`).
+        per_frame_audio_condition: a departure: the video decoder also reads the audio's semantic tokens through a
+            zero-initialised MLP that gives one embedding per frame, the decoded frame's added to the timestep
+            embedding (`frame_sound`), so a frame can follow what the sound does at its time; the cross-attention
+            context has no time axis. Needs `cross_modal_condition`.
     """
 
     @register_to_config
@@ -249,8 +268,15 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
                  decoder_channels: tuple[int, ...] = (320, 640, 1280, 1280), decoder_layers_per_block: int = 2,
                  decoder_attention_heads: int = 8, decoder_norm_groups: int = 32,
                  decoder_cross_attention_blocks: int = 3, detach_projector_inputs: bool = True,
-                 cross_modal_condition: bool = True):
+                 cross_modal_condition: bool = True, decoder_prediction_type: str = "epsilon",
+                 per_frame_audio_condition: bool = False):
         super().__init__()
+        if per_frame_audio_condition and not cross_modal_condition:
+            raise ValueError("per_frame_audio_condition reads the audio's semantic tokens: it needs "
+                             "cross_modal_condition")
+        if decoder_prediction_type not in DECODER_PREDICTION_TYPES:
+            raise ValueError(f"decoder_prediction_type must be one of {DECODER_PREDICTION_TYPES}, got "
+                             f"{decoder_prediction_type!r}")
         encoder = {"in_channels": vae_channels, "model_channels": encoder_channels, "num_res_blocks": num_res_blocks,
                        "head_dim": head_dim, "latent_channels": latent_channels, "norm_groups": norm_groups}
         self.audio_encoder = PerceptualEncoder(channel_mult=audio_channel_mult, **encoder)
@@ -271,6 +297,9 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
             for name, shape in zip(MODALITIES, (audio_size, video_size))})
         self.frame_embedding = nn.Embedding(num_frames, time_dim)
         nn.init.normal_(self.frame_embedding.weight, std=0.02)
+        if per_frame_audio_condition:
+            self.frame_sound = nn.Sequential(nn.Linear(semantic_grid**2 * semantic_dim, time_dim), nn.SiLU(),
+                                             zero_module(nn.Linear(time_dim, num_frames * time_dim)))
         self.prompts = nn.ParameterDict({name: nn.Parameter(torch.randn(prompt_tokens, semantic_dim) * 0.02)
                                          for name in MODALITIES})
         self.class_embedding = nn.Embedding(num_classes, semantic_dim)
@@ -351,7 +380,8 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
     def denoise(self, noisy: torch.Tensor, timesteps: torch.Tensor, modality: Modality, latent: torch.Tensor,
                 class_labels: torch.Tensor, other_semantic: torch.Tensor, frame_index: torch.Tensor | None = None,
                 drop: torch.Tensor | None = None) -> torch.Tensor:
-        """ε̂ of the shared decoder for KL-VAE latents `noisy` [N, 4, H, W] of one modality.
+        """The shared decoder's ε̂ (or v̂, per `decoder_prediction_type`) for KL-VAE latents `noisy` [N, 4, H, W] of
+        one modality.
 
         latent: the own perceptual latent of each row [N, C, h, w] (a clip's z_v repeated for its frames);
         class_labels [N]; other_semantic [N, S, dim]; frame_index [N] (video only); drop [N] bool: rows whose context
@@ -359,14 +389,18 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
         """
         if (frame_index is None) != (modality == "audio"):
             raise ValueError("`frame_index` is given for video rows and only for them")
+        keep = None if drop is None else (~drop).to(noisy.dtype)
+        if keep is not None:
+            other_semantic, latent = other_semantic * keep[:, None, None], latent * keep[:, None, None, None]
         context = self.context(modality, class_labels, other_semantic)
-        if drop is not None:
-            keep = (~drop).to(noisy.dtype)
-            context = context * keep[:, None, None]
-            latent = latent * keep[:, None, None, None]
+        if keep is not None:
+            context = context * keep[:, None, None]  # the prompt and class token too
         extra = self.content_mlps[modality](latent.flatten(1))
         if frame_index is not None:
             extra = extra + self.frame_embedding(frame_index).to(extra.dtype)
+            if self.config.per_frame_audio_condition:
+                per_frame = self.frame_sound(other_semantic.flatten(1)).unflatten(1, (self.config.num_frames, -1))
+                extra = extra + per_frame[torch.arange(len(frame_index), device=noisy.device), frame_index]
         skips, mid = self.hint(latent, noisy.shape[-2:])
         return self.decoder(noisy, timesteps, encoder_hidden_states=context, class_labels=extra,
                             down_block_additional_residuals=skips, mid_block_additional_residual=mid).sample
@@ -374,13 +408,14 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
     # Training objective --------------------------------------------------------------------------------------------
     def training_losses(self, audio_latent: torch.Tensor, frame_latents: torch.Tensor, labels: torch.Tensor,
                         scheduler, generator: torch.Generator | None = None, weights: dict[str, float] | None = None,
-                        vae: nn.Module | None = None,
-                        discriminator: nn.Module | None = None) -> dict[str, torch.Tensor]:
+                        vae: nn.Module | None = None, discriminator: nn.Module | None = None,
+                        frames_per_clip: int = 1, high_noise_share: float = 0.0) -> dict[str, torch.Tensor]:
         """Eq. 3: L_MSE + λ_cl L_cl + λ_co L_co + λ_kl (L_KL^a + L_KL^v) [+ λ_gan L_GAN^AE with a discriminator].
 
         audio_latent [B, 4, H, W] and frame_latents [B, F, 4, H, W] are scaled KL-VAE latents, labels [B] the classes.
-        The latents are sampled from their posteriors; the decoder denoises the audio image and one random frame per
-        clip (the released code's choice), each at its own random t, with context and latent dropped for
+        The latents are sampled from their posteriors; the decoder denoises the audio image and `frames_per_clip`
+        distinct random frames per clip (the released code: one), each at its own random t (`decoder_timesteps`:
+        uniform, or with `high_noise_share` of the rows among the noisiest steps), with context and latent dropped for
         `DECODER_DROP_PROBABILITY` of the rows. `generator` is a CPU generator.
 
         The adversarial loss is on when a `discriminator` (`TripletDiscriminator`) and the `vae` are given: two frames
@@ -396,13 +431,17 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
         if adversarial and vae is None:
             raise ValueError("the adversarial loss needs the `vae` to decode its triplets")
         batch, frames = frame_latents.shape[:2]
+        if not 1 <= frames_per_clip <= frames:
+            raise ValueError(f"frames_per_clip must be from 1 to the clip's {frames} frames, got {frames_per_clip!r}")
         device = audio_latent.device
         q_audio, q_video = self.encode_audio(audio_latent), self.encode_video(frame_latents)
         z_audio = q_audio.mean + q_audio.std * torch.randn(q_audio.mean.shape, generator=generator).to(q_audio.mean)
         z_video = q_video.mean + q_video.std * torch.randn(q_video.mean.shape, generator=generator).to(q_video.mean)
         s_audio, s_video = self.semantics(z_audio, z_video)
-        picked = frame_pairs(batch, frames, generator) if adversarial else torch.randint(0, frames, (batch, 1),
-                                                                                          generator=generator)
+        if adversarial:
+            picked = frame_pairs(batch, frames, generator)
+        else:
+            picked = torch.rand(batch, frames, generator=generator).argsort(dim=1)[:, :frames_per_clip]
         picked = picked.to(device)
         count = picked.shape[1]
         rows = torch.arange(batch, device=device).repeat_interleave(count)
@@ -414,14 +453,14 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
             target = targets[modality]
             n = target.shape[0]
             noise = torch.randn(target.shape, generator=generator).to(target)
-            timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=generator).to(device)
+            timesteps = decoder_timesteps(n, scheduler.config.num_train_timesteps, high_noise_share, generator)
+            timesteps = timesteps.to(device)
             drop = (torch.rand(n, generator=generator) < DECODER_DROP_PROBABILITY).to(device)
             latent, label, other, index = conditions[modality]
             noisy = scheduler.add_noise(target, noise, timesteps)
-            eps = self.denoise(noisy, timesteps, modality, latent, label, other, index, drop)
-            mse = mse + F.mse_loss(eps, noise)
-            alphas = scheduler.alphas_cumprod.to(noisy)[timesteps].reshape(-1, 1, 1, 1)
-            predictions[modality] = (noisy - (1 - alphas).sqrt() * eps) / alphas.sqrt()  # one-step x̂_0
+            output = self.denoise(noisy, timesteps, modality, latent, label, other, index, drop)
+            mse = mse + F.mse_loss(output, self.decoder_target(scheduler, target, noise, timesteps))
+            predictions[modality] = self.predicted_original(scheduler, noisy, output, timesteps)  # one-step x̂_0
         losses = {"mse": mse, "classification": self.classification_loss(s_audio, s_video, labels),
                   "contrastive": self.contrastive_loss(s_audio, s_video),
                   "kl": q_audio.kl().mean() + q_video.kl().mean()}
@@ -431,6 +470,21 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
             names.append("adversarial")
         losses["total"] = losses["mse"] + sum(weights[name] * losses[name] for name in names)
         return losses
+
+    def decoder_target(self, scheduler, clean: torch.Tensor, noise: torch.Tensor,
+                       timesteps: torch.Tensor) -> torch.Tensor:
+        """What the shared decoder learns to output: the noise, or v = √ᾱ ε − √(1 − ᾱ) x_0."""
+        if self.config.decoder_prediction_type == "epsilon":
+            return noise
+        return scheduler.get_velocity(clean, noise, timesteps)
+
+    def predicted_original(self, scheduler, noisy: torch.Tensor, output: torch.Tensor,
+                           timesteps: torch.Tensor) -> torch.Tensor:
+        """x̂_0 from the decoder's output at `timesteps` [N]."""
+        alphas = scheduler.alphas_cumprod.to(noisy)[timesteps].reshape(-1, 1, 1, 1)
+        if self.config.decoder_prediction_type == "epsilon":
+            return (noisy - (1 - alphas).sqrt() * output) / alphas.sqrt()
+        return alphas.sqrt() * noisy - (1 - alphas).sqrt() * output
 
     @staticmethod
     def adversarial_losses(vae: nn.Module, discriminator: nn.Module, targets: dict[str, torch.Tensor],
@@ -451,6 +505,19 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
                                                           [discriminator(*triplet) for triplet in detached])}
 
 
+def decoder_timesteps(count: int, train_steps: int, high_noise_share: float = 0.0,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """t of `count` decoder training rows: uniform over the schedule, but `high_noise_share` of the rows (a departure;
+    the released code: none) uniform over the noisiest `HIGH_NOISE_FRACTION` of it, where a sample settles what the
+    conditions decide (a lamp lit or not), so that those steps get more of the training."""
+    if not 0.0 <= high_noise_share <= 1.0:
+        raise ValueError(f"high_noise_share must be between 0 and 1, got {high_noise_share!r}")
+    timesteps = torch.randint(0, train_steps, (count,), generator=generator)
+    noisiest = torch.randint(round(train_steps * (1 - HIGH_NOISE_FRACTION)), train_steps, (count,), generator=generator)
+    high = torch.rand(count, generator=generator) < high_noise_share
+    return torch.where(high, noisiest, timesteps)
+
+
 def frame_pairs(batch: int, frames: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Two frames i < j per clip, [B, 2], uniform over the pairs' first frame, then over the frames after it."""
     first = torch.randint(0, frames - 1, (batch,), generator=generator)
@@ -458,6 +525,6 @@ def frame_pairs(batch: int, frames: int, generator: torch.Generator | None = Non
     return torch.stack([first, first + 1 + after], dim=1)
 
 
-__all__ = ["ADVERSARIAL_WEIGHT", "DECODER_DROP_PROBABILITY", "LOSS_WEIGHTS", "ClassificationHead", "ContrastiveHead",
-           "HintNetwork", "MultiModalAutoencoder", "PerceptualEncoder", "Projector", "TemporalAttention",
-           "frame_pairs", "keyframe_indices"]
+__all__ = ["ADVERSARIAL_WEIGHT", "DECODER_DROP_PROBABILITY", "DECODER_PREDICTION_TYPES", "HIGH_NOISE_FRACTION",
+           "LOSS_WEIGHTS", "ClassificationHead", "ContrastiveHead", "HintNetwork", "MultiModalAutoencoder",
+           "PerceptualEncoder", "Projector", "TemporalAttention", "decoder_timesteps", "frame_pairs", "keyframe_indices"]

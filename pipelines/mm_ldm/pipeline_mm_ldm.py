@@ -457,7 +457,8 @@ class MMLDMPipeline(StudioPipeline):
                       s_audio.repeat_interleave(frames, 0),
                       torch.arange(frames, device=z_video.device).repeat(n)),
         }
-        scheduler = DDIMScheduler.from_config(self.scheduler.config)
+        scheduler = DDIMScheduler.from_config(self.scheduler.config,
+                                              prediction_type=ae.config.decoder_prediction_type)
         scheduler.set_timesteps(steps, device=self.device)
         shape = (ae.config.vae_channels, ae.config.vae_size, ae.config.vae_size)
         x = {"audio": randn_tensor((n, *shape), generator=generator, device=self.device, dtype=ae.dtype),
@@ -467,8 +468,8 @@ class MMLDMPipeline(StudioPipeline):
         for t in scheduler.timesteps:
             for modality in x:
                 latent, label, other, index = rows[modality]
-                eps = self.decoder_noise(x[modality], t, modality, latent, label, other, index, guidance_scale)
-                x[modality] = scheduler.step(eps, t, x[modality]).prev_sample
+                output = self.decoder_noise(x[modality], t, modality, latent, label, other, index, guidance_scale)
+                x[modality] = scheduler.step(output, t, x[modality]).prev_sample
         decoded = {name: self.vae.decode(value.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
                    for name, value in x.items()}
         video = decoded.get("video")
@@ -477,7 +478,8 @@ class MMLDMPipeline(StudioPipeline):
     def decoder_noise(self, x: torch.Tensor, t: torch.Tensor, modality: str, latent: torch.Tensor,
                       labels: torch.Tensor, other: torch.Tensor, frame_index: torch.Tensor | None,
                       guidance_scale: float) -> torch.Tensor:
-        """The shared decoder's ε with classifier-free guidance: rows [conditional; context and latent dropped]."""
+        """The shared decoder's ε (or v) with classifier-free guidance: rows [conditional; context and latent
+        dropped]."""
         m = x.shape[0]
         drop = torch.cat([torch.zeros(m, dtype=torch.bool), torch.ones(m, dtype=torch.bool)]).to(x.device)
         index = None if frame_index is None else frame_index.repeat(2)

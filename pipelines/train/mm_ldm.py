@@ -78,7 +78,7 @@ from diffusers import AutoencoderKL
 
 from pipelines.audio import AudioSpec, audio_image
 from pipelines.mm_diffusion.clips import SAMPLE_RATE, ClipFormat, enlarged, playable
-from pipelines.mm_ldm.modeling_autoencoder import MultiModalAutoencoder
+from pipelines.mm_ldm.modeling_autoencoder import DECODER_PREDICTION_TYPES, MultiModalAutoencoder
 from pipelines.mm_ldm.modeling_discriminator import TripletDiscriminator
 from pipelines.mm_ldm.modeling_dit import MMLDMTransformer
 from pipelines.mm_ldm.modeling_mm_ldm import PRESETS, Preset, kl_vae
@@ -157,6 +157,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cross-modal-condition", dest="cross_modal_condition", action="store_false",
                         help="autoencoder stage, from scratch: the shared decoder does not attend to the other "
                              "modality's semantic tokens (the ablation of the paper's Table 3)")
+    parser.add_argument("--decoder-prediction", default=None, choices=DECODER_PREDICTION_TYPES,
+                        help="autoencoder stage: what the shared decoder predicts (default: the size's, or with "
+                             "--init the starting autoencoder's; switching it fine-tunes the decoder to the new "
+                             "target)")
+    parser.add_argument("--per-frame-audio-condition", action=argparse.BooleanOptionalAction, default=None,
+                        help="autoencoder stage: the video decoder also reads the audio's semantic tokens per frame "
+                             "(default: the size's, or with --init the starting autoencoder's; with --init it adds "
+                             "the zero-initialised path)")
+    parser.add_argument("--frames-per-clip", type=int, default=1, help="autoencoder stage: frames of each clip the "
+                        "shared decoder learns a step (the released code: 1)")
+    parser.add_argument("--high-noise-share", type=float, default=0.0, help="autoencoder stage: share of the "
+                        "decoder's training rows whose t is drawn from the noisiest 15%% of the schedule (the "
+                        "released code: 0, every t uniform)")
     parser.add_argument("--clip-stride", type=int, default=1, help="frames between the starts of training clips")
     parser.add_argument("--pool", type=int, default=1000, help="toy-world videos generated")
     parser.add_argument("--scenes", default="lamp", help="toy-world scenes, comma-separated (the class labels)")
@@ -182,6 +195,17 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.decoder_only and (args.stage != "autoencoder" or args.init is None):
         raise ValueError("--decoder-only fine-tunes a finished autoencoder: use it for the autoencoder stage with "
                          "--init DIR (or studio).")
+    if args.frames_per_clip < 1:
+        raise ValueError(f"--frames-per-clip must be at least 1, got {args.frames_per_clip}.")
+    if not 0.0 <= args.high_noise_share <= 1.0:
+        raise ValueError(f"--high-noise-share must be between 0 and 1, got {args.high_noise_share}.")
+    if (args.frames_per_clip != 1 or args.high_noise_share) and args.stage != "autoencoder":
+        raise ValueError("--frames-per-clip and --high-noise-share train the autoencoder's shared decoder; leave them "
+                         f"out for the {args.stage} stage.")
+    for name in ("decoder_prediction", "per_frame_audio_condition"):
+        if getattr(args, name) is not None and args.stage != "autoencoder":
+            raise ValueError(f"--{name.replace('_', '-')} sets the autoencoder's shared decoder; leave it out for "
+                             f"the {args.stage} stage.")
     if not args.cross_modal_condition and (args.stage != "autoencoder" or args.init is not None):
         raise ValueError("--no-cross-modal-condition builds a new autoencoder: use it for the autoencoder stage "
                          "without --init (a starting autoencoder keeps its own setting).")
@@ -468,28 +492,49 @@ class VAELatents:
 class AutoencoderObjective(torch.nn.Module):
     """One forward = `MultiModalAutoencoder.training_losses` (Eq. 3) on the shared schedule."""
 
-    def __init__(self, autoencoder: MultiModalAutoencoder) -> None:
+    def __init__(self, autoencoder: MultiModalAutoencoder, frames_per_clip: int = 1,
+                 high_noise_share: float = 0.0) -> None:
         super().__init__()
         self.autoencoder = autoencoder
         self.scheduler = make_scheduler()
+        self.rows = {"frames_per_clip": frames_per_clip, "high_noise_share": high_noise_share}
 
     def forward(self, audio: torch.Tensor, frames: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
                 vae: AutoencoderKL | None = None, discriminator: TripletDiscriminator | None = None) -> dict:
         return self.autoencoder.training_losses(audio, frames, labels, self.scheduler, generator, vae=vae,
-                                                discriminator=discriminator)
+                                                discriminator=discriminator, **self.rows)
 
 
-def new_autoencoder(preset: Preset, vae: AutoencoderKL, num_classes: int,
-                    cross_modal_condition: bool = True) -> MultiModalAutoencoder:
-    """The preset's autoencoder on `vae`'s latents, with one class output per class of the data."""
+def decoder_options(args: argparse.Namespace) -> dict:
+    """The shared decoder's settings the command line gives (the rest come from the size or the --init model)."""
+    options = {"decoder_prediction_type": args.decoder_prediction,
+               "per_frame_audio_condition": args.per_frame_audio_condition}
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def new_autoencoder(preset: Preset, vae: AutoencoderKL, num_classes: int, cross_modal_condition: bool = True,
+                    **options) -> MultiModalAutoencoder:
+    """The preset's autoencoder on `vae`'s latents, with one class output per class of the data (`options` override
+    the preset's)."""
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     return MultiModalAutoencoder(vae_channels=vae.config.latent_channels, vae_size=preset.frame_size // factor,
                                  num_frames=preset.num_frames, **{**preset.autoencoder, "num_classes": num_classes,
-                                                                  "cross_modal_condition": cross_modal_condition})
+                                                                  "cross_modal_condition": cross_modal_condition,
+                                                                  **options})
 
 
-def starting_autoencoder(start: MMLDMPipeline, vae: AutoencoderKL, clips: SoundingClips) -> MultiModalAutoencoder:
+def starting_autoencoder(start: MMLDMPipeline, vae: AutoencoderKL, clips: SoundingClips,
+                         **options) -> MultiModalAutoencoder:
+    """The --init autoencoder, with the decoder settings `options` changed: a path they add starts at zero, so the
+    model begins as it was."""
     autoencoder = trainable(start.autoencoder)
+    if any(autoencoder.config[name] != value for name, value in options.items()):
+        settings = {name: value for name, value in autoencoder.config.items() if not name.startswith("_")}
+        changed = MultiModalAutoencoder(**{**settings, **options})  # not from_config: it resets defaulted keys
+        missing, unexpected = changed.load_state_dict(autoencoder.state_dict(), strict=False)
+        if unexpected or any(not name.startswith("frame_sound.") for name in missing):
+            raise ValueError("--init: the starting autoencoder's weights do not fit these decoder settings.")
+        autoencoder = trainable(changed)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     if (autoencoder.config.vae_channels, autoencoder.config.vae_size) != (vae.config.latent_channels,
                                                                            clips.fmt.height // factor):
@@ -511,14 +556,19 @@ def keep_encoders(autoencoder: MultiModalAutoencoder) -> None:
 
 def train_autoencoder(args, clips: SoundingClips, vae: AutoencoderKL, preset: Preset, start: MMLDMPipeline | None,
                       log: LossLog, defaults: StageDefaults) -> MultiModalAutoencoder:
+    if args.frames_per_clip > clips.fmt.frames:
+        raise ValueError(f"--frames-per-clip {args.frames_per_clip}: a clip has only {clips.fmt.frames} frames.")
     latents = VAELatents.of(vae, clips)
     torch.manual_seed(args.seed)
-    autoencoder = (starting_autoencoder(start, vae, clips) if start is not None
-                   else new_autoencoder(preset, vae, len(clips.classes), args.cross_modal_condition).train())
+    if start is None:
+        autoencoder = new_autoencoder(preset, vae, len(clips.classes), args.cross_modal_condition,
+                                      **decoder_options(args)).train()
+    else:
+        autoencoder = starting_autoencoder(start, vae, clips, **decoder_options(args))
     if args.decoder_only:
         keep_encoders(autoencoder)
     accelerator = make_accelerator(args)
-    objective = AutoencoderObjective(autoencoder)
+    objective = AutoencoderObjective(autoencoder, args.frames_per_clip, args.high_noise_share)
     optimizer = torch.optim.AdamW([p for p in autoencoder.parameters() if p.requires_grad], lr=args.lr or defaults.lr,
                                   weight_decay=0.0)
     objective, optimizer, inner, state, ema = prepare_stage(accelerator, objective, optimizer, "autoencoder",
@@ -682,6 +732,10 @@ def train(args: argparse.Namespace) -> Path:
         entry["adversarial"] = args.adversarial
         entry["decoder_only"] = args.decoder_only
         entry["cross_modal_condition"] = autoencoder.config.cross_modal_condition
+        entry["decoder_prediction_type"] = autoencoder.config.decoder_prediction_type
+        entry["per_frame_audio_condition"] = autoencoder.config.per_frame_audio_condition
+        entry["frames_per_clip"] = args.frames_per_clip
+        entry["high_noise_share"] = args.high_noise_share
     else:
         vae = stage_input(args, "vae", args.autoencoder, start, AutoencoderKL, "dit")
         autoencoder = stage_input(args, "autoencoder", args.autoencoder, start, MultiModalAutoencoder, "dit")

@@ -153,3 +153,108 @@ def test_training_losses_are_eq_3_without_the_adversarial_term():
     assert model.video_encoder.conv_out.weight.grad.abs().sum() > 0  # the KL term reaches the encoders
     again = model.training_losses(audio, video, labels, make_scheduler(), torch.Generator().manual_seed(0))
     torch.testing.assert_close(again["total"], losses["total"])
+
+
+def test_the_decoder_predicts_epsilon_or_v_and_either_gives_back_the_clean_latent():
+    from pipelines.mm_ldm.scheduling_mm_ldm import make_scheduler
+
+    scheduler = make_scheduler()
+    generator = torch.Generator().manual_seed(0)
+    clean, noise = torch.randn(3, 4, 8, 8, generator=generator), torch.randn(3, 4, 8, 8, generator=generator)
+    t = torch.tensor([0, 500, 999])
+    noisy = scheduler.add_noise(clean, noise, t)
+    alphas = scheduler.alphas_cumprod[t].reshape(-1, 1, 1, 1)
+    velocity = alphas.sqrt() * noise - (1 - alphas).sqrt() * clean
+    assert tiny_autoencoder().config.decoder_prediction_type == "epsilon"  # the released configs
+    for kind, expected in (("epsilon", noise), ("v_prediction", velocity)):
+        model = tiny_autoencoder(decoder_prediction_type=kind)
+        target = model.decoder_target(scheduler, clean, noise, t)
+        torch.testing.assert_close(target, expected)
+        torch.testing.assert_close(model.predicted_original(scheduler, noisy, target, t), clean, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="decoder_prediction_type"):
+        tiny_autoencoder(decoder_prediction_type="sample")
+
+
+def test_v_weighs_an_error_of_the_clean_latent_by_one_plus_snr_and_epsilon_by_snr():
+    """Why the studio decoder predicts v: at the noisiest steps ε's loss barely sees what x̂_0 gets wrong."""
+    from pipelines.mm_ldm.scheduling_mm_ldm import make_scheduler
+
+    scheduler = make_scheduler()
+    generator = torch.Generator().manual_seed(1)
+    clean, noise = torch.randn(2, 4, 8, 8, generator=generator), torch.randn(2, 4, 8, 8, generator=generator)
+    t = torch.tensor([100, 999])
+    noisy = scheduler.add_noise(clean, noise, t)
+    wrong = clean + 0.1 * torch.randn(clean.shape, generator=generator)  # an x̂_0 with an error
+    alphas = scheduler.alphas_cumprod[t]
+    snr = alphas / (1 - alphas)
+    x0_error = (wrong - clean).pow(2).flatten(1).sum(1)
+    for kind, weight in (("epsilon", snr), ("v_prediction", 1 + snr)):
+        model = tiny_autoencoder(decoder_prediction_type=kind)
+        # the output that gives x̂_0 = wrong at `noisy`: the target computed as if `wrong` were the clean latent
+        output = model.decoder_target(scheduler, wrong, (noisy - alphas.sqrt().reshape(-1, 1, 1, 1) * wrong)
+                                      / (1 - alphas).sqrt().reshape(-1, 1, 1, 1), t)
+        error = (output - model.decoder_target(scheduler, clean, noise, t)).pow(2).flatten(1).sum(1)
+        torch.testing.assert_close(error, weight * x0_error, rtol=1e-4, atol=1e-6)
+    assert float(snr[1]) < 5e-3  # at t = 999 ε weighs it by under 0.5 %, v by over 100 %
+
+
+@torch.no_grad()
+def test_the_per_frame_audio_path_starts_at_zero_then_gives_each_frame_its_own_share_of_the_sound():
+    plain = tiny_autoencoder()
+    randomize_zero_initialised(plain)
+    model = tiny_autoencoder(per_frame_audio_condition=True)
+    missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(name.startswith("frame_sound.") for name in missing)
+    noisy, t, modality, latent, labels, other, index = decoder_inputs(model, "video")
+    out = model.denoise(noisy, t, modality, latent, labels, other, index)
+    torch.testing.assert_close(out, plain.denoise(noisy, t, modality, latent, labels, other, index))  # zero at first
+    randomize_zero_initialised(model.frame_sound)
+    out = model.denoise(noisy, t, modality, latent, labels, other, index)
+    assert (out - plain.denoise(noisy, t, modality, latent, labels, other, index)).abs().max() > 1e-4
+    # each frame index picks its own embedding of the same sound:
+    extra = model.frame_sound(other.flatten(1)).unflatten(1, (model.config.num_frames, -1))
+    assert (extra[:, 0] - extra[:, 7]).abs().max() > 1e-4
+    # a dropped row (the decoder's unconditional branch) hears nothing:
+    drop = torch.ones(2, dtype=torch.bool)
+    torch.testing.assert_close(model.denoise(noisy, t, modality, latent, labels, other, index, drop),
+                               model.denoise(noisy, t, modality, latent, labels, other * 0, index, drop))
+    audio_rows = decoder_inputs(model, "audio")
+    torch.testing.assert_close(model.denoise(*audio_rows), plain.denoise(*audio_rows))  # audio rows: no such path
+    with pytest.raises(ValueError, match="cross_modal_condition"):
+        tiny_autoencoder(per_frame_audio_condition=True, cross_modal_condition=False)
+
+
+def test_decoder_timesteps_are_uniform_or_partly_among_the_noisiest():
+    from pipelines.mm_ldm.modeling_autoencoder import HIGH_NOISE_FRACTION, decoder_timesteps
+
+    uniform = decoder_timesteps(20_000, 1000, 0.0, torch.Generator().manual_seed(0))
+    assert int(uniform.min()) == 0 and int(uniform.max()) == 999
+    assert float((uniform >= 850).float().mean()) == pytest.approx(0.15, abs=0.01)
+    assert HIGH_NOISE_FRACTION == 0.15
+    assert int(decoder_timesteps(1000, 1000, 1.0, torch.Generator().manual_seed(0)).min()) >= 850
+    half = decoder_timesteps(20_000, 1000, 0.5, torch.Generator().manual_seed(0))
+    assert float((half >= 850).float().mean()) == pytest.approx(0.5 + 0.5 * 0.15, abs=0.01)
+    with pytest.raises(ValueError, match="high_noise_share"):
+        decoder_timesteps(4, 1000, 1.5)
+
+
+def test_training_rows_are_the_audio_image_and_distinct_frames_of_each_clip(monkeypatch):
+    from pipelines.mm_ldm.scheduling_mm_ldm import make_scheduler
+
+    model = tiny_autoencoder()
+    audio, video = inputs(batch=3)
+    seen = {}
+    denoise = model.denoise
+
+    def record(noisy, timesteps, modality, latent, labels, other, frame_index=None, drop=None):
+        seen[modality] = (timesteps, frame_index)
+        return denoise(noisy, timesteps, modality, latent, labels, other, frame_index, drop)
+
+    monkeypatch.setattr(model, "denoise", record)
+    model.training_losses(audio, video, torch.zeros(3, dtype=torch.long), make_scheduler(),
+                          torch.Generator().manual_seed(0), frames_per_clip=4, high_noise_share=1.0)
+    assert len(seen["audio"][0]) == 3 and len(seen["video"][0]) == 3 * 4
+    assert all(len(set(frames.tolist())) == 4 for frames in seen["video"][1].reshape(3, 4))
+    assert int(min(seen["audio"][0].min(), seen["video"][0].min())) >= 850
+    with pytest.raises(ValueError, match="frames_per_clip"):
+        model.training_losses(audio, video, torch.zeros(3, dtype=torch.long), make_scheduler(), frames_per_clip=9)

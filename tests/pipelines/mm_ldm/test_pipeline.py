@@ -313,3 +313,29 @@ def test_given_latents_are_the_initial_noise(trained_pipe):
     drawn = trained_pipe(generator=seeded(7), output_type="latent", **FAST)
     given = trained_pipe(latents=noise, output_type="latent", **FAST)
     torch.testing.assert_close(given.video, drawn.video, rtol=0, atol=0)
+
+
+def test_the_decoders_sampler_reads_what_the_decoder_predicts(pipe, monkeypatch):
+    """An oracle decoder that knows the clean latents, answering in ε or in v: the same samples when the sampler
+    reads its answer as the autoencoder's config says, other samples when it does not."""
+    ae, scheduler = pipe.autoencoder, make_scheduler()
+    shape = (ae.config.vae_channels, ae.config.vae_size, ae.config.vae_size)
+    clean = torch.randn(shape, generator=seeded(5))
+
+    def oracle(kind):
+        def denoise(noisy, timesteps, *args, **kwargs):
+            noise = (noisy - scheduler.alphas_cumprod[timesteps[0]].sqrt() * clean) / (
+                1 - scheduler.alphas_cumprod[timesteps[0]]).sqrt()
+            return noise if kind == "epsilon" else scheduler.get_velocity(clean.expand_as(noisy), noise, timesteps)
+        return denoise
+
+    z_audio, z_video = (torch.randn(1, *s, generator=seeded(6)) for s in ae.latent_shapes())
+    decoded = {}
+    for config_kind, answer_kind in (("epsilon", "epsilon"), ("v_prediction", "v_prediction"),
+                                     ("epsilon", "v_prediction")):
+        ae.register_to_config(decoder_prediction_type=config_kind)
+        monkeypatch.setattr(ae, "denoise", oracle(answer_kind))
+        decoded[config_kind, answer_kind] = pipe.decode_latents(z_audio, z_video, 4, 2.5, seeded(7))
+    for ours, theirs in zip(decoded["epsilon", "epsilon"], decoded["v_prediction", "v_prediction"]):
+        torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
+    assert (decoded["epsilon", "v_prediction"][1] - decoded["epsilon", "epsilon"][1]).abs().max() > 0.1

@@ -201,7 +201,8 @@ def test_init_vae_fine_tunes_the_decoder_only(trained, tmp_path):
 def test_decoder_only_keeps_the_latent_space_and_the_dit(trained, tmp_path):
     out = tmp_path / "decoder"
     main(["mm_ldm", "--data", "toyworld", "--pool", "2", "--stage", "autoencoder", "--init", str(trained),
-          "--decoder-only", "--steps", "1", "--ema-decay", "0", "--out", str(out)])
+          "--decoder-only", "--frames-per-clip", "3", "--high-noise-share", "0.5", "--steps", "1", "--ema-decay", "0",
+          "--out", str(out)])
     main(["mm_ldm", "--data", "toyworld", "--pool", "2", "--stage", "dit", "--init", str(trained), "--steps", "0",
           "--out", str(out)])
     before, after = weights(trained, "autoencoder"), weights(out, "autoencoder")
@@ -209,7 +210,8 @@ def test_decoder_only_keeps_the_latent_space_and_the_dit(trained, tmp_path):
     assert changed and any(key.startswith("decoder.") for key in changed)
     assert not any(key.startswith(("audio_encoder.", "video_encoder.", "content_frame")) for key in changed)
     assert_same_weights(weights(out, "transformer"), {k: v.float() for k, v in weights(trained, "transformer").items()})
-    assert json.loads((out / "training_summary.json").read_text())["autoencoder"]["decoder_only"] is True
+    summary = json.loads((out / "training_summary.json").read_text())["autoencoder"]
+    assert summary["decoder_only"] is True and (summary["frames_per_clip"], summary["high_noise_share"]) == (3, 0.5)
     started, fine = MMLDMPipeline.from_pretrained(trained), MMLDMPipeline.from_pretrained(out)
     rng = np.random.default_rng(0)
     video = rng.integers(0, 256, (1, fine.num_frames, fine.frame_size, fine.frame_size, 3), dtype=np.uint8)
@@ -217,6 +219,33 @@ def test_decoder_only_keeps_the_latent_space_and_the_dit(trained, tmp_path):
     for a, b in zip((started.encode_video(started.video_tensor(video, 1)), started.encode_audio(audio)),
                     (fine.encode_video(fine.video_tensor(video, 1)), fine.encode_audio(audio))):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_more_frames_per_clip_than_a_clip_has_is_a_plain_error(trained, tmp_path):
+    with pytest.raises(ValueError, match="a clip has only 8 frames"):
+        main(TINY + ["--out", str(tmp_path / "run"), "--stage", "autoencoder", "--vae", str(trained / "vae"),
+                     "--frames-per-clip", "9"])
+
+
+def test_init_can_switch_the_decoder_to_v_and_add_the_per_frame_audio_path(trained, tmp_path):
+    older = tmp_path / "older"  # saved before these settings existed: its config leaves them to their defaults
+    shutil.copytree(trained, older)
+    config_file = older / "autoencoder" / "config.json"
+    config = json.loads(config_file.read_text())
+    del config["decoder_prediction_type"], config["per_frame_audio_condition"]
+    config_file.write_text(json.dumps(config))
+    out = tmp_path / "switched"
+    main(["mm_ldm", "--data", "toyworld", "--pool", "2", "--stage", "autoencoder", "--init", str(older),
+          "--decoder-only", "--decoder-prediction", "v_prediction", "--per-frame-audio-condition", "--steps", "0",
+          "--out", str(out)])
+    switched = MultiModalAutoencoder.from_pretrained(out / "autoencoder")
+    assert switched.config.decoder_prediction_type == "v_prediction" and switched.config.per_frame_audio_condition
+    before, after = weights(trained, "autoencoder"), weights(out, "autoencoder")
+    assert {key for key in after if key not in before} == {key for key in after if key.startswith("frame_sound.")}
+    assert_same_weights({key: after[key] for key in before}, {key: value.float() for key, value in before.items()})
+    assert not after["frame_sound.2.weight"].any()  # the new path starts at zero
+    summary = json.loads((out / "training_summary.json").read_text())["autoencoder"]
+    assert summary["decoder_prediction_type"] == "v_prediction" and summary["per_frame_audio_condition"] is True
 
 
 def test_adversarial_autoencoder_stage_trains_a_discriminator(trained, tmp_path):
@@ -262,6 +291,11 @@ def test_init_studio_starts_from_the_bundled_model(tmp_path):
     (["--stage", "vae", "--init", "paper"], "released no weights"),
     (["--stage", "dit", "--no-cross-modal-condition"], "--no-cross-modal-condition builds a new autoencoder"),
     (["--stage", "autoencoder", "--decoder-only"], "--decoder-only fine-tunes a finished autoencoder"),
+    (["--stage", "dit", "--decoder-prediction", "v_prediction"], "--decoder-prediction sets the autoencoder's"),
+    (["--stage", "vae", "--per-frame-audio-condition"], "--per-frame-audio-condition sets the autoencoder's"),
+    (["--stage", "autoencoder", "--frames-per-clip", "0"], "--frames-per-clip must be at least 1"),
+    (["--stage", "autoencoder", "--high-noise-share", "1.5"], "--high-noise-share must be between 0 and 1"),
+    (["--stage", "dit", "--frames-per-clip", "2"], "train the autoencoder's shared decoder"),
     (["--stage", "vae", "--lora-rank", "4"], "--lora-rank is offered for"),
     (["--stage", "vae", "--batch-size", "1"], "at least 2 for the vae stage"),
 ])
