@@ -78,7 +78,11 @@ from diffusers import AutoencoderKL
 
 from pipelines.audio import AudioSpec, audio_image
 from pipelines.mm_diffusion.clips import SAMPLE_RATE, ClipFormat, enlarged, playable
-from pipelines.mm_ldm.modeling_autoencoder import DECODER_PREDICTION_TYPES, MultiModalAutoencoder
+from pipelines.mm_ldm.modeling_autoencoder import (
+    DECODER_PREDICTION_TYPES,
+    HIGH_NOISE_FRACTION,
+    MultiModalAutoencoder,
+)
 from pipelines.mm_ldm.modeling_discriminator import TripletDiscriminator
 from pipelines.mm_ldm.modeling_dit import MMLDMTransformer
 from pipelines.mm_ldm.modeling_mm_ldm import PRESETS, Preset, kl_vae
@@ -168,8 +172,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames-per-clip", type=int, default=1, help="autoencoder stage: frames of each clip the "
                         "shared decoder learns a step (the released code: 1)")
     parser.add_argument("--high-noise-share", type=float, default=0.0, help="autoencoder stage: share of the "
-                        "decoder's training rows whose t is drawn from the noisiest 15%% of the schedule (the "
-                        "released code: 0, every t uniform)")
+                        f"decoder's training rows whose t is drawn from the noisiest {HIGH_NOISE_FRACTION * 100:g}%% "
+                        "of the schedule (the released code: 0, every t uniform)")
     parser.add_argument("--clip-stride", type=int, default=1, help="frames between the starts of training clips")
     parser.add_argument("--pool", type=int, default=1000, help="toy-world videos generated")
     parser.add_argument("--scenes", default="lamp", help="toy-world scenes, comma-separated (the class labels)")
