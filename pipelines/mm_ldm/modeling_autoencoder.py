@@ -33,9 +33,10 @@ Departures, chosen between the paper and the code:
 - the audio encoder's learnable map concatenated on the channel axis (code only) is left out;
 - options not in the paper or the code, for the studio weights, which follow a lamp's flicker with them: the decoder
   may predict v instead of ε (`decoder_prediction_type`, see `DECODER_PREDICTION_TYPES`), the video decoder may read
-  the audio's semantic tokens per frame (`per_frame_audio_condition`), and training may decode several frames per
-  clip and draw part of the rows' t from the noisiest steps (`training_losses`' `frames_per_clip`,
-  `high_noise_share`);
+  the audio's semantic tokens per frame (`per_frame_audio_condition`) and its own latent per frame
+  (`per_frame_latent_condition`), and training may decode several frames per clip, draw part of the rows' t from the
+  noisiest steps and withhold the other modality's semantic tokens from part of the rows (`training_losses`'
+  `frames_per_clip`, `high_noise_share`, `cross_modal_drop`);
 - the adversarial loss (Eq. 2, `modeling_discriminator`) is on only when `training_losses` is given a discriminator;
   its real triplet is the KL-VAE's decoding of the input latents rather than the raw pixels.
 """
@@ -256,6 +257,9 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
             zero-initialised MLP that gives one embedding per frame, the decoded frame's added to the timestep
             embedding (`frame_sound`), so a frame can follow what the sound does at its time; the cross-attention
             context has no time axis. Needs `cross_modal_condition`.
+        per_frame_latent_condition: a departure: the video decoder also reads its own latent z_v through a
+            zero-initialised MLP that gives one embedding per frame (`frame_latent`), a direct readout of what z_v
+            holds about each frame (the content MLP's one embedding is the same for every frame).
     """
 
     @register_to_config
@@ -269,7 +273,7 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
                  decoder_attention_heads: int = 8, decoder_norm_groups: int = 32,
                  decoder_cross_attention_blocks: int = 3, detach_projector_inputs: bool = True,
                  cross_modal_condition: bool = True, decoder_prediction_type: str = "epsilon",
-                 per_frame_audio_condition: bool = False):
+                 per_frame_audio_condition: bool = False, per_frame_latent_condition: bool = False):
         super().__init__()
         if per_frame_audio_condition and not cross_modal_condition:
             raise ValueError("per_frame_audio_condition reads the audio's semantic tokens: it needs "
@@ -300,6 +304,9 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
         if per_frame_audio_condition:
             self.frame_sound = nn.Sequential(nn.Linear(semantic_grid**2 * semantic_dim, time_dim), nn.SiLU(),
                                              zero_module(nn.Linear(time_dim, num_frames * time_dim)))
+        if per_frame_latent_condition:
+            self.frame_latent = nn.Sequential(nn.Linear(latent_channels * video_size[1] * video_size[2], time_dim),
+                                              nn.SiLU(), zero_module(nn.Linear(time_dim, num_frames * time_dim)))
         self.prompts = nn.ParameterDict({name: nn.Parameter(torch.randn(prompt_tokens, semantic_dim) * 0.02)
                                          for name in MODALITIES})
         self.class_embedding = nn.Embedding(num_classes, semantic_dim)
@@ -399,24 +406,33 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
         if frame_index is not None:
             extra = extra + self.frame_embedding(frame_index).to(extra.dtype)
             if self.config.per_frame_audio_condition:
-                per_frame = self.frame_sound(other_semantic.flatten(1)).unflatten(1, (self.config.num_frames, -1))
-                extra = extra + per_frame[torch.arange(len(frame_index), device=noisy.device), frame_index]
+                extra = extra + self.per_frame(self.frame_sound, other_semantic, frame_index)
+            if self.config.per_frame_latent_condition:
+                extra = extra + self.per_frame(self.frame_latent, latent, frame_index)
         skips, mid = self.hint(latent, noisy.shape[-2:])
         return self.decoder(noisy, timesteps, encoder_hidden_states=context, class_labels=extra,
                             down_block_additional_residuals=skips, mid_block_additional_residual=mid).sample
+
+    def per_frame(self, mlp: nn.Module, source: torch.Tensor, frame_index: torch.Tensor) -> torch.Tensor:
+        """The embedding a per-frame path (`frame_sound`, `frame_latent`) gives each row's own frame [N, time_dim]."""
+        embeddings = mlp(source.flatten(1)).unflatten(1, (self.config.num_frames, -1))
+        return embeddings[torch.arange(len(frame_index), device=source.device), frame_index]
 
     # Training objective --------------------------------------------------------------------------------------------
     def training_losses(self, audio_latent: torch.Tensor, frame_latents: torch.Tensor, labels: torch.Tensor,
                         scheduler, generator: torch.Generator | None = None, weights: dict[str, float] | None = None,
                         vae: nn.Module | None = None, discriminator: nn.Module | None = None,
-                        frames_per_clip: int = 1, high_noise_share: float = 0.0) -> dict[str, torch.Tensor]:
+                        frames_per_clip: int = 1, high_noise_share: float = 0.0,
+                        cross_modal_drop: float = 0.0) -> dict[str, torch.Tensor]:
         """Eq. 3: L_MSE + λ_cl L_cl + λ_co L_co + λ_kl (L_KL^a + L_KL^v) [+ λ_gan L_GAN^AE with a discriminator].
 
         audio_latent [B, 4, H, W] and frame_latents [B, F, 4, H, W] are scaled KL-VAE latents, labels [B] the classes.
         The latents are sampled from their posteriors; the decoder denoises the audio image and `frames_per_clip`
         distinct random frames per clip (the released code: one), each at its own random t (`decoder_timesteps`:
         uniform, or with `high_noise_share` of the rows among the noisiest steps), with context and latent dropped for
-        `DECODER_DROP_PROBABILITY` of the rows. `generator` is a CPU generator.
+        `DECODER_DROP_PROBABILITY` of the rows. `cross_modal_drop` (a departure, 0 in the paper) of the rows hear no
+        semantic tokens of the other modality but keep their own latent, so that latent must hold what it can of its
+        clip. `generator` is a CPU generator.
 
         The adversarial loss is on when a `discriminator` (`TripletDiscriminator`) and the `vae` are given: two frames
         i < j are then decoded per clip; the one-step x̂_0 of the audio image and of both frames, decoded by the
@@ -431,6 +447,8 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
         if adversarial and vae is None:
             raise ValueError("the adversarial loss needs the `vae` to decode its triplets")
         batch, frames = frame_latents.shape[:2]
+        if not 0.0 <= cross_modal_drop <= 1.0:
+            raise ValueError(f"cross_modal_drop must be between 0 and 1, got {cross_modal_drop!r}")
         if not 1 <= frames_per_clip <= frames:
             raise ValueError(f"frames_per_clip must be from 1 to the clip's {frames} frames, got {frames_per_clip!r}")
         device = audio_latent.device
@@ -457,6 +475,9 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
             timesteps = timesteps.to(device)
             drop = (torch.rand(n, generator=generator) < DECODER_DROP_PROBABILITY).to(device)
             latent, label, other, index = conditions[modality]
+            if cross_modal_drop:
+                deaf = (torch.rand(n, generator=generator) < cross_modal_drop).to(device)
+                other = other * (~deaf).to(other.dtype)[:, None, None]
             noisy = scheduler.add_noise(target, noise, timesteps)
             output = self.denoise(noisy, timesteps, modality, latent, label, other, index, drop)
             mse = mse + F.mse_loss(output, self.decoder_target(scheduler, target, noise, timesteps))

@@ -169,6 +169,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="autoencoder stage: the video decoder also reads the audio's semantic tokens per frame "
                              "(default: the size's, or with --init the starting autoencoder's; with --init it adds "
                              "the zero-initialised path)")
+    parser.add_argument("--per-frame-latent-condition", action=argparse.BooleanOptionalAction, default=None,
+                        help="autoencoder stage: the video decoder also reads its own latent z_v per frame (default: "
+                             "the size's, or with --init the starting autoencoder's; with --init it adds the "
+                             "zero-initialised path)")
+    parser.add_argument("--cross-modal-drop", type=float, default=0.0, help="autoencoder stage: share of the "
+                        "decoder's training rows that do not hear the other modality's semantic tokens but keep their "
+                        "own latent, so the encoders must put what they can into it (the paper: 0)")
     parser.add_argument("--frames-per-clip", type=int, default=1, help="autoencoder stage: frames of each clip the "
                         "shared decoder learns a step (the released code: 1)")
     parser.add_argument("--high-noise-share", type=float, default=0.0, help="autoencoder stage: share of the "
@@ -201,12 +208,13 @@ def check_arguments(args: argparse.Namespace) -> None:
                          "--init DIR (or studio).")
     if args.frames_per_clip < 1:
         raise ValueError(f"--frames-per-clip must be at least 1, got {args.frames_per_clip}.")
-    if not 0.0 <= args.high_noise_share <= 1.0:
-        raise ValueError(f"--high-noise-share must be between 0 and 1, got {args.high_noise_share}.")
-    if (args.frames_per_clip != 1 or args.high_noise_share) and args.stage != "autoencoder":
-        raise ValueError("--frames-per-clip and --high-noise-share train the autoencoder's shared decoder; leave them "
-                         f"out for the {args.stage} stage.")
-    for name in ("decoder_prediction", "per_frame_audio_condition"):
+    for name in ("high_noise_share", "cross_modal_drop"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 1, got {getattr(args, name)}.")
+    if (args.frames_per_clip != 1 or args.high_noise_share or args.cross_modal_drop) and args.stage != "autoencoder":
+        raise ValueError("--frames-per-clip, --high-noise-share and --cross-modal-drop train the autoencoder's shared "
+                         f"decoder; leave them out for the {args.stage} stage.")
+    for name in ("decoder_prediction", "per_frame_audio_condition", "per_frame_latent_condition"):
         if getattr(args, name) is not None and args.stage != "autoencoder":
             raise ValueError(f"--{name.replace('_', '-')} sets the autoencoder's shared decoder; leave it out for "
                              f"the {args.stage} stage.")
@@ -496,12 +504,13 @@ class VAELatents:
 class AutoencoderObjective(torch.nn.Module):
     """One forward = `MultiModalAutoencoder.training_losses` (Eq. 3) on the shared schedule."""
 
-    def __init__(self, autoencoder: MultiModalAutoencoder, frames_per_clip: int = 1,
-                 high_noise_share: float = 0.0) -> None:
+    def __init__(self, autoencoder: MultiModalAutoencoder, frames_per_clip: int = 1, high_noise_share: float = 0.0,
+                 cross_modal_drop: float = 0.0) -> None:
         super().__init__()
         self.autoencoder = autoencoder
         self.scheduler = make_scheduler()
-        self.rows = {"frames_per_clip": frames_per_clip, "high_noise_share": high_noise_share}
+        self.rows = {"frames_per_clip": frames_per_clip, "high_noise_share": high_noise_share,
+                     "cross_modal_drop": cross_modal_drop}
 
     def forward(self, audio: torch.Tensor, frames: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
                 vae: AutoencoderKL | None = None, discriminator: TripletDiscriminator | None = None) -> dict:
@@ -512,7 +521,8 @@ class AutoencoderObjective(torch.nn.Module):
 def decoder_options(args: argparse.Namespace) -> dict:
     """The shared decoder's settings the command line gives (the rest come from the size or the --init model)."""
     options = {"decoder_prediction_type": args.decoder_prediction,
-               "per_frame_audio_condition": args.per_frame_audio_condition}
+               "per_frame_audio_condition": args.per_frame_audio_condition,
+               "per_frame_latent_condition": args.per_frame_latent_condition}
     return {name: value for name, value in options.items() if value is not None}
 
 
@@ -536,7 +546,7 @@ def starting_autoencoder(start: MMLDMPipeline, vae: AutoencoderKL, clips: Soundi
         settings = {name: value for name, value in autoencoder.config.items() if not name.startswith("_")}
         changed = MultiModalAutoencoder(**{**settings, **options})  # not from_config: it resets defaulted keys
         missing, unexpected = changed.load_state_dict(autoencoder.state_dict(), strict=False)
-        if unexpected or any(not name.startswith("frame_sound.") for name in missing):
+        if unexpected or any(not name.startswith(("frame_sound.", "frame_latent.")) for name in missing):
             raise ValueError("--init: the starting autoencoder's weights do not fit these decoder settings.")
         autoencoder = trainable(changed)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
@@ -572,7 +582,7 @@ def train_autoencoder(args, clips: SoundingClips, vae: AutoencoderKL, preset: Pr
     if args.decoder_only:
         keep_encoders(autoencoder)
     accelerator = make_accelerator(args)
-    objective = AutoencoderObjective(autoencoder, args.frames_per_clip, args.high_noise_share)
+    objective = AutoencoderObjective(autoencoder, args.frames_per_clip, args.high_noise_share, args.cross_modal_drop)
     optimizer = torch.optim.AdamW([p for p in autoencoder.parameters() if p.requires_grad], lr=args.lr or defaults.lr,
                                   weight_decay=0.0)
     objective, optimizer, inner, state, ema = prepare_stage(accelerator, objective, optimizer, "autoencoder",
@@ -738,8 +748,10 @@ def train(args: argparse.Namespace) -> Path:
         entry["cross_modal_condition"] = autoencoder.config.cross_modal_condition
         entry["decoder_prediction_type"] = autoencoder.config.decoder_prediction_type
         entry["per_frame_audio_condition"] = autoencoder.config.per_frame_audio_condition
+        entry["per_frame_latent_condition"] = autoencoder.config.per_frame_latent_condition
         entry["frames_per_clip"] = args.frames_per_clip
         entry["high_noise_share"] = args.high_noise_share
+        entry["cross_modal_drop"] = args.cross_modal_drop
     else:
         vae = stage_input(args, "vae", args.autoencoder, start, AutoencoderKL, "dit")
         autoencoder = stage_input(args, "autoencoder", args.autoencoder, start, MultiModalAutoencoder, "dit")

@@ -224,6 +224,56 @@ def test_the_per_frame_audio_path_starts_at_zero_then_gives_each_frame_its_own_s
         tiny_autoencoder(per_frame_audio_condition=True, cross_modal_condition=False)
 
 
+@torch.no_grad()
+def test_the_per_frame_latent_path_starts_at_zero_then_reads_each_frame_from_the_video_latent():
+    plain = tiny_autoencoder()
+    randomize_zero_initialised(plain)
+    model = tiny_autoencoder(per_frame_latent_condition=True)
+    missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(name.startswith("frame_latent.") for name in missing)
+    noisy, t, modality, latent, labels, other, index = decoder_inputs(model, "video")
+    torch.testing.assert_close(model.denoise(noisy, t, modality, latent, labels, other, index),
+                               plain.denoise(noisy, t, modality, latent, labels, other, index))  # zero at first
+    randomize_zero_initialised(model.frame_latent)
+    extra = model.frame_latent(latent.flatten(1)).unflatten(1, (model.config.num_frames, -1))
+    torch.testing.assert_close(model.per_frame(model.frame_latent, latent, index), extra[[0, 1], index])
+    assert (extra[:, 0] - extra[:, 7]).abs().max() > 1e-4  # each frame its own readout of the same latent
+    # The trained path moves the output with the latent, beyond what the other latent paths do:
+    def moved(net: MultiModalAutoencoder) -> torch.Tensor:
+        doubled = net.denoise(noisy, t, modality, latent * 2, labels, other, index)
+        return doubled - net.denoise(noisy, t, modality, latent, labels, other, index)
+
+    assert (moved(model) - moved(plain)).abs().max() > 1e-4
+    audio_rows = decoder_inputs(model, "audio")
+    torch.testing.assert_close(model.denoise(*audio_rows), plain.denoise(*audio_rows))  # audio rows: no such path
+
+
+def test_cross_modal_drop_silences_the_other_modality_for_that_share_of_rows_and_keeps_the_own_latent(monkeypatch):
+    from pipelines.mm_ldm.scheduling_mm_ldm import make_scheduler
+
+    model = tiny_autoencoder()
+    audio, video = inputs(batch=64)
+    seen = {}
+    denoise = model.denoise
+
+    def record(noisy, timesteps, modality, latent, labels, other, frame_index=None, drop=None):
+        seen[modality] = (latent, other)
+        return denoise(noisy, timesteps, modality, latent, labels, other, frame_index, drop)
+
+    monkeypatch.setattr(model, "denoise", record)
+    labels = torch.zeros(64, dtype=torch.long)
+    for share, expected in ((0.0, 0.0), (0.5, 0.5), (1.0, 1.0)):
+        model.training_losses(audio, video, labels, make_scheduler(), torch.Generator().manual_seed(0),
+                              cross_modal_drop=share)
+        for modality in ("audio", "video"):
+            latent, other = seen[modality]
+            silent = other.flatten(1).abs().amax(dim=1) == 0
+            assert float(silent.float().mean()) == pytest.approx(expected, abs=0.15)
+            assert bool((latent.flatten(1).abs().amax(dim=1) > 0).all())  # the own latent is kept
+    with pytest.raises(ValueError, match="cross_modal_drop"):
+        model.training_losses(audio, video, labels, make_scheduler(), cross_modal_drop=1.5)
+
+
 def test_decoder_timesteps_are_uniform_or_partly_among_the_noisiest():
     from pipelines.mm_ldm.modeling_autoencoder import HIGH_NOISE_FRACTION, decoder_timesteps
 

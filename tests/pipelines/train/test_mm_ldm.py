@@ -227,25 +227,29 @@ def test_more_frames_per_clip_than_a_clip_has_is_a_plain_error(trained, tmp_path
                      "--frames-per-clip", "9"])
 
 
-def test_init_can_switch_the_decoder_to_v_and_add_the_per_frame_audio_path(trained, tmp_path):
+def test_init_can_switch_the_decoder_to_v_and_add_the_per_frame_paths(trained, tmp_path):
     older = tmp_path / "older"  # saved before these settings existed: its config leaves them to their defaults
     shutil.copytree(trained, older)
     config_file = older / "autoencoder" / "config.json"
     config = json.loads(config_file.read_text())
-    del config["decoder_prediction_type"], config["per_frame_audio_condition"]
+    for name in ("decoder_prediction_type", "per_frame_audio_condition", "per_frame_latent_condition"):
+        del config[name]
     config_file.write_text(json.dumps(config))
     out = tmp_path / "switched"
     main(["mm_ldm", "--data", "toyworld", "--pool", "2", "--stage", "autoencoder", "--init", str(older),
-          "--decoder-only", "--decoder-prediction", "v_prediction", "--per-frame-audio-condition", "--steps", "0",
-          "--out", str(out)])
+          "--decoder-only", "--decoder-prediction", "v_prediction", "--per-frame-audio-condition",
+          "--per-frame-latent-condition", "--cross-modal-drop", "0.3", "--steps", "0", "--out", str(out)])
     switched = MultiModalAutoencoder.from_pretrained(out / "autoencoder")
     assert switched.config.decoder_prediction_type == "v_prediction" and switched.config.per_frame_audio_condition
+    assert switched.config.per_frame_latent_condition
     before, after = weights(trained, "autoencoder"), weights(out, "autoencoder")
-    assert {key for key in after if key not in before} == {key for key in after if key.startswith("frame_sound.")}
+    added = {key for key in after if key.startswith(("frame_sound.", "frame_latent."))}
+    assert {key for key in after if key not in before} == added
     assert_same_weights({key: after[key] for key in before}, {key: value.float() for key, value in before.items()})
-    assert not after["frame_sound.2.weight"].any()  # the new path starts at zero
+    assert not after["frame_sound.2.weight"].any() and not after["frame_latent.2.weight"].any()  # they start at zero
     summary = json.loads((out / "training_summary.json").read_text())["autoencoder"]
     assert summary["decoder_prediction_type"] == "v_prediction" and summary["per_frame_audio_condition"] is True
+    assert summary["per_frame_latent_condition"] is True and summary["cross_modal_drop"] == 0.3
 
 
 def test_adversarial_autoencoder_stage_trains_a_discriminator(trained, tmp_path):
@@ -295,6 +299,9 @@ def test_init_studio_starts_from_the_bundled_model(tmp_path):
     (["--stage", "vae", "--per-frame-audio-condition"], "--per-frame-audio-condition sets the autoencoder's"),
     (["--stage", "autoencoder", "--frames-per-clip", "0"], "--frames-per-clip must be at least 1"),
     (["--stage", "autoencoder", "--high-noise-share", "1.5"], "--high-noise-share must be between 0 and 1"),
+    (["--stage", "autoencoder", "--cross-modal-drop", "-0.1"], "--cross-modal-drop must be between 0 and 1"),
+    (["--stage", "dit", "--cross-modal-drop", "0.2"], "train the autoencoder's shared decoder"),
+    (["--stage", "vae", "--per-frame-latent-condition"], "--per-frame-latent-condition sets the autoencoder's"),
     (["--stage", "dit", "--frames-per-clip", "2"], "train the autoencoder's shared decoder"),
     (["--stage", "vae", "--lora-rank", "4"], "--lora-rank is offered for"),
     (["--stage", "vae", "--batch-size", "1"], "at least 2 for the vae stage"),
