@@ -198,13 +198,19 @@ def test_v_weighs_an_error_of_the_clean_latent_by_one_plus_snr_and_epsilon_by_sn
     assert float(snr[1]) < 5e-3  # at t = 999 ε weighs it by under 0.5 %, v by over 100 %
 
 
-@torch.no_grad()
-def test_the_per_frame_audio_path_starts_at_zero_then_gives_each_frame_its_own_share_of_the_sound():
+def with_a_new_path(option: str, prefix: str) -> tuple[MultiModalAutoencoder, MultiModalAutoencoder]:
+    """A trained-looking tiny autoencoder, and the same weights with `option` on: only the path under `prefix` new."""
     plain = tiny_autoencoder()
     randomize_zero_initialised(plain)
-    model = tiny_autoencoder(per_frame_audio_condition=True)
+    model = tiny_autoencoder(**{option: True})
     missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and missing and all(name.startswith("frame_sound.") for name in missing)
+    assert not unexpected and missing and all(name.startswith(prefix) for name in missing)
+    return plain, model
+
+
+@torch.no_grad()
+def test_the_per_frame_audio_path_starts_at_zero_then_gives_each_frame_its_own_share_of_the_sound():
+    plain, model = with_a_new_path("per_frame_audio_condition", "frame_sound.")
     noisy, t, modality, latent, labels, other, index = decoder_inputs(model, "video")
     out = model.denoise(noisy, t, modality, latent, labels, other, index)
     torch.testing.assert_close(out, plain.denoise(noisy, t, modality, latent, labels, other, index))  # zero at first
@@ -226,11 +232,7 @@ def test_the_per_frame_audio_path_starts_at_zero_then_gives_each_frame_its_own_s
 
 @torch.no_grad()
 def test_the_per_frame_latent_path_starts_at_zero_then_reads_each_frame_from_the_video_latent():
-    plain = tiny_autoencoder()
-    randomize_zero_initialised(plain)
-    model = tiny_autoencoder(per_frame_latent_condition=True)
-    missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and missing and all(name.startswith("frame_latent.") for name in missing)
+    plain, model = with_a_new_path("per_frame_latent_condition", "frame_latent.")
     noisy, t, modality, latent, labels, other, index = decoder_inputs(model, "video")
     torch.testing.assert_close(model.denoise(noisy, t, modality, latent, labels, other, index),
                                plain.denoise(noisy, t, modality, latent, labels, other, index))  # zero at first
@@ -248,25 +250,31 @@ def test_the_per_frame_latent_path_starts_at_zero_then_reads_each_frame_from_the
     torch.testing.assert_close(model.denoise(*audio_rows), plain.denoise(*audio_rows))  # audio rows: no such path
 
 
+def recorded_decoder_calls(model: MultiModalAutoencoder, monkeypatch) -> dict[str, dict[str, torch.Tensor]]:
+    """Filled, per modality, with the arguments of the last `denoise` call of `model` (as `training_losses` makes)."""
+    seen = {}
+    denoise = model.denoise
+
+    def record(noisy, timesteps, modality, latent, labels, other, frame_index=None, drop=None):
+        seen[modality] = {"timesteps": timesteps, "latent": latent, "other": other, "frame_index": frame_index}
+        return denoise(noisy, timesteps, modality, latent, labels, other, frame_index, drop)
+
+    monkeypatch.setattr(model, "denoise", record)
+    return seen
+
+
 def test_cross_modal_drop_silences_the_other_modality_for_that_share_of_rows_and_keeps_the_own_latent(monkeypatch):
     from pipelines.mm_ldm.scheduling_mm_ldm import make_scheduler
 
     model = tiny_autoencoder()
     audio, video = inputs(batch=64)
-    seen = {}
-    denoise = model.denoise
-
-    def record(noisy, timesteps, modality, latent, labels, other, frame_index=None, drop=None):
-        seen[modality] = (latent, other)
-        return denoise(noisy, timesteps, modality, latent, labels, other, frame_index, drop)
-
-    monkeypatch.setattr(model, "denoise", record)
+    seen = recorded_decoder_calls(model, monkeypatch)
     labels = torch.zeros(64, dtype=torch.long)
     for share, expected in ((0.0, 0.0), (0.5, 0.5), (1.0, 1.0)):
         model.training_losses(audio, video, labels, make_scheduler(), torch.Generator().manual_seed(0),
                               cross_modal_drop=share)
         for modality in ("audio", "video"):
-            latent, other = seen[modality]
+            latent, other = seen[modality]["latent"], seen[modality]["other"]
             silent = other.flatten(1).abs().amax(dim=1) == 0
             assert float(silent.float().mean()) == pytest.approx(expected, abs=0.15)
             assert bool((latent.flatten(1).abs().amax(dim=1) > 0).all())  # the own latent is kept
@@ -293,18 +301,11 @@ def test_training_rows_are_the_audio_image_and_distinct_frames_of_each_clip(monk
 
     model = tiny_autoencoder()
     audio, video = inputs(batch=3)
-    seen = {}
-    denoise = model.denoise
-
-    def record(noisy, timesteps, modality, latent, labels, other, frame_index=None, drop=None):
-        seen[modality] = (timesteps, frame_index)
-        return denoise(noisy, timesteps, modality, latent, labels, other, frame_index, drop)
-
-    monkeypatch.setattr(model, "denoise", record)
+    seen = recorded_decoder_calls(model, monkeypatch)
     model.training_losses(audio, video, torch.zeros(3, dtype=torch.long), make_scheduler(),
                           torch.Generator().manual_seed(0), frames_per_clip=4, high_noise_share=1.0)
-    assert len(seen["audio"][0]) == 3 and len(seen["video"][0]) == 3 * 4
-    assert all(len(set(frames.tolist())) == 4 for frames in seen["video"][1].reshape(3, 4))
-    assert int(min(seen["audio"][0].min(), seen["video"][0].min())) >= 850
+    assert len(seen["audio"]["timesteps"]) == 3 and len(seen["video"]["timesteps"]) == 3 * 4
+    assert all(len(set(frames.tolist())) == 4 for frames in seen["video"]["frame_index"].reshape(3, 4))
+    assert int(min(seen["audio"]["timesteps"].min(), seen["video"]["timesteps"].min())) >= 850
     with pytest.raises(ValueError, match="frames_per_clip"):
         model.training_losses(audio, video, torch.zeros(3, dtype=torch.long), make_scheduler(), frames_per_clip=9)
