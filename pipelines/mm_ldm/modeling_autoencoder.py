@@ -44,6 +44,7 @@ Departures, chosen between the paper and the code:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -73,6 +74,16 @@ DECODER_PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 Modality = Literal["audio", "video"]
 MODALITIES: tuple[Modality, Modality] = ("audio", "video")
+
+
+@dataclass
+class DecoderConditions:
+    """What the shared decoder reads besides the noisy latent and t, for N rows: fixed while a sample is decoded."""
+
+    context: torch.Tensor  # cross-attention tokens [N, S, dim]
+    extra: torch.Tensor  # added to the timestep embedding [N, time_dim]
+    skips: list[torch.Tensor]  # the hint network's residuals after every input block
+    mid: torch.Tensor  # and after the middle block
 
 
 def keyframe_indices(num_frames: int, count: int) -> tuple[int, ...]:
@@ -388,7 +399,21 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
                 class_labels: torch.Tensor, other_semantic: torch.Tensor, frame_index: torch.Tensor | None = None,
                 drop: torch.Tensor | None = None) -> torch.Tensor:
         """The shared decoder's ε̂ (or v̂, per `decoder_prediction_type`) for KL-VAE latents `noisy` [N, 4, H, W] of
-        one modality.
+        one modality (`decoder_conditions` gives the arguments after `timesteps`)."""
+        conditions = self.decoder_conditions(modality, latent, class_labels, other_semantic, frame_index, drop)
+        return self.denoise_with(noisy, timesteps, conditions)
+
+    def denoise_with(self, noisy: torch.Tensor, timesteps: torch.Tensor,
+                     conditions: DecoderConditions) -> torch.Tensor:
+        """`denoise` with its conditions computed once (a sampler reuses them at every step)."""
+        return self.decoder(noisy, timesteps, encoder_hidden_states=conditions.context, class_labels=conditions.extra,
+                            down_block_additional_residuals=conditions.skips,
+                            mid_block_additional_residual=conditions.mid).sample
+
+    def decoder_conditions(self, modality: Modality, latent: torch.Tensor, class_labels: torch.Tensor,
+                           other_semantic: torch.Tensor, frame_index: torch.Tensor | None = None,
+                           drop: torch.Tensor | None = None) -> DecoderConditions:
+        """The shared decoder's conditions for N rows of one modality.
 
         latent: the own perceptual latent of each row [N, C, h, w] (a clip's z_v repeated for its frames);
         class_labels [N]; other_semantic [N, S, dim]; frame_index [N] (video only); drop [N] bool: rows whose context
@@ -396,7 +421,7 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
         """
         if (frame_index is None) != (modality == "audio"):
             raise ValueError("`frame_index` is given for video rows and only for them")
-        keep = None if drop is None else (~drop).to(noisy.dtype)
+        keep = None if drop is None else (~drop).to(latent.dtype)
         if keep is not None:
             other_semantic, latent = other_semantic * keep[:, None, None], latent * keep[:, None, None, None]
         context = self.context(modality, class_labels, other_semantic)
@@ -409,9 +434,8 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
                 extra = extra + self.per_frame(self.frame_sound, other_semantic, frame_index)
             if self.config.per_frame_latent_condition:
                 extra = extra + self.per_frame(self.frame_latent, latent, frame_index)
-        skips, mid = self.hint(latent, noisy.shape[-2:])
-        return self.decoder(noisy, timesteps, encoder_hidden_states=context, class_labels=extra,
-                            down_block_additional_residuals=skips, mid_block_additional_residual=mid).sample
+        skips, mid = self.hint(latent, (self.config.vae_size, self.config.vae_size))
+        return DecoderConditions(context, extra, skips, mid)
 
     def per_frame(self, mlp: nn.Module, source: torch.Tensor, frame_index: torch.Tensor) -> torch.Tensor:
         """The embedding a per-frame path (`frame_sound`, `frame_latent`) gives each row's own frame [N, time_dim]."""
@@ -547,5 +571,6 @@ def frame_pairs(batch: int, frames: int, generator: torch.Generator | None = Non
 
 
 __all__ = ["ADVERSARIAL_WEIGHT", "DECODER_DROP_PROBABILITY", "DECODER_PREDICTION_TYPES", "HIGH_NOISE_FRACTION",
-           "LOSS_WEIGHTS", "ClassificationHead", "ContrastiveHead", "HintNetwork", "MultiModalAutoencoder",
-           "PerceptualEncoder", "Projector", "TemporalAttention", "decoder_timesteps", "frame_pairs", "keyframe_indices"]
+           "LOSS_WEIGHTS", "ClassificationHead", "ContrastiveHead", "DecoderConditions", "HintNetwork",
+           "MultiModalAutoencoder", "PerceptualEncoder", "Projector", "TemporalAttention", "decoder_timesteps",
+           "frame_pairs", "keyframe_indices"]

@@ -43,7 +43,7 @@ from pipelines.audio import SPECS, AudioSpec, audio_image, audio_image_to_wavefo
 from pipelines.mm_diffusion.clips import ClipFormat
 from pipelines.pipeline_utils import BaseOutput, StepCallback, StudioPipeline, read_json, save_module, write_json
 
-from .modeling_autoencoder import MultiModalAutoencoder
+from .modeling_autoencoder import DecoderConditions, MultiModalAutoencoder
 from .modeling_dit import MMLDMTransformer
 from .scheduling_mm_ldm import (
     NUM_INFERENCE_STEPS,
@@ -465,27 +465,32 @@ class MMLDMPipeline(StudioPipeline):
              "video": randn_tensor((n, frames, *shape), generator=generator, device=self.device,
                                    dtype=ae.dtype).flatten(0, 1)}
         x = {name: value for name, value in x.items() if name != given}  # drawn anyway: same noise in every mode
+        conditions = {modality: self.guided_decoder_conditions(modality, *rows[modality]) for modality in x}
         for t in scheduler.timesteps:
             for modality in x:
-                latent, label, other, index = rows[modality]
-                output = self.decoder_noise(x[modality], t, modality, latent, label, other, index, guidance_scale)
+                output = self.decoder_output(x[modality], t, conditions[modality], guidance_scale)
                 x[modality] = scheduler.step(output, t, x[modality]).prev_sample
         decoded = {name: self.vae.decode(value.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
                    for name, value in x.items()}
         video = decoded.get("video")
         return None if video is None else video.unflatten(0, (n, frames)), decoded.get("audio")
 
-    def decoder_noise(self, x: torch.Tensor, t: torch.Tensor, modality: str, latent: torch.Tensor,
-                      labels: torch.Tensor, other: torch.Tensor, frame_index: torch.Tensor | None,
-                      guidance_scale: float) -> torch.Tensor:
-        """The shared decoder's ε (or v) with classifier-free guidance: rows [conditional; context and latent
-        dropped]."""
-        m = x.shape[0]
-        drop = torch.cat([torch.zeros(m, dtype=torch.bool), torch.ones(m, dtype=torch.bool)]).to(x.device)
+    def guided_decoder_conditions(self, modality: str, latent: torch.Tensor, labels: torch.Tensor,
+                                  other: torch.Tensor, frame_index: torch.Tensor | None) -> DecoderConditions:
+        """The shared decoder's conditions for classifier-free guidance, rows [conditional; context and latent
+        dropped]: computed once a decode, since they do not change with t."""
+        m = latent.shape[0]
+        drop = torch.cat([torch.zeros(m, dtype=torch.bool), torch.ones(m, dtype=torch.bool)]).to(latent.device)
         index = None if frame_index is None else frame_index.repeat(2)
-        eps = self.autoencoder.denoise(torch.cat([x, x]), t.reshape(1).expand(2 * m), modality,
-                                       latent.repeat(2, 1, 1, 1), labels.repeat(2), other.repeat(2, 1, 1), index, drop)
-        cond, uncond = eps.chunk(2)
+        return self.autoencoder.decoder_conditions(modality, latent.repeat(2, 1, 1, 1), labels.repeat(2),
+                                                   other.repeat(2, 1, 1), index, drop)
+
+    def decoder_output(self, x: torch.Tensor, t: torch.Tensor, conditions: DecoderConditions,
+                       guidance_scale: float) -> torch.Tensor:
+        """The shared decoder's ε (or v) with classifier-free guidance (`guided_decoder_conditions`)."""
+        m = x.shape[0]
+        output = self.autoencoder.denoise_with(torch.cat([x, x]), t.reshape(1).expand(2 * m), conditions)
+        cond, uncond = output.chunk(2)
         return guided_noise(uncond, cond, guidance_scale)
 
     def postprocess(self, frames: torch.Tensor | None, images: torch.Tensor | None, given_video: torch.Tensor | None,

@@ -133,6 +133,19 @@ def test_the_decoder_uses_its_latent_frame_index_and_drop_once_trained():
         model.denoise(noisy, t, "audio", latent, labels, other, index)
 
 
+
+@torch.no_grad()
+def test_conditions_computed_once_give_what_denoise_gives_at_every_step():
+    model = tiny_autoencoder(per_frame_audio_condition=True, per_frame_latent_condition=True)
+    randomize_zero_initialised(model)
+    noisy, _, modality, latent, labels, other, index = decoder_inputs(model, "video")
+    drop = torch.tensor([False, True])
+    conditions = model.decoder_conditions(modality, latent, labels, other, index, drop)
+    for step in (999, 500, 1):
+        t = torch.full((2,), step)
+        torch.testing.assert_close(model.denoise_with(noisy, t, conditions),
+                                   model.denoise(noisy, t, modality, latent, labels, other, index, drop))
+
 def test_training_losses_are_eq_3_without_the_adversarial_term():
     from pipelines.mm_ldm.modeling_autoencoder import LOSS_WEIGHTS
     from pipelines.mm_ldm.scheduling_mm_ldm import make_scheduler

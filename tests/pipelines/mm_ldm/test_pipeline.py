@@ -323,18 +323,18 @@ def test_the_decoders_sampler_reads_what_the_decoder_predicts(pipe, monkeypatch)
     clean = torch.randn(shape, generator=seeded(5))
 
     def oracle(kind):
-        def denoise(noisy, timesteps, *args, **kwargs):
+        def denoise_with(noisy, timesteps, conditions):
             noise = (noisy - scheduler.alphas_cumprod[timesteps[0]].sqrt() * clean) / (
                 1 - scheduler.alphas_cumprod[timesteps[0]]).sqrt()
             return noise if kind == "epsilon" else scheduler.get_velocity(clean.expand_as(noisy), noise, timesteps)
-        return denoise
+        return denoise_with
 
     z_audio, z_video = (torch.randn(1, *s, generator=seeded(6)) for s in ae.latent_shapes())
     decoded = {}
     for config_kind, answer_kind in (("epsilon", "epsilon"), ("v_prediction", "v_prediction"),
                                      ("epsilon", "v_prediction")):
         ae.register_to_config(decoder_prediction_type=config_kind)
-        monkeypatch.setattr(ae, "denoise", oracle(answer_kind))
+        monkeypatch.setattr(ae, "denoise_with", oracle(answer_kind))
         decoded[config_kind, answer_kind] = pipe.decode_latents(z_audio, z_video, 4, 2.5, seeded(7))
     for ours, theirs in zip(decoded["epsilon", "epsilon"], decoded["v_prediction", "v_prediction"]):
         torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
