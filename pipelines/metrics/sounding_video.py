@@ -13,16 +13,17 @@ alignment of Table 5). The toy world makes that measurable, one known coupling p
   **Flicker**: the hum sounds while the lamp is lit. The per-clip correlation of the lamp's brightness and the
   audio's loudness, frame by frame, averaged over clips.
 
-For every coupling: the score of the true pairs (video i with audio i), the mean score over `--permutations` random
-re-pairings (the baseline a model without coupling reaches), and the permutation p-value (how often a re-pairing
-scores at least as high as the true pairs). The same for ground-truth toy clips in the model's format (the upper
-bound). The metric generates N samples with a Sounding Video model: joint ones (`--mode joint`), or zero-shot ones from
-held-out ground-truth toy clips: videos for their audio (`a2v`) or audio for their videos (`v2a`); `--mode all` runs
-the three. The model (`--weights`: a registry entry or a saved folder) is MM-Diffusion (`--sampler`, `--steps`;
-joint samples with `--joint-resample-rounds`; video -> audio by replacement, Eq. 10; audio -> video with gradient
-guidance `--gradient-guidance` λ in `--guidance-form`, Eq. 12, and `--resample-rounds`/`--resample-share`; for weights
-trained with a clean condition both from the learnt conditional, `--clean-condition`) or MM-LDM (DiT DDIM `--steps`,
-the shared decoder's `--decoder-steps`, cross-modal guidance φ `--guidance` and reconstruction guidance λ
+For every coupling: the score of the true pairs (video i with audio i) with its 95 % bootstrap interval (the clips
+resampled `--permutations` times: whether two models' scores differ beyond the clips drawn), the mean score over
+`--permutations` random re-pairings (the baseline a model without coupling reaches), and the permutation p-value (how
+often a re-pairing scores at least as high as the true pairs). The same for ground-truth toy clips in the model's
+format (the upper bound). The metric generates N samples with a Sounding Video model: joint ones (`--mode joint`), or
+zero-shot ones from held-out ground-truth toy clips: videos for their audio (`a2v`) or audio for their videos (`v2a`);
+`--mode all` runs the three. The model (`--weights`: a registry entry or a saved folder) is MM-Diffusion (`--sampler`,
+`--steps`; joint samples with `--joint-resample-rounds`; video -> audio by replacement, Eq. 10; audio -> video with
+gradient guidance `--gradient-guidance` λ in `--guidance-form`, Eq. 12, and `--resample-rounds`/`--resample-share`; for
+weights trained with a clean condition both from the learnt conditional, `--clean-condition`) or MM-LDM (DiT DDIM
+`--steps`, the shared decoder's `--decoder-steps`, cross-modal guidance φ `--guidance` and reconstruction guidance λ
 `--reconstruction` for a2v and v2a); options of the other model are refused (`sampling_for`). The given stream of a
 zero-shot clip is scored as given, and how far the model's returned copy of it strays is reported (`given_stream`: 0
 when returned as given).
@@ -307,6 +308,24 @@ def permutation_test(score: Callable[[list, list], float], video: list, audio: l
     return {"paired": paired, "shuffled": float(shuffled.mean()), "shuffled_sd": float(shuffled.std()),
             "margin": paired - float(shuffled.mean()),
             "p_value": float((1 + (shuffled >= paired).sum()) / (1 + len(shuffled)))}
+
+
+def bootstrap_interval(score: Callable[[list, list], float], video: list, audio: list, draws: int, seed: int,
+                       level: float = 0.95) -> list[float]:
+    """The `level` percentile interval of the true pairs' score over `draws` resamplings of the clips with
+    replacement (each clip keeps its pair): how far the score could move with other clips of the same kind, so two
+    models' scores can be told apart or not."""
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(draws):
+        picked = rng.integers(0, len(video), len(video))
+        scores.append(score([video[i] for i in picked], [audio[i] for i in picked]))
+    scores = np.asarray(scores, np.float64)
+    scores = scores[np.isfinite(scores)]
+    if not len(scores):
+        return [float("nan"), float("nan")]
+    tail = (1 - level) / 2 * 100
+    return [float(np.percentile(scores, tail)), float(np.percentile(scores, 100 - tail))]
 
 
 # The scene judge ---------------------------------------------------------------------------------------------------
@@ -601,7 +620,9 @@ def evaluate(clips: Clips, fmt: ClipFormat, tolerance: int, permutations: int = 
         video = [link.video(clips.frames[i], fmt) for i in ours]
         audio = [link.audio(clips.audio[i], fmt) for i in ours]
         result["couplings"][link.name] = {"description": link.description, "clips": len(ours),
-                                          **permutation_test(link.score, video, audio, permutations, seed)}
+                                          **permutation_test(link.score, video, audio, permutations, seed),
+                                          "interval": bootstrap_interval(link.score, video, audio, permutations,
+                                                                         seed)}
         if link.scene == "bounce":
             result["bounce_detail"] = coupling(video, audio, tolerance)
             if clips.contacts is not None:
@@ -612,12 +633,16 @@ def evaluate(clips: Clips, fmt: ClipFormat, tolerance: int, permutations: int = 
 
 
 def table(results: dict) -> str:
-    """Markdown: every coupling's paired score, shuffled mean ± spread, margin and p-value, per source."""
-    lines = ["| clips | coupling | n | paired | shuffled (mean ± sd) | margin | p |", "|---|---|---|---|---|---|---|"]
+    """Markdown: every coupling's paired score with its 95 % bootstrap interval, shuffled mean ± spread, margin and
+    p-value, per source."""
+    lines = ["| clips | coupling | n | paired [95 % interval] | shuffled (mean ± sd) | margin | p |",
+             "|---|---|---|---|---|---|---|"]
     for source, result in results.items():
         for name, c in result["couplings"].items():
-            lines.append(f"| {source} | {name}: {c['description']} | {c['clips']} | {c['paired']:.2f} | "
-                         f"{c['shuffled']:.2f} ± {c['shuffled_sd']:.2f} | {c['margin']:+.2f} | {c['p_value']:.3f} |")
+            low, high = c["interval"]
+            lines.append(f"| {source} | {name}: {c['description']} | {c['clips']} | {c['paired']:.2f} "
+                         f"[{low:.2f}, {high:.2f}] | {c['shuffled']:.2f} ± {c['shuffled_sd']:.2f} | "
+                         f"{c['margin']:+.2f} | {c['p_value']:.3f} |")
     return "\n".join(lines)
 
 

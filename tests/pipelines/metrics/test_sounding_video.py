@@ -14,6 +14,7 @@ from pipelines.metrics import sounding_video
 from pipelines.metrics.sounding_video import (
     MODES,
     Counts,
+    bootstrap_interval,
     coupling,
     detect_contacts,
     detect_onsets,
@@ -133,6 +134,15 @@ def test_permutation_test_known_answers():
     assert result["shuffled"] == pytest.approx(1 / 40, abs=0.01)  # one fixed point per permutation on average
     unrelated = permutation_test(same, list(range(40)), list(range(40))[::-1], 500, seed=0)
     assert unrelated["p_value"] > 0.5
+
+
+def test_bootstrap_interval_known_answers():
+    same = lambda video, audio: float(np.mean([v == a for v, a in zip(video, audio)]))
+    half = list(range(400)), [i if i % 2 else -1 for i in range(400)]  # every other clip's pair matches: 0.5
+    low, high = bootstrap_interval(same, *half, 2000, seed=0)
+    spread = 1.96 * np.sqrt(0.25 / 400)  # the normal approximation of a mean of 400 fair coins
+    assert low == pytest.approx(0.5 - spread, abs=0.01) and high == pytest.approx(0.5 + spread, abs=0.01)
+    assert bootstrap_interval(same, list(range(40)), list(range(40)), 200, seed=0) == [1.0, 1.0]
 
 
 def test_detectors_recover_the_toy_worlds_true_contacts(ground_truth):
