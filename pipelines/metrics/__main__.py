@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-METRICS = ("images_that_sound", "impact_sound", "sounding_video", "visual_echoes")
+METRICS = ("images_that_sound", "impact_sound", "sounding_video", "sounding_video_comparison", "visual_echoes")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -34,7 +34,9 @@ each coupling is scored on the clips judged to be its scene, and the share of ge
 the model's training scenes says whether the frames show the scene's objects at all.
 
 Frame 0 of a clip is left out of the bounce detectors: the video detector needs the frame before a contact to see the
-motion into it. Printed as a table and written to `--out` as JSON with date, machine and settings.
+motion into it. Printed as a table and written to `--out` as JSON with date, machine and settings; the JSON keeps
+every generated clip's measurements, so two models' runs can be compared clip by clip
+(`python -m pipelines.metrics sounding_video_comparison`).
 """
 
 from __future__ import annotations
@@ -605,10 +607,13 @@ def stream_change(modality: str, given: np.ndarray, returned: np.ndarray) -> dic
     return {"modality": modality, "max_abs_change": float(difference.max()) if difference.size else 0.0}
 
 
-def evaluate(clips: Clips, fmt: ClipFormat, tolerance: int, permutations: int = PERMUTATIONS, seed: int = 0) -> dict:
+def evaluate(clips: Clips, fmt: ClipFormat, tolerance: int, permutations: int = PERMUTATIONS, seed: int = 0,
+             keep_measurements: bool = False) -> dict:
     """Every coupling scored on the clips of its scene (paired, shuffled mean, p-value); for bounce clips also the
     onset detail and, when the true contacts are known, the detectors against them; for zero-shot clips the change
-    of the given stream (`given_stream`)."""
+    of the given stream (`given_stream`). `keep_measurements`: each coupling also keeps the clips it scored (their
+    indices) and their video and audio features, for comparing two models clip by clip
+    (`pipelines.metrics.sounding_video_comparison`)."""
     result = {"clips": len(clips.scenes), "scenes": {s: clips.scenes.count(s) for s in sorted(set(clips.scenes))},
               "couplings": {}}
     if clips.given_change is not None:
@@ -623,6 +628,9 @@ def evaluate(clips: Clips, fmt: ClipFormat, tolerance: int, permutations: int = 
                                           **permutation_test(link.score, video, audio, permutations, seed),
                                           "interval": bootstrap_interval(link.score, video, audio, permutations,
                                                                          seed)}
+        if keep_measurements:
+            result["couplings"][link.name]["measurements"] = {"clips": ours, "video": _listed(video),
+                                                              "audio": _listed(audio)}
         if link.scene == "bounce":
             result["bounce_detail"] = coupling(video, audio, tolerance)
             if clips.contacts is not None:
@@ -630,6 +638,11 @@ def evaluate(clips: Clips, fmt: ClipFormat, tolerance: int, permutations: int = 
                 result["video_detector"] = detector_validation(truth, video, tolerance)
                 result["audio_detector"] = detector_validation(truth, audio, tolerance)
     return result
+
+
+def _listed(features: list) -> list:
+    """Per-clip features (floats or arrays) as JSON lists."""
+    return [np.asarray(feature).tolist() for feature in features]
 
 
 def table(results: dict) -> str:
@@ -697,7 +710,7 @@ def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: in
     scene_recognition = {"real": float(np.mean([a == b for a, b in zip(judge(truth.frames), truth.scenes)]))}
     for mode in modes:
         clips = generated_clips(pipe, mode, fmt, scenes, samples, seed, batch, judge, sampling.arguments[mode])
-        results[f"generated ({mode})"] = evaluate(clips, fmt, tolerance, permutations, seed)
+        results[f"generated ({mode})"] = evaluate(clips, fmt, tolerance, permutations, seed, keep_measurements=True)
         if mode != "v2a":  # the frames are generated
             scene_recognition[mode] = float(np.mean([s in scenes for s in judge(clips.frames)]))
     settings = dict(weights=weights, variant=None if Path(weights).exists() else variant, model=sampling.model,
