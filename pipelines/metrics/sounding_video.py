@@ -322,12 +322,17 @@ def bootstrap_interval(score: Callable[[list, list], float], video: list, audio:
     for _ in range(draws):
         picked = rng.integers(0, len(video), len(video))
         scores.append(score([video[i] for i in picked], [audio[i] for i in picked]))
-    scores = np.asarray(scores, np.float64)
-    scores = scores[np.isfinite(scores)]
-    if not len(scores):
+    return percentile_interval(scores, level)
+
+
+def percentile_interval(values: list[float], level: float = 0.95) -> list[float]:
+    """[low, high]: the central `level` share of the finite values (NaNs when there are none)."""
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
         return [float("nan"), float("nan")]
     tail = (1 - level) / 2 * 100
-    return [float(np.percentile(scores, tail)), float(np.percentile(scores, 100 - tail))]
+    return [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
 
 
 # The scene judge ---------------------------------------------------------------------------------------------------

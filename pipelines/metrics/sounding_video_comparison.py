@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.metrics.sounding_video import couplings
+from pipelines.metrics.sounding_video import couplings, percentile_interval
 
 PAIRED_MODES = ("a2v", "v2a", "reconstructed")  # the given stream comes from the same held-out clips
 DRAWS = 2000
@@ -53,12 +53,7 @@ def difference_interval(score, first: tuple[list, list], second: tuple[list, lis
         pick_second = pick_first if paired else rng.integers(0, len(second[0]), len(second[0]))
         differences.append(score(*(_picked(part, pick_first) for part in first))
                            - score(*(_picked(part, pick_second) for part in second)))
-    differences = np.asarray(differences, np.float64)
-    differences = differences[np.isfinite(differences)]
-    if not len(differences):
-        return [float("nan"), float("nan")]
-    tail = (1 - level) / 2 * 100
-    return [float(np.percentile(differences, tail)), float(np.percentile(differences, 100 - tail))]
+    return percentile_interval(differences, level)
 
 
 def _picked(features: list, picks: np.ndarray) -> list:
