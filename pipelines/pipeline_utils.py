@@ -68,8 +68,10 @@ class StudioPipeline(DiffusionPipeline):
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> StudioPipeline:
         """Move (and optionally cast) every network; returns the pipeline."""
+        # Only what is asked for: diffusers models warn about casting whenever a `dtype` keyword is passed, even None.
+        moves = {name: value for name, value in (("device", device), ("dtype", dtype)) if value is not None}
         for module in self.networks():
-            module.to(device=device, dtype=dtype)
+            module.to(**moves)
         return self
 
     @property
