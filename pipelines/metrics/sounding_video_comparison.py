@@ -3,9 +3,10 @@
 `python -m pipelines.metrics sounding_video_comparison FIRST.json SECOND.json --out comparison.json` reads two runs of
 `python -m pipelines.metrics sounding_video` (which keep every generated clip's measurements) and, for every mode and
 coupling both scored, gives the first model's score minus the second's. Zero-shot modes (a2v, v2a, reconstructed)
-give both models the same held-out toy clips when the runs share their seed (clip i is the same scene, each in its
-model's own format), so the clips both scored are resampled together, a paired bootstrap in which what a clip asks
-of both models cancels out; joint samples have nothing in common, so each model's clips are resampled on their own.
+give both models the same held-out toy clips when the runs share their seed and sample count (clip i is the same
+scene, each in its model's own format), so the clips both scored are resampled together, a paired bootstrap in which
+what a clip asks of both models cancels out; joint samples have nothing in common, so each model's clips are
+resampled on their own.
 An interval above 0 says the first model is the more coupled, one below 0 the second, one that holds 0 that these
 clips do not tell the two apart.
 """
@@ -85,7 +86,7 @@ def compare(first: dict, second: dict, draws: int = DRAWS, seed: int = 0) -> dic
         raise ValueError("the two runs matched bounce onsets with different --tolerance: their onset scores differ "
                          "in kind; run them with the same tolerance")
     scores = {link.name: link.score for link in couplings(tolerance)}
-    same_clips = first["settings"]["seed"] == second["settings"]["seed"]
+    same_clips = all(first["settings"][key] == second["settings"][key] for key in ("seed", "samples"))
     rows = []
     for source, result in first["results"].items():
         other = second["results"].get(source)
@@ -125,7 +126,8 @@ def table(comparison: dict) -> str:
 def add_arguments(parser) -> None:
     """Options of `python -m pipelines.metrics sounding_video_comparison` (`--out`, `--seed` are common)."""
     parser.add_argument("first", help="a sounding_video metric JSON (the first model)")
-    parser.add_argument("second", help="another one (the second model), run with the same --seed for paired clips")
+    parser.add_argument("second", help="another one (the second model); run with the same --seed and --samples, their "
+                        "zero-shot clips are paired")
     parser.add_argument("--draws", type=int, default=DRAWS, help="bootstrap resamplings of the clips")
 
 

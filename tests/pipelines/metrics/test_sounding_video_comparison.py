@@ -34,7 +34,8 @@ def test_a_paired_bootstrap_cancels_what_both_models_share():
 def lamp_run(clips: Clips, seed: int = 0) -> dict:
     """A metric run's JSON, as `sounding_video.run` writes it, with the given clips as its v2a and joint samples."""
     scored = evaluate(clips, STUDIO_FORMAT, 1, permutations=20, keep_measurements=True)
-    return {"date": "2026-12-07T00:00:00+00:00", "settings": {"weights": "test", "tolerance": 1, "seed": seed},
+    return {"date": "2026-12-07T00:00:00+00:00",
+            "settings": {"weights": "test", "tolerance": 1, "seed": seed, "samples": len(clips.scenes)},
             "results": {"generated (joint)": scored, "generated (v2a)": scored}}
 
 
@@ -70,6 +71,8 @@ def test_a_model_is_not_told_apart_from_itself_and_a_coupled_one_is_told_from_an
     assert all(r["difference"] > 0.7 for r in rows)
     rows = compare(lamp_run(uncoupled), lamp_run(lamps, seed=1), draws=300)["rows"]  # other clips: never paired
     assert [(r["paired"], r["verdict"]) for r in rows] == [(False, "second more coupled")] * 4
+    fewer = Clips(lamps.frames[:30], lamps.audio[:30], lamps.scenes[:30])  # another --samples draws other clips
+    assert not any(r["paired"] for r in compare(lamp_run(lamps), lamp_run(fewer), draws=50)["rows"])
 
 
 def test_runs_that_cannot_be_compared_are_refused_in_plain_words(lamps, tmp_path, capsys):
