@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from diffusers import DiffusionPipeline
@@ -59,7 +59,7 @@ class StudioPipeline(DiffusionPipeline):
     step to `self.step_end(...)`.
     """
 
-    _callback_tensor_inputs: list[str] = ["preview"]
+    _callback_tensor_inputs: ClassVar[list[str]] = ["preview"]
 
     # Devices -----------------------------------------------------------------------------------------------------
     def networks(self) -> list[torch.nn.Module]:
