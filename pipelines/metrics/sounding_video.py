@@ -715,7 +715,8 @@ def run(out: str | Path, *, samples: int = 64, ground_truth: int = 200, seed: in
     scene_recognition = {"real": float(np.mean([a == b for a, b in zip(judge(truth.frames), truth.scenes)]))}
     for mode in modes:
         clips = generated_clips(pipe, mode, fmt, scenes, samples, seed, batch, judge, sampling.arguments[mode])
-        results[f"generated ({mode})"] = evaluate(clips, fmt, tolerance, permutations, seed, keep_measurements=True)
+        results[f"generated ({mode})"] = evaluate(clips, fmt, tolerance, permutations, seed,
+                                                  keep_measurements=True)
         if mode != "v2a":  # the frames are generated
             scene_recognition[mode] = float(np.mean([s in scenes for s in judge(clips.frames)]))
     settings = dict(weights=weights, variant=None if Path(weights).exists() else variant, model=sampling.model,

@@ -30,7 +30,8 @@ def load_run(path: str | Path) -> dict:
     """A sounding_video metric JSON whose generated clips keep their measurements (ValueError saying what to do)."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path} is not a file: give the JSON written by `python -m pipelines.metrics sounding_video`")
+        raise ValueError(f"{path} is not a file: give the JSON written by `python -m pipelines.metrics "
+                         "sounding_video`")
     run = json.loads(path.read_text())
     generated = {source: result for source, result in run.get("results", {}).items()
                  if source.startswith("generated (")}

@@ -27,8 +27,8 @@ def test_a_paired_bootstrap_cancels_what_both_models_share():
     assert low == pytest.approx(-spread, abs=0.012) and high == pytest.approx(spread, abs=0.012)
     matched = list(range(400)), list(range(400))  # 1.0 on every draw: the difference is the half's spread
     low, high = difference_interval(same, matched, half, paired=True, draws=2000, seed=0)
-    assert low == pytest.approx(0.5 - spread / np.sqrt(2), abs=0.01) and high == pytest.approx(0.5 + spread / np.sqrt(2),
-                                                                                              abs=0.01)
+    one_mean = spread / np.sqrt(2)
+    assert low == pytest.approx(0.5 - one_mean, abs=0.01) and high == pytest.approx(0.5 + one_mean, abs=0.01)
 
 
 def lamp_run(clips: Clips, seed: int = 0) -> dict:
