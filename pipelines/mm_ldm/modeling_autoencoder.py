@@ -34,8 +34,9 @@ Departures, chosen between the paper and the code:
 - options not in the paper or the code, for the studio weights, which follow a lamp's flicker with them: the decoder
   may predict v instead of ε (`decoder_prediction_type`, see `DECODER_PREDICTION_TYPES`), the video decoder may read
   the audio's semantic tokens per frame (`per_frame_audio_condition`) and its own latent per frame
-  (`per_frame_latent_condition`), and training may decode several frames per clip, draw part of the rows' t from the
-  noisiest steps and withhold the other modality's semantic tokens from part of the rows (`training_losses`'
+  (`per_frame_latent_condition`), each keyframe may write into z_v by its own path (`keyframe_skips`, not in the
+  studio weights yet), and training may decode several frames per clip, draw part of the rows' t from the noisiest
+  steps and withhold the other modality's semantic tokens from part of the rows (`training_losses`'
   `frames_per_clip`, `high_noise_share`, `cross_modal_drop`);
 - the adversarial loss (Eq. 2, `modeling_discriminator`) is on only when `training_losses` is given a discriminator;
   its real triplet is the KL-VAE's decoding of the input latents rather than the raw pixels.
@@ -271,6 +272,10 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
         per_frame_latent_condition: a departure: the video decoder also reads its own latent z_v through a
             zero-initialised MLP that gives one embedding per frame (`frame_latent`), a direct readout of what z_v
             holds about each frame (the content MLP's one embedding is the same for every frame).
+        keyframe_skips: a departure: each keyframe's last encoder features also reach z_v's moments through its
+            own zero-initialised 1 × 1 convolution (`keyframe_paths`), so z_v can keep what happens in every
+            keyframe (the content frame's attention pools the keyframes, and what it pools is hard to tell apart);
+            z_v keeps its shape.
     """
 
     @register_to_config
@@ -284,7 +289,8 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
                  decoder_attention_heads: int = 8, decoder_norm_groups: int = 32,
                  decoder_cross_attention_blocks: int = 3, detach_projector_inputs: bool = True,
                  cross_modal_condition: bool = True, decoder_prediction_type: str = "epsilon",
-                 per_frame_audio_condition: bool = False, per_frame_latent_condition: bool = False):
+                 per_frame_audio_condition: bool = False, per_frame_latent_condition: bool = False,
+                 keyframe_skips: bool = False):
         super().__init__()
         if per_frame_audio_condition and not cross_modal_condition:
             raise ValueError("per_frame_audio_condition reads the audio's semantic tokens: it needs "
@@ -298,6 +304,10 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
         self.video_encoder = PerceptualEncoder(channel_mult=video_channel_mult, temporal_frames=num_keyframes + 1,
                                                **encoder)
         self.content_frame = nn.Parameter(torch.randn(1, 1, vae_channels, vae_size, vae_size) * 0.02)
+        if keyframe_skips:
+            features = encoder_channels * video_channel_mult[-1]
+            self.keyframe_paths = nn.ModuleList(zero_module(nn.Conv2d(features, 2 * latent_channels, 1))
+                                                for _ in range(num_keyframes))
         self.audio_projector = Projector(latent_channels, semantic_dim, semantic_grid)
         self.video_projector = Projector(latent_channels, semantic_dim, semantic_grid)
         self.classifier = ClassificationHead(semantic_dim, num_classes)
@@ -363,8 +373,11 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
         x = torch.cat([self.content_frame.expand(batch, -1, -1, -1, -1).to(keyframes.dtype), keyframes], dim=1)
         frames = x.shape[1]
         h = self.video_encoder.features(x.flatten(0, 1), frames)
-        content = h.reshape(batch, frames, *h.shape[1:])[:, 0]  # the content frame's output is the clip's latent
-        return DiagonalGaussianDistribution(self.video_encoder.head(content))
+        h = h.reshape(batch, frames, *h.shape[1:])
+        moments = self.video_encoder.head(h[:, 0])  # the content frame's output is the clip's latent
+        if self.config.keyframe_skips:
+            moments = moments + sum(skip(h[:, 1 + k]) for k, skip in enumerate(self.keyframe_paths))
+        return DiagonalGaussianDistribution(moments)
 
     # Semantic space --------------------------------------------------------------------------------------------------
     def semantics(self, audio_latent: torch.Tensor, video_latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -173,6 +173,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="autoencoder stage: the video decoder also reads its own latent z_v per frame (default: "
                              "the size's, or with --init the starting autoencoder's; with --init it adds the "
                              "zero-initialised path)")
+    parser.add_argument("--keyframe-skips", action=argparse.BooleanOptionalAction, default=None,
+                        help="autoencoder stage: each keyframe's encoder features also reach z_v by its own "
+                             "zero-initialised path (default: the size's, or with --init the starting autoencoder's; "
+                             "with --init it adds the paths; the latents change, so train the DiT again)")
     parser.add_argument("--cross-modal-drop", type=float, default=0.0, help="autoencoder stage: share of the "
                         "decoder's training rows that do not hear the other modality's semantic tokens but keep their "
                         "own latent, so the encoders must put what they can into it (the paper: 0)")
@@ -214,10 +218,11 @@ def check_arguments(args: argparse.Namespace) -> None:
     if (args.frames_per_clip != 1 or args.high_noise_share or args.cross_modal_drop) and args.stage != "autoencoder":
         raise ValueError("--frames-per-clip, --high-noise-share and --cross-modal-drop train the autoencoder's shared "
                          f"decoder; leave them out for the {args.stage} stage.")
-    for name in ("decoder_prediction", "per_frame_audio_condition", "per_frame_latent_condition"):
+    for name in ("decoder_prediction", "per_frame_audio_condition", "per_frame_latent_condition", "keyframe_skips"):
         if getattr(args, name) is not None and args.stage != "autoencoder":
-            raise ValueError(f"--{name.replace('_', '-')} sets the autoencoder's shared decoder; leave it out for "
-                             f"the {args.stage} stage.")
+            part = "video encoder" if name == "keyframe_skips" else "shared decoder"
+            raise ValueError(f"--{name.replace('_', '-')} sets the autoencoder's {part}; leave it out for the "
+                             f"{args.stage} stage.")
     if not args.cross_modal_condition and (args.stage != "autoencoder" or args.init is not None):
         raise ValueError("--no-cross-modal-condition builds a new autoencoder: use it for the autoencoder stage "
                          "without --init (a starting autoencoder keeps its own setting).")
@@ -522,7 +527,7 @@ def decoder_options(args: argparse.Namespace) -> dict:
     """The shared decoder's settings the command line gives (the rest come from the size or the --init model)."""
     options = {"decoder_prediction_type": args.decoder_prediction,
                "per_frame_audio_condition": args.per_frame_audio_condition,
-               "per_frame_latent_condition": args.per_frame_latent_condition}
+               "per_frame_latent_condition": args.per_frame_latent_condition, "keyframe_skips": args.keyframe_skips}
     return {name: value for name, value in options.items() if value is not None}
 
 
@@ -546,7 +551,8 @@ def starting_autoencoder(start: MMLDMPipeline, vae: AutoencoderKL, clips: Soundi
         settings = {name: value for name, value in autoencoder.config.items() if not name.startswith("_")}
         changed = MultiModalAutoencoder(**{**settings, **options})  # not from_config: it resets defaulted keys
         missing, unexpected = changed.load_state_dict(autoencoder.state_dict(), strict=False)
-        if unexpected or any(not name.startswith(("frame_sound.", "frame_latent.")) for name in missing):
+        added = ("frame_sound.", "frame_latent.", "keyframe_paths.")
+        if unexpected or any(not name.startswith(added) for name in missing):
             raise ValueError("--init: the starting autoencoder's weights do not fit these decoder settings.")
         autoencoder = trainable(changed)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
@@ -561,10 +567,12 @@ def starting_autoencoder(start: MMLDMPipeline, vae: AutoencoderKL, clips: Soundi
 
 
 def keep_encoders(autoencoder: MultiModalAutoencoder) -> None:
-    """Freeze what maps a clip to its latents (the audio and video encoders, the content frame), so the latent space
-    and a DiT trained on it stay valid while the decoder trains on."""
+    """Freeze what maps a clip to its latents (the audio and video encoders, the content frame, the keyframe paths),
+    so the latent space and a DiT trained on it stay valid while the decoder trains on."""
     for part in (autoencoder.audio_encoder, autoencoder.video_encoder):
         part.requires_grad_(False)
+    if autoencoder.config.keyframe_skips:
+        autoencoder.keyframe_paths.requires_grad_(False)
     autoencoder.content_frame.requires_grad_(False)
 
 
@@ -749,6 +757,7 @@ def train(args: argparse.Namespace) -> Path:
         entry["decoder_prediction_type"] = autoencoder.config.decoder_prediction_type
         entry["per_frame_audio_condition"] = autoencoder.config.per_frame_audio_condition
         entry["per_frame_latent_condition"] = autoencoder.config.per_frame_latent_condition
+        entry["keyframe_skips"] = autoencoder.config.keyframe_skips
         entry["frames_per_clip"] = args.frames_per_clip
         entry["high_noise_share"] = args.high_noise_share
         entry["cross_modal_drop"] = args.cross_modal_drop

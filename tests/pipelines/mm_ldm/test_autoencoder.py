@@ -322,3 +322,22 @@ def test_training_rows_are_the_audio_image_and_distinct_frames_of_each_clip(monk
     assert int(min(seen["audio"]["timesteps"].min(), seen["video"]["timesteps"].min())) >= 850
     with pytest.raises(ValueError, match="frames_per_clip"):
         model.training_losses(audio, video, torch.zeros(3, dtype=torch.long), make_scheduler(), frames_per_clip=9)
+
+
+@torch.no_grad()
+def test_keyframe_skips_start_at_zero_then_let_each_keyframe_write_into_the_video_latent():
+    plain, model = with_a_new_path("keyframe_skips", "keyframe_paths.")
+    _, frames = inputs()
+    torch.testing.assert_close(model.encode_video(frames).mean, plain.encode_video(frames).mean)  # zero at first
+    randomize_zero_initialised(model.keyframe_paths)
+    last = model.keyframes[-1]
+    changed = frames.clone()
+    changed[:, last] += 1.0  # one keyframe brighter
+
+    def moved(net: MultiModalAutoencoder) -> torch.Tensor:
+        return net.encode_video(changed).mean - net.encode_video(frames).mean
+
+    assert (moved(model) - moved(plain)).abs().max() > 1e-3  # its own path carries the change straight into z_v
+    unread = frames.clone()
+    unread[:, 1] += 1.0  # frame 1 is no keyframe of 8: nothing moves
+    torch.testing.assert_close(model.encode_video(unread).mean, model.encode_video(frames).mean)

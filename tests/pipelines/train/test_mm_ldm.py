@@ -252,6 +252,26 @@ def test_init_can_switch_the_decoder_to_v_and_add_the_per_frame_paths(trained, t
     assert summary["per_frame_latent_condition"] is True and summary["cross_modal_drop"] == 0.3
 
 
+def test_init_can_add_the_keyframe_paths_which_decoder_only_training_keeps_frozen(trained, tmp_path):
+    out = tmp_path / "keyframes"
+    main(["mm_ldm", "--data", "toyworld", "--pool", "2", "--stage", "autoencoder", "--init", str(trained),
+          "--keyframe-skips", "--steps", "0", "--out", str(out)])
+    assert MultiModalAutoencoder.from_pretrained(out / "autoencoder").config.keyframe_skips
+    before, after = weights(trained, "autoencoder"), weights(out, "autoencoder")
+    assert {key for key in after if key not in before} == {key for key in after if key.startswith("keyframe_paths.")}
+    assert not any(after[key].any() for key in after if key.startswith("keyframe_paths."))  # they start at zero
+    assert json.loads((out / "training_summary.json").read_text())["autoencoder"]["keyframe_skips"] is True
+    main(["mm_ldm", "--data", "toyworld", "--pool", "2", "--stage", "dit", "--init", str(trained), "--autoencoder",
+          str(out), "--steps", "0", "--out", str(out)])  # the whole pipeline, to start from
+    frozen = tmp_path / "frozen"
+    main(["mm_ldm", "--data", "toyworld", "--pool", "2", "--stage", "autoencoder", "--init", str(out),
+          "--decoder-only", "--steps", "2", "--lr", "1e-2", "--ema-decay", "0", "--out", str(frozen)])
+    moved = weights(frozen, "autoencoder")
+    assert not any(moved[key].any() for key in moved if key.startswith("keyframe_paths."))  # the latents stay
+    with pytest.raises(ValueError, match="sets the autoencoder's video encoder"):
+        main(TINY + ["--out", str(tmp_path / "dit"), "--stage", "dit", "--keyframe-skips"])
+
+
 def test_adversarial_autoencoder_stage_trains_a_discriminator(trained, tmp_path):
     out = tmp_path / "gan"
     main(TINY + ["--out", str(out), "--stage", "autoencoder", "--vae", str(trained / "vae"), "--steps", "1",
