@@ -306,6 +306,7 @@ class MultiModalAutoencoder(ModelMixin, ConfigMixin):
         self.content_frame = nn.Parameter(torch.randn(1, 1, vae_channels, vae_size, vae_size) * 0.02)
         if keyframe_skips:
             features = encoder_channels * video_channel_mult[-1]
+            # not `self.keyframe_skips`: diffusers keeps the config flag under that name on the model
             self.keyframe_paths = nn.ModuleList(zero_module(nn.Conv2d(features, 2 * latent_channels, 1))
                                                 for _ in range(num_keyframes))
         self.audio_projector = Projector(latent_channels, semantic_dim, semantic_grid)

@@ -524,7 +524,8 @@ class AutoencoderObjective(torch.nn.Module):
 
 
 def decoder_options(args: argparse.Namespace) -> dict:
-    """The shared decoder's settings the command line gives (the rest come from the size or the --init model)."""
+    """The autoencoder's settings the command line gives: the shared decoder's and the keyframe paths (the rest come
+    from the size or the --init model)."""
     options = {"decoder_prediction_type": args.decoder_prediction,
                "per_frame_audio_condition": args.per_frame_audio_condition,
                "per_frame_latent_condition": args.per_frame_latent_condition, "keyframe_skips": args.keyframe_skips}
