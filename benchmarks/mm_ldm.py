@@ -325,7 +325,7 @@ def sampling_rows(setup: Setup, unet: torch.nn.Module, pipe: MMLDMPipeline, fmt:
 
     def mm_ldm(output_type: str, **given) -> Callable[[], object]:
         return lambda: pipe(num_inference_steps=steps["dit"], decoder_steps=steps["decoder"],
-                            guidance_scale=STUDIO_GUIDANCE, reconstruction_scale=STUDIO_RECONSTRUCTION,
+                            guidance_scale=STUDIO_GUIDANCE, reconstruction_scale=STUDIO_RECONSTRUCTION["a2v"],
                             num_samples=1, output_type=output_type, generator=torch.Generator().manual_seed(0),
                             **given)
 
@@ -338,7 +338,8 @@ def sampling_rows(setup: Setup, unet: torch.nn.Module, pipe: MMLDMPipeline, fmt:
                 mm_ldm("latent")),
                ("mm_diffusion_a2v", f"audio → video: MM-Diffusion DDPM {steps['ddpm']}, the tab's resampling",
                 None, mm_diffusion("ddpm", audio=hum, **STUDIO_A2V.arguments())),
-               ("mm_ldm_a2v", (f"audio → video: MM-LDM as above, reconstruction guidance λ = {STUDIO_RECONSTRUCTION:g}, "
+               ("mm_ldm_a2v", (f"audio → video: MM-LDM as above, reconstruction guidance λ = "
+                               f"{STUDIO_RECONSTRUCTION['a2v']:g}, "
                                f"{STUDIO_RESAMPLE_ROUNDS['a2v']} resampling rounds"), None,
                 mm_ldm("np", audio=hum.numpy(), resample_rounds=STUDIO_RESAMPLE_ROUNDS["a2v"]))]
     rows = []

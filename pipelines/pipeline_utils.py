@@ -126,12 +126,14 @@ def save_module(module: torch.nn.Module, folder: str | Path, dtype: torch.dtype 
     """A diffusers model's `save_pretrained(folder)` as safetensors, in `dtype` if given (the module is put back in
     its own), without the `_name_or_path` diffusers records on loading (a machine path, meaningless elsewhere)."""
     folder, own = Path(folder), module.dtype
-    if dtype is not None:
+    casting = dtype is not None and dtype != own  # diffusers' `to(dtype)` warns even when nothing changes
+    if casting:
         module.to(dtype)
     try:
         module.save_pretrained(folder, safe_serialization=True)
     finally:
-        module.to(own)
+        if casting:
+            module.to(own)
     config = read_json(folder / "config.json")
     config.pop("_name_or_path", None)
     write_json(config, folder / "config.json")

@@ -498,9 +498,9 @@ def mm_diffusion_sampling(sampler: str | None, steps: int | None, joint_resample
 def mm_ldm_sampling(steps: int | None, decoder_steps: int | None, guidance: float | None,
                     reconstruction: float | None, joint_resample_rounds: int | None, resample_rounds: int | None,
                     resample_share: float | None) -> Sampling:
-    """MM-LDM with cross-modal guidance φ and reconstruction guidance λ for a2v and v2a, resampling rounds of the DiT's
-    noisiest steps (`resample_rounds`: a2v and v2a); defaults: the studio model's (`pipelines.mm_ldm.entries`), the
-    shared decoder at its released classifier-free guidance."""
+    """MM-LDM with cross-modal guidance φ and reconstruction guidance λ for a2v and v2a (`reconstruction`: both),
+    resampling rounds of the DiT's noisiest steps (`resample_rounds`: a2v and v2a); defaults: the studio model's per
+    mode (`pipelines.mm_ldm.entries`), the shared decoder at its released classifier-free guidance."""
     from pipelines.mm_ldm import entries
     from pipelines.mm_ldm.pipeline_mm_ldm import DECODER_GUIDANCE_SCALE
 
@@ -510,15 +510,16 @@ def mm_ldm_sampling(steps: int | None, decoder_steps: int | None, guidance: floa
              "resample_share": 0.6 if resample_share is None else resample_share}
     rounds = {mode: entries.STUDIO_RESAMPLE_ROUNDS[mode] if given is None else given
               for mode, given in (("joint", joint_resample_rounds), ("a2v", resample_rounds), ("v2a", resample_rounds))}
-    guided = {**plain, "guidance_scale": entries.STUDIO_GUIDANCE if guidance is None else guidance,
-              "reconstruction_scale": entries.STUDIO_RECONSTRUCTION if reconstruction is None else reconstruction}
+    pull = {mode: entries.STUDIO_RECONSTRUCTION[mode] if reconstruction is None else reconstruction
+            for mode in ("a2v", "v2a")}
+    guided = {**plain, "guidance_scale": entries.STUDIO_GUIDANCE if guidance is None else guidance}
     reconstructed = {"decoder_steps": plain["decoder_steps"], "decoder_guidance_scale": DECODER_GUIDANCE_SCALE}
     return Sampling("mm_ldm", {"joint": {**plain, "resample_rounds": rounds["joint"]},
-                               "a2v": {**guided, "resample_rounds": rounds["a2v"]},
-                               "v2a": {**guided, "resample_rounds": rounds["v2a"]}, "reconstructed": reconstructed},
+                               **{mode: {**guided, "reconstruction_scale": pull[mode], "resample_rounds": rounds[mode]}
+                                  for mode in ("a2v", "v2a")}, "reconstructed": reconstructed},
                     {"steps": plain["num_inference_steps"], "decoder_steps": plain["decoder_steps"],
                      "decoder_guidance": DECODER_GUIDANCE_SCALE, "guidance": guided["guidance_scale"],
-                     "reconstruction": guided["reconstruction_scale"], "resample_rounds": rounds,
+                     "reconstruction": pull, "resample_rounds": rounds,
                      "resample_share": plain["resample_share"]})
 
 
@@ -775,7 +776,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--guidance", type=float, default=None, help="MM-LDM only: φ of the cross-modal guidance of "
                         f"a2v and v2a (default {STUDIO_GUIDANCE:g})")
     parser.add_argument("--reconstruction", type=float, default=None, help="MM-LDM only: λ of the reconstruction "
-                        f"guidance of a2v and v2a (default {STUDIO_RECONSTRUCTION:g}; 0 = the paper's sampler)")
+                        f"guidance of a2v and v2a (default {STUDIO_RECONSTRUCTION['a2v']:g} and "
+                        f"{STUDIO_RECONSTRUCTION['v2a']:g}; 0 = the paper's sampler)")
     parser.add_argument("--tolerance", type=int, default=1, help="frames an onset may be off its contact")
     parser.add_argument("--permutations", type=int, default=PERMUTATIONS, help="random re-pairings per score")
     parser.add_argument("--judge-clips", type=int, default=40, help="real clips per scene the scene judge learns "

@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--guidance", type=float, default=None,
                         help=f"a2v and v2a: φ of the cross-modal guidance (default {STUDIO_GUIDANCE:g})")
     parser.add_argument("--reconstruction", type=float, default=None,
-                        help=f"a2v and v2a: λ of the reconstruction guidance (default {STUDIO_RECONSTRUCTION:g}; 0 = "
-                             f"the paper's sampler)")
+                        help=f"a2v and v2a: λ of the reconstruction guidance (default a2v "
+                             f"{STUDIO_RECONSTRUCTION['a2v']:g}, v2a {STUDIO_RECONSTRUCTION['v2a']:g}; 0 = the "
+                             f"paper's sampler)")
     parser.add_argument("--resample-rounds", type=int, default=None,
                         help="times each resampled DiT step is taken (default, per command: " + ", ".join(
                             f"{command} {rounds}" for command, rounds in STUDIO_RESAMPLE_ROUNDS.items())
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     pipe = MMLDMPipeline.from_pretrained(args.model).to(choose_device())
     given = given_stream(args.command, args.inputs, pipe)
     guidance = STUDIO_GUIDANCE if args.guidance is None else args.guidance
-    reconstruction = STUDIO_RECONSTRUCTION if args.reconstruction is None else args.reconstruction
+    reconstruction = STUDIO_RECONSTRUCTION[args.command] if args.reconstruction is None else args.reconstruction
     rounds = STUDIO_RESAMPLE_ROUNDS[args.command] if args.resample_rounds is None else args.resample_rounds
     generators, seed = generators_for(args.seed, args.num_samples)
     output = pipe(num_inference_steps=args.steps, guidance_scale=guidance, reconstruction_scale=reconstruction,

@@ -156,7 +156,7 @@ def settings_shown(weights: str | None, mode: str, variant: str) -> tuple:
     φ, reconstruction λ, MM-LDM's resampling rounds, preview."""
     if latent_model(weights):
         return (gr.update(visible=False), gr.update(visible=True), *(gr.skip(),) * 6, gr.update(visible=False),
-                LDM_STEPS, LDM_DECODER_STEPS, LDM_GUIDANCE, LDM_RECONSTRUCTION, latent_resample_rounds(mode),
+                LDM_STEPS, LDM_DECODER_STEPS, LDM_GUIDANCE, latent_reconstruction(mode), latent_resample_rounds(mode),
                 gr.update(label=LATENT_PREVIEW))
     return (gr.update(visible=True), gr.update(visible=False), default_sampler(weights), default_steps(weights),
             *steering_controls(weights, mode), gr.update(visible=has_super_resolution(weights, variant)),
@@ -166,6 +166,11 @@ def settings_shown(weights: str | None, mode: str, variant: str) -> tuple:
 def latent_resample_rounds(mode: str) -> int:
     """MM-LDM's resampling rounds for `mode`: the studio model's (2 for audio → video, else the paper's 1)."""
     return LDM_RESAMPLE_ROUNDS[mode_key(mode)]
+
+
+def latent_reconstruction(mode: str) -> float:
+    """MM-LDM's reconstruction guidance λ for `mode`: the studio model's (0 for joint clips: nothing is given)."""
+    return LDM_RECONSTRUCTION[mode_key(mode)]
 
 
 def describe_model(pipe, paper_clip: ClipFormat = PAPER_CLIP) -> str:
@@ -259,12 +264,13 @@ def build(context: StudioContext) -> None:
                                                 "prediction alone, 0 = unconditional (ignores what you gave), above 1 "
                                                 "pushes further from the unconditional one (with reconstruction "
                                                 "guidance on, the studio model is best at 1).")
-                reconstruction = gr.Slider(0, MAX_RECONSTRUCTION, value=LDM_RECONSTRUCTION, step=10,
+                reconstruction = gr.Slider(0, MAX_RECONSTRUCTION, value=latent_reconstruction(JOINT), step=10,
                                            label="Reconstruction guidance λ", elem_id="sv-reconstruction",
                                            info="Used only for audio → video and video → audio: steers what is made "
                                                 "until the model would reconstruct what you gave from it (not in the "
                                                 "paper; 0 = the paper's sampler). Without it the studio model's "
-                                                "video does not follow a sound; too high breaks the picture.")
+                                                "video does not follow a sound (it takes 300 there; a sound for a "
+                                                "video needs none); too high breaks the picture.")
                 latent_resample = gr.Slider(1, MAX_RESAMPLE_ROUNDS, value=latent_resample_rounds(JOINT), step=1,
                                             label="Resampling rounds", elem_id="sv-ldm-resample",
                                             info="Each of the noisiest 60 % of the DiT's steps is taken this many "
@@ -292,8 +298,9 @@ def build(context: StudioContext) -> None:
                         super_res, latent_steps, decoder_steps, cross_guidance, reconstruction, latent_resample,
                         preview], queue=False)
         mode.change(lambda m, w: (gr.update(visible=m == AUDIO_TO_VIDEO), gr.update(visible=m == VIDEO_TO_AUDIO),
-                                  *steering_controls(w, m), latent_resample_rounds(m)),
-                    [mode, weights], [audio_in, video_in, guidance, form, resample, clean, latent_resample],
+                                  *steering_controls(w, m), latent_reconstruction(m), latent_resample_rounds(m)),
+                    [mode, weights], [audio_in, video_in, guidance, form, resample, clean, reconstruction,
+                                      latent_resample],
                     queue=False)
         sampler.change(sampler_steps, [sampler, weights], steps, queue=False)
         event = run.click(
@@ -328,11 +335,11 @@ class SoundingVideoHandlers:
     @user_facing("making the sounding video")
     def generate(self, weights, mode, audio_file, video_file, sampler, steps, guidance, form, resample, seed, samples,
                  super_res, request: gr.Request, latent_steps=LDM_STEPS, decoder_steps=LDM_DECODER_STEPS,
-                 cross_guidance=LDM_GUIDANCE, reconstruction=LDM_RECONSTRUCTION, clean=None, latent_resample=None):
+                 cross_guidance=LDM_GUIDANCE, reconstruction=None, clean=None, latent_resample=None):
         """Yields (preview, …) while sampling, then the samples as files. MM-LDM's settings and MM-Diffusion's clean
         condition come last, after the request (which gradio fills in by its type wherever it stands), so that
-        callers can leave them out (`clean`, `latent_resample` None: the weights' default for the mode); each family
-        reads only its own settings."""
+        callers can leave them out (`reconstruction`, `clean`, `latent_resample` None: the weights' default for the
+        mode); each family reads only its own settings."""
         from pipelines.seeds import generators_for
 
         self.context.files.claim(request.session_hash, audio_file, video_file)
@@ -342,8 +349,8 @@ class SoundingVideoHandlers:
             raise gr.Error(f"Choose what to make: {JOINT}, {AUDIO_TO_VIDEO} or {VIDEO_TO_AUDIO}.")
         if latent_model(weights):
             rounds = latent_resample_rounds(mode) if latent_resample is None else latent_resample
-            arguments = self._latent_settings(mode, latent_steps, decoder_steps, cross_guidance, reconstruction,
-                                              samples, rounds)
+            pull = latent_reconstruction(mode) if reconstruction is None else reconstruction
+            arguments = self._latent_settings(mode, latent_steps, decoder_steps, cross_guidance, pull, samples, rounds)
         else:
             clean = default_steering(weights, mode).clean_condition if clean is None else bool(clean)
             arguments = self._settings(mode, sampler, steps, guidance, form, resample, clean, samples)

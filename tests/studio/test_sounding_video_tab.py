@@ -278,11 +278,12 @@ def studio_handlers(tmp_path) -> SoundingVideoHandlers:
     return SoundingVideoHandlers(context(tmp_path, models="studio"), "studio")
 
 
-def run_mm_ldm(handlers, mode=JOINT, audio=None, video=None, seed=2, samples=1, latent_steps=2) -> list:
+def run_mm_ldm(handlers, mode=JOINT, audio=None, video=None, seed=2, samples=1, latent_steps=2,
+               reconstruction=100.0) -> list:
     """MM-LDM at 2 DiT and 2 decoder steps; MM-Diffusion's settings are given as None: MM-LDM does not read them."""
     return list(handlers.generate(MM_LDM, mode, audio, video, None, None, None, None, None, seed, samples, None,
                                   FakeRequest(), latent_steps=latent_steps, decoder_steps=2, cross_guidance=3.0,
-                                  reconstruction=100.0))
+                                  reconstruction=reconstruction))
 
 
 def mp4_frames(path: str) -> np.ndarray:
@@ -319,14 +320,15 @@ def test_mm_ldm_is_offered_beside_mm_diffusion_and_its_settings_replace_mm_diffu
     assert by_id["sv-ldm-steps"].value == STUDIO_STEPS and not shown(by_id["sv-ldm-steps"])  # until MM-LDM is chosen
     assert shown(by_id["sv-steps"]) and by_id["sv-steps"].value == 100
 
-    assert by_id["sv-reconstruction"].value == STUDIO_RECONSTRUCTION
+    assert by_id["sv-reconstruction"].value == STUDIO_RECONSTRUCTION["joint"] == 0  # joint clips: nothing given
     diffusion, latent, sampler, steps, guidance, form, resample, clean, super_res, dit, decoder, phi, reconstruction, \
         rounds, preview = settings_shown(MM_LDM, AUDIO_TO_VIDEO, "studio")
     assert diffusion["visible"] is False and latent["visible"] is True and super_res["visible"] is False
     assert guidance == form == gr.skip()
     assert (dit, decoder, phi, reconstruction, rounds) == (STUDIO_STEPS, STUDIO_DECODER_STEPS, STUDIO_GUIDANCE,
-                                                           STUDIO_RECONSTRUCTION, 2) == (50, 50, 1.0, 100.0, 2)
+                                                           STUDIO_RECONSTRUCTION["a2v"], 2) == (50, 50, 1.0, 300.0, 2)
     assert settings_shown(MM_LDM, JOINT, "studio")[13] == settings_shown(MM_LDM, VIDEO_TO_AUDIO, "studio")[13] == 1
+    assert settings_shown(MM_LDM, VIDEO_TO_AUDIO, "studio")[12] == STUDIO_RECONSTRUCTION["v2a"] == 0.0
     assert by_id["sv-ldm-resample"].value == 1  # the tab opens on joint generation
     assert sampler == steps == resample == clean == gr.skip() and preview["label"] == LATENT_PREVIEW
     diffusion, latent, sampler, steps, guidance, form, resample, clean, _, dit, _, _, _, rounds, _ = settings_shown(
@@ -357,12 +359,23 @@ def test_mm_ldm_joint_generation_previews_its_latent_and_writes_mp4_and_wav(stud
     assert [Path(path).suffix for path in files] == [".mp4", ".wav"]
 
 
-def test_mm_ldm_audio_to_video_keeps_the_given_sound_and_makes_a_video(studio_handlers, tmp_path, tone):
-    """A stereo 44.1 kHz second: read with the clip's rate (16 kHz) and fitted to 0.8 s, exactly what the wav holds."""
+def test_mm_ldm_audio_to_video_keeps_the_given_sound_and_makes_a_video(studio_handlers, tmp_path, tone, monkeypatch):
+    """A stereo 44.1 kHz second: read with the clip's rate (16 kHz) and fitted to 0.8 s, exactly what the wav holds;
+    λ left out is the studio model's for audio → video."""
+    from pipelines.mm_ldm.entries import STUDIO_RECONSTRUCTION
+
     source = tmp_path / "sound.wav"
     soundfile.write(source, np.stack([tone(440, 1.0, 44100), tone(660, 1.0, 44100)], axis=1), 44100,
                     subtype="PCM_16")
-    *_, (_, mp4, wav, _, note) = run_mm_ldm(studio_handlers, AUDIO_TO_VIDEO, audio=str(source))
+    sample, asked = sounding_video.sample, []
+
+    def recorded_sample(pipe, upsampler, arguments, generators, preview):
+        asked.append(arguments)
+        return sample(pipe, upsampler, arguments, generators, preview)
+
+    monkeypatch.setattr(sounding_video, "sample", recorded_sample)
+    *_, (_, mp4, wav, _, note) = run_mm_ldm(studio_handlers, AUDIO_TO_VIDEO, audio=str(source), reconstruction=None)
+    assert asked[0]["reconstruction_scale"] == STUDIO_RECONSTRUCTION["a2v"] == 300.0
     assert "Mixed 2 channels" in note and "Resampled from 44100 Hz to 16000 Hz" in note
     fmt = get_pipeline(MM_LDM, "studio").clip_format
     spec = dataclasses.replace(SPECS["mm_diffusion"], sample_rate=16000, clip_seconds=0.8)

@@ -227,15 +227,17 @@ def test_each_model_gets_its_own_sampling_defaults_and_refuses_the_others_option
 
     ldm = sampling_for("mm_ldm", steps=None, decoder_steps=None, guidance=None, sampler=None, reconstruction=None)
     assert ldm.settings == {"steps": STUDIO_STEPS, "decoder_steps": STUDIO_DECODER_STEPS, "decoder_guidance": 2.5,
-                            "guidance": STUDIO_GUIDANCE, "reconstruction": STUDIO_RECONSTRUCTION,
+                            "guidance": STUDIO_GUIDANCE, "reconstruction": {"a2v": 300.0, "v2a": 0.0},
                             "resample_rounds": STUDIO_RESAMPLE_ROUNDS, "resample_share": 0.6}
     assert "guidance_scale" not in ldm.arguments["joint"]  # φ and λ steer a given stream only
     assert "reconstruction_scale" not in ldm.arguments["joint"]
     assert STUDIO_RESAMPLE_ROUNDS == {"joint": 1, "a2v": 2, "v2a": 1}  # only audio -> video gains from resampling
-    guided = {**ldm.arguments["joint"], "guidance_scale": STUDIO_GUIDANCE,
-              "reconstruction_scale": STUDIO_RECONSTRUCTION}
-    assert ldm.arguments["v2a"] == guided and ldm.arguments["a2v"] == {**guided, "resample_rounds": 2}
-    assert sampling_for("mm_ldm", reconstruction=0.0).arguments["a2v"]["reconstruction_scale"] == 0.0
+    assert (STUDIO_RECONSTRUCTION["a2v"], STUDIO_RECONSTRUCTION["v2a"]) == (300.0, 0.0)  # λ per mode
+    guided = {**ldm.arguments["joint"], "guidance_scale": STUDIO_GUIDANCE}
+    assert ldm.arguments["v2a"] == {**guided, "reconstruction_scale": 0.0}
+    assert ldm.arguments["a2v"] == {**guided, "reconstruction_scale": 300.0, "resample_rounds": 2}
+    given = sampling_for("mm_ldm", reconstruction=30.0)
+    assert given.arguments["a2v"]["reconstruction_scale"] == given.arguments["v2a"]["reconstruction_scale"] == 30.0
     rounds = sampling_for("mm_ldm", joint_resample_rounds=4, resample_rounds=2, resample_share=0.5).arguments
     assert (rounds["joint"]["resample_rounds"], rounds["v2a"]["resample_rounds"]) == (4, 2)
     assert rounds["joint"]["resample_share"] == rounds["a2v"]["resample_share"] == 0.5

@@ -57,7 +57,7 @@ def test_audio_to_video_keeps_the_given_sound_fitted_to_the_clip(model, tmp_path
     assert np.abs(read_soundtrack(out / "sample-000.mp4", 16000)).max() > 0.2  # and it is in the mp4
     record = json.loads((out / "run.json").read_text())
     assert (record["guidance"], record["reconstruction"], record["resample_rounds"]) == (
-        STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION, STUDIO_RESAMPLE_ROUNDS["a2v"])  # the defaults
+        STUDIO_GUIDANCE, STUDIO_RECONSTRUCTION["a2v"], STUDIO_RESAMPLE_ROUNDS["a2v"])  # the defaults
 
 
 def test_video_to_audio_keeps_the_given_frames(model, tmp_path):
