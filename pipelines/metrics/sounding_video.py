@@ -776,7 +776,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--guidance", type=float, default=None, help="MM-LDM only: φ of the cross-modal guidance of "
                         f"a2v and v2a (default {STUDIO_GUIDANCE:g})")
     parser.add_argument("--reconstruction", type=float, default=None, help="MM-LDM only: λ of the reconstruction "
-                        f"guidance of a2v and v2a (default {STUDIO_RECONSTRUCTION['a2v']:g} and "
+                        f"guidance of a2v and v2a (default a2v {STUDIO_RECONSTRUCTION['a2v']:g}, v2a "
                         f"{STUDIO_RECONSTRUCTION['v2a']:g}; 0 = the paper's sampler)")
     parser.add_argument("--tolerance", type=int, default=1, help="frames an onset may be off its contact")
     parser.add_argument("--permutations", type=int, default=PERMUTATIONS, help="random re-pairings per score")

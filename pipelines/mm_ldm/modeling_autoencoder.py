@@ -34,8 +34,8 @@ Departures, chosen between the paper and the code:
 - options not in the paper or the code, for the studio weights, which follow a lamp's flicker with them: the decoder
   may predict v instead of ε (`decoder_prediction_type`, see `DECODER_PREDICTION_TYPES`), the video decoder may read
   the audio's semantic tokens per frame (`per_frame_audio_condition`) and its own latent per frame
-  (`per_frame_latent_condition`), each keyframe may write into z_v by its own path (`keyframe_skips`, not in the
-  studio weights yet), and training may decode several frames per clip, draw part of the rows' t from the noisiest
+  (`per_frame_latent_condition`), each keyframe may write into z_v by its own path (`keyframe_skips`, on in the
+  studio weights), and training may decode several frames per clip, draw part of the rows' t from the noisiest
   steps and withhold the other modality's semantic tokens from part of the rows (`training_losses`'
   `frames_per_clip`, `high_noise_share`, `cross_modal_drop`);
 - the adversarial loss (Eq. 2, `modeling_discriminator`) is on only when `training_losses` is given a discriminator;

@@ -269,8 +269,10 @@ def build(context: StudioContext) -> None:
                                            info="Used only for audio → video and video → audio: steers what is made "
                                                 "until the model would reconstruct what you gave from it (not in the "
                                                 "paper; 0 = the paper's sampler). Without it the studio model's "
-                                                "video does not follow a sound (it takes 300 there; a sound for a "
-                                                "video needs none); too high breaks the picture.")
+                                                "video does not follow a sound (it takes "
+                                                f"{latent_reconstruction(AUDIO_TO_VIDEO):g} there, "
+                                                f"{latent_reconstruction(VIDEO_TO_AUDIO):g} for a sound for a "
+                                                "video); too high breaks the picture.")
                 latent_resample = gr.Slider(1, MAX_RESAMPLE_ROUNDS, value=latent_resample_rounds(JOINT), step=1,
                                             label="Resampling rounds", elem_id="sv-ldm-resample",
                                             info="Each of the noisiest 60 % of the DiT's steps is taken this many "
